@@ -1,0 +1,94 @@
+/* TLS over libuv TCP handles, with OpenSSL memory BIOs.
+ *
+ * A bw_tls_t owns one uv_tcp_t. The caller initialises the connection through
+ * it (uv_accept into bw_tls_tcp(), or bw_tls_connect()), then bw_tls_start()
+ * runs the handshake and from then on plaintext flows through on_read and
+ * bw_tls_write. TLS 1.2 is the minimum; clients verify the peer certificate
+ * and host name against the configured CA file (or the system store).
+ *
+ * Lifetime: bw_tls_close() closes the handle; on_close runs exactly once,
+ * after which the object is freed. Every error ends in on_error followed by
+ * nothing else until the owner calls bw_tls_close().
+ */
+#ifndef BW_CORE_TLS_H
+#define BW_CORE_TLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+#include <uv.h>
+
+typedef struct bw_tls bw_tls_t;
+
+typedef struct bw_tls_cbs {
+    /* Handshake finished: status 0, or < 0 (message in bw_tls_error()). */
+    void (*on_handshake)(bw_tls_t *t, void *ud, int status);
+    /* Decrypted application bytes; valid during the call only. */
+    void (*on_read)(bw_tls_t *t, void *ud, const uint8_t *data, size_t len);
+    /* Peer closed the connection (close_notify or TCP EOF). */
+    void (*on_eof)(bw_tls_t *t, void *ud);
+    /* The queued ciphertext fell below the low-water mark. Optional. */
+    void (*on_drain)(bw_tls_t *t, void *ud);
+    /* Connection failed (reset, TLS alert, bad record, write error). */
+    void (*on_error)(bw_tls_t *t, void *ud, int err);
+    /* The handle is closed; the object is freed after this returns. Optional. */
+    void (*on_close)(bw_tls_t *t, void *ud);
+} bw_tls_cbs_t;
+
+/* Client context: verifies the server against `ca_file` (PEM), or the system
+ * trust store when ca_file is NULL. Returns a new SSL_CTX (SSL_CTX_free) or
+ * NULL with a message in err[errlen]. */
+SSL_CTX *bw_tls_client_ctx(const char *ca_file, char *err, size_t errlen);
+
+/* Server context from PEM certificate chain and key files. Returns a new
+ * SSL_CTX or NULL with a message in err[errlen]. */
+SSL_CTX *bw_tls_server_ctx(const char *cert_file, const char *key_file, char *err, size_t errlen);
+
+/* Create a connection bound to `loop`. `ctx` is referenced (up-ref'd) for the
+ * object's life. `server_name` (client only) is sent as SNI and verified
+ * against the certificate; may be NULL for servers. Returns NULL on failure. */
+bw_tls_t *bw_tls_new(uv_loop_t *loop, SSL_CTX *ctx, int is_server, const char *server_name,
+                     const bw_tls_cbs_t *cbs, void *ud);
+
+/* The embedded TCP handle, for uv_accept(). */
+uv_tcp_t *bw_tls_tcp(bw_tls_t *t);
+
+/* Connect the embedded handle to `addr`; the handshake starts once
+ * connected. Connection failures arrive as on_handshake(status < 0). */
+int bw_tls_connect(bw_tls_t *t, const struct sockaddr *addr);
+
+/* Start the handshake on an accepted handle and begin reading. */
+int bw_tls_start(bw_tls_t *t);
+
+/* Encrypt and queue `n` buffers. The bytes are copied; returns 0 or < 0. */
+int bw_tls_write(bw_tls_t *t, const void *const *bufs, const size_t *lens, unsigned n);
+
+/* Ciphertext bytes queued in libuv and not yet written to the socket. */
+size_t bw_tls_queued(const bw_tls_t *t);
+
+void bw_tls_read_stop(bw_tls_t *t);
+void bw_tls_read_start(bw_tls_t *t);
+
+/* Send close_notify after queued bytes (best effort). */
+void bw_tls_shutdown(bw_tls_t *t);
+
+/* Close the handle (idempotent). on_close follows on a later loop turn. */
+void bw_tls_close(bw_tls_t *t);
+
+/* Last error text, or "" when none. */
+const char *bw_tls_error(const bw_tls_t *t);
+
+/* Peer address "ip:port" of the TCP handle, or "" when unknown. */
+const char *bw_tls_peer(bw_tls_t *t);
+
+/* Dev-mode certificates: make sure `dir` holds ca.pem/ca.key and a server
+ * certificate (server.pem/server.key) signed by that CA for `names`
+ * (NULL-terminated list of DNS names; "*.domain" allowed; IP literals become
+ * IP SANs). Existing files are reused when they still cover `names`. Returns
+ * 0, or < 0 with a message in err[errlen]. *created is set to 1 when the CA
+ * was generated now. */
+int bw_tls_dev_certs(const char *dir, const char *const *names, int *created, char *err,
+                     size_t errlen);
+
+#endif /* BW_CORE_TLS_H */
