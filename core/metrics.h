@@ -40,7 +40,7 @@ typedef struct bw_timer_metric {
     bw_sample_t samples[BW_METRICS_RESERVOIR];
     size_t n_samples;
     uint64_t start_ns;       /* landmark of the forward decay */
-    uint64_t rescale_ns;     /* next rescale time (every hour) */
+    uint64_t rescale_ns;     /* rescale on the first update after this */
     uint64_t rng;            /* xorshift state for priorities */
 } bw_timer_metric_t;
 
@@ -60,6 +60,8 @@ void bw_timer_metric_mark(bw_timer_metric_t *t, uint64_t now_ns);
 /* Advance EWMA ticks up to `now_ns` (each 5 s boundary passed folds the
  * events counted since the previous tick). Called by snapshot too. */
 void bw_timer_metric_tick(bw_timer_metric_t *t, uint64_t now_ns);
+/* Move the open-connection gauge by `delta` (+1 on open, -1 on close). */
+void bw_timer_metric_gauge_add(bw_timer_metric_t *t, int64_t delta);
 /* Fill `out`; p* are 0 when there are no samples. */
 void bw_timer_metric_snapshot(bw_timer_metric_t *t, uint64_t now_ns, bw_metric_snapshot_t *out);
 
