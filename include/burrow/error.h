@@ -33,7 +33,8 @@ extern "C" {
 #define BW_EABI (-4001)                 /* plugin ABI mismatch */
 
 /* bw_strerror: a static, human-readable name for any BW_E* code (or -errno).
- * Returns a pointer to static storage; never NULL. */
+ * Returns a pointer to static storage; never NULL. Implemented by the agent;
+ * plugins reach it as host->strerror. */
 const char *bw_strerror(int err);
 
 #ifdef __cplusplus

@@ -185,6 +185,8 @@ typedef struct bw_host {
     void (*log)(bw_log_level_t level, const char *msg, ...);
     /* Record why a call failed; printf-style. Safe with err == NULL. */
     void (*error_set)(bw_error_t *err, const char *fmt, ...);
+    /* Static, human-readable text for a BW_E* code (never NULL). */
+    const char *(*strerror)(int err);
 
     /* Monotonic clock, nanoseconds. */
     uint64_t (*now_ns)(void);

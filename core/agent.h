@@ -1,0 +1,59 @@
+/* The agent runtime: one session to the edge (connect, authenticate, bind
+ * every tunnel, reconnect with backoff and resume), public connections handed
+ * to the tunnels' plugins. */
+#ifndef BW_CORE_AGENT_H
+#define BW_CORE_AGENT_H
+
+#include <stdint.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "plugin_loader.h"
+
+typedef struct bw_agent bw_agent_t;
+
+typedef struct bw_agent_config {
+    const char *server_addr;   /* edge "host:port" */
+    const char *authtoken;
+    const char *root_cas;      /* PEM file, "trusted"/"host"/NULL for the system store */
+    uint64_t heartbeat_ms;     /* 10 s */
+    uint64_t tolerance_ms;     /* 15 s */
+    uint64_t connect_timeout_ms; /* 10 s: TLS + auth must finish within it */
+    uint32_t max_window;       /* yamux receive window ceiling; 0 = default */
+} bw_agent_config_t;
+
+/* A tunnel to start once the session is up. */
+typedef struct bw_tunnel_spec {
+    const char *name;
+    const char *proto;       /* plugin name */
+    const char *addr;        /* as the user wrote it; normalised by the plugin */
+    const char *remote_addr; /* tcp: requested public address */
+    const char *subdomain;
+    const char *hostname;
+    json_t *options;         /* the definition as JSON (borrowed) */
+} bw_tunnel_spec_t;
+
+/* Create an agent. Returns NULL with err[errlen] on failure (bad CA file,
+ * bad server address). The registry stays owned by the caller. */
+bw_agent_t *bw_agent_new(uv_loop_t *loop, bw_registry_t *reg, const bw_agent_config_t *cfg,
+                         char *err, size_t errlen);
+
+/* Add a tunnel: validates the definition against the plugin's options and
+ * starts it in the plugin; it is bound now if the session is up, else as
+ * soon as it is. Returns 0 or < 0 with err. */
+int bw_agent_add_tunnel(bw_agent_t *a, const bw_tunnel_spec_t *spec, char *err, size_t errlen);
+
+/* Start connecting. Returns 0. */
+int bw_agent_start(bw_agent_t *a);
+
+/* Close the session and every tunnel; the loop then runs dry. */
+void bw_agent_stop(bw_agent_t *a);
+
+/* Exit status the process should end with (1 after an auth refusal). */
+int bw_agent_exit_code(const bw_agent_t *a);
+
+/* Free after the loop has finished. NULL-safe. */
+void bw_agent_free(bw_agent_t *a);
+
+#endif /* BW_CORE_AGENT_H */

@@ -1,0 +1,68 @@
+/* The host side of the plugin ABI: the bw_host_t table, tunnels and tunnel
+ * definitions as plugins see them, and the bookkeeping behind each slot
+ * (metrics, timers, connects). */
+#ifndef BW_CORE_HOST_H
+#define BW_CORE_HOST_H
+
+#include <jansson.h>
+
+#include <burrow/plugin.h>
+
+#include "metrics.h"
+#include "plugin_loader.h"
+
+/* A validated tunnel definition: option values as JSON, typed per the
+ * plugin's declarations (strings, booleans, integers, string arrays; dotted
+ * keys address nested objects). */
+struct bw_conf {
+    json_t *obj;               /* owned */
+    const bw_option_t *opts;   /* the plugin's declarations */
+};
+
+struct bw_tunnel {
+    char *name;
+    char *addr;                /* normalised local address */
+    char *public_url;          /* "" until bound */
+    char tunnel_id[33];        /* the edge's id of the current binding */
+    bw_conf_t conf;
+    const bw_loaded_plugin_t *plugin;
+    void *tstate;              /* the plugin's, from tunnel_start */
+    bw_timer_metric_t conns;
+    bw_timer_metric_t http;
+    int inspect;
+    int stopping;
+    unsigned pending_connects; /* host->connect calls not yet called back */
+    struct bw_tunnel *next;    /* the owner's list */
+    void *owner;               /* the agent's per-tunnel record */
+};
+
+/* The process-wide host table handed to every plugin. */
+const bw_host_t *bw_host_table(void);
+
+/* Build a conf from `input` (a JSON object with option values) against
+ * `opts`: unknown keys are ignored unless `strict`; types are checked and
+ * normalised (numbers and booleans given for strings become text, "true"/
+ * "false" strings for booleans become booleans). Returns 0, or BW_EINVAL
+ * with err naming the key and what was expected. */
+int bw_conf_build(const bw_option_t *opts, const json_t *input, int strict, bw_conf_t *out,
+                  char *err, size_t errlen);
+void bw_conf_free(bw_conf_t *c);
+
+/* Create a tunnel record for `plugin` (not yet started). Returns NULL on
+ * ENOMEM. Takes ownership of `conf`. */
+bw_tunnel_t *bw_tunnel_new(const char *name, const char *addr, const bw_loaded_plugin_t *plugin,
+                           bw_conf_t *conf);
+/* Run the plugin's tunnel_start. Returns 0 or < 0 with err. */
+int bw_tunnel_start(bw_tunnel_t *t, char *err, size_t errlen);
+/* Set the public URL (after a bind). */
+int bw_tunnel_set_url(bw_tunnel_t *t, const char *url);
+/* Hand a public connection to the plugin. */
+void bw_tunnel_conn(bw_tunnel_t *t, bw_stream_t *pub, const bw_conn_info_t *info);
+/* Stop (plugin tunnel_stop) and free the record. NULL-safe. */
+void bw_tunnel_free(bw_tunnel_t *t);
+
+/* Metrics across every tunnel (the API's aggregate). */
+bw_timer_metric_t *bw_host_total_conns(void);
+bw_timer_metric_t *bw_host_total_http(void);
+
+#endif /* BW_CORE_HOST_H */

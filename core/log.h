@@ -1,0 +1,48 @@
+/* Logging in ngrok's formats (log15): logfmt, json and term.
+ *
+ *   t=2020-10-08T22:36:59-0700 lvl=info msg="starting web service" obj=web addr=127.0.0.1:4040
+ *
+ * Context is passed as NULL-terminated key/value string pairs, in call order:
+ *   bw_log(BW_LOG_INFO, "started tunnel", "obj", "tunnels", "name", name, NULL);
+ * Each record is written with a single write(2), so lines from concurrent
+ * processes sharing a file never interleave.
+ */
+#ifndef BW_CORE_LOG_H
+#define BW_CORE_LOG_H
+
+#include <stdarg.h>
+
+#include <burrow/plugin.h>
+
+typedef enum bw_log_format {
+    BW_LOGFMT_LOGFMT = 0,
+    BW_LOGFMT_JSON = 1,
+    BW_LOGFMT_TERM = 2
+} bw_log_format_t;
+
+/* Parse "crit|error|eror|warn|info|debug|dbug". Returns the level or -1. */
+int bw_log_parse_level(const char *s);
+/* Parse "logfmt|json|term". Returns the format or -1. */
+int bw_log_parse_format(const char *s);
+
+/* Send records to `target`: "stdout", "stderr", "false"/"" (discard) or a
+ * file path (appended, created 0644). Returns 0 or a negative errno. */
+int bw_log_open(const char *target, bw_log_format_t format, bw_log_level_t level);
+/* Close a file target; records are discarded afterwards. */
+void bw_log_close(void);
+
+/* Is a record at `level` written? Use it to skip building costly context. */
+int bw_log_enabled(bw_log_level_t level);
+
+/* Write one record. Pairs of const char* key/value follow `msg`, ending with
+ * NULL. A NULL value prints as `nil`. */
+void bw_log(bw_log_level_t level, const char *msg, ...);
+void bw_logv(bw_log_level_t level, const char *msg, va_list ap);
+
+/* Format one record into buf[len] without writing it (for tests). `t_sec`
+ * and `t_nsec` give the wall-clock time. Returns the record length
+ * (excluding the NUL), truncated to len-1. */
+size_t bw_log_format_record(char *buf, size_t len, bw_log_format_t format, bw_log_level_t level,
+                            long long t_sec, long t_nsec, const char *msg, va_list ap);
+
+#endif /* BW_CORE_LOG_H */

@@ -1,0 +1,60 @@
+/* Loading protocol plugins (docs/plugin-abi.md).
+ *
+ * The registry dlopen()s plugin objects, checks each descriptor (ABI
+ * version, mandatory slots, unique proto name, option declarations), calls
+ * init() with the host table, and later finds the plugin for a tunnel's
+ * proto. Every refusal is logged with the file, the reason and a hint.
+ */
+#ifndef BW_CORE_PLUGIN_LOADER_H
+#define BW_CORE_PLUGIN_LOADER_H
+
+#include <stddef.h>
+
+#include <burrow/plugin.h>
+
+typedef struct bw_registry bw_registry_t;
+
+/* What bw_registry_find returns: the loader's zero-extended copy of the
+ * descriptor and the state its init() produced. */
+typedef struct bw_loaded_plugin {
+    bw_plugin_t desc;
+    void *state;
+    void *dl;
+    char *path;
+} bw_loaded_plugin_t;
+
+struct bw_error {
+    char msg[512];
+};
+
+/* A new, empty registry whose plugins get `host`. NULL on ENOMEM. */
+bw_registry_t *bw_registry_new(const bw_host_t *host);
+
+/* Load one plugin object. Returns 0, or < 0 with the reason in err[errlen]
+ * (also logged): BW_ENOENT (dlopen failed / no entry symbol), BW_EABI
+ * (version), BW_EINVAL (bad descriptor), BW_EEXIST (duplicate proto), or the
+ * code init() returned. A refused plugin is fully unloaded. */
+int bw_registry_load(bw_registry_t *r, const char *path, char *err, size_t errlen);
+
+/* Load every "*.so" directly in `dir`, and in its immediate subdirectories
+ * (the build tree keeps each plugin in plugins/<name>/). Refusals are logged
+ * and skipped. Returns the number of plugins loaded, or < 0 when `dir`
+ * cannot be read. */
+int bw_registry_load_dir(bw_registry_t *r, const char *dir);
+
+/* The plugin serving `proto`, or NULL. */
+const bw_loaded_plugin_t *bw_registry_find(const bw_registry_t *r, const char *proto);
+
+size_t bw_registry_count(const bw_registry_t *r);
+const bw_loaded_plugin_t *bw_registry_at(const bw_registry_t *r, size_t i);
+
+/* destroy() every plugin, then dlclose() them (skipped when the environment
+ * sets BURROW_NO_DLCLOSE, so leak reports keep plugin symbols). NULL-safe. */
+void bw_registry_free(bw_registry_t *r);
+
+/* Default plugin search: $BURROW_PLUGIN_PATH (colon-separated), else the
+ * build tree next to the executable (<exe dir>/../plugins), else the
+ * installed plugin directory. Loads them all; returns the count loaded. */
+int bw_registry_load_default(bw_registry_t *r);
+
+#endif /* BW_CORE_PLUGIN_LOADER_H */

@@ -1,0 +1,81 @@
+/* Byte streams as plugins see them (bw_stream_t of include/burrow/plugin.h),
+ * over a libuv TCP handle or a yamux stream, and the join that forwards
+ * between two of them with backpressure.
+ *
+ * Every stream shares one discipline, implemented once here:
+ *  - callbacks run with a depth counter held, so the owner may close the
+ *    stream from inside any of them; the memory goes once the stack unwinds;
+ *  - bytes that arrive while the owner paused reading (read_stop) or before
+ *    it installed callbacks are held and delivered, in order, on a later loop
+ *    turn once reading resumes; a yamux stream credits its window only when
+ *    bytes reach the owner, so a paused owner stops the far end;
+ *  - writes copy what the transport cannot take at once, and return
+ *    BW_EAGAIN once BW_STREAM_HWM bytes are queued; on_drain follows when the
+ *    queue falls to BW_STREAM_LWM.
+ */
+#ifndef BW_CORE_STREAM_H
+#define BW_CORE_STREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <burrow/plugin.h>
+#include <uv.h>
+
+#include "util.h"
+#include "yamux.h"
+
+#define BW_STREAM_HWM (256u * 1024u)
+#define BW_STREAM_LWM (64u * 1024u)
+
+/* Bind the stream machinery to `loop` (once per process, before any stream).
+ * Returns 0 or a negative libuv code. */
+int bw_stream_loop_init(uv_loop_t *loop);
+/* Release the loop-wide handles (before uv_loop_close). */
+void bw_stream_loop_done(void);
+/* The loop streams run on. */
+uv_loop_t *bw_stream_loop(void);
+
+/* Operations (the bw_host_t stream slots forward to these). */
+void bw_stream_set_callbacks(bw_stream_t *s, const bw_stream_cbs_t *cbs, void *ud);
+int bw_stream_write(bw_stream_t *s, const void *data, size_t len);
+size_t bw_stream_queued(bw_stream_t *s);
+int bw_stream_shutdown(bw_stream_t *s);
+void bw_stream_read_stop(bw_stream_t *s);
+void bw_stream_read_start(bw_stream_t *s);
+void bw_stream_close(bw_stream_t *s, int abort);
+const char *bw_stream_peer(bw_stream_t *s);
+
+/* Forward both ways between a and b until both directions end; see
+ * bw_host_t.stream_join. `cb` gets bytes a->b as bytes_in and b->a as
+ * bytes_out. Takes ownership of both streams. Returns 0 or BW_ENOMEM (in
+ * which case both streams have been closed and cb is not called). */
+int bw_stream_join(bw_stream_t *a, bw_stream_t *b, bw_join_cb cb, void *ud);
+
+/* Put bytes back in front of the stream's input: they are delivered before
+ * anything read later. Returns 0 or BW_ENOMEM. */
+int bw_stream_unread(bw_stream_t *s, const void *data, size_t len);
+
+/* --- TCP --- */
+
+/* Wrap an accepted or connected TCP handle. Allocates a stream that owns a
+ * new uv_tcp_t; call bw_stream_tcp_handle() to uv_accept() into it. Returns
+ * NULL on allocation failure. */
+bw_stream_t *bw_stream_tcp_new(void);
+uv_tcp_t *bw_stream_tcp_handle(bw_stream_t *s);
+/* After uv_accept()/connect: record the peer, set TCP_NODELAY. */
+void bw_stream_tcp_ready(bw_stream_t *s);
+
+/* Connect to host:port ("localhost" tries 127.0.0.1 then ::1; names are
+ * resolved asynchronously). Returns 0 and calls cb exactly once, or returns
+ * < 0 and never calls it. */
+int bw_stream_tcp_connect(const char *host, int port, bw_connect_cb cb, void *ud);
+
+/* --- yamux --- */
+
+/* Wrap a yamux stream; takes over its callbacks. `peer` labels it (the
+ * public client's address). Returns NULL on allocation failure (the yamux
+ * stream is then reset). */
+bw_stream_t *bw_stream_mux_new(bw_mux_stream_t *ms, const char *peer);
+
+#endif /* BW_CORE_STREAM_H */

@@ -1,0 +1,51 @@
+/* Small helpers shared by the agent and the edge: ids, addresses, durations. */
+#ifndef BW_CORE_UTIL_H
+#define BW_CORE_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define BW_ADDRSTRLEN 64 /* "[ipv6]:port" plus NUL */
+
+#define BW_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define BW_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* Fill out[2*nbytes+1] with random lowercase hex from the kernel CSPRNG.
+ * Returns 0 or a negative errno. */
+int bw_random_hex(char *out, size_t nbytes);
+
+/* Split "host:port", "[v6]:port", ":port" or "port" into host (possibly
+ * "") and port. Returns 0, or BW_EINVAL for a malformed address or a port
+ * outside 0..65535. */
+int bw_split_hostport(const char *in, char *host, size_t hostlen, int *port);
+
+/* Resolve host (NULL/"" means 127.0.0.1) and port into *out, synchronously
+ * (startup use only). Returns 0 or BW_ENOENT/BW_EINVAL. */
+int bw_resolve(const char *host, int port, struct sockaddr_storage *out);
+
+/* Format an address as "ip:port" ("[ip]:port" for IPv6) into buf[len]. */
+const char *bw_sockaddr_str(const struct sockaddr *sa, char *buf, size_t len);
+/* Just the IP of an address. */
+const char *bw_sockaddr_ip(const struct sockaddr *sa, char *buf, size_t len);
+int bw_sockaddr_port(const struct sockaddr *sa);
+
+/* True for "localhost", "localhost.localdomain", "*.localhost" and loopback IPs. */
+int bw_is_loopback_host(const char *host);
+
+/* Parse a Go-style duration ("250ms", "10s", "1m30s", "2h"; a bare number is
+ * seconds) into milliseconds. Returns 0 or BW_EINVAL. */
+int bw_parse_duration_ms(const char *s, uint64_t *ms);
+
+/* Parse a decimal integer in [min, max] with nothing after it. Returns 0 or
+ * BW_EINVAL. */
+int bw_parse_int(const char *s, long long min, long long max, long long *out);
+
+/* Duplicate a string; returns a new malloc()ed copy or NULL. NULL-safe. */
+char *bw_strdup(const char *s);
+
+/* snprintf that reports truncation: returns 0, or BW_EMSGSIZE when the
+ * output did not fit (buf is still NUL-terminated). */
+int bw_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif /* BW_CORE_UTIL_H */
