@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "agent.h"
+#include "cli.h"
 #include "host.h"
 #include "log.h"
 #include "plugin_loader.h"
@@ -27,28 +28,21 @@ typedef struct cli {
     int help, version;
 } cli_t;
 
-typedef struct flag {
-    const char *name;
-    size_t off;     /* offsetof(cli_t, field) of a const char* */
-    int is_bool;    /* sets an int field instead */
-    const char *help;
-} flag_t;
+static cli_t g_cli;
 
-#define STR_FLAG(n, f, h) {n, offsetof(cli_t, f), 0, h}
-#define BOOL_FLAG(n, f, h) {n, offsetof(cli_t, f), 1, h}
-
-static const flag_t flags[] = {
-    STR_FLAG("authtoken", authtoken, "authentication token of the edge"),
-    STR_FLAG("server-addr", server_addr, "edge address host:port (default localhost:4443)"),
-    STR_FLAG("root-cas", root_cas, "PEM file of CAs trusted for the edge certificate"),
-    STR_FLAG("remote-addr", remote_addr, "tcp: bind this public address (host:port)"),
-    STR_FLAG("log", log, "path to log file, 'stdout', 'stderr' or 'false'"),
-    STR_FLAG("log-level", log_level, "logging level: debug, info, warn, error, crit"),
-    STR_FLAG("log-format", log_format, "log record format: 'term', 'logfmt', 'json'"),
-    STR_FLAG("region", region, NULL),
-    BOOL_FLAG("help", help, "show help"),
-    BOOL_FLAG("h", help, NULL),
-    BOOL_FLAG("version", version, "print the version"),
+static const bw_flag_t flags[] = {
+    {"authtoken", BW_FLAG_STR, &g_cli.authtoken, "authentication token of the edge"},
+    {"server-addr", BW_FLAG_STR, &g_cli.server_addr,
+     "edge address host:port (default localhost:4443)"},
+    {"root-cas", BW_FLAG_STR, &g_cli.root_cas, "PEM file of CAs trusted for the edge certificate"},
+    {"remote-addr", BW_FLAG_STR, &g_cli.remote_addr, "tcp: bind this public address (host:port)"},
+    {"log", BW_FLAG_STR, &g_cli.log, "path to log file, 'stdout', 'stderr' or 'false'"},
+    {"log-level", BW_FLAG_STR, &g_cli.log_level, "logging level: debug, info, warn, error, crit"},
+    {"log-format", BW_FLAG_STR, &g_cli.log_format, "log record format: 'term', 'logfmt', 'json'"},
+    {"region", BW_FLAG_STR, &g_cli.region, NULL},
+    {"help", BW_FLAG_BOOL, &g_cli.help, "show help"},
+    {"h", BW_FLAG_BOOL, &g_cli.help, NULL},
+    {"version", BW_FLAG_BOOL, &g_cli.version, "print the version"},
 };
 
 static void usage(FILE *f)
@@ -60,44 +54,23 @@ static void usage(FILE *f)
                "   version      print the version string\n"
                "   help         show this help\n\n"
                "FLAGS:\n");
-    for (size_t i = 0; i < BW_ARRAY_SIZE(flags); i++)
-        if (flags[i].help)
-            fprintf(f, "   --%-14s %s\n", flags[i].name, flags[i].help);
+    bw_cli_print_flags(f, flags, BW_ARRAY_SIZE(flags));
 }
 
 static int parse_args(int argc, char **argv, cli_t *c)
 {
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (arg[0] != '-' || arg[1] == '\0') {
-            if (!c->command)
-                c->command = arg;
-            else if (c->n_positional < MAX_POSITIONAL)
-                c->positional[c->n_positional++] = arg;
-            continue;
-        }
-        const char *name = arg + (arg[1] == '-' ? 2 : 1);
-        const char *eq = strchr(name, '=');
-        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
-        const flag_t *f = NULL;
-        for (size_t k = 0; k < BW_ARRAY_SIZE(flags); k++)
-            if (strlen(flags[k].name) == nlen && strncmp(flags[k].name, name, nlen) == 0)
-                f = &flags[k];
-        if (!f) {
-            fprintf(stderr, "ERROR:  flag provided but not defined: -%.*s\n", (int)nlen, name);
-            return -1;
-        }
-        if (f->is_bool) {
-            *(int *)((char *)c + f->off) = 1;
-            continue;
-        }
-        const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
-        if (!val) {
-            fprintf(stderr, "ERROR:  flag needs an argument: -%s\n", f->name);
-            return -1;
-        }
-        *(const char **)((char *)c + f->off) = val;
+    const char *pos[MAX_POSITIONAL + 1];
+    int npos = 0;
+    char err[256];
+    if (bw_cli_parse(argc, argv, flags, BW_ARRAY_SIZE(flags), pos, &npos, MAX_POSITIONAL + 1, err,
+                     sizeof err) < 0) {
+        fprintf(stderr, "ERROR:  %s\n", err);
+        return -1;
     }
+    if (npos > 0)
+        c->command = pos[0];
+    for (int i = 1; i < npos; i++)
+        c->positional[c->n_positional++] = pos[i];
     return 0;
 }
 
@@ -210,21 +183,21 @@ out_reg:
 
 int main(int argc, char **argv)
 {
-    cli_t c = {0};
+    cli_t *c = &g_cli;
     signal(SIGPIPE, SIG_IGN);
-    if (parse_args(argc, argv, &c) < 0)
+    if (parse_args(argc, argv, c) < 0)
         return 1;
-    if (c.version || (c.command && strcmp(c.command, "version") == 0)) {
+    if (c->version || (c->command && strcmp(c->command, "version") == 0)) {
         printf("burrow version %s\n", BW_VERSION);
         return 0;
     }
-    if (c.help || !c.command || strcmp(c.command, "help") == 0) {
+    if (c->help || !c->command || strcmp(c->command, "help") == 0) {
         usage(stdout);
-        return c.command || c.help ? 0 : 1;
+        return c->command || c->help ? 0 : 1;
     }
-    if (strcmp(c.command, "tcp") == 0)
-        return run_tunnel(&c, "tcp");
-    fprintf(stderr, "ERROR:  unknown command '%s'\n", c.command);
+    if (strcmp(c->command, "tcp") == 0)
+        return run_tunnel(c, "tcp");
+    fprintf(stderr, "ERROR:  unknown command '%s'\n", c->command);
     usage(stderr);
     return 1;
 }

@@ -1,0 +1,38 @@
+/* burrowd: the edge. Accepts agent sessions (TLS + yamux), authenticates
+ * them, binds public addresses for their tunnels and carries every public
+ * connection to the agent that owns it (docs/protocol.md, docs/edge.md). */
+#ifndef BW_EDGE_EDGE_H
+#define BW_EDGE_EDGE_H
+
+#include <stdint.h>
+
+#include <uv.h>
+
+typedef struct bw_edge bw_edge_t;
+
+typedef struct bw_edge_config {
+    const char *agent_addr;   /* "127.0.0.1:4443" */
+    const char *tcp_addr;     /* interface TCP tunnel ports bind on: "127.0.0.1" */
+    int tcp_port_lo, tcp_port_hi;
+    const char *domain;       /* public domain for URLs: "localhost" */
+    const char *state_dir;    /* dev certificates */
+    const char *tls_cert, *tls_key;
+    const char *auth_tokens;  /* file, or NULL */
+    uint64_t grace_ms;        /* how long a lost session's addresses stay reserved */
+    uint64_t auth_timeout_ms; /* Auth must arrive within this */
+    uint64_t idle_ms;         /* a session silent this long is dead */
+    unsigned max_tunnels;     /* per session */
+    uint32_t max_window;
+} bw_edge_config_t;
+
+/* Create the edge: certificates, token file, listeners. Returns NULL with
+ * err[errlen] when anything is wrong (and logs it). */
+bw_edge_t *bw_edge_new(uv_loop_t *loop, const bw_edge_config_t *cfg, char *err, size_t errlen);
+
+/* Close every listener and session; the loop then runs dry. */
+void bw_edge_stop(bw_edge_t *e);
+
+/* Free after the loop finished. NULL-safe. */
+void bw_edge_free(bw_edge_t *e);
+
+#endif /* BW_EDGE_EDGE_H */
