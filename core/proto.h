@@ -16,7 +16,6 @@
 
 #include <jansson.h>
 
-#define BW_PROTO_VERSION 1
 #define BW_PROTO_MAX_MSG 65536 /* largest JSON body of a frame */
 #define BW_PROTO_MAX_STR 4096  /* largest string member (tokens, names, urls) */
 

@@ -1,11 +1,173 @@
+/* The plugin loader against fixture plugins (tests/plugins/fixture.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
 #include <cmocka.h>
-static void placeholder(void **state) { (void)state; }
+#include <jansson.h>
+
+#include "host.h"
+#include "log.h"
+#include "plugin_loader.h"
+
+static char err[1024];
+
+static int load_fixture(bw_registry_t *r, const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/fixture-%s.so", BW_TEST_PLUGIN_DIR, name);
+    err[0] = '\0';
+    return bw_registry_load(r, path, err, sizeof err);
+}
+
+static void loads_good_plugin(void **state)
+{
+    bw_registry_t *r = bw_registry_new(bw_host_table());
+    assert_int_equal(load_fixture(r, "good"), 0);
+    assert_int_equal(bw_registry_count(r), 1);
+    const bw_loaded_plugin_t *p = bw_registry_find(r, "fixture");
+    assert_non_null(p);
+    assert_string_equal(p->desc.public_scheme, "tcp");
+    assert_non_null(p->state); /* init ran */
+    assert_null(bw_registry_find(r, "nope"));
+    bw_registry_free(r);
+}
+
+static void refuses_missing_entry(void **state)
+{
+    bw_registry_t *r = bw_registry_new(bw_host_table());
+    assert_int_equal(load_fixture(r, "missing-entry"), BW_ENOENT);
+    assert_non_null(strstr(err, "does not export bw_plugin_entry"));
+    assert_int_equal(bw_registry_count(r), 0);
+    bw_registry_free(r);
+}
+
+static void refuses_newer_abi_major(void **state)
+{
+    bw_registry_t *r = bw_registry_new(bw_host_table());
+    assert_int_equal(load_fixture(r, "abi-too-new"), BW_EABI);
+    assert_non_null(strstr(err, "built for plugin ABI 2.0"));
+    assert_non_null(strstr(err, "this agent speaks 1.0"));
+    bw_registry_free(r);
+}
+
+static void refuses_missing_mandatory_slot(void **state)
+{
+    bw_registry_t *r = bw_registry_new(bw_host_table());
+    assert_int_equal(load_fixture(r, "missing-slot"), BW_EINVAL);
+    assert_non_null(strstr(err, "lacks mandatory slot 'conn_open'"));
+    bw_registry_free(r);
+}
+
+static void refuses_duplicate_proto(void **state)
+{
+    bw_registry_t *r = bw_registry_new(bw_host_table());
+    assert_int_equal(load_fixture(r, "good"), 0);
+    assert_int_equal(load_fixture(r, "duplicate-proto"), BW_EEXIST);
+    assert_non_null(strstr(err, "provides proto 'fixture', already provided by"));
+    assert_int_equal(bw_registry_count(r), 1);
+    bw_registry_free(r);
+}
+
+static void reports_init_failure_and_destroys(void **state)
+{
+    bw_registry_t *r = bw_registry_new(bw_host_table());
+    assert_int_equal(load_fixture(r, "init-fails"), BW_EINVAL);
+    assert_non_null(strstr(err, "failed to initialise: fixture refuses to start: no license"));
+    assert_int_equal(bw_registry_count(r), 0);
+    /* destroy() freed init's allocation: LeakSanitizer checks that. */
+    bw_registry_free(r);
+}
+
+static void refuses_non_plugin_file(void **state)
+{
+    bw_registry_t *r = bw_registry_new(bw_host_table());
+    assert_int_equal(bw_registry_load(r, "/nonexistent/x.so", err, sizeof err), BW_ENOENT);
+    assert_non_null(strstr(err, "cannot load plugin"));
+    bw_registry_free(r);
+}
+
+static void loads_directory_skipping_refusals(void **state)
+{
+    bw_registry_t *r = bw_registry_new(bw_host_table());
+    /* The fixture dir holds one good plugin plus five it must refuse; which
+     * "fixture" wins between good and duplicate-proto depends on order. */
+    int n = bw_registry_load_dir(r, BW_TEST_PLUGIN_DIR);
+    assert_int_equal(n, 1);
+    assert_non_null(bw_registry_find(r, "fixture"));
+    bw_registry_free(r);
+}
+
+static void tcp_plugin_declares_options(void **state)
+{
+    bw_registry_t *r = bw_registry_new(bw_host_table());
+    assert_int_equal(bw_registry_load(r, BW_TCP_PLUGIN, err, sizeof err), 0);
+    const bw_loaded_plugin_t *p = bw_registry_find(r, "tcp");
+    assert_non_null(p);
+    assert_int_equal(p->desc.edge_type, BW_EDGE_TCP);
+    assert_string_equal(p->desc.options[0].key, "remote_addr");
+    bw_registry_free(r);
+}
+
+static void conf_validates_against_declared_options(void **state)
+{
+    bw_registry_t *r = bw_registry_new(bw_host_table());
+    assert_int_equal(load_fixture(r, "good"), 0);
+    const bw_loaded_plugin_t *p = bw_registry_find(r, "fixture");
+    const bw_host_t *h = bw_host_table();
+    bw_conf_t c;
+    json_t *in = json_loads("{\"greeting\": 42, \"loud\": \"true\", \"limits\": {\"max\": \"7\"},"
+                            " \"tags\": \"one\", \"addr\": \"80\", \"other\": 1}",
+                            0, NULL);
+    assert_int_equal(bw_conf_build(p->desc.options, in, 0, &c, err, sizeof err), 0);
+    assert_string_equal(h->conf_str(&c, "greeting"), "42");
+    assert_int_equal(h->conf_bool(&c, "loud", 0), 1);
+    assert_int_equal(h->conf_int(&c, "limits.max", 0), 7);
+    assert_int_equal(h->conf_list_len(&c, "tags"), 1);
+    assert_string_equal(h->conf_list_at(&c, "tags", 0), "one");
+    assert_null(h->conf_list_at(&c, "tags", 1));
+    bw_conf_free(&c);
+
+    /* Defaults come from the declarations. */
+    json_t *empty = json_object();
+    assert_int_equal(bw_conf_build(p->desc.options, empty, 1, &c, err, sizeof err), 0);
+    assert_string_equal(h->conf_str(&c, "greeting"), "hello");
+    assert_int_equal(h->conf_bool(&c, "loud", 1), 0);
+    assert_int_equal(h->conf_int(&c, "limits.max", -5), -5);
+    bw_conf_free(&c);
+
+    /* Strict mode names the unknown key; types are checked. */
+    assert_int_equal(bw_conf_build(p->desc.options, in, 1, &c, err, sizeof err), BW_EINVAL);
+    assert_string_equal(err, "unknown option 'other'");
+    json_t *bad = json_loads("{\"loud\": \"maybe\"}", 0, NULL);
+    assert_int_equal(bw_conf_build(p->desc.options, bad, 0, &c, err, sizeof err), BW_EINVAL);
+    assert_string_equal(err, "option 'loud' must be a boolean");
+    json_t *badgroup = json_loads("{\"limits\": 3}", 0, NULL);
+    assert_int_equal(bw_conf_build(p->desc.options, badgroup, 0, &c, err, sizeof err), BW_EINVAL);
+    assert_string_equal(err, "option 'limits' must be a map");
+    json_decref(in);
+    json_decref(empty);
+    json_decref(bad);
+    json_decref(badgroup);
+    bw_registry_free(r);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(placeholder)};
+    bw_log_open("false", BW_LOGFMT_LOGFMT, BW_LOG_CRIT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(loads_good_plugin),
+        cmocka_unit_test(refuses_missing_entry),
+        cmocka_unit_test(refuses_newer_abi_major),
+        cmocka_unit_test(refuses_missing_mandatory_slot),
+        cmocka_unit_test(refuses_duplicate_proto),
+        cmocka_unit_test(reports_init_failure_and_destroys),
+        cmocka_unit_test(refuses_non_plugin_file),
+        cmocka_unit_test(loads_directory_skipping_refusals),
+        cmocka_unit_test(tcp_plugin_declares_options),
+        cmocka_unit_test(conf_validates_against_declared_options),
+    };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
