@@ -1,11 +1,121 @@
+/* Log record formats: ngrok's logfmt (log15), json and term. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include <cmocka.h>
-static void placeholder(void **state) { (void)state; }
+
+#include "log.h"
+
+/* 2020-10-09T05:36:59Z, shown in UTC so the expectations are fixed. */
+#define T_SEC 1602221819LL
+
+static size_t fmt(char *buf, size_t len, bw_log_format_t f, bw_log_level_t l, const char *msg, ...)
+{
+    va_list ap;
+    va_start(ap, msg);
+    size_t n = bw_log_format_record(buf, len, f, l, T_SEC, 824277919L, msg, ap);
+    va_end(ap);
+    return n;
+}
+
+static void logfmt_matches_ngrok(void **state)
+{
+    char buf[512];
+    fmt(buf, sizeof buf, BW_LOGFMT_LOGFMT, BW_LOG_INFO, "starting web service", "obj", "web",
+        "addr", "127.0.0.1:4040", NULL);
+    assert_string_equal(buf, "t=2020-10-09T05:36:59+0000 lvl=info msg=\"starting web service\" "
+                             "obj=web addr=127.0.0.1:4040");
+}
+
+static void logfmt_quotes_and_escapes(void **state)
+{
+    char buf[512];
+    fmt(buf, sizeof buf, BW_LOGFMT_LOGFMT, BW_LOG_ERROR, "x", "name", "command_line (http)", "q",
+        "say \"hi\"\nnow", "empty", "", "eq", "a=b", "nil", NULL, NULL);
+    assert_string_equal(buf, "t=2020-10-09T05:36:59+0000 lvl=eror msg=x name=\"command_line "
+                             "(http)\" q=\"say \\\"hi\\\"\\nnow\" empty=\"\" eq=\"a=b\" nil=nil");
+}
+
+static void level_names_are_log15s(void **state)
+{
+    char buf[256];
+    const char *want[] = {"crit", "eror", "warn", "info", "dbug"};
+    for (int l = BW_LOG_CRIT; l <= BW_LOG_DEBUG; l++) {
+        fmt(buf, sizeof buf, BW_LOGFMT_LOGFMT, (bw_log_level_t)l, "m", NULL);
+        char expect[64];
+        snprintf(expect, sizeof expect, "lvl=%s ", want[l]);
+        assert_non_null(strstr(buf, expect));
+    }
+    assert_int_equal(bw_log_parse_level("debug"), BW_LOG_DEBUG);
+    assert_int_equal(bw_log_parse_level("error"), BW_LOG_ERROR);
+    assert_int_equal(bw_log_parse_level("eror"), BW_LOG_ERROR);
+    assert_int_equal(bw_log_parse_level("loud"), -1);
+    assert_int_equal(bw_log_parse_format("json"), BW_LOGFMT_JSON);
+    assert_int_equal(bw_log_parse_format("xml"), -1);
+}
+
+static void json_sorts_keys_and_escapes_html(void **state)
+{
+    char buf[512];
+    fmt(buf, sizeof buf, BW_LOGFMT_JSON, BW_LOG_INFO, "starting web service", "obj", "web", "addr",
+        "0.0.0.0:4040", "err", "<nil>", NULL);
+    assert_string_equal(buf, "{\"addr\":\"0.0.0.0:4040\",\"err\":\"\\u003cnil\\u003e\","
+                             "\"lvl\":\"info\",\"msg\":\"starting web service\",\"obj\":\"web\","
+                             "\"t\":\"2020-10-09T05:36:59.824277919Z\"}");
+}
+
+static void term_pads_message(void **state)
+{
+    char buf[512];
+    fmt(buf, sizeof buf, BW_LOGFMT_TERM, BW_LOG_INFO, "no configuration paths supplied", NULL);
+    assert_string_equal(buf, "INFO[10-09|05:36:59] no configuration paths supplied         ");
+}
+
+static void truncates_without_overflow(void **state)
+{
+    char buf[24];
+    size_t n = fmt(buf, sizeof buf, BW_LOGFMT_LOGFMT, BW_LOG_INFO, "a long message here", NULL);
+    assert_int_equal(n, sizeof buf - 1);
+    assert_int_equal(strlen(buf), sizeof buf - 1);
+}
+
+static void writes_to_file_target(void **state)
+{
+    char path[] = "/tmp/bwlogXXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(bw_log_open(path, BW_LOGFMT_LOGFMT, BW_LOG_INFO), 0);
+    bw_log(BW_LOG_INFO, "hello", "k", "v", NULL);
+    bw_log(BW_LOG_DEBUG, "hidden", NULL);
+    bw_log_close();
+    FILE *f = fopen(path, "r");
+    char line[256] = "";
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_non_null(strstr(line, "msg=hello k=v\n"));
+    assert_null(fgets(line, sizeof line, f)); /* the debug record was filtered */
+    fclose(f);
+    unlink(path);
+    assert_true(bw_log_open("/nonexistent-dir/x.log", BW_LOGFMT_LOGFMT, BW_LOG_INFO) < 0);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(placeholder)};
+    setenv("TZ", "UTC", 1);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(logfmt_matches_ngrok),
+        cmocka_unit_test(logfmt_quotes_and_escapes),
+        cmocka_unit_test(level_names_are_log15s),
+        cmocka_unit_test(json_sorts_keys_and_escapes_html),
+        cmocka_unit_test(term_pads_message),
+        cmocka_unit_test(truncates_without_overflow),
+        cmocka_unit_test(writes_to_file_target),
+    };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
