@@ -112,7 +112,9 @@ typedef struct bw_mux_stream_cbs {
     /* The stream ended without the application closing it: reset by the
      * peer (BW_ECONNRESET), or the session failed/was freed
      * (BW_ECONNABORTED), or both sides sent FIN (0). The stream is freed
-     * right after this returns; do not use it again. */
+     * right after this returns; do not use it again. With FIN both ways it
+     * comes when our FIN goes out, which can be inside
+     * bw_mux_stream_shutdown() or bw_mux_transport_drained(). */
     void (*on_close)(bw_mux_stream_t *s, void *ud, int err);
 } bw_mux_stream_cbs_t;
 
