@@ -126,10 +126,9 @@ static void stream_defer(bw_stream_t *s)
 int bw_stream_loop_init(uv_loop_t *loop)
 {
     g.loop = loop;
-    int rc = uv_idle_init(loop, &g.idle);
-    if (rc == 0)
-        uv_unref((uv_handle_t *)&g.idle);
-    return rc;
+    /* Only active while deliveries are pending, so it never holds the
+     * loop open by itself. */
+    return uv_idle_init(loop, &g.idle);
 }
 
 void bw_stream_loop_done(void)
