@@ -1,0 +1,179 @@
+/* burrow-plugin-check: the conformance checker for protocol plugins.
+ *
+ *   burrow-plugin-check path/to/plugin.so
+ *
+ * Loads the plugin with the agent's own loader and host table and checks what
+ * the ABI requires of it (docs/plugin-abi.md): one exported symbol, a valid
+ * descriptor, well-formed option declarations whose defaults parse as their
+ * type, a clean init/destroy cycle, and a tunnel that starts and stops with
+ * default options. Prints one PASS/FAIL line per check; exits 1 on failure. */
+#include <elf.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "host.h"
+#include "log.h"
+#include "plugin_loader.h"
+#include "stream.h"
+#include "util.h"
+
+static int failures;
+
+static void report(int ok, const char *check, const char *detail)
+{
+    printf("%s  %s%s%s\n", ok ? "PASS" : "FAIL", check, detail && *detail ? ": " : "",
+           detail ? detail : "");
+    if (!ok)
+        failures++;
+}
+
+/* Count defined, globally visible dynamic symbols of a 64-bit ELF object. */
+static int exported_symbols(const char *path, char *names, size_t len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC), count = -1;
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || (size_t)st.st_size < sizeof(Elf64_Ehdr)) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    const uint8_t *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED)
+        return -1;
+    const Elf64_Ehdr *eh = (const Elf64_Ehdr *)m;
+    if (memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 || eh->e_ident[EI_CLASS] != ELFCLASS64 ||
+        eh->e_shoff + (size_t)eh->e_shnum * sizeof(Elf64_Shdr) > (size_t)st.st_size)
+        goto out;
+    const Elf64_Shdr *sh = (const Elf64_Shdr *)(m + eh->e_shoff);
+    names[0] = '\0';
+    for (int i = 0; i < eh->e_shnum; i++) {
+        if (sh[i].sh_type != SHT_DYNSYM || sh[i].sh_link >= eh->e_shnum)
+            continue;
+        const Elf64_Sym *sym = (const Elf64_Sym *)(m + sh[i].sh_offset);
+        const char *str = (const char *)(m + sh[sh[i].sh_link].sh_offset);
+        size_t n = sh[i].sh_size / sizeof(Elf64_Sym);
+        count = 0;
+        for (size_t k = 0; k < n; k++) {
+            int bind = ELF64_ST_BIND(sym[k].st_info);
+            if (sym[k].st_shndx == SHN_UNDEF || (bind != STB_GLOBAL && bind != STB_WEAK))
+                continue;
+            count++;
+            size_t used = strlen(names);
+            snprintf(names + used, len - used, "%s%s", used ? " " : "", str + sym[k].st_name);
+        }
+    }
+out:
+    munmap((void *)m, (size_t)st.st_size);
+    return count;
+}
+
+static void check_exports(const char *path)
+{
+    char names[1024], detail[1100];
+    int n = exported_symbols(path, names, sizeof names);
+    snprintf(detail, sizeof detail, "%d exported: %s", n, n >= 0 ? names : "(unreadable ELF)");
+    report(n == 1 && strcmp(names, BW_PLUGIN_ENTRY_SYMBOL) == 0, "exports only bw_plugin_entry",
+           n == 1 && strcmp(names, BW_PLUGIN_ENTRY_SYMBOL) == 0 ? NULL : detail);
+}
+
+static int default_parses(const bw_option_t *o)
+{
+    long long v;
+    if (!o->default_value)
+        return 1;
+    switch (o->type) {
+    case BW_OPT_BOOL:
+        return strcmp(o->default_value, "true") == 0 || strcmp(o->default_value, "false") == 0;
+    case BW_OPT_INT:
+        return bw_parse_int(o->default_value, INT64_MIN, INT64_MAX, &v) == 0;
+    default:
+        return 1;
+    }
+}
+
+static void check_options(const bw_plugin_t *d)
+{
+    char detail[256] = "";
+    int ok = 1;
+    for (size_t i = 0; d->options && d->options[i].key && ok; i++) {
+        const bw_option_t *o = &d->options[i];
+        if (!o->description || !*o->description)
+            snprintf(detail, sizeof detail, "option '%s' has no description", o->key), ok = 0;
+        else if (!default_parses(o))
+            snprintf(detail, sizeof detail, "default '%s' of option '%s' is not of its type",
+                     o->default_value, o->key), ok = 0;
+        for (size_t k = 0; k < i && ok; k++)
+            if (strcmp(d->options[k].key, o->key) == 0)
+                snprintf(detail, sizeof detail, "option '%s' declared twice", o->key), ok = 0;
+    }
+    report(ok, "option declarations", detail);
+}
+
+static void check_tunnel(const bw_loaded_plugin_t *p)
+{
+    char err[512] = "";
+    bw_conf_t conf;
+    json_t *empty = json_object();
+    int rc = bw_conf_build(p->desc.options, empty, 1, &conf, err, sizeof err);
+    json_decref(empty);
+    if (rc < 0) {
+        report(0, "tunnel starts with default options", err);
+        return;
+    }
+    bw_tunnel_t *t = bw_tunnel_new("conformance", "localhost:9", p, &conf);
+    rc = t ? bw_tunnel_start(t, err, sizeof err) : BW_ENOMEM;
+    report(rc == 0, "tunnel starts with default options", err);
+    bw_tunnel_free(t);
+    if (p->desc.normalize_addr) {
+        char out[256];
+        bw_error_t e = {{0}};
+        rc = p->desc.normalize_addr(p->state, "80", out, sizeof out, "conformance", &e);
+        report(rc == 0 || e.msg[0], "normalize_addr answers or explains", rc ? e.msg : out);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    char err[1024] = "";
+    if (argc != 2) {
+        fprintf(stderr, "usage: burrow-plugin-check PLUGIN.so\n");
+        return 2;
+    }
+    bw_log_open("stderr", BW_LOGFMT_LOGFMT, BW_LOG_WARN);
+    uv_loop_t *loop = uv_default_loop();
+    bw_stream_loop_init(loop);
+    check_exports(argv[1]);
+    for (int round = 0; round < 2; round++) {
+        bw_registry_t *r = bw_registry_new(bw_host_table());
+        int rc = bw_registry_load(r, argv[1], err, sizeof err);
+        if (round == 0)
+            report(rc == 0, "loads (descriptor, ABI version, mandatory slots, init)", err);
+        if (rc == 0 && round == 0) {
+            const bw_loaded_plugin_t *p = bw_registry_at(r, 0);
+            printf("      name=%s scheme=%s edge_type=%d abi=%u.%u version=%s\n", p->desc.name,
+                   p->desc.public_scheme, (int)p->desc.edge_type, p->desc.abi_major,
+                   p->desc.abi_minor, p->desc.version ? p->desc.version : "");
+            check_options(&p->desc);
+            check_tunnel(p);
+        }
+        if (rc == 0 && round == 1)
+            report(1, "loads again after destroy (no global state left behind)", NULL);
+        bw_registry_free(r);
+        if (rc != 0)
+            break;
+    }
+    bw_stream_loop_done();
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_loop_close(loop);
+    printf("%s\n", failures ? "plugin does NOT conform" : "plugin conforms");
+    return failures ? 1 : 0;
+}
