@@ -700,12 +700,19 @@ static void mux_on_data(bw_mux_stream_t *ms, void *ud, const uint8_t *data, size
         bw_mux_stream_consumed(ms, len);
         return;
     }
+    s->depth++;
     stream_input(s, data, len);
+    s->depth--;
+    stream_maybe_free(s); /* the owner may have closed it from on_read */
 }
 
 static void mux_on_eof(bw_mux_stream_t *ms, void *ud)
 {
-    stream_eof(ud);
+    bw_stream_t *s = ud;
+    s->depth++;
+    stream_eof(s);
+    s->depth--;
+    stream_maybe_free(s);
 }
 
 static void mux_on_drain(bw_mux_stream_t *ms, void *ud)
