@@ -1,4 +1,4 @@
-/* TLS over libuv TCP handles, with OpenSSL memory BIOs.
+/* TLS over libuv TCP handles, with an in-memory OpenSSL BIO.
  *
  * A bw_tls_t owns one uv_tcp_t. The caller initialises the connection through
  * it (uv_accept into bw_tls_tcp(), or bw_tls_connect()), then bw_tls_start()
@@ -9,6 +9,18 @@
  * Lifetime: bw_tls_close() closes the handle; on_close runs exactly once,
  * after which the object is freed. Every error ends in on_error followed by
  * nothing else until the owner calls bw_tls_close().
+ *
+ * Callback order: on_handshake exactly once (unless closed first), then
+ * on_read* and at most one on_eof, interleaved with on_drain; on_error (or a
+ * failed on_handshake) ends all of that. After bw_tls_close() only on_close
+ * runs. No function of this header calls back before returning; any callback
+ * may call any function here, including bw_tls_close() on the same object.
+ *
+ * Backpressure: bw_tls_write always accepts (it copies); once bw_tls_queued()
+ * exceeds BW_TLS_HIGH_WATER the owner should stop producing and wait for
+ * on_drain, which fires once the queue is back at or below BW_TLS_LOW_WATER.
+ * bw_tls_close() discards queued bytes: call bw_tls_shutdown() and wait for
+ * on_eof (or a timeout) first when they matter.
  */
 #ifndef BW_CORE_TLS_H
 #define BW_CORE_TLS_H
@@ -21,6 +33,9 @@
 
 typedef struct bw_tls bw_tls_t;
 
+#define BW_TLS_HIGH_WATER (1024u * 1024u) /* queued() above this arms on_drain */
+#define BW_TLS_LOW_WATER  (256u * 1024u)  /* on_drain fires at or below this */
+
 typedef struct bw_tls_cbs {
     /* Handshake finished: status 0, or < 0 (message in bw_tls_error()). */
     void (*on_handshake)(bw_tls_t *t, void *ud, int status);
@@ -28,7 +43,8 @@ typedef struct bw_tls_cbs {
     void (*on_read)(bw_tls_t *t, void *ud, const uint8_t *data, size_t len);
     /* Peer closed the connection (close_notify or TCP EOF). */
     void (*on_eof)(bw_tls_t *t, void *ud);
-    /* The queued ciphertext fell below the low-water mark. Optional. */
+    /* The queued ciphertext fell to BW_TLS_LOW_WATER after exceeding
+     * BW_TLS_HIGH_WATER. Optional. */
     void (*on_drain)(bw_tls_t *t, void *ud);
     /* Connection failed (reset, TLS alert, bad record, write error). */
     void (*on_error)(bw_tls_t *t, void *ud, int err);
@@ -54,6 +70,9 @@ bw_tls_t *bw_tls_new(uv_loop_t *loop, SSL_CTX *ctx, int is_server, const char *s
 /* The embedded TCP handle, for uv_accept(). */
 uv_tcp_t *bw_tls_tcp(bw_tls_t *t);
 
+/* The OpenSSL connection, owned by t (e.g. for SSL_get_servername). */
+SSL *bw_tls_ssl(bw_tls_t *t);
+
 /* Connect the embedded handle to `addr`; the handshake starts once
  * connected. Connection failures arrive as on_handshake(status < 0). */
 int bw_tls_connect(bw_tls_t *t, const struct sockaddr *addr);
@@ -61,19 +80,27 @@ int bw_tls_connect(bw_tls_t *t, const struct sockaddr *addr);
 /* Start the handshake on an accepted handle and begin reading. */
 int bw_tls_start(bw_tls_t *t);
 
-/* Encrypt and queue `n` buffers. The bytes are copied; returns 0 or < 0. */
+/* Encrypt and queue `n` buffers. The bytes are copied; small buffers share
+ * records. Returns 0; BW_EINVAL before on_handshake(0); BW_EPIPE after
+ * shutdown, close or an error; another < 0 on a socket/TLS failure, which
+ * on_error also reports on the next loop turn. */
 int bw_tls_write(bw_tls_t *t, const void *const *bufs, const size_t *lens, unsigned n);
 
-/* Ciphertext bytes queued in libuv and not yet written to the socket. */
+/* Bytes accepted by bw_tls_write and not yet written to the socket: the
+ * ciphertext queued in libuv plus a partial record waiting for the end of
+ * the loop turn (small writes are sealed together then, before the loop
+ * polls again, so they cost no latency). */
 size_t bw_tls_queued(const bw_tls_t *t);
 
 void bw_tls_read_stop(bw_tls_t *t);
 void bw_tls_read_start(bw_tls_t *t);
 
-/* Send close_notify after queued bytes (best effort). */
+/* Send close_notify after queued bytes, then the TCP FIN (best effort).
+ * Reading goes on; later writes return BW_EPIPE. */
 void bw_tls_shutdown(bw_tls_t *t);
 
-/* Close the handle (idempotent). on_close follows on a later loop turn. */
+/* Close the handle (idempotent; NULL is ignored). Queued bytes are dropped.
+ * on_close follows on a later loop turn. */
 void bw_tls_close(bw_tls_t *t);
 
 /* Last error text, or "" when none. */
