@@ -1,0 +1,301 @@
+/*
+ * load: the client side of the benchmark; talks to bench/sink.c, directly or
+ * through a proxy. Prints one JSON object on stdout.
+ *
+ *   load bulk HOST PORT STREAMS SECONDS WARMUP
+ *       STREAMS connections each ask for a discharge ('D') and read as fast as
+ *       they can. Bytes are counted over SECONDS after WARMUP seconds.
+ *       -> {"bytes":..,"seconds":..,"mb_per_s":..,"streams":..,"errors":..}
+ *
+ *   load rate HOST PORT WORKERS SECONDS
+ *       WORKERS threads each loop: connect, send 1 byte, read the echo, close.
+ *       -> {"conns":..,"seconds":..,"conns_per_s":..,"errors":..,
+ *           "p50_ms":..,"p99_ms":..}
+ *
+ *   load hold HOST PORT N
+ *       Opens N connections and checks each with a 1-byte echo, prints
+ *       {"held":..,"errors":..,"seconds":..} and keeps them open until stdin
+ *       reaches EOF or a line is read, then closes them and exits.
+ *
+ * Every socket gets TCP_NODELAY; I/O has a 5 s timeout so nothing hangs.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define IO_TIMEOUT_S 5
+#define MAX_SAMPLES (1 << 20)
+
+static struct sockaddr_in target;
+static atomic_int stop;
+static atomic_ullong total_bytes;
+static atomic_int total_errors;
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_s(double s)
+{
+    struct timespec ts = {.tv_sec = (time_t)s, .tv_nsec = (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    }
+}
+
+static void resolve(const char *host, const char *port)
+{
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res;
+    int r = getaddrinfo(host, port, &hints, &res);
+    if (r != 0) {
+        fprintf(stderr, "load: %s:%s: %s\n", host, port, gai_strerror(r));
+        exit(2);
+    }
+    memcpy(&target, res->ai_addr, sizeof target);
+    freeaddrinfo(res);
+}
+
+/* A connected blocking socket with TCP_NODELAY and I/O timeouts, or -1. */
+static int dial(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct timeval tv = {.tv_sec = IO_TIMEOUT_S};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&target, sizeof target) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int send1(int fd, char b)
+{
+    for (;;) {
+        ssize_t n = send(fd, &b, 1, MSG_NOSIGNAL);
+        if (n == 1)
+            return 0;
+        if (n < 0 && errno == EINTR)
+            continue;
+        return -1;
+    }
+}
+
+static int recv1(int fd)
+{
+    char b;
+    for (;;) {
+        ssize_t n = recv(fd, &b, 1, 0);
+        if (n == 1)
+            return 0;
+        if (n < 0 && errno == EINTR)
+            continue;
+        return -1;
+    }
+}
+
+/* ---- bulk ---------------------------------------------------------------- */
+
+static void *bulk_worker(void *arg)
+{
+    (void)arg;
+    static __thread char buf[256 * 1024];
+    int fd = dial();
+    if (fd < 0 || send1(fd, 'D') < 0) {
+        atomic_fetch_add(&total_errors, 1);
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    while (!atomic_load(&stop)) {
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n > 0) {
+            atomic_fetch_add(&total_bytes, (unsigned long long)n);
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else {
+            atomic_fetch_add(&total_errors, 1); /* EOF, reset or timeout */
+            break;
+        }
+    }
+    close(fd);
+    return NULL;
+}
+
+static int cmd_bulk(int streams, double seconds, double warmup)
+{
+    pthread_t *tids = calloc((size_t)streams, sizeof *tids);
+    for (int i = 0; i < streams; i++)
+        pthread_create(&tids[i], NULL, bulk_worker, NULL);
+    sleep_s(warmup);
+    unsigned long long b0 = atomic_load(&total_bytes);
+    double t0 = now();
+    sleep_s(seconds);
+    unsigned long long b1 = atomic_load(&total_bytes);
+    double t1 = now();
+    atomic_store(&stop, 1);
+    for (int i = 0; i < streams; i++)
+        pthread_join(tids[i], NULL);
+    double dt = t1 - t0;
+    printf("{\"bytes\":%llu,\"seconds\":%.3f,\"mb_per_s\":%.1f,\"streams\":%d,\"errors\":%d}\n",
+           b1 - b0, dt, (double)(b1 - b0) / dt / 1e6, streams, atomic_load(&total_errors));
+    return 0;
+}
+
+/* ---- rate ---------------------------------------------------------------- */
+
+struct rate_worker {
+    pthread_t tid;
+    unsigned long conns;
+    float *samples; /* cycle durations in ms */
+    size_t nsamples, cap;
+};
+
+static void *rate_worker(void *arg)
+{
+    struct rate_worker *w = arg;
+    while (!atomic_load(&stop)) {
+        double t0 = now();
+        int fd = dial();
+        if (fd < 0) {
+            atomic_fetch_add(&total_errors, 1);
+            sleep_s(0.001);
+            continue;
+        }
+        int bad = send1(fd, 'E') < 0 || recv1(fd) < 0;
+        close(fd);
+        if (bad) {
+            atomic_fetch_add(&total_errors, 1);
+            continue;
+        }
+        w->conns++;
+        if (w->nsamples < w->cap)
+            w->samples[w->nsamples++] = (float)((now() - t0) * 1e3);
+    }
+    return NULL;
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+static int cmd_rate(int workers, double seconds)
+{
+    struct rate_worker *ws = calloc((size_t)workers, sizeof *ws);
+    for (int i = 0; i < workers; i++) {
+        ws[i].cap = MAX_SAMPLES / (size_t)workers;
+        ws[i].samples = malloc(ws[i].cap * sizeof(float));
+    }
+    double t0 = now();
+    for (int i = 0; i < workers; i++)
+        pthread_create(&ws[i].tid, NULL, rate_worker, &ws[i]);
+    sleep_s(seconds);
+    atomic_store(&stop, 1);
+    unsigned long conns = 0;
+    size_t n = 0;
+    for (int i = 0; i < workers; i++) {
+        pthread_join(ws[i].tid, NULL);
+        conns += ws[i].conns;
+        n += ws[i].nsamples;
+    }
+    double dt = now() - t0;
+    float *all = malloc((n ? n : 1) * sizeof(float));
+    size_t k = 0;
+    for (int i = 0; i < workers; i++) {
+        memcpy(all + k, ws[i].samples, ws[i].nsamples * sizeof(float));
+        k += ws[i].nsamples;
+    }
+    qsort(all, n, sizeof(float), cmp_float);
+    double p50 = n ? all[n / 2] : 0, p99 = n ? all[(size_t)((double)n * 0.99)] : 0;
+    printf("{\"conns\":%lu,\"seconds\":%.3f,\"conns_per_s\":%.1f,\"errors\":%d,"
+           "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"workers\":%d}\n",
+           conns, dt, (double)conns / dt, atomic_load(&total_errors), p50, p99, workers);
+    return 0;
+}
+
+/* ---- hold ---------------------------------------------------------------- */
+
+static int cmd_hold(int count)
+{
+    int *fds = malloc((size_t)count * sizeof *fds);
+    int errors = 0, held = 0;
+    double t0 = now();
+    const int batch = 50;
+    for (int i = 0; i < count; i += batch) {
+        int end = i + batch < count ? i + batch : count;
+        for (int j = i; j < end; j++) {
+            fds[j] = dial();
+            if (fds[j] >= 0 && send1(fds[j], 'E') < 0) {
+                close(fds[j]);
+                fds[j] = -1;
+            }
+        }
+        for (int j = i; j < end; j++) {
+            if (fds[j] >= 0 && recv1(fds[j]) < 0) {
+                close(fds[j]);
+                fds[j] = -1;
+            }
+            if (fds[j] < 0)
+                errors++;
+            else
+                held++;
+        }
+    }
+    printf("{\"held\":%d,\"errors\":%d,\"seconds\":%.3f}\n", held, errors, now() - t0);
+    fflush(stdout);
+    char line[64];
+    (void)!fgets(line, sizeof line, stdin);
+    for (int i = 0; i < count; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (argc >= 7 && strcmp(argv[1], "bulk") == 0) {
+        resolve(argv[2], argv[3]);
+        return cmd_bulk(atoi(argv[4]), atof(argv[5]), atof(argv[6]));
+    }
+    if (argc >= 6 && strcmp(argv[1], "rate") == 0) {
+        resolve(argv[2], argv[3]);
+        return cmd_rate(atoi(argv[4]), atof(argv[5]));
+    }
+    if (argc >= 5 && strcmp(argv[1], "hold") == 0) {
+        resolve(argv[2], argv[3]);
+        return cmd_hold(atoi(argv[4]));
+    }
+    fprintf(stderr,
+            "usage: %s bulk HOST PORT STREAMS SECONDS WARMUP\n"
+            "       %s rate HOST PORT WORKERS SECONDS\n"
+            "       %s hold HOST PORT N\n",
+            argv[0], argv[0], argv[0]);
+    return 2;
+}
