@@ -11,6 +11,8 @@
 #include "tls.h"
 #include "util.h"
 
+#define LINGER_MS 500
+
 struct bw_link {
     bw_link_config_t cfg;
     bw_link_cbs_t cbs;
@@ -22,6 +24,8 @@ struct bw_link {
     int handles; /* open libuv handles (TLS connection, timer) */
     unsigned dead : 1;
     unsigned user_closed : 1;
+    unsigned ready : 1;     /* TLS handshake done */
+    unsigned lingering : 1; /* flushing a go-away before closing */
     char server_name[256];
     char peer[BW_ADDRSTRLEN];
 };
@@ -39,23 +43,43 @@ static void timer_closed(uv_handle_t *h)
     link_maybe_free(l);
 }
 
-/* Tear down once: stop the heartbeat, close TLS. The mux is freed from the
- * TLS close callback, outside every engine callback. */
-static void link_teardown(bw_link_t *l)
+/* Close both handles now. The mux is freed from the TLS close callback,
+ * outside every engine callback. */
+static void link_close_now(bw_link_t *l)
 {
     if (!uv_is_closing((uv_handle_t *)&l->timer))
         uv_close((uv_handle_t *)&l->timer, timer_closed);
     bw_tls_close(l->tls);
 }
 
-static void link_fail(bw_link_t *l, int err, const char *reason)
+static void linger_done(uv_timer_t *h)
+{
+    link_close_now(BW_CONTAINER_OF(h, bw_link_t, timer));
+}
+
+/* Tear down once. `graceful`: what is queued (a go-away, a refusal) still
+ * goes out: close_notify follows it and the handles close when the peer
+ * hangs up or after LINGER_MS, whichever comes first. */
+static void link_teardown(bw_link_t *l, int graceful)
+{
+    if (!graceful || !l->ready) {
+        link_close_now(l);
+        return;
+    }
+    l->lingering = 1;
+    bw_tls_read_start(l->tls);
+    bw_tls_shutdown(l->tls);
+    uv_timer_start(&l->timer, linger_done, LINGER_MS, 0);
+}
+
+static void link_fail(bw_link_t *l, int err, const char *reason, int graceful)
 {
     if (l->dead)
         return;
     l->dead = 1;
     if (!l->user_closed && l->cbs.on_closed)
         l->cbs.on_closed(l, l->ud, err, reason);
-    link_teardown(l);
+    link_teardown(l, graceful);
 }
 
 /* --- TLS callbacks --- */
@@ -64,11 +88,13 @@ static void tls_handshake(bw_tls_t *t, void *ud, int status)
 {
     bw_link_t *l = ud;
     if (status == 0)
+        l->ready = 1;
+    if (status == 0)
         snprintf(l->peer, sizeof l->peer, "%s", bw_tls_peer(t));
     if (l->cbs.on_ready && !l->dead)
         l->cbs.on_ready(l, l->ud, status);
     if (status < 0)
-        link_fail(l, status, bw_tls_error(t));
+        link_fail(l, status, bw_tls_error(t), 0);
 }
 
 static void tls_read(bw_tls_t *t, void *ud, const uint8_t *data, size_t len)
@@ -79,12 +105,16 @@ static void tls_read(bw_tls_t *t, void *ud, const uint8_t *data, size_t len)
     l->last_input_ms = uv_now(l->timer.loop);
     int rc = bw_mux_input(l->mux, data, len);
     if (rc < 0)
-        link_fail(l, rc, bw_mux_error(l->mux));
+        link_fail(l, rc, bw_mux_error(l->mux), 1); /* the go-away goes out */
 }
 
 static void tls_eof(bw_tls_t *t, void *ud)
 {
-    link_fail(ud, BW_ECONNRESET, "connection closed by peer");
+    bw_link_t *l = ud;
+    if (l->lingering)
+        link_close_now(l);
+    else
+        link_fail(l, BW_ECONNRESET, "connection closed by peer", 0);
 }
 
 static void tls_drain(bw_tls_t *t, void *ud)
@@ -96,8 +126,12 @@ static void tls_drain(bw_tls_t *t, void *ud)
 
 static void tls_error(bw_tls_t *t, void *ud, int err)
 {
+    bw_link_t *l = ud;
     const char *why = bw_tls_error(t);
-    link_fail(ud, err, why && *why ? why : bw_strerror(err));
+    if (l->lingering)
+        link_close_now(l);
+    else
+        link_fail(l, err, why && *why ? why : bw_strerror(err), 0);
 }
 
 static void tls_closed(bw_tls_t *t, void *ud)
@@ -167,12 +201,12 @@ static void heartbeat(uv_timer_t *h)
         return;
     if (l->cfg.is_client) {
         if (bw_mux_since_pong(l->mux) / 1000000 > l->cfg.tolerance_ms) {
-            link_fail(l, BW_ETIMEDOUT, "heartbeat timeout");
+            link_fail(l, BW_ETIMEDOUT, "heartbeat timeout", 0);
             return;
         }
         bw_mux_ping(l->mux);
     } else if (uv_now(h->loop) - l->last_input_ms > l->cfg.idle_ms) {
-        link_fail(l, BW_ETIMEDOUT, "no heartbeat from agent");
+        link_fail(l, BW_ETIMEDOUT, "no heartbeat from agent", 1);
     }
 }
 
@@ -257,9 +291,8 @@ void bw_link_close(bw_link_t *l, uint32_t code)
     if (l->dead)
         return;
     bw_mux_go_away(l->mux, code);
-    bw_tls_shutdown(l->tls);
     l->dead = 1;
-    link_teardown(l);
+    link_teardown(l, 1);
 }
 
 int bw_link_send_msg(bw_mux_stream_t *ms, json_t *msg)

@@ -234,6 +234,17 @@ static void close_later(uv_timer_t *h)
     session_end(s, s->authed ? "closed" : "authentication timeout");
 }
 
+static int client_known(bw_edge_t *e, const char *cid, const char *token)
+{
+    for (reservation_t *r = e->reservations; r; r = r->next)
+        if (strcmp(r->client_id, cid) == 0 && strcmp(r->token, token) == 0)
+            return 1;
+    for (edge_session_t *o = e->sessions; o; o = o->next)
+        if (o->authed && strcmp(o->client_id, cid) == 0 && strcmp(o->token, token) == 0)
+            return 1;
+    return 0;
+}
+
 static void on_auth(edge_session_t *s, const json_t *m)
 {
     bw_edge_t *e = s->e;
@@ -247,7 +258,10 @@ static void on_auth(edge_session_t *s, const json_t *m)
         return;
     }
     s->token = bw_strdup(token);
-    if (*cid)
+    /* Only ids this edge issued and still remembers (a live session or a
+     * reservation, under the same token) are resumed; any other gets a
+     * fresh id, which tells the agent nothing was resumed. */
+    if (*cid && client_known(e, cid, token))
         snprintf(s->client_id, sizeof s->client_id, "%s", cid);
     else
         bw_random_hex(s->client_id, 16);
