@@ -282,15 +282,15 @@ int main(int argc, char **argv)
     }
     if (argc >= 7 && strcmp(argv[1], "bulk") == 0) {
         resolve(argv[2], argv[3]);
-        return cmd_bulk(atoi(argv[4]), atof(argv[5]), atof(argv[6]));
+        return cmd_bulk((int)strtol(argv[4], NULL, 10), strtod(argv[5], NULL), strtod(argv[6], NULL));
     }
     if (argc >= 6 && strcmp(argv[1], "rate") == 0) {
         resolve(argv[2], argv[3]);
-        return cmd_rate(atoi(argv[4]), atof(argv[5]));
+        return cmd_rate((int)strtol(argv[4], NULL, 10), strtod(argv[5], NULL));
     }
     if (argc >= 5 && strcmp(argv[1], "hold") == 0) {
         resolve(argv[2], argv[3]);
-        return cmd_hold(atoi(argv[4]));
+        return cmd_hold((int)strtol(argv[4], NULL, 10));
     }
     fprintf(stderr,
             "usage: %s bulk HOST PORT STREAMS SECONDS WARMUP\n"

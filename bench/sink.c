@@ -213,8 +213,8 @@ int main(int argc, char **argv)
     int port = 0, threads = 2, opt;
     while ((opt = getopt(argc, argv, "p:t:")) != -1) {
         switch (opt) {
-        case 'p': port = atoi(optarg); break;
-        case 't': threads = atoi(optarg); break;
+        case 'p': port = (int)strtol(optarg, NULL, 10); break;
+        case 't': threads = (int)strtol(optarg, NULL, 10); break;
         default:
             fprintf(stderr, "usage: %s [-p PORT] [-t THREADS]\n", argv[0]);
             return 2;

@@ -409,7 +409,8 @@ static void on_closed(bw_link_t *l, void *ud, int err, const char *reason)
     session_lost(a);
     if (!was_authed && !a->stopping) {
         char retry[32];
-        snprintf(retry, sizeof retry, "%llums", (unsigned long long)a->backoff_ms);
+        /* Go's duration format, as ngrok prints it: "2s", "1.5s". */
+        snprintf(retry, sizeof retry, "%gs", (double)a->backoff_ms / 1000.0);
         bw_log(BW_LOG_WARN, "failed to reconnect session", "obj", "csess", "err", reason,
                "retry", retry, NULL);
     }

@@ -231,7 +231,7 @@ static int token_ok(bw_edge_t *e, const char *token)
 static void close_later(uv_timer_t *h)
 {
     edge_session_t *s = BW_CONTAINER_OF(h, edge_session_t, timer);
-    session_end(s, s->authed ? "closed" : "authentication timeout");
+    session_end(s, "authentication refused"); /* only refusals close later */
 }
 
 static int client_known(bw_edge_t *e, const char *cid, const char *token)

@@ -7,7 +7,7 @@ The harness drives the real binaries:
     burrowd --agent-addr 127.0.0.1:0 --tcp-ports LO-HI --state-dir DIR --log stdout ...
     burrow tcp PORT --server-addr ADDR --root-cas CA --authtoken TOK --log stdout ...
 
-and follows their logfmt output (docs/cli-draft.md is the contract for the
+and follows their logfmt output (docs/cli.md is the contract for the
 log lines used here).
 """
 
