@@ -307,7 +307,7 @@ static void on_auth_resp(bw_agent_t *a, const json_t *m)
         send_bind(a, at);
 }
 
-static void on_ctl_msg(bw_agent_t *a, json_t *m)
+static void on_ctl_msg(bw_agent_t *a, const json_t *m)
 {
     char err[256];
     if (bw_msg_validate(m, err, sizeof err) != 0) {
@@ -335,25 +335,22 @@ static void on_ctl_msg(bw_agent_t *a, json_t *m)
     }
 }
 
+/* Handle one control message; stop once it ended the session. */
+static int ctl_msg(void *ud, const json_t *m)
+{
+    bw_agent_t *a = ud;
+    bw_mux_stream_t *ctl = a->ctl;
+    on_ctl_msg(a, m);
+    return a->ctl != ctl;
+}
+
 static void ctl_data(bw_mux_stream_t *ms, void *ud, const uint8_t *data, size_t len)
 {
     bw_agent_t *a = ud;
-    size_t off = 0;
-    bw_link_t *link = a->link;
-    while (off < len && a->link == link && a->ctl == ms) {
-        json_t *m = NULL;
-        char err[256];
-        ssize_t used = bw_frame_reader_feed(&a->ctl_reader, data + off, len - off, &m, err,
-                                            sizeof err);
-        if (used < 0) {
-            session_abort(a, BW_MUX_GOAWAY_PROTO_ERROR, err);
-            return;
-        }
-        off += (size_t)used;
-        if (m) {
-            on_ctl_msg(a, m);
-            json_decref(m);
-        }
+    char err[256];
+    if (bw_frame_reader_each(&a->ctl_reader, data, len, ctl_msg, a, err, sizeof err) < 0) {
+        session_abort(a, BW_MUX_GOAWAY_PROTO_ERROR, err);
+        return;
     }
     if (a->ctl == ms)
         bw_mux_stream_consumed(ms, len);

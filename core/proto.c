@@ -425,3 +425,24 @@ json_t *bw_msg_conn(const char *tunnel_id, const char *client_addr, const char *
                      or_empty(tunnel_id), "client_addr", or_empty(client_addr), "edge_type",
                      or_empty(edge_type), "server_name", or_empty(server_name));
 }
+
+int bw_frame_reader_each(bw_frame_reader_t *r, const uint8_t *data, size_t len,
+                         int (*on_msg)(void *ud, const json_t *msg), void *ud, char *err,
+                         size_t errlen)
+{
+    size_t off = 0;
+    while (off < len) {
+        json_t *m = NULL;
+        ssize_t used = bw_frame_reader_feed(r, data + off, len - off, &m, err, errlen);
+        if (used < 0)
+            return (int)used;
+        off += (size_t)used;
+        if (m) {
+            int stop = on_msg(ud, m);
+            json_decref(m);
+            if (stop)
+                break;
+        }
+    }
+    return 0;
+}

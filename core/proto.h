@@ -55,6 +55,14 @@ void bw_frame_reader_free(bw_frame_reader_t *r);
 ssize_t bw_frame_reader_feed(bw_frame_reader_t *r, const uint8_t *data, size_t len, json_t **msg,
                              char *err, size_t errlen);
 
+/* Feed `len` bytes holding only whole or partial frames (a control stream)
+ * and call on_msg(ud, msg) for each complete one; `msg` is borrowed for the
+ * call. on_msg returns 0 to go on, non-zero to stop (e.g. the session
+ * ended). Returns 0, or the reader's error code with err[errlen] set. */
+int bw_frame_reader_each(bw_frame_reader_t *r, const uint8_t *data, size_t len,
+                         int (*on_msg)(void *ud, const json_t *msg), void *ud, char *err,
+                         size_t errlen);
+
 /* Encode `msg` compactly as one frame. Returns 0 and a new malloc()ed buffer
  * in *out (caller frees), or BW_EMSGSIZE / BW_ENOMEM. */
 int bw_frame_encode(const json_t *msg, uint8_t **out, size_t *outlen);

@@ -436,24 +436,21 @@ static void on_msg(edge_session_t *s, const json_t *m)
     }
 }
 
+/* Handle one control message; stop once it ended the session. */
+static int ctl_msg(void *ud, const json_t *m)
+{
+    edge_session_t *s = ud;
+    on_msg(s, m);
+    return s->ctl == NULL;
+}
+
 static void ctl_data(bw_mux_stream_t *ms, void *ud, const uint8_t *data, size_t len)
 {
     edge_session_t *s = ud;
-    size_t off = 0;
-    while (off < len && s->ctl == ms) {
-        json_t *m = NULL;
-        char err[256];
-        ssize_t used = bw_frame_reader_feed(&s->reader, data + off, len - off, &m, err,
-                                            sizeof err);
-        if (used < 0) {
-            protocol_error(s, err);
-            return;
-        }
-        off += (size_t)used;
-        if (m) {
-            on_msg(s, m);
-            json_decref(m);
-        }
+    char err[256];
+    if (bw_frame_reader_each(&s->reader, data, len, ctl_msg, s, err, sizeof err) < 0) {
+        protocol_error(s, err);
+        return;
     }
     if (s->ctl == ms)
         bw_mux_stream_consumed(ms, len);

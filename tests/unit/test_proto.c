@@ -652,6 +652,47 @@ static void test_encode_limits(void **state)
     json_decref(m);
 }
 
+static int count_until_notice(void *ud, const json_t *msg)
+{
+    int *n = ud;
+    (*n)++;
+    return bw_msg_type(msg) == BW_MSG_NOTICE; /* stop after a Notice */
+}
+
+static void test_reader_each(void **state)
+{
+    bw_frame_reader_t r;
+    char err[128];
+    uint8_t *a, *b, *c, buf[1024];
+    size_t al, bl, cl;
+    int n = 0;
+    json_t *m1 = bw_msg_unbind("t1"), *m2 = bw_msg_notice("info", "x"), *m3 = bw_msg_unbind("t2");
+    assert_int_equal(bw_frame_encode(m1, &a, &al), 0);
+    assert_int_equal(bw_frame_encode(m2, &b, &bl), 0);
+    assert_int_equal(bw_frame_encode(m3, &c, &cl), 0);
+    memcpy(buf, a, al);
+    memcpy(buf + al, b, bl);
+    memcpy(buf + al + bl, c, cl);
+    bw_frame_reader_init(&r, 0);
+    /* Two messages delivered, then the handler asks to stop. */
+    assert_int_equal(bw_frame_reader_each(&r, buf, al + bl + cl, count_until_notice, &n, err,
+                                          sizeof err), 0);
+    assert_int_equal(n, 2);
+    bw_frame_reader_free(&r);
+    /* A zero length is reported with the reader's error. */
+    bw_frame_reader_init(&r, 0);
+    memset(buf, 0, 8);
+    assert_int_equal(bw_frame_reader_each(&r, buf, 8, count_until_notice, &n, err, sizeof err),
+                     BW_EMSGSIZE);
+    bw_frame_reader_free(&r);
+    free(a);
+    free(b);
+    free(c);
+    json_decref(m1);
+    json_decref(m2);
+    json_decref(m3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -681,6 +722,7 @@ int main(void)
         cmocka_unit_test(test_validate_generic),
         cmocka_unit_test(test_validate_string_limit),
         cmocka_unit_test(test_encode_limits),
+        cmocka_unit_test(test_reader_each),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
