@@ -29,6 +29,8 @@ typedef struct agent_tunnel {
     char req_id[24];
     int bound;
     int ever_bound;
+    bw_agent_bind_cb cb;    /* first bind's outcome goes here, once */
+    void *cb_ud;
     struct agent_tunnel *next;
 } agent_tunnel_t;
 
@@ -89,6 +91,27 @@ static void tunnel_free(agent_tunnel_t *at)
     free(at);
 }
 
+/* Take `at` out of the list (it is not freed). */
+static void tunnel_unlink(bw_agent_t *a, agent_tunnel_t *at)
+{
+    for (agent_tunnel_t **p = &a->tunnels; *p; p = &(*p)->next)
+        if (*p == at) {
+            *p = at->next;
+            return;
+        }
+}
+
+/* The first bind of a tunnel started with a callback failed: report it and
+ * forget the tunnel. */
+static void tunnel_refused(bw_agent_t *a, agent_tunnel_t *at, int status, const char *err)
+{
+    bw_agent_bind_cb cb = at->cb;
+    at->cb = NULL;
+    tunnel_unlink(a, at);
+    cb(at->cb_ud, status, err, NULL);
+    tunnel_free(at);
+}
+
 static int send_bind(bw_agent_t *a, agent_tunnel_t *at)
 {
     snprintf(at->req_id, sizeof at->req_id, "%u", ++a->next_req);
@@ -121,7 +144,9 @@ static void on_bind_resp(bw_agent_t *a, const json_t *m)
     if (*err) {
         bw_log(BW_LOG_ERROR, "failed to start tunnel", "obj", "tunnels", "name", at->t->name,
                "err", err, NULL);
-        if (!at->ever_bound) {
+        if (at->cb) {
+            tunnel_refused(a, at, BW_EACCES, err);
+        } else if (!at->ever_bound) {
             fprintf(stderr, "ERROR:  failed to start tunnel: %s\n", err);
             a->exit_code = 1;
             bw_agent_stop(a);
@@ -142,6 +167,11 @@ static void on_bind_resp(bw_agent_t *a, const json_t *m)
     }
     bw_log(BW_LOG_INFO, "started tunnel", "obj", "tunnels", "name", at->t->name, "addr",
            at->t->addr, "url", at->t->public_url, NULL);
+    if (at->cb) {
+        bw_agent_bind_cb cb = at->cb;
+        at->cb = NULL;
+        cb(at->cb_ud, 0, "", at->t);
+    }
 }
 
 /* ---------------------------------------------------------------------------
@@ -266,9 +296,13 @@ static void session_lost(bw_agent_t *a)
     a->ctl = NULL;
     a->authed = 0;
     bw_frame_reader_free(&a->ctl_reader);
-    for (agent_tunnel_t *at = a->tunnels; at; at = at->next) {
+    for (agent_tunnel_t *at = a->tunnels, *next; at; at = next) {
+        next = at->next;
         at->bound = 0;
         at->req_id[0] = '\0';
+        if (at->cb)
+            tunnel_refused(a, at, BW_ECONNABORTED,
+                           "the session to the edge closed before the tunnel was bound");
     }
     if (!a->stopping)
         schedule_reconnect(a);
@@ -558,10 +592,15 @@ static int spec_addr(const bw_loaded_plugin_t *p, const bw_tunnel_spec_t *spec, 
     return bw_fmt(out, outlen, "%s:%d", host[0] ? host : "localhost", port);
 }
 
-int bw_agent_add_tunnel(bw_agent_t *a, const bw_tunnel_spec_t *spec, char *err, size_t errlen)
+int bw_agent_add_tunnel(bw_agent_t *a, const bw_tunnel_spec_t *spec, bw_agent_bind_cb cb,
+                        void *ud, char *err, size_t errlen)
 {
     char addr[1024];
     bw_conf_t conf;
+    if (bw_agent_find_tunnel(a, spec->name)) {
+        snprintf(err, errlen, "tunnel \"%s\" already exists", spec->name);
+        return BW_EEXIST;
+    }
     const bw_loaded_plugin_t *p = bw_registry_find(a->reg, spec->proto);
     if (!p) {
         snprintf(err, errlen, "Invalid protocol name '%s'", spec->proto ? spec->proto : "");
@@ -600,11 +639,70 @@ int bw_agent_add_tunnel(bw_agent_t *a, const bw_tunnel_spec_t *spec, char *err, 
         tunnel_free(at);
         return rc < 0 ? rc : BW_ENOMEM;
     }
-    at->next = a->tunnels;
-    a->tunnels = at;
+    at->cb = cb;
+    at->cb_ud = ud;
+    /* Appended: the API lists tunnels in the order they were started. */
+    agent_tunnel_t **tail = &a->tunnels;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = at;
     if (a->authed)
         send_bind(a, at);
     return 0;
+}
+
+int bw_agent_remove_tunnel(bw_agent_t *a, const char *name)
+{
+    agent_tunnel_t *at;
+    for (at = a->tunnels; at; at = at->next)
+        if (strcmp(at->t->name, name) == 0)
+            break;
+    if (!at)
+        return BW_ENOENT;
+    if (at->bound && a->ctl) {
+        json_t *m = bw_msg_unbind(at->t->tunnel_id);
+        if (m)
+            bw_link_send_msg(a->ctl, m);
+        json_decref(m);
+    }
+    bw_log(BW_LOG_INFO, "stopped tunnel", "obj", "tunnels", "name", at->t->name, NULL);
+    tunnel_unlink(a, at);
+    if (at->cb) {
+        bw_agent_bind_cb cb = at->cb;
+        at->cb = NULL;
+        cb(at->cb_ud, BW_ECANCELED, "tunnel stopped before it was bound", NULL);
+    }
+    tunnel_free(at);
+    return 0;
+}
+
+bw_tunnel_t *bw_agent_find_tunnel(bw_agent_t *a, const char *name)
+{
+    for (agent_tunnel_t *at = a->tunnels; at; at = at->next)
+        if (strcmp(at->t->name, name) == 0)
+            return at->t;
+    return NULL;
+}
+
+size_t bw_agent_tunnel_count(const bw_agent_t *a)
+{
+    size_t n = 0;
+    for (const agent_tunnel_t *at = a->tunnels; at; at = at->next)
+        n++;
+    return n;
+}
+
+bw_tunnel_t *bw_agent_tunnel_at(bw_agent_t *a, size_t i)
+{
+    agent_tunnel_t *at = a->tunnels;
+    while (at && i--)
+        at = at->next;
+    return at ? at->t : NULL;
+}
+
+int bw_agent_ready(const bw_agent_t *a)
+{
+    return a->authed;
 }
 
 int bw_agent_start(bw_agent_t *a)

@@ -39,10 +39,33 @@ typedef struct bw_tunnel_spec {
 bw_agent_t *bw_agent_new(uv_loop_t *loop, bw_registry_t *reg, const bw_agent_config_t *cfg,
                          char *err, size_t errlen);
 
+/* Outcome of binding a tunnel started with a callback: status 0 and the
+ * tunnel, or < 0 with the edge's (or the session's) reason in `err`; the
+ * tunnel is then already removed. */
+typedef void (*bw_agent_bind_cb)(void *ud, int status, const char *err, bw_tunnel_t *t);
+
 /* Add a tunnel: validates the definition against the plugin's options and
  * starts it in the plugin; it is bound now if the session is up, else as
- * soon as it is. Returns 0 or < 0 with err. */
-int bw_agent_add_tunnel(bw_agent_t *a, const bw_tunnel_spec_t *spec, char *err, size_t errlen);
+ * soon as it is. Without `cb`, a tunnel the edge refuses at its first bind
+ * makes the agent exit with status 1 (the command-line behaviour); with
+ * `cb`, the first bind's outcome is reported once and a refused tunnel is
+ * removed. Returns 0, BW_EEXIST for a duplicate name, or < 0 with err. */
+int bw_agent_add_tunnel(bw_agent_t *a, const bw_tunnel_spec_t *spec, bw_agent_bind_cb cb,
+                        void *ud, char *err, size_t errlen);
+
+/* Stop a tunnel by name: unbinds it at the edge and stops its plugin side.
+ * Returns 0 or BW_ENOENT. */
+int bw_agent_remove_tunnel(bw_agent_t *a, const char *name);
+
+/* The tunnel named `name`, or NULL. */
+bw_tunnel_t *bw_agent_find_tunnel(bw_agent_t *a, const char *name);
+
+/* Tunnels in creation order: index 0 .. count-1 (NULL past the end). */
+size_t bw_agent_tunnel_count(const bw_agent_t *a);
+bw_tunnel_t *bw_agent_tunnel_at(bw_agent_t *a, size_t i);
+
+/* Is the session to the edge established (authenticated)? */
+int bw_agent_ready(const bw_agent_t *a);
 
 /* Start connecting. Returns 0. */
 int bw_agent_start(bw_agent_t *a);

@@ -151,7 +151,7 @@ static int run_tunnel(const cli_t *c, const char *proto)
         .remote_addr = c->remote_addr,
         .options = opts,
     };
-    int arc = bw_agent_add_tunnel(g.agent, &spec, err, sizeof err);
+    int arc = bw_agent_add_tunnel(g.agent, &spec, NULL, NULL, err, sizeof err);
     json_decref(opts);
     if (arc < 0) {
         fprintf(stderr, "ERROR:  %s\n", err);
