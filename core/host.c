@@ -319,6 +319,7 @@ bw_tunnel_t *bw_tunnel_new(const char *name, const char *addr, const bw_loaded_p
         return NULL;
     }
     t->plugin = plugin;
+    bw_random_hex(t->api_id, 16);
     t->conf = *conf;
     conf->obj = NULL;
     uint64_t now = now_ns();

@@ -24,6 +24,7 @@ struct bw_tunnel {
     char *addr;                /* normalised local address */
     char *public_url;          /* "" until bound */
     char tunnel_id[33];        /* the edge's id of the current binding */
+    char api_id[33];           /* stable id the agent API shows as "ID" */
     bw_conf_t conf;
     const bw_loaded_plugin_t *plugin;
     void *tstate;              /* the plugin's, from tunnel_start */
