@@ -172,7 +172,11 @@ int bw_parse_duration_ms(const char *s, uint64_t *ms)
         return BW_EINVAL;
     char *end;
     double v = strtod(s, &end);
+    /* Bound before converting: a double past 2^64 is undefined as an integer.
+     * 1e15 ms is over 30,000 years, far beyond any sensible setting. */
     if (end != s && *end == '\0' && v >= 0) {
+        if (!(v * 1000 < 1e15))
+            return BW_EINVAL;
         *ms = (uint64_t)(v * 1000);
         return 0;
     }
@@ -191,6 +195,8 @@ int bw_parse_duration_ms(const char *s, uint64_t *ms)
         if (i == BW_ARRAY_SIZE(units))
             return BW_EINVAL;
         total += v * units[i].ms;
+        if (!(total < 1e15))
+            return BW_EINVAL;
         s = end + strlen(units[i].unit);
     }
     *ms = (uint64_t)total;

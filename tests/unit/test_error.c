@@ -59,6 +59,8 @@ static void durations_parse_go_style(void **state)
     assert_int_equal(bw_parse_duration_ms("10x", &ms), BW_EINVAL);
     assert_int_equal(bw_parse_duration_ms("", &ms), BW_EINVAL);
     assert_int_equal(bw_parse_duration_ms("-1s", &ms), BW_EINVAL);
+    assert_int_equal(bw_parse_duration_ms("1e400s", &ms), BW_EINVAL);
+    assert_int_equal(bw_parse_duration_ms("99999999999999999999", &ms), BW_EINVAL);
 }
 
 static void loopback_hosts(void **state)

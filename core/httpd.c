@@ -1,0 +1,1650 @@
+/* Embedded HTTP/1.1 server for the agent API. See httpd.h.
+ *
+ * Layers, bottom up:
+ *  - sess_t: one connection's protocol core. It consumes bytes, runs
+ *    http-parser, dispatches requests and emits response bytes through two
+ *    hooks (write, finish). It knows nothing of libuv, so the fuzzer drives
+ *    it directly.
+ *  - conn_t: a sess_t over a uv_tcp_t, with timers, read flow control and
+ *    the close-callback lifetime rule.
+ *  - the router and the olive-compatible responses.
+ */
+#include "httpd.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <burrow/error.h>
+#include <http_parser.h>
+
+#include "log.h"
+#include "util.h"
+
+#define DEF_MAX_HEADER (16u * 1024u)
+#define DEF_MAX_BODY   (1024u * 1024u)
+#define DEF_IDLE_MS    60000u
+#define DEF_HEADER_MS  15000u
+#define DEF_MAX_CONNS  256u
+#define MAX_HEADERS    100
+#define READ_BUF       65536
+/* Unparsed input held per connection before we stop reading. */
+#define IN_HWM (64u * 1024u)
+/* Response bytes queued per connection before we stop parsing. */
+#define OUT_HWM        (256u * 1024u)
+#define DEFAULT_PORT   4040
+#define FALLBACK_PORTS 9
+
+typedef struct strbuf {
+    char *p;
+    size_t len, cap;
+} strbuf_t;
+
+typedef struct hdr {
+    strbuf_t name, value;
+} hdr_t;
+
+typedef struct route {
+    char *method;
+    char *pattern;
+    unsigned flags;
+    bw_httpd_handler_fn fn;
+    void *ud;
+} route_t;
+
+typedef struct conn conn_t;
+
+struct bw_httpd {
+    uv_loop_t *loop; /* NULL for a detached server */
+    uv_tcp_t listener;
+    int listener_open;
+    int closing;
+    int local; /* listening on loopback: the DNS-rebinding guard applies */
+    size_t max_header, max_body;
+    unsigned idle_ms, header_ms, max_conns;
+    char **allow_hosts;
+    size_t nallow;
+    route_t *routes;
+    size_t nroutes;
+    conn_t *conns; /* open connections */
+    size_t nconns; /* open, counted against max_conns */
+    size_t live;   /* allocated connections, open or closing */
+    char addr[BW_ADDRSTRLEN];
+    char rbuf[READ_BUF];
+};
+
+enum phase { PH_IDLE, PH_HEAD, PH_BODY, PH_WAIT };
+
+typedef struct sess sess_t;
+struct sess {
+    bw_httpd_t *srv;
+    void (*write)(sess_t *s, char *buf, size_t len); /* takes buf */
+    void (*finish)(sess_t *s);                       /* flush, then close */
+    void (*kick)(sess_t *s);                         /* an async answer came */
+    http_parser parser;
+    bw_httpd_req_t *cur;      /* being parsed */
+    bw_httpd_req_t *inflight; /* at a handler */
+    strbuf_t in;
+    size_t in_off;
+    size_t hbytes;
+    int phase;
+    int fail_status;
+    int in_process;
+    int done;        /* no more requests: finish once the answer is out */
+    int finished;    /* finish() called */
+    int dead;        /* transport gone: drop output */
+    int out_blocked; /* too much output queued: do not parse more */
+    int last_was_value;
+    char remote[BW_ADDRSTRLEN];
+};
+
+struct bw_httpd_req {
+    sess_t *sess; /* NULL once the client has gone */
+    const route_t *route;
+    strbuf_t url;
+    char *path, *query, *param, *param_raw;
+    hdr_t *hdrs;
+    size_t nhdrs;
+    strbuf_t body;
+    char method[24];
+    char remote[BW_ADDRSTRLEN];
+    char id[17];
+    uint64_t t0;
+    int keep_alive;
+    int http_minor;
+};
+
+struct conn {
+    sess_t s;
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_shutdown_t shut;
+    conn_t *prev, *next;
+    int handles;
+    int closing;
+    int reading;
+    int timer_phase;
+    size_t wq;
+};
+
+typedef struct wreq {
+    uv_write_t w;
+    conn_t *c;
+    char *buf;
+    size_t len;
+} wreq_t;
+
+/* ---- small containers ---- */
+
+/* Make room for n more bytes and a NUL. Returns 0 or BW_ENOMEM. */
+static int sb_reserve(strbuf_t *b, size_t n)
+{
+    if (b->len + n + 1 <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < b->len + n + 1)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p)
+        return BW_ENOMEM;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+static int sb_append(strbuf_t *b, const char *d, size_t n)
+{
+    if (sb_reserve(b, n) != 0)
+        return BW_ENOMEM;
+    if (n)
+        memcpy(b->p + b->len, d, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
+static int sb_str(strbuf_t *b, const char *s)
+{
+    return sb_append(b, s, strlen(s));
+}
+
+static int sb_fmt(strbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int sb_fmt(strbuf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return BW_EINVAL;
+    if (sb_reserve(b, (size_t)n) != 0)
+        return BW_ENOMEM;
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+static const char *sb_cstr(const strbuf_t *b)
+{
+    return b->p ? b->p : "";
+}
+
+static void sb_free(strbuf_t *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+/* ---- Go duration formatting (time.Duration.String) ---- */
+
+static size_t fmt_frac(char *buf, size_t w, uint64_t *v, int prec)
+{
+    int print = 0;
+    for (int i = 0; i < prec; i++) {
+        unsigned digit = (unsigned)(*v % 10);
+        print = print || digit != 0;
+        if (print)
+            buf[--w] = (char)('0' + digit);
+        *v /= 10;
+    }
+    if (print)
+        buf[--w] = '.';
+    return w;
+}
+
+static size_t fmt_int(char *buf, size_t w, uint64_t v)
+{
+    if (v == 0)
+        buf[--w] = '0';
+    while (v > 0) {
+        buf[--w] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    return w;
+}
+
+static size_t fmt_small(char *buf, size_t w, uint64_t u)
+{
+    int prec;
+    buf[--w] = 's';
+    if (u == 0) {
+        buf[--w] = '0';
+        return w;
+    }
+    if (u < 1000) {
+        prec = 0;
+        buf[--w] = 'n';
+    } else if (u < 1000000) {
+        prec = 3;
+        buf[--w] = '\xb5'; /* U+00B5 MICRO SIGN, as Go writes it */
+        buf[--w] = '\xc2';
+    } else {
+        prec = 6;
+        buf[--w] = 'm';
+    }
+    w = fmt_frac(buf, w, &u, prec);
+    return fmt_int(buf, w, u);
+}
+
+const char *bw_httpd_fmt_duration(int64_t ns, char *buf, size_t len)
+{
+    char arr[32];
+    size_t w = sizeof arr;
+    uint64_t u = ns < 0 ? -(uint64_t)ns : (uint64_t)ns;
+    if (u < 1000000000u) {
+        w = fmt_small(arr, w, u);
+    } else {
+        arr[--w] = 's';
+        w = fmt_frac(arr, w, &u, 9);
+        w = fmt_int(arr, w, u % 60);
+        u /= 60;
+        if (u > 0) {
+            arr[--w] = 'm';
+            w = fmt_int(arr, w, u % 60);
+            u /= 60;
+            if (u > 0) {
+                arr[--w] = 'h';
+                w = fmt_int(arr, w, u);
+            }
+        }
+    }
+    if (ns < 0)
+        arr[--w] = '-';
+    bw_fmt(buf, len, "%.*s", (int)(sizeof arr - w), arr + w);
+    return buf;
+}
+
+/* ---- URL decoding ---- */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)tolower((unsigned char)c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+int bw_httpd_url_decode(const char *in, size_t len, int plus_space, char **out)
+{
+    char *o = malloc(len + 1);
+    size_t n = 0;
+    if (!o)
+        return BW_ENOMEM;
+    for (size_t i = 0; i < len; i++) {
+        char c = in[i];
+        if (c == '%') {
+            int hi = i + 2 < len ? hexval(in[i + 1]) : -1;
+            int lo = hi >= 0 ? hexval(in[i + 2]) : -1;
+            if (hi < 0 || lo < 0 || (hi | lo) == 0) {
+                free(o);
+                return BW_EINVAL;
+            }
+            c = (char)(hi * 16 + lo);
+            i += 2;
+        } else if (c == '+' && plus_space) {
+            c = ' ';
+        } else if (c == '\0') {
+            free(o);
+            return BW_EINVAL;
+        }
+        o[n++] = c;
+    }
+    o[n] = '\0';
+    *out = o;
+    return 0;
+}
+
+/* ---- requests ---- */
+
+static bw_httpd_req_t *req_new(sess_t *s)
+{
+    bw_httpd_req_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->sess = s;
+    bw_fmt(r->remote, sizeof r->remote, "%s", s->remote);
+    if (bw_random_hex(r->id, 8) != 0)
+        bw_fmt(r->id, sizeof r->id, "%016llx", (unsigned long long)uv_hrtime());
+    return r;
+}
+
+static void req_free(bw_httpd_req_t *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->nhdrs; i++) {
+        sb_free(&r->hdrs[i].name);
+        sb_free(&r->hdrs[i].value);
+    }
+    free(r->hdrs);
+    sb_free(&r->url);
+    sb_free(&r->body);
+    free(r->path);
+    free(r->query);
+    free(r->param);
+    free(r->param_raw);
+    free(r);
+}
+
+const char *bw_httpd_req_method(const bw_httpd_req_t *req)
+{
+    return req->method;
+}
+
+const char *bw_httpd_req_path(const bw_httpd_req_t *req)
+{
+    return req->path ? req->path : "";
+}
+
+const char *bw_httpd_req_query_string(const bw_httpd_req_t *req)
+{
+    return req->query ? req->query : "";
+}
+
+const char *bw_httpd_req_header(const bw_httpd_req_t *req, const char *name)
+{
+    for (size_t i = 0; i < req->nhdrs; i++)
+        if (strcasecmp(sb_cstr(&req->hdrs[i].name), name) == 0)
+            return sb_cstr(&req->hdrs[i].value);
+    return NULL;
+}
+
+const char *bw_httpd_req_body(const bw_httpd_req_t *req, size_t *len)
+{
+    if (len)
+        *len = req->body.len;
+    return sb_cstr(&req->body);
+}
+
+const char *bw_httpd_req_remote(const bw_httpd_req_t *req)
+{
+    return req->remote;
+}
+
+const char *bw_httpd_req_param(const bw_httpd_req_t *req)
+{
+    return req->param;
+}
+
+const char *bw_httpd_req_param_raw(const bw_httpd_req_t *req)
+{
+    return req->param_raw;
+}
+
+const char *bw_httpd_req_id(const bw_httpd_req_t *req)
+{
+    return req->id;
+}
+
+int bw_httpd_req_cancelled(const bw_httpd_req_t *req)
+{
+    return req->sess == NULL;
+}
+
+int bw_httpd_req_query(const bw_httpd_req_t *req, const char *key, char **out)
+{
+    const char *q = bw_httpd_req_query_string(req);
+    size_t klen = strlen(key);
+    while (*q) {
+        size_t n = strcspn(q, "&");
+        size_t kn = strcspn(q, "=");
+        if (kn > n)
+            kn = n;
+        char *k = NULL;
+        int rc = bw_httpd_url_decode(q, kn, 1, &k);
+        if (rc == BW_ENOMEM)
+            return rc;
+        int match = rc == 0 && strlen(k) == klen && memcmp(k, key, klen) == 0;
+        free(k);
+        if (match) {
+            const char *v = kn < n ? q + kn + 1 : q + n;
+            return bw_httpd_url_decode(v, (size_t)(q + n - v), 1, out);
+        }
+        q += n;
+        if (*q == '&')
+            q++;
+    }
+    return BW_ENOENT;
+}
+
+/* Split the request target into path and query. */
+static int req_parse_target(bw_httpd_req_t *r, int is_connect)
+{
+    struct http_parser_url u;
+    const char *url = sb_cstr(&r->url);
+    http_parser_url_init(&u);
+    if (http_parser_parse_url(url, r->url.len, is_connect, &u) != 0)
+        return BW_EINVAL;
+    if (u.field_set & (1 << UF_PATH))
+        r->path = strndup(url + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
+    else
+        r->path = strdup(is_connect ? "" : "/");
+    if (u.field_set & (1 << UF_QUERY))
+        r->query = strndup(url + u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len);
+    else
+        r->query = strdup("");
+    return r->path && r->query ? 0 : BW_ENOMEM;
+}
+
+/* ---- response encoding ---- */
+
+static const char *reason(int status)
+{
+    static const struct {
+        int code;
+        const char *text;
+    } t[] = {
+        {100, "Continue"},
+        {200, "OK"},
+        {201, "Created"},
+        {202, "Accepted"},
+        {204, "No Content"},
+        {301, "Moved Permanently"},
+        {302, "Found"},
+        {304, "Not Modified"},
+        {400, "Bad Request"},
+        {401, "Unauthorized"},
+        {403, "Forbidden"},
+        {404, "Not Found"},
+        {405, "Method Not Allowed"},
+        {406, "Not Acceptable"},
+        {408, "Request Timeout"},
+        {409, "Conflict"},
+        {413, "Request Entity Too Large"},
+        {415, "Unsupported Media Type"},
+        {429, "Too Many Requests"},
+        {431, "Request Header Fields Too Large"},
+        {500, "Internal Server Error"},
+        {501, "Not Implemented"},
+        {502, "Bad Gateway"},
+        {503, "Service Unavailable"},
+        {504, "Gateway Timeout"},
+    };
+    for (size_t i = 0; i < BW_ARRAY_SIZE(t); i++)
+        if (t[i].code == status)
+            return t[i].text;
+    return "Unknown";
+}
+
+/* RFC 7231 IMF-fixdate, built by hand so the locale cannot change it. */
+static void http_date(char *buf, size_t len)
+{
+    static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char *const mons[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    bw_fmt(buf, len, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
+           mons[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+/* Build the whole response. Returns 0 or BW_ENOMEM/BW_EMSGSIZE. */
+static int build_response(strbuf_t *o, int status, const char *ctype, const void *body, size_t len,
+                          const char *extra, int keep, int http10, int head)
+{
+    char date[64];
+    int no_body = status == 204 || status == 304 || (status >= 100 && status < 200);
+    int rc = 0;
+    http_date(date, sizeof date);
+    rc |= sb_fmt(o, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, reason(status), date);
+    if (ctype)
+        rc |= sb_fmt(o, "Content-Type: %s\r\n", ctype);
+    if (!no_body)
+        rc |= sb_fmt(o, "Content-Length: %zu\r\n", len);
+    if (!keep)
+        rc |= sb_str(o, "Connection: close\r\n");
+    else if (http10)
+        rc |= sb_str(o, "Connection: keep-alive\r\n");
+    if (extra)
+        rc |= sb_str(o, extra);
+    rc |= sb_str(o, "\r\n");
+    if (!no_body && !head && len)
+        rc |= sb_append(o, body, len);
+    return rc ? BW_ENOMEM : 0;
+}
+
+/* json_dumps as Go's json.Encoder writes: HTML characters escaped and a
+ * trailing newline. '<' '>' '&' can only occur inside JSON strings, so
+ * replacing them everywhere is safe. Returns a new string or NULL. */
+static char *go_json(const json_t *v, size_t *len)
+{
+    char *raw = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    strbuf_t o = {0};
+    int rc = 0;
+    if (!raw)
+        return NULL;
+    for (const char *p = raw; *p && rc == 0; p++) {
+        if (*p == '<')
+            rc = sb_str(&o, "\\u003c");
+        else if (*p == '>')
+            rc = sb_str(&o, "\\u003e");
+        else if (*p == '&')
+            rc = sb_str(&o, "\\u0026");
+        else
+            rc = sb_append(&o, p, 1);
+    }
+    free(raw);
+    if (rc == 0)
+        rc = sb_str(&o, "\n");
+    if (rc != 0) {
+        sb_free(&o);
+        return NULL;
+    }
+    *len = o.len;
+    return o.p;
+}
+
+/* ---- sessions: the protocol core ---- */
+
+static void sess_process(sess_t *s);
+
+static void sess_emit(sess_t *s, strbuf_t *o)
+{
+    if (s->dead) {
+        sb_free(o);
+        return;
+    }
+    s->write(s, o->p, o->len); /* takes o->p */
+    o->p = NULL;
+    o->len = o->cap = 0;
+}
+
+/* Answer outside any request (bad input) and stop the connection. */
+static void sess_fail(sess_t *s, int status, const char *msg, const char *err)
+{
+    json_t *j = json_pack("{s:i, s:s}", "status_code", status, "msg", msg);
+    if (j && err)
+        json_object_set_new(j, "details", json_pack("{s:s}", "err", err));
+    size_t blen = 0;
+    char *body = j ? go_json(j, &blen) : NULL;
+    json_decref(j);
+    strbuf_t o = {0};
+    if (build_response(&o, status, "application/json", body ? body : "", blen, NULL, 0, 0, 0) == 0)
+        sess_emit(s, &o);
+    sb_free(&o);
+    free(body);
+    req_free(s->cur);
+    s->cur = NULL;
+    s->done = 1;
+}
+
+static sess_t *psess(http_parser *p)
+{
+    return p->data;
+}
+
+static int head_grow(sess_t *s, size_t n)
+{
+    s->hbytes += n;
+    if (s->hbytes > s->srv->max_header) {
+        s->fail_status = 431;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    sess_t *s = psess(p);
+    req_free(s->cur);
+    s->cur = req_new(s);
+    if (!s->cur) {
+        s->fail_status = 500;
+        return -1;
+    }
+    s->phase = PH_HEAD;
+    s->hbytes = 0;
+    s->last_was_value = 0;
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t n)
+{
+    sess_t *s = psess(p);
+    if (head_grow(s, n) != 0)
+        return -1;
+    return sb_append(&s->cur->url, at, n) ? (s->fail_status = 500, -1) : 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t n)
+{
+    sess_t *s = psess(p);
+    bw_httpd_req_t *r = s->cur;
+    if (head_grow(s, n + 4) != 0) /* ": " and CRLF count too */
+        return -1;
+    if (r->nhdrs == 0 || s->last_was_value) {
+        if (r->nhdrs == MAX_HEADERS) {
+            s->fail_status = 431;
+            return -1;
+        }
+        hdr_t *h = realloc(r->hdrs, (r->nhdrs + 1) * sizeof *h);
+        if (!h) {
+            s->fail_status = 500;
+            return -1;
+        }
+        r->hdrs = h;
+        memset(&h[r->nhdrs++], 0, sizeof *h);
+        s->last_was_value = 0;
+    }
+    return sb_append(&r->hdrs[r->nhdrs - 1].name, at, n) ? (s->fail_status = 500, -1) : 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t n)
+{
+    sess_t *s = psess(p);
+    bw_httpd_req_t *r = s->cur;
+    if (head_grow(s, n) != 0)
+        return -1;
+    s->last_was_value = 1;
+    if (r->nhdrs == 0)
+        return 0;
+    return sb_append(&r->hdrs[r->nhdrs - 1].value, at, n) ? (s->fail_status = 500, -1) : 0;
+}
+
+static void trim_values(bw_httpd_req_t *r)
+{
+    for (size_t i = 0; i < r->nhdrs; i++) {
+        strbuf_t *v = &r->hdrs[i].value;
+        while (v->len && (v->p[v->len - 1] == ' ' || v->p[v->len - 1] == '\t'))
+            v->p[--v->len] = '\0';
+    }
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    sess_t *s = psess(p);
+    bw_httpd_req_t *r = s->cur;
+    bw_fmt(r->method, sizeof r->method, "%s", http_method_str((enum http_method)p->method));
+    r->keep_alive = http_should_keep_alive(p);
+    r->http_minor = p->http_major == 1 ? p->http_minor : 1;
+    trim_values(r);
+    /* content_length is ULLONG_MAX without a Content-Length header. */
+    if (p->content_length != UINT64_MAX && p->content_length > s->srv->max_body) {
+        s->fail_status = 413;
+        return -1;
+    }
+    const char *expect = bw_httpd_req_header(r, "Expect");
+    if (expect && strcasecmp(expect, "100-continue") == 0 && p->http_minor >= 1 && !s->dead) {
+        strbuf_t o = {0};
+        if (sb_str(&o, "HTTP/1.1 100 Continue\r\n\r\n") == 0)
+            sess_emit(s, &o);
+        sb_free(&o);
+    }
+    s->phase = PH_BODY;
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t n)
+{
+    sess_t *s = psess(p);
+    if (s->cur->body.len + n > s->srv->max_body) {
+        s->fail_status = 413;
+        return -1;
+    }
+    return sb_append(&s->cur->body, at, n) ? (s->fail_status = 500, -1) : 0;
+}
+
+/* Pause so http_parser_execute returns here and the request is dispatched
+ * outside the parser; the next request is parsed only after the answer. */
+static int on_message_complete(http_parser *p)
+{
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+static void dispatch(sess_t *s);
+
+static void sess_init(sess_t *s, bw_httpd_t *h)
+{
+    s->srv = h;
+    http_parser_init(&s->parser, HTTP_REQUEST);
+    s->parser.data = s;
+    s->phase = PH_IDLE;
+}
+
+/* The transport is gone: output is dropped and an in-flight request becomes
+ * cancelled and stays with its handler. Safe inside parser callbacks. */
+static void sess_detach(sess_t *s)
+{
+    s->dead = 1;
+    if (s->inflight)
+        s->inflight->sess = NULL;
+    s->inflight = NULL;
+}
+
+/* Free what the session holds; never while the parser runs on it. */
+static void sess_cleanup(sess_t *s)
+{
+    sess_detach(s);
+    req_free(s->cur);
+    s->cur = NULL;
+    sb_free(&s->in);
+}
+
+static void parse_error(sess_t *s)
+{
+    enum http_errno e = HTTP_PARSER_ERRNO(&s->parser);
+    if (s->fail_status == 431)
+        sess_fail(s, 431, "Request Header Fields Too Large", NULL);
+    else if (s->fail_status == 413)
+        sess_fail(s, 413, "Request Entity Too Large", NULL);
+    else if (s->fail_status == 500)
+        sess_fail(s, 500, "Internal Server Error", NULL);
+    else if (e == HPE_HEADER_OVERFLOW)
+        sess_fail(s, 431, "Request Header Fields Too Large", NULL);
+    else
+        sess_fail(s, 400, "Bad Request", http_errno_description(e));
+}
+
+/* Parse held input while no request is at a handler. */
+static void parse_some(sess_t *s)
+{
+    while (!s->inflight && !s->done && !s->dead && !s->out_blocked && s->in_off < s->in.len) {
+        size_t avail = s->in.len - s->in_off;
+        size_t n = http_parser_execute(&s->parser, &parser_settings, s->in.p + s->in_off, avail);
+        s->in_off += n;
+        enum http_errno e = HTTP_PARSER_ERRNO(&s->parser);
+        if (e == HPE_PAUSED) {
+            http_parser_pause(&s->parser, 0);
+            dispatch(s);
+        } else if (e != HPE_OK) {
+            parse_error(s);
+        } else if (s->parser.upgrade) {
+            /* An upgrade with no on_message_complete: we never upgrade. */
+            sess_fail(s, 400, "Bad Request", "upgrade not supported");
+        }
+    }
+}
+
+static void sess_process(sess_t *s)
+{
+    if (s->in_process)
+        return; /* a synchronous answer inside dispatch: the loop goes on */
+    s->in_process = 1;
+    parse_some(s);
+    s->in_process = 0;
+    if (s->in_off == s->in.len) {
+        s->in.len = s->in_off = 0;
+    } else if (s->in_off > 0 && s->in_off >= s->in.len / 2) {
+        memmove(s->in.p, s->in.p + s->in_off, s->in.len - s->in_off);
+        s->in.len -= s->in_off;
+        s->in_off = 0;
+    }
+    if (s->done && !s->inflight && !s->finished && !s->dead) {
+        s->finished = 1;
+        s->finish(s);
+    }
+}
+
+static int sess_feed(sess_t *s, const void *data, size_t len)
+{
+    if (s->done || s->dead)
+        return 0;
+    if (sb_append(&s->in, data, len) != 0)
+        return BW_ENOMEM;
+    sess_process(s);
+    return 0;
+}
+
+/* ---- routing and olive behaviour ---- */
+
+/* Match one pattern against a raw path; on a match with a ":param" segment
+ * store the raw segment's bounds. */
+static int pattern_match(const char *pat, const char *path, const char **pstart, size_t *plen)
+{
+    *pstart = NULL;
+    for (;;) {
+        if (*pat == ':') {
+            size_t n = strcspn(path, "/");
+            if (n == 0)
+                return 0;
+            *pstart = path;
+            *plen = n;
+            pat += strcspn(pat, "/");
+            path += n;
+            continue;
+        }
+        if (*pat != *path)
+            return 0;
+        if (*pat == '\0')
+            return 1;
+        pat++;
+        path++;
+    }
+}
+
+static int method_is(const route_t *rt, const char *m)
+{
+    if (strcmp(rt->method, m) == 0)
+        return 1;
+    return strcmp(m, "HEAD") == 0 && strcmp(rt->method, "GET") == 0;
+}
+
+static void respond_405(bw_httpd_req_t *r, strbuf_t *allowed)
+{
+    char *extra = NULL;
+    strbuf_t hdr = {0};
+    json_t *d = json_pack("{s:s, s:s}", "method", r->method, "allowed", sb_cstr(allowed));
+    if (sb_fmt(&hdr, "Allow: %s\r\n", sb_cstr(allowed)) == 0)
+        extra = hdr.p;
+    json_t *j = json_pack("{s:i, s:s}", "status_code", 405, "msg", "Method Not Allowed");
+    if (j && d)
+        json_object_set_new(j, "details", d);
+    else
+        json_decref(d);
+    size_t len = 0;
+    char *body = j ? go_json(j, &len) : NULL;
+    json_decref(j);
+    bw_log(BW_LOG_WARN, "Method Not Allowed", "pg", r->path, "id", r->id, "method", r->method,
+           "allowed", sb_cstr(allowed), NULL);
+    bw_httpd_respond(r, 405, "application/json", body ? body : "", len, extra);
+    free(body);
+    sb_free(&hdr);
+}
+
+/* Find the route; answers 404/405 itself and returns NULL then. */
+static const route_t *route_find(bw_httpd_t *h, bw_httpd_req_t *r)
+{
+    strbuf_t allowed = {0};
+    const route_t *found = NULL;
+    const char *ps = NULL;
+    size_t pl = 0;
+    for (size_t i = 0; i < h->nroutes && !found; i++) {
+        const char *s;
+        size_t l;
+        if (!pattern_match(h->routes[i].pattern, r->path, &s, &l))
+            continue;
+        if (method_is(&h->routes[i], r->method)) {
+            found = &h->routes[i];
+            ps = s;
+            pl = l;
+        } else if (!strstr(sb_cstr(&allowed), h->routes[i].method)) {
+            sb_str(&allowed, allowed.len ? ", " : "");
+            sb_str(&allowed, h->routes[i].method);
+        }
+    }
+    if (!found && allowed.len)
+        respond_405(r, &allowed);
+    else if (!found)
+        bw_httpd_error(r, 404, "Not Found", json_pack("{s:s}", "path", r->path));
+    sb_free(&allowed);
+    if (found && ps) {
+        r->param_raw = strndup(ps, pl);
+        if (bw_httpd_url_decode(ps, pl, 0, &r->param) == BW_ENOMEM || !r->param_raw) {
+            bw_httpd_error(r, 500, "Internal Server Error", NULL);
+            return NULL;
+        }
+    }
+    return found;
+}
+
+static int str_ieq_n(const char *a, size_t n, const char *b)
+{
+    return strlen(b) == n && strncasecmp(a, b, n) == 0;
+}
+
+/* Does one Accept list element name something we can produce? */
+static int accept_ok(const char *accept)
+{
+    if (!accept)
+        return 1;
+    const char *p = accept;
+    int empty = 1;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        size_t m = strcspn(p, ";,");
+        const char *t = p;
+        while (m && (*t == ' ' || *t == '\t'))
+            t++, m--;
+        while (m && (t[m - 1] == ' ' || t[m - 1] == '\t'))
+            m--;
+        if (m) {
+            empty = 0;
+            if (str_ieq_n(t, m, "*/*") || str_ieq_n(t, m, "application/*") ||
+                str_ieq_n(t, m, "application/json"))
+                return 1;
+        }
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return empty;
+}
+
+/* Check Content-Type for a route that takes a JSON body. Answers 415 and
+ * returns -1 when it will not do. */
+static int content_type_ok(bw_httpd_req_t *r)
+{
+    const char *ct = bw_httpd_req_header(r, "Content-Type");
+    const char *given = ct ? ct : "";
+    size_t m = strcspn(given, ";");
+    while (m && (given[m - 1] == ' ' || given[m - 1] == '\t'))
+        m--;
+    if (!str_ieq_n(given, m, "application/json")) {
+        json_t *d =
+            json_pack("{s:s, s:[s]}", "content-type", given, "available", "application/json");
+        bw_httpd_error(r, 415, "unsupported request Content-Type", d);
+        return -1;
+    }
+    const char *cs = strcasestr(given + m, "charset=");
+    if (cs) {
+        cs += strlen("charset=");
+        size_t n = strcspn(cs, "; \t");
+        if (n && *cs == '"' && cs[n - 1] == '"' && n >= 2)
+            cs++, n -= 2;
+        if (!str_ieq_n(cs, n, "utf-8") && !str_ieq_n(cs, n, "utf8")) {
+            json_t *d = json_pack("{s:s}", "content-type", given);
+            bw_httpd_error(r, 415, "unsupported request content encoding charset", d);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int is_local_host(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (strcasecmp(host, "localhost") == 0 || strcasecmp(host, "localhost.localdomain") == 0)
+        return 1;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6);
+    return 0;
+}
+
+/* The Host header without its port ("[::1]:4040" -> "::1"). */
+static void host_only(const char *hosthdr, char *out, size_t len)
+{
+    const char *h = hosthdr ? hosthdr : "";
+    size_t n;
+    if (*h == '[') {
+        n = strcspn(h + 1, "]");
+        bw_fmt(out, len, "%.*s", (int)n, h + 1);
+        return;
+    }
+    n = strlen(h);
+    const char *colon = strchr(h, ':');
+    if (colon && !strchr(colon + 1, ':'))
+        n = (size_t)(colon - h);
+    bw_fmt(out, len, "%.*s", (int)n, h);
+}
+
+/* The DNS-rebinding guard: answers 401 and returns -1 for a foreign Host.
+ * A request without Host (HTTP/1.0) is foreign too, as in Go, where
+ * r.Host is then "". */
+static int host_ok(bw_httpd_t *h, bw_httpd_req_t *r)
+{
+    char host[256];
+    if (!h->local)
+        return 0;
+    host_only(bw_httpd_req_header(r, "Host"), host, sizeof host);
+    if (is_local_host(host))
+        return 0;
+    for (size_t i = 0; i < h->nallow; i++)
+        if (strcasecmp(h->allow_hosts[i], host) == 0)
+            return 0;
+    strbuf_t o = {0};
+    sb_fmt(&o, "Rejected host \"%s\".\n\nIf this request should be permitted, please add ", host);
+    sb_fmt(&o, "\"%s\" to the \"web_allow_hosts\" option in your configuration file.\n", host);
+    bw_httpd_respond(r, 401, "text/plain; charset=utf-8", sb_cstr(&o), o.len,
+                     "X-Content-Type-Options: nosniff\r\n");
+    sb_free(&o);
+    return -1;
+}
+
+static void route_request(sess_t *s, bw_httpd_req_t *r)
+{
+    bw_httpd_t *h = s->srv;
+    if (host_ok(h, r) != 0)
+        return;
+    const route_t *rt = route_find(h, r);
+    if (!rt)
+        return;
+    r->route = rt;
+    if (!accept_ok(bw_httpd_req_header(r, "Accept"))) {
+        json_t *d = json_pack("{s:s, s:[s]}", "accept-header", bw_httpd_req_header(r, "Accept"),
+                              "supported", "application/json");
+        bw_httpd_error(r, 406, "unsupported request Accept header", d);
+        return;
+    }
+    if ((rt->flags & BW_HTTPD_BODY) && content_type_ok(r) != 0)
+        return;
+    rt->fn(r, rt->ud);
+}
+
+static void dispatch(sess_t *s)
+{
+    bw_httpd_req_t *r = s->cur;
+    s->cur = NULL;
+    if (!r)
+        return;
+    int is_connect = s->parser.method == HTTP_CONNECT;
+    if (s->parser.upgrade || is_connect || s->srv->closing)
+        r->keep_alive = 0; /* we never switch protocols */
+    if (req_parse_target(r, is_connect) != 0) {
+        req_free(r);
+        sess_fail(s, 400, "Bad Request", "invalid request target");
+        return;
+    }
+    s->inflight = r;
+    s->phase = PH_WAIT;
+    r->t0 = uv_hrtime();
+    bw_log(BW_LOG_INFO, "start", "pg", r->path, "id", r->id, NULL);
+    route_request(s, r);
+}
+
+/* ---- responses ---- */
+
+static void log_end(const bw_httpd_req_t *r, int status)
+{
+    char st[16], dur[40];
+    bw_fmt(st, sizeof st, "%d", status);
+    bw_httpd_fmt_duration((int64_t)(uv_hrtime() - r->t0), dur, sizeof dur);
+    bw_log(BW_LOG_INFO, "end", "pg", r->path, "id", r->id, "status", st, "dur", dur, NULL);
+}
+
+int bw_httpd_respond(bw_httpd_req_t *req, int status, const char *content_type, const void *body,
+                     size_t len, const char *extra_headers)
+{
+    sess_t *s = req->sess;
+    int rc = 0;
+    strbuf_t o = {0};
+    log_end(req, status);
+    if (!s || s->dead) {
+        rc = BW_ECANCELED;
+        goto out;
+    }
+    int keep = req->keep_alive && !s->srv->closing;
+    int head = strcmp(req->method, "HEAD") == 0;
+    s->inflight = NULL;
+    s->phase = PH_IDLE;
+    rc = build_response(&o, status, content_type, body, len, extra_headers, keep,
+                        req->http_minor == 0, head);
+    if (rc == 0)
+        sess_emit(s, &o);
+    if (rc != 0 || !keep)
+        s->done = 1;
+    if (!s->in_process)
+        s->kick(s);
+out:
+    sb_free(&o);
+    req_free(req);
+    return rc;
+}
+
+int bw_httpd_json(bw_httpd_req_t *req, int status, json_t *body)
+{
+    size_t len = 0;
+    char *txt = body ? go_json(body, &len) : NULL;
+    json_decref(body);
+    if (!txt)
+        return bw_httpd_error(req, 500, "Internal Server Error", NULL);
+    int rc = bw_httpd_respond(req, status, "application/json", txt, len, NULL);
+    free(txt);
+    return rc;
+}
+
+/* Log an API error with up to four details as k=v, in key order. */
+static void log_error(const bw_httpd_req_t *r, int status, const char *msg, json_t *details)
+{
+    const char *kv[8] = {0};
+    char *dumped[4] = {0};
+    size_t n = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach(details, key, v)
+    {
+        if (n == 4)
+            break;
+        kv[2 * n] = key;
+        if (json_is_string(v))
+            kv[2 * n + 1] = json_string_value(v);
+        else
+            kv[2 * n + 1] = dumped[n] = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        n++;
+    }
+    bw_log(status >= 500 ? BW_LOG_ERROR : BW_LOG_WARN, msg, "pg", r->path, "id", r->id, kv[0],
+           kv[1], kv[2], kv[3], kv[4], kv[5], kv[6], kv[7], NULL);
+    for (size_t i = 0; i < n; i++)
+        free(dumped[i]);
+}
+
+int bw_httpd_error_code(bw_httpd_req_t *req, int status, int error_code, const char *msg,
+                        json_t *details)
+{
+    json_t *j = json_object();
+    if (j && error_code)
+        json_object_set_new(j, "error_code", json_integer(error_code));
+    if (j) {
+        json_object_set_new(j, "status_code", json_integer(status));
+        json_object_set_new(j, "msg", json_string(msg ? msg : ""));
+    }
+    if (status >= 400)
+        log_error(req, status, msg ? msg : "", details);
+    if (j && details)
+        json_object_set(j, "details", details);
+    json_decref(details);
+    if (!j)
+        return bw_httpd_respond(req, 500, NULL, NULL, 0, NULL);
+    return bw_httpd_json(req, status, j);
+}
+
+int bw_httpd_error(bw_httpd_req_t *req, int status, const char *msg, json_t *details)
+{
+    return bw_httpd_error_code(req, status, 0, msg, details);
+}
+
+/* ---- libuv connections ---- */
+
+static void conn_drive(conn_t *c);
+static void conn_close(conn_t *c);
+static void srv_maybe_free(bw_httpd_t *h);
+
+static conn_t *sess_conn(sess_t *s)
+{
+    return BW_CONTAINER_OF(s, conn_t, s);
+}
+
+static void conn_handle_closed(uv_handle_t *hd)
+{
+    conn_t *c = hd->data;
+    if (--c->handles > 0)
+        return;
+    bw_httpd_t *h = c->s.srv;
+    sess_cleanup(&c->s);
+    free(c);
+    h->live--;
+    srv_maybe_free(h);
+}
+
+static void conn_close(conn_t *c)
+{
+    bw_httpd_t *h = c->s.srv;
+    if (c->closing)
+        return;
+    c->closing = 1;
+    sess_detach(&c->s); /* we may be inside the parser: free later */
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        h->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    h->nconns--;
+    uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+}
+
+static void write_done(uv_write_t *w, int status)
+{
+    wreq_t *wr = BW_CONTAINER_OF(w, wreq_t, w);
+    conn_t *c = wr->c;
+    c->wq -= wr->len;
+    free(wr->buf);
+    free(wr);
+    if (status < 0)
+        conn_close(c);
+    else if (!c->closing && c->s.out_blocked && c->wq < OUT_HWM / 4)
+        conn_drive(c);
+}
+
+static void conn_write(sess_t *s, char *buf, size_t len)
+{
+    conn_t *c = sess_conn(s);
+    wreq_t *wr = malloc(sizeof *wr);
+    if (!wr || c->closing) {
+        free(buf);
+        free(wr);
+        if (!c->closing)
+            conn_close(c);
+        return;
+    }
+    wr->c = c;
+    wr->buf = buf;
+    wr->len = len;
+    uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+    if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, write_done) != 0) {
+        free(buf);
+        free(wr);
+        conn_close(c);
+        return;
+    }
+    c->wq += len;
+    s->out_blocked = c->wq > OUT_HWM;
+}
+
+static void shutdown_done(uv_shutdown_t *req, int status)
+{
+    conn_close(req->data);
+}
+
+static void conn_finish(sess_t *s)
+{
+    conn_t *c = sess_conn(s);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+    uv_timer_stop(&c->timer);
+    c->shut.data = c;
+    /* Shutdown waits for queued writes, so the last answer is not cut. */
+    if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, shutdown_done) != 0)
+        conn_close(c);
+}
+
+static void conn_kick(sess_t *s)
+{
+    conn_drive(sess_conn(s));
+}
+
+static void timer_fired(uv_timer_t *t)
+{
+    conn_close(t->data);
+}
+
+static void conn_timer(conn_t *c)
+{
+    bw_httpd_t *h = c->s.srv;
+    int ph = c->s.phase;
+    if (ph == PH_WAIT) {
+        uv_timer_stop(&c->timer);
+    } else if (ph == PH_HEAD) {
+        /* Fixed from the request's first byte, so dribbling does not help. */
+        if (c->timer_phase != PH_HEAD)
+            uv_timer_start(&c->timer, timer_fired, h->header_ms, 0);
+    } else {
+        uv_timer_start(&c->timer, timer_fired, h->idle_ms, 0);
+    }
+    c->timer_phase = ph;
+}
+
+static void alloc_cb(uv_handle_t *hd, size_t suggested, uv_buf_t *buf)
+{
+    conn_t *c = hd->data;
+    /* One loop thread, and read_cb consumes the bytes before returning. */
+    *buf = uv_buf_init(c->s.srv->rbuf, READ_BUF);
+}
+
+static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    conn_t *c = st->data;
+    if (nread < 0) {
+        /* A client that goes away cancels its in-flight request. */
+        if (nread == UV_EOF && !c->s.inflight && !c->s.finished && !c->closing) {
+            c->s.finished = 1;
+            conn_finish(&c->s);
+        } else {
+            conn_close(c);
+        }
+        return;
+    }
+    if (nread == 0 || c->closing)
+        return;
+    if (sess_feed(&c->s, buf->base, (size_t)nread) != 0) {
+        conn_close(c);
+        return;
+    }
+    conn_drive(c);
+}
+
+static void conn_drive(conn_t *c)
+{
+    sess_process(&c->s);
+    if (c->closing || c->s.finished)
+        return;
+    int stop = c->s.in.len - c->s.in_off > IN_HWM || c->s.out_blocked;
+    if (stop && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    } else if (!stop && !c->reading) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0) {
+            conn_close(c);
+            return;
+        }
+        c->reading = 1;
+    }
+    conn_timer(c);
+}
+
+static void reject_closed(uv_handle_t *hd)
+{
+    free(hd);
+}
+
+/* Over the cap: accept and close at once, or the listener keeps firing. */
+static void reject(bw_httpd_t *h, uv_stream_t *server)
+{
+    uv_tcp_t *t = malloc(sizeof *t);
+    if (!t || uv_tcp_init(h->loop, t) != 0) {
+        free(t);
+        return;
+    }
+    uv_accept(server, (uv_stream_t *)t);
+    uv_close((uv_handle_t *)t, reject_closed);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    bw_httpd_t *h = server->data;
+    if (status < 0 || h->closing)
+        return;
+    if (h->nconns >= h->max_conns) {
+        bw_log(BW_LOG_WARN, "too many web connections", "obj", "web", NULL);
+        reject(h, server);
+        return;
+    }
+    conn_t *c = calloc(1, sizeof *c);
+    if (!c || uv_tcp_init(h->loop, &c->tcp) != 0) {
+        free(c);
+        reject(h, server);
+        return;
+    }
+    sess_init(&c->s, h);
+    c->s.write = conn_write;
+    c->s.finish = conn_finish;
+    c->s.kick = conn_kick;
+    c->tcp.data = c;
+    c->timer.data = c;
+    uv_timer_init(h->loop, &c->timer);
+    c->handles = 2;
+    c->timer_phase = -1;
+    h->live++;
+    h->nconns++;
+    c->next = h->conns;
+    if (h->conns)
+        h->conns->prev = c;
+    h->conns = c;
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
+        uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) != 0) {
+        conn_close(c);
+        return;
+    }
+    bw_sockaddr_str((struct sockaddr *)&ss, c->s.remote, sizeof c->s.remote);
+    uv_tcp_nodelay(&c->tcp, 1);
+    conn_drive(c);
+}
+
+/* ---- server ---- */
+
+static void srv_free(bw_httpd_t *h)
+{
+    for (size_t i = 0; i < h->nroutes; i++) {
+        free(h->routes[i].method);
+        free(h->routes[i].pattern);
+    }
+    free(h->routes);
+    for (size_t i = 0; i < h->nallow; i++)
+        free(h->allow_hosts[i]);
+    free(h->allow_hosts);
+    free(h);
+}
+
+static void srv_maybe_free(bw_httpd_t *h)
+{
+    if (h->closing && !h->listener_open && h->live == 0)
+        srv_free(h);
+}
+
+static bw_httpd_t *srv_alloc(const bw_httpd_cfg_t *cfg)
+{
+    bw_httpd_cfg_t def = {0};
+    bw_httpd_t *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    if (!cfg)
+        cfg = &def;
+    h->max_header = cfg->max_header_bytes ? cfg->max_header_bytes : DEF_MAX_HEADER;
+    h->max_body = cfg->max_body_bytes ? cfg->max_body_bytes : DEF_MAX_BODY;
+    h->idle_ms = cfg->idle_timeout_ms ? cfg->idle_timeout_ms : DEF_IDLE_MS;
+    h->header_ms = cfg->header_timeout_ms ? cfg->header_timeout_ms : DEF_HEADER_MS;
+    h->max_conns = cfg->max_conns ? cfg->max_conns : DEF_MAX_CONNS;
+    size_t n = 0;
+    while (cfg->allow_hosts && cfg->allow_hosts[n])
+        n++;
+    h->allow_hosts = calloc(n + 1, sizeof *h->allow_hosts);
+    if (!h->allow_hosts)
+        goto err;
+    for (h->nallow = 0; h->nallow < n; h->nallow++) {
+        h->allow_hosts[h->nallow] = strdup(cfg->allow_hosts[h->nallow]);
+        if (!h->allow_hosts[h->nallow])
+            goto err;
+    }
+    return h;
+err:
+    srv_free(h);
+    return NULL;
+}
+
+/* Bind and listen on one address. Returns 0 or a negative libuv code. */
+static int try_listen(bw_httpd_t *h, const struct sockaddr_storage *ss)
+{
+    int rc = uv_tcp_bind(&h->listener, (const struct sockaddr *)ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&h->listener, 128, on_connection);
+    return rc;
+}
+
+static int is_default_addr(const struct sockaddr_storage *ss)
+{
+    const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+    return ss->ss_family == AF_INET && ntohs(in->sin_port) == DEFAULT_PORT &&
+           ntohl(in->sin_addr.s_addr) == 0x7f000001u;
+}
+
+static int srv_listen(bw_httpd_t *h, const char *addr)
+{
+    char host[256];
+    int port;
+    struct sockaddr_storage ss;
+    int rc = bw_split_hostport(addr, host, sizeof host, &port);
+    if (rc == 0)
+        rc = bw_resolve(host, port, &ss);
+    if (rc != 0)
+        return rc;
+    int fallback = is_default_addr(&ss);
+    rc = try_listen(h, &ss);
+    if (rc == UV_EADDRINUSE && fallback) {
+        bw_log(BW_LOG_WARN, "can't bind default web address, trying alternatives", NULL);
+        for (int i = 1; i <= FALLBACK_PORTS && rc == UV_EADDRINUSE; i++) {
+            ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)(DEFAULT_PORT + i));
+            rc = try_listen(h, &ss);
+        }
+    }
+    if (rc != 0)
+        return rc;
+    int sl = sizeof ss;
+    rc = uv_tcp_getsockname(&h->listener, (struct sockaddr *)&ss, &sl);
+    if (rc != 0)
+        return rc;
+    bw_sockaddr_str((struct sockaddr *)&ss, h->addr, sizeof h->addr);
+    char ip[BW_ADDRSTRLEN];
+    h->local = is_local_host(bw_sockaddr_ip((struct sockaddr *)&ss, ip, sizeof ip));
+    return 0;
+}
+
+static void listener_closed(uv_handle_t *hd)
+{
+    bw_httpd_t *h = hd->data;
+    h->listener_open = 0;
+    srv_maybe_free(h);
+}
+
+int bw_httpd_new(uv_loop_t *loop, const char *addr, const bw_httpd_cfg_t *cfg, bw_httpd_t **out)
+{
+    bw_httpd_t *h = srv_alloc(cfg);
+    int rc;
+    if (!h)
+        return BW_ENOMEM;
+    h->loop = loop;
+    rc = uv_tcp_init(loop, &h->listener);
+    if (rc != 0) {
+        srv_free(h);
+        return rc;
+    }
+    h->listener.data = h;
+    h->listener_open = 1;
+    rc = srv_listen(h, addr ? addr : BW_HTTPD_DEFAULT_ADDR);
+    if (rc != 0) {
+        bw_httpd_close(h);
+        return rc;
+    }
+    *out = h;
+    return 0;
+}
+
+const char *bw_httpd_addr(const bw_httpd_t *h)
+{
+    return h->addr;
+}
+
+int bw_httpd_route(bw_httpd_t *h, const char *method, const char *pattern, unsigned flags,
+                   bw_httpd_handler_fn fn, void *ud)
+{
+    if (!method || !pattern || pattern[0] != '/' || !fn)
+        return BW_EINVAL;
+    const char *c = strchr(pattern, ':');
+    if (c && (c[-1] != '/' || c[1] == '\0' || c[1] == '/' || strchr(c + 1, ':')))
+        return BW_EINVAL;
+    route_t *r = realloc(h->routes, (h->nroutes + 1) * sizeof *r);
+    if (!r)
+        return BW_ENOMEM;
+    h->routes = r;
+    r = &h->routes[h->nroutes];
+    r->method = strdup(method);
+    r->pattern = strdup(pattern);
+    r->flags = flags;
+    r->fn = fn;
+    r->ud = ud;
+    if (!r->method || !r->pattern) {
+        free(r->method);
+        free(r->pattern);
+        return BW_ENOMEM;
+    }
+    h->nroutes++;
+    return 0;
+}
+
+void bw_httpd_close(bw_httpd_t *h)
+{
+    if (!h || h->closing)
+        return;
+    h->closing = 1;
+    if (!h->loop) {
+        srv_free(h);
+        return;
+    }
+    while (h->conns)
+        conn_close(h->conns);
+    if (h->listener_open)
+        uv_close((uv_handle_t *)&h->listener, listener_closed);
+    else
+        srv_maybe_free(h);
+}
+
+/* ---- detached sessions (fuzzer, tests) ---- */
+
+struct bw__httpd_sess {
+    sess_t s;
+    bw__httpd_out_fn out;
+    void *ud;
+};
+
+static void det_write(sess_t *s, char *buf, size_t len)
+{
+    bw__httpd_sess_t *d = BW_CONTAINER_OF(s, bw__httpd_sess_t, s);
+    d->out(d->ud, buf, len);
+    free(buf);
+}
+
+static void det_finish(sess_t *s)
+{
+    (void)s; /* the caller sees it through the feed return value */
+}
+
+static void det_kick(sess_t *s)
+{
+    sess_process(s);
+}
+
+bw_httpd_t *bw__httpd_new_detached(const bw_httpd_cfg_t *cfg)
+{
+    bw_httpd_t *h = srv_alloc(cfg);
+    if (h) {
+        h->local = 1;
+        bw_fmt(h->addr, sizeof h->addr, "127.0.0.1:0");
+    }
+    return h;
+}
+
+bw__httpd_sess_t *bw__httpd_sess_new(bw_httpd_t *h, bw__httpd_out_fn out, void *ud)
+{
+    bw__httpd_sess_t *d = calloc(1, sizeof *d);
+    if (!d)
+        return NULL;
+    sess_init(&d->s, h);
+    d->s.write = det_write;
+    d->s.finish = det_finish;
+    d->s.kick = det_kick;
+    d->out = out;
+    d->ud = ud;
+    bw_fmt(d->s.remote, sizeof d->s.remote, "127.0.0.1:1");
+    return d;
+}
+
+int bw__httpd_sess_feed(bw__httpd_sess_t *d, const void *data, size_t len)
+{
+    if (sess_feed(&d->s, data, len) != 0)
+        return 1;
+    return d->s.finished || d->s.done;
+}
+
+void bw__httpd_sess_free(bw__httpd_sess_t *d)
+{
+    if (!d)
+        return;
+    sess_cleanup(&d->s);
+    free(d);
+}
