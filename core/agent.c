@@ -726,6 +726,8 @@ void bw_agent_stop(bw_agent_t *a)
     }
     if (!uv_is_closing((uv_handle_t *)&a->retry))
         uv_close((uv_handle_t *)&a->retry, NULL);
+    if (a->cfg.on_stop)
+        a->cfg.on_stop(a->cfg.stop_ud);
 }
 
 int bw_agent_exit_code(const bw_agent_t *a)

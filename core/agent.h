@@ -21,6 +21,8 @@ typedef struct bw_agent_config {
     uint64_t tolerance_ms;     /* 15 s */
     uint64_t connect_timeout_ms; /* 10 s: TLS + auth must finish within it */
     uint32_t max_window;       /* yamux receive window ceiling; 0 = default */
+    void (*on_stop)(void *ud); /* called once when the agent stops, for any reason */
+    void *stop_ud;
 } bw_agent_config_t;
 
 /* A tunnel to start once the session is up. */

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "agent.h"
+#include "api.h"
 #include "cli.h"
 #include "host.h"
 #include "log.h"
@@ -25,6 +26,7 @@ typedef struct cli {
     const char *authtoken, *server_addr, *root_cas, *remote_addr;
     const char *log, *log_level, *log_format;
     const char *region; /* accepted for compatibility: no regions on a self-hosted edge */
+    const char *web_addr;
     int help, version;
 } cli_t;
 
@@ -40,6 +42,8 @@ static const bw_flag_t flags[] = {
     {"log-level", BW_FLAG_STR, &g_cli.log_level, "logging level: debug, info, warn, error, crit"},
     {"log-format", BW_FLAG_STR, &g_cli.log_format, "log record format: 'term', 'logfmt', 'json'"},
     {"region", BW_FLAG_STR, &g_cli.region, NULL},
+    {"web-addr", BW_FLAG_STR, &g_cli.web_addr,
+     "agent API and inspector address (default 127.0.0.1:4040, 'false' disables)"},
     {"help", BW_FLAG_BOOL, &g_cli.help, "show help"},
     {"h", BW_FLAG_BOOL, &g_cli.help, NULL},
     {"version", BW_FLAG_BOOL, &g_cli.version, "print the version"},
@@ -77,7 +81,15 @@ static int parse_args(int argc, char **argv, cli_t *c)
 static struct {
     uv_signal_t sigint, sigterm;
     bw_agent_t *agent;
+    bw_httpd_t *web;
 } g;
+
+/* The agent stopped (signal, refused token): let the loop run dry. */
+static void agent_stopped(void *ud)
+{
+    bw_httpd_close(g.web);
+    g.web = NULL;
+}
 
 static void on_signal(uv_signal_t *h, int signum)
 {
@@ -85,6 +97,26 @@ static void on_signal(uv_signal_t *h, int signum)
     bw_agent_stop(g.agent);
     uv_close((uv_handle_t *)&g.sigint, NULL);
     uv_close((uv_handle_t *)&g.sigterm, NULL);
+}
+
+/* The agent API on web_addr. Failing to bind is logged, not fatal: the
+ * tunnels still work, and a second agent on the machine keeps running. */
+static void start_web(uv_loop_t *loop, const char *addr)
+{
+    if (addr && strcmp(addr, "false") == 0)
+        return;
+    int rc = bw_httpd_new(loop, addr ? addr : BW_HTTPD_DEFAULT_ADDR, NULL, &g.web);
+    if (rc == 0)
+        rc = bw_api_register(g.web, g.agent);
+    if (rc < 0) {
+        bw_log(BW_LOG_ERROR, "failed to start web service", "obj", "web", "addr",
+               addr ? addr : BW_HTTPD_DEFAULT_ADDR, "err", bw_strerror(rc), NULL);
+        bw_httpd_close(g.web);
+        g.web = NULL;
+        return;
+    }
+    bw_log(BW_LOG_INFO, "starting web service", "obj", "web", "addr", bw_httpd_addr(g.web),
+           "allow_hosts", "[]", NULL);
 }
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -135,6 +167,7 @@ static int run_tunnel(const cli_t *c, const char *proto)
         .server_addr = c->server_addr,
         .authtoken = c->authtoken,
         .root_cas = c->root_cas,
+        .on_stop = agent_stopped,
     };
     g.agent = bw_agent_new(loop, reg, &cfg, err, sizeof err);
     if (!g.agent) {
@@ -166,6 +199,7 @@ static int run_tunnel(const cli_t *c, const char *proto)
     /* Signals must not keep the loop alive once the agent is done. */
     uv_unref((uv_handle_t *)&g.sigint);
     uv_unref((uv_handle_t *)&g.sigterm);
+    start_web(loop, c->web_addr);
     bw_agent_start(g.agent);
     uv_run(loop, UV_RUN_DEFAULT);
     rc = bw_agent_exit_code(g.agent);
