@@ -1,49 +1,67 @@
-/* burrow: the agent's command line (ngrok-compatible; docs/cli.md). */
+/* burrow: the agent's command line, compatible with ngrok's (docs/cli.md).
+ *
+ *   burrow http|tcp|tls ADDR [flags]     one tunnel named "command_line"
+ *   burrow start NAME... | --all | --none tunnels from the config files
+ *   burrow config check | add-authtoken TOKEN
+ *   burrow authtoken TOKEN               (ngrok v2 spelling)
+ *   burrow version | --version | help
+ */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <jansson.h>
-#include <openssl/ssl.h>
 #include <uv.h>
 
 #include "agent.h"
 #include "api.h"
 #include "cli.h"
+#include "config.h"
 #include "host.h"
 #include "log.h"
 #include "plugin_loader.h"
 #include "stream.h"
 #include "util.h"
 
-#define MAX_POSITIONAL 16
+#define MAX_POSITIONAL 64
 
 typedef struct cli {
-    const char *command;
-    const char *positional[MAX_POSITIONAL];
-    int n_positional;
-    const char *authtoken, *server_addr, *root_cas, *remote_addr;
+    const char *words[MAX_POSITIONAL]; /* command, sub-command and arguments */
+    int n_words;
+    bw_flag_list_t config;
+    const char *authtoken, *server_addr, *root_cas, *web_addr, *region, *metadata;
     const char *log, *log_level, *log_format;
-    const char *region; /* accepted for compatibility: no regions on a self-hosted edge */
-    const char *web_addr;
-    int help, version;
+    const char *remote_addr, *subdomain, *hostname, *auth, *bind_tls, *host_header;
+    const char *inspect;
+    int all, none, help, version;
 } cli_t;
 
 static cli_t g_cli;
 
 static const bw_flag_t flags[] = {
-    {"authtoken", BW_FLAG_STR, &g_cli.authtoken, "authentication token of the edge"},
-    {"server-addr", BW_FLAG_STR, &g_cli.server_addr,
-     "edge address host:port (default localhost:4443)"},
-    {"root-cas", BW_FLAG_STR, &g_cli.root_cas, "PEM file of CAs trusted for the edge certificate"},
-    {"remote-addr", BW_FLAG_STR, &g_cli.remote_addr, "tcp: bind this public address (host:port)"},
+    {"config", BW_FLAG_LIST, &g_cli.config, "path to config files; they are merged if multiple"},
     {"log", BW_FLAG_STR, &g_cli.log, "path to log file, 'stdout', 'stderr' or 'false'"},
-    {"log-level", BW_FLAG_STR, &g_cli.log_level, "logging level: debug, info, warn, error, crit"},
     {"log-format", BW_FLAG_STR, &g_cli.log_format, "log record format: 'term', 'logfmt', 'json'"},
-    {"region", BW_FLAG_STR, &g_cli.region, NULL},
+    {"log-level", BW_FLAG_STR, &g_cli.log_level, "logging level: debug, info, warn, error, crit"},
+    {"authtoken", BW_FLAG_STR, &g_cli.authtoken, "authentication token of the edge"},
+    {"region", BW_FLAG_STR, &g_cli.region, "accepted for compatibility; a self-hosted edge has none"},
+    {"metadata", BW_FLAG_STR, &g_cli.metadata, "opaque user metadata for the session"},
+    {"server-addr", BW_FLAG_STR, &g_cli.server_addr, "edge address host:port (default localhost:4443)"},
+    {"root-cas", BW_FLAG_STR, &g_cli.root_cas, "PEM file of CAs trusted for the edge certificate"},
     {"web-addr", BW_FLAG_STR, &g_cli.web_addr,
-     "agent API and inspector address (default 127.0.0.1:4040, 'false' disables)"},
+     "agent API address (default 127.0.0.1:4040; 'false' disables)"},
+    {"remote-addr", BW_FLAG_STR, &g_cli.remote_addr, "tcp: bind remote address host:port"},
+    {"subdomain", BW_FLAG_STR, &g_cli.subdomain, "http/tls: host tunnel on a custom subdomain"},
+    {"hostname", BW_FLAG_STR, &g_cli.hostname, "http/tls: host tunnel on a custom hostname"},
+    {"auth", BW_FLAG_STR, &g_cli.auth, "http: enforce basic auth on the endpoint, 'user:password'"},
+    {"bind-tls", BW_FLAG_STR, &g_cli.bind_tls, "http: listen for http, https or both: true/false/both"},
+    {"host-header", BW_FLAG_STR, &g_cli.host_header,
+     "http: set Host header; if 'rewrite' use local address hostname"},
+    {"inspect", BW_FLAG_STR, &g_cli.inspect, "http: enable/disable http introspection"},
+    {"all", BW_FLAG_BOOL, &g_cli.all, "start: start all tunnels in the configuration file"},
+    {"none", BW_FLAG_BOOL, &g_cli.none, "start: start running no tunnels"},
     {"help", BW_FLAG_BOOL, &g_cli.help, "show help"},
     {"h", BW_FLAG_BOOL, &g_cli.help, NULL},
     {"version", BW_FLAG_BOOL, &g_cli.version, "print the version"},
@@ -54,29 +72,88 @@ static void usage(FILE *f)
     fprintf(f, "NAME:\n   burrow - tunnel local ports to public URLs\n\n"
                "USAGE:\n   burrow [command] [flags]\n\n"
                "COMMANDS:\n"
-               "   tcp ADDR     start a TCP tunnel to ADDR (port or host:port)\n"
-               "   version      print the version string\n"
-               "   help         show this help\n\n"
+               "   http ADDR                 start an HTTP tunnel to ADDR\n"
+               "   tcp ADDR                  start a TCP tunnel to ADDR (port or host:port)\n"
+               "   tls ADDR                  start a TLS tunnel to ADDR\n"
+               "   start NAME...|--all|--none  start tunnels by name from the config files\n"
+               "   config check              check the config files\n"
+               "   config add-authtoken TOKEN  save the authtoken to the config file\n"
+               "   authtoken TOKEN           the same, ngrok v2 spelling\n"
+               "   version                   print the version string\n"
+               "   help                      show this help\n\n"
                "FLAGS:\n");
     bw_cli_print_flags(f, flags, BW_ARRAY_SIZE(flags));
 }
 
-static int parse_args(int argc, char **argv, cli_t *c)
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char *fmt, ...)
 {
-    const char *pos[MAX_POSITIONAL + 1];
-    int npos = 0;
-    char err[256];
-    if (bw_cli_parse(argc, argv, flags, BW_ARRAY_SIZE(flags), pos, &npos, MAX_POSITIONAL + 1, err,
-                     sizeof err) < 0) {
-        fprintf(stderr, "ERROR:  %s\n", err);
-        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("ERROR:  ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+/* ------------------------------------------------------------------------- */
+/* configuration */
+
+/* Read --config files (or the default one when none is given), logging
+ * ngrok's lines about it. Returns 0, or 1 after printing the error. */
+static int load_config(const cli_t *c, bw_config_t *cfg, char *used, size_t usedlen)
+{
+    char err[1024];
+    bw_config_init(cfg);
+    used[0] = '\0';
+    if (c->config.n > 0) {
+        if (bw_config_load(cfg, c->config.items, (size_t)c->config.n, err, sizeof err) != 0)
+            return fail("%s", err);
+        snprintf(used, usedlen, "%s", c->config.items[0]);
+        return 0;
     }
-    if (npos > 0)
-        c->command = pos[0];
-    for (int i = 1; i < npos; i++)
-        c->positional[c->n_positional++] = pos[i];
+    int rc = bw_config_load_default(cfg, used, usedlen, err, sizeof err);
+    if (rc == BW_ENOENT) {
+        used[0] = '\0';
+        return 0;
+    }
+    return rc < 0 ? fail("%s", err) : 0;
+}
+
+static void log_config_lines(const cli_t *c, const bw_config_t *cfg, const char *used)
+{
+    if (c->config.n == 0 && !used[0]) {
+        char def[1024] = "";
+        bw_config_default_path(def, sizeof def);
+        bw_log(BW_LOG_INFO, "no configuration paths supplied", NULL);
+        bw_log(BW_LOG_INFO, "ignoring default config path, could not stat it", "path", def, NULL);
+        return;
+    }
+    if (c->config.n == 0)
+        bw_log(BW_LOG_INFO, "using configuration at default config path", "path", used, NULL);
+    for (size_t i = 0; i < cfg->n_files; i++)
+        bw_log(BW_LOG_INFO, "open config file", "path", cfg->files[i], "err", "nil", NULL);
+}
+
+static int open_log(const cli_t *c, const bw_config_t *cfg)
+{
+    const char *target = c->log ? c->log : cfg->log ? cfg->log : "stdout";
+    const char *lvl = c->log_level ? c->log_level : cfg->log_level ? cfg->log_level : "info";
+    const char *fmt = c->log_format ? c->log_format : cfg->log_format ? cfg->log_format : "logfmt";
+    int level = bw_log_parse_level(lvl), format = bw_log_parse_format(fmt);
+    if (level < 0)
+        return fail("invalid log level '%s'", lvl);
+    if (format < 0)
+        return fail("invalid log format '%s'", fmt);
+    int rc = bw_log_open(target, format, level);
+    if (rc < 0)
+        return fail("cannot open log file '%s': %s", target, bw_strerror(rc));
     return 0;
 }
+
+/* ------------------------------------------------------------------------- */
+/* running */
 
 static struct {
     uv_signal_t sigint, sigterm;
@@ -95,28 +172,33 @@ static void on_signal(uv_signal_t *h, int signum)
 {
     bw_log(BW_LOG_INFO, "received stop request", "obj", "app", NULL);
     bw_agent_stop(g.agent);
-    uv_close((uv_handle_t *)&g.sigint, NULL);
-    uv_close((uv_handle_t *)&g.sigterm, NULL);
 }
 
 /* The agent API on web_addr. Failing to bind is logged, not fatal: the
  * tunnels still work, and a second agent on the machine keeps running. */
-static void start_web(uv_loop_t *loop, const char *addr)
+static void start_web(uv_loop_t *loop, const char *addr, const bw_config_t *cfg)
 {
-    if (addr && strcmp(addr, "false") == 0)
-        return;
-    int rc = bw_httpd_new(loop, addr ? addr : BW_HTTPD_DEFAULT_ADDR, NULL, &g.web);
+    bw_httpd_cfg_t hc;
+    memset(&hc, 0, sizeof hc);
+    hc.allow_hosts = (const char *const *)cfg->web_allow_hosts;
+    int rc = bw_httpd_new(loop, addr, &hc, &g.web);
     if (rc == 0)
         rc = bw_api_register(g.web, g.agent);
     if (rc < 0) {
-        bw_log(BW_LOG_ERROR, "failed to start web service", "obj", "web", "addr",
-               addr ? addr : BW_HTTPD_DEFAULT_ADDR, "err", bw_strerror(rc), NULL);
+        bw_log(BW_LOG_ERROR, "failed to start web service", "obj", "web", "addr", addr, "err",
+               bw_strerror(rc), NULL);
         bw_httpd_close(g.web);
         g.web = NULL;
         return;
     }
+    char hosts[1024] = "[";
+    for (size_t i = 0; i < cfg->n_web_allow_hosts; i++) {
+        size_t n = strlen(hosts);
+        snprintf(hosts + n, sizeof hosts - n, "%s%s", i ? " " : "", cfg->web_allow_hosts[i]);
+    }
+    strncat(hosts, "]", sizeof hosts - strlen(hosts) - 1);
     bw_log(BW_LOG_INFO, "starting web service", "obj", "web", "addr", bw_httpd_addr(g.web),
-           "allow_hosts", "[]", NULL);
+           "allow_hosts", hosts, NULL);
 }
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -125,72 +207,80 @@ static void close_walk(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
-static int open_log(const cli_t *c)
+/* A tunnel definition from the command line, in config-file keys. */
+static json_t *cli_tunnel(const cli_t *c, const char *proto, const char *addr)
 {
-    int level = bw_log_parse_level(c->log_level ? c->log_level : "info");
-    int format = bw_log_parse_format(c->log_format ? c->log_format : "logfmt");
-    if (level < 0) {
-        fprintf(stderr, "ERROR:  invalid log level '%s'\n", c->log_level);
-        return -1;
-    }
-    if (format < 0) {
-        fprintf(stderr, "ERROR:  invalid log format '%s'\n", c->log_format);
-        return -1;
-    }
-    int rc = bw_log_open(c->log ? c->log : "stdout", format, level);
-    if (rc < 0) {
-        fprintf(stderr, "ERROR:  cannot open log file '%s': %s\n", c->log, bw_strerror(rc));
-        return -1;
-    }
-    return 0;
+    json_t *d = json_pack("{s:s, s:s}", "proto", proto, "addr", addr);
+    const struct {
+        const char *key, *value;
+    } opt[] = {
+        {"remote_addr", c->remote_addr}, {"subdomain", c->subdomain},
+        {"hostname", c->hostname},       {"auth", c->auth},
+        {"bind_tls", c->bind_tls},       {"host_header", c->host_header},
+        {"inspect", c->inspect},         {"metadata", c->metadata},
+    };
+    for (size_t i = 0; d && i < BW_ARRAY_SIZE(opt); i++)
+        if (opt[i].value)
+            json_object_set_new(d, opt[i].key, json_string(opt[i].value));
+    return d;
 }
 
-static int run_tunnel(const cli_t *c, const char *proto)
+static int add_tunnel(const char *name, json_t *def, char *err, size_t errlen)
 {
-    char err[512];
+    char addrbuf[32];
+    json_t *addr = json_object_get(def, "addr");
+    if (json_is_integer(addr))
+        snprintf(addrbuf, sizeof addrbuf, "%" JSON_INTEGER_FORMAT, json_integer_value(addr));
+    bw_tunnel_spec_t spec = {
+        .name = name,
+        .proto = json_string_value(json_object_get(def, "proto")),
+        .addr = json_is_integer(addr) ? addrbuf : json_string_value(addr),
+        .remote_addr = json_string_value(json_object_get(def, "remote_addr")),
+        .subdomain = json_string_value(json_object_get(def, "subdomain")),
+        .hostname = json_string_value(json_object_get(def, "hostname")),
+        .options = def,
+    };
+    return bw_agent_add_tunnel(g.agent, &spec, NULL, NULL, err, errlen);
+}
+
+/* Run the agent with `tunnels` (name/definition pairs; may be empty). */
+static int run(const cli_t *c, const bw_config_t *cfg, const char *used, json_t *tunnels)
+{
+    char err[1024];
     int rc = 1;
-    if (c->n_positional != 1) {
-        fprintf(stderr, "ERROR:  Specify a local port or address to tunnel to.\n"
-                        "ERROR:  Example: burrow %s 22\n", proto);
-        return 1;
-    }
-    if (open_log(c) < 0)
-        return 1;
     uv_loop_t *loop = uv_default_loop();
+    if (open_log(c, cfg) != 0)
+        return 1;
+    log_config_lines(c, cfg, used);
     bw_stream_loop_init(loop);
     bw_registry_t *reg = bw_registry_new(bw_host_table());
     if (!reg || bw_registry_load_default(reg) == 0) {
-        fprintf(stderr, "ERROR:  no protocol plugins found (set BURROW_PLUGIN_PATH)\n");
+        fail("no protocol plugins found (set BURROW_PLUGIN_PATH)");
         goto out_reg;
     }
-    bw_agent_config_t cfg = {
-        .server_addr = c->server_addr,
-        .authtoken = c->authtoken,
-        .root_cas = c->root_cas,
+    bw_agent_config_t ac = {
+        .server_addr = c->server_addr ? c->server_addr : cfg->server_addr,
+        .authtoken = c->authtoken ? c->authtoken : cfg->authtoken,
+        .root_cas = c->root_cas ? c->root_cas : cfg->root_cas,
+        .heartbeat_ms = cfg->heartbeat_interval_ms,
+        .tolerance_ms = cfg->heartbeat_tolerance_ms,
+        .connect_timeout_ms = cfg->connect_timeout_ms,
         .on_stop = agent_stopped,
     };
-    g.agent = bw_agent_new(loop, reg, &cfg, err, sizeof err);
+    g.agent = bw_agent_new(loop, reg, &ac, err, sizeof err);
     if (!g.agent) {
-        fprintf(stderr, "ERROR:  %s\n", err);
+        fail("%s", err);
         goto out_reg;
     }
-    json_t *opts = json_object();
-    if (c->remote_addr)
-        json_object_set_new(opts, "remote_addr", json_string(c->remote_addr));
-    bw_tunnel_spec_t spec = {
-        .name = "command_line",
-        .proto = proto,
-        .addr = c->positional[0],
-        .remote_addr = c->remote_addr,
-        .options = opts,
-    };
-    int arc = bw_agent_add_tunnel(g.agent, &spec, NULL, NULL, err, sizeof err);
-    json_decref(opts);
-    if (arc < 0) {
-        fprintf(stderr, "ERROR:  %s\n", err);
-        bw_agent_stop(g.agent);
-        uv_run(loop, UV_RUN_DEFAULT);
-        goto out_agent;
+    const char *name;
+    json_t *def;
+    json_object_foreach(tunnels, name, def) {
+        if (add_tunnel(name, def, err, sizeof err) < 0) {
+            fail("%s", err);
+            bw_agent_stop(g.agent);
+            uv_run(loop, UV_RUN_DEFAULT);
+            goto out_agent;
+        }
     }
     uv_signal_init(loop, &g.sigint);
     uv_signal_init(loop, &g.sigterm);
@@ -199,7 +289,9 @@ static int run_tunnel(const cli_t *c, const char *proto)
     /* Signals must not keep the loop alive once the agent is done. */
     uv_unref((uv_handle_t *)&g.sigint);
     uv_unref((uv_handle_t *)&g.sigterm);
-    start_web(loop, c->web_addr);
+    const char *web = c->web_addr ? c->web_addr : cfg->web_addr;
+    if (!(cfg->web_disabled && !c->web_addr) && !(web && strcmp(web, "false") == 0))
+        start_web(loop, web ? web : BW_HTTPD_DEFAULT_ADDR, cfg);
     bw_agent_start(g.agent);
     uv_run(loop, UV_RUN_DEFAULT);
     rc = bw_agent_exit_code(g.agent);
@@ -215,23 +307,136 @@ out_reg:
     return rc;
 }
 
+/* ------------------------------------------------------------------------- */
+/* commands */
+
+static int cmd_tunnel(const cli_t *c, const bw_config_t *cfg, const char *used, const char *proto)
+{
+    if (c->n_words != 2) {
+        if (strcmp(proto, "http") == 0 && c->n_words == 1)
+            return fail("Specify a local port to tunnel to, e.g. burrow http 80");
+        return fail("Specify a local port or address to tunnel to.\nERROR:  Example: burrow %s 22",
+                    proto);
+    }
+    json_t *tunnels = json_object();
+    json_object_set_new(tunnels, "command_line", cli_tunnel(c, proto, c->words[1]));
+    int rc = run(c, cfg, used, tunnels);
+    json_decref(tunnels);
+    return rc;
+}
+
+static int unknown_tunnel(const bw_config_t *cfg, const char *name)
+{
+    fprintf(stderr, "ERROR:  Tunnel '%s' is not defined in the config files.\n", name);
+    fputs("ERROR:  Tunnels available: ", stderr);
+    for (size_t i = 0; i < cfg->n_tunnels; i++)
+        fprintf(stderr, "%s%s", i ? ", " : "", cfg->tunnels[i].name);
+    fputs("\nERROR:  Config files read: [", stderr);
+    for (size_t i = 0; i < cfg->n_files; i++)
+        fprintf(stderr, "%s%s", i ? " " : "", cfg->files[i]);
+    fputs("]\n", stderr);
+    return 1;
+}
+
+static int cmd_start(const cli_t *c, const bw_config_t *cfg, const char *used)
+{
+    int names = c->n_words - 1;
+    if (c->all && names)
+        return fail("You may not specify any tunnel names with the --all switch");
+    if (c->none && names)
+        return fail("You may not specify any tunnel names with the --none switch");
+    if (c->all && cfg->n_tunnels == 0)
+        return fail("Your configuration file must define at least one tunnel when using --all. "
+                    "To intentionally start no tunnels, use `burrow start --none.`");
+    if (!c->all && !c->none && names == 0)
+        return fail("Specify the names of tunnels to start, or --all, or --none.");
+    json_t *tunnels = json_object();
+    for (size_t i = 0; c->all && i < cfg->n_tunnels; i++)
+        json_object_set(tunnels, cfg->tunnels[i].name, cfg->tunnels[i].def);
+    for (int i = 1; i <= names; i++) {
+        const bw_config_tunnel_t *t = bw_config_find_tunnel(cfg, c->words[i]);
+        if (!t) {
+            json_decref(tunnels);
+            return unknown_tunnel(cfg, c->words[i]);
+        }
+        json_object_set(tunnels, t->name, t->def);
+    }
+    int rc = run(c, cfg, used, tunnels);
+    json_decref(tunnels);
+    return rc;
+}
+
+static int save_authtoken(const cli_t *c, const char *token)
+{
+    char path[1024], err[1024];
+    if (c->config.n > 0)
+        snprintf(path, sizeof path, "%s", c->config.items[0]);
+    else if (bw_config_default_path(path, sizeof path) != 0)
+        return fail("cannot determine the default config path (is HOME set?)");
+    if (bw_config_add_authtoken(path, token, err, sizeof err) != 0)
+        return fail("%s", err);
+    printf("Authtoken saved to configuration file: %s\n", path);
+    return 0;
+}
+
+static int cmd_config(const cli_t *c, const bw_config_t *cfg, const char *used)
+{
+    const char *sub = c->n_words > 1 ? c->words[1] : "";
+    if (strcmp(sub, "check") == 0) {
+        if (cfg->n_files == 0)
+            return fail("no config file found (looked for the default path; pass --config)");
+        for (size_t i = 0; i < cfg->n_files; i++)
+            printf("Valid configuration file at %s\n", cfg->files[i]);
+        return 0;
+    }
+    if (strcmp(sub, "add-authtoken") == 0) {
+        if (c->n_words != 3)
+            return fail("You must pass a single argument, the authtoken to save to "
+                        "configuration file.");
+        return save_authtoken(c, c->words[2]);
+    }
+    return fail("unknown config command '%s' (use check or add-authtoken)", sub);
+}
+
 int main(int argc, char **argv)
 {
     cli_t *c = &g_cli;
+    bw_config_t cfg;
+    char used[1024], err[512];
+    int rc;
     signal(SIGPIPE, SIG_IGN);
-    if (parse_args(argc, argv, c) < 0)
-        return 1;
-    if (c->version || (c->command && strcmp(c->command, "version") == 0)) {
+    if (bw_cli_parse(argc, argv, flags, BW_ARRAY_SIZE(flags), c->words, &c->n_words,
+                     MAX_POSITIONAL, err, sizeof err) < 0)
+        return fail("%s", err);
+    const char *cmd = c->n_words ? c->words[0] : NULL;
+    if (c->version || (cmd && strcmp(cmd, "version") == 0)) {
         printf("burrow version %s\n", BW_VERSION);
         return 0;
     }
-    if (c->help || !c->command || strcmp(c->command, "help") == 0) {
+    if (c->help || !cmd || strcmp(cmd, "help") == 0) {
         usage(stdout);
-        return c->command || c->help ? 0 : 1;
+        return cmd || c->help ? 0 : 1;
     }
-    if (strcmp(c->command, "tcp") == 0)
-        return run_tunnel(c, "tcp");
-    fprintf(stderr, "ERROR:  unknown command '%s'\n", c->command);
-    usage(stderr);
-    return 1;
+    if (strcmp(cmd, "authtoken") == 0) {
+        if (c->n_words != 2)
+            return fail("You must pass a single argument, the authtoken to save to "
+                        "configuration file.");
+        return save_authtoken(c, c->words[1]);
+    }
+    if (strcmp(cmd, "http") && strcmp(cmd, "tcp") && strcmp(cmd, "tls") && strcmp(cmd, "start") &&
+        strcmp(cmd, "config")) {
+        fail("unknown command '%s'", cmd);
+        usage(stderr);
+        return 1;
+    }
+    if (load_config(c, &cfg, used, sizeof used) != 0)
+        return 1;
+    if (strcmp(cmd, "config") == 0)
+        rc = cmd_config(c, &cfg, used);
+    else if (strcmp(cmd, "start") == 0)
+        rc = cmd_start(c, &cfg, used);
+    else
+        rc = cmd_tunnel(c, &cfg, used, cmd);
+    bw_config_free(&cfg);
+    return rc;
 }

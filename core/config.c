@@ -480,7 +480,7 @@ static int set_web_allow_hosts(ctx_t *c, const ynode_t *k, const ynode_t *v)
         return 0;
     if (v->kind != YAML_SEQUENCE_NODE)
         return fail(c, v, "'%s' must be a list of host names", k->text);
-    list = calloc(v->n ? v->n : 1, sizeof *list);
+    list = calloc(v->n + 1, sizeof *list); /* NULL-terminated, as httpd takes it */
     if (!list)
         return nomem(c);
     for (size_t i = 0; i < v->n; i++) {
