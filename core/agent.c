@@ -589,6 +589,8 @@ static int spec_addr(const bw_loaded_plugin_t *p, const bw_tunnel_spec_t *spec, 
                  spec->name, spec->addr);
         return BW_EINVAL;
     }
+    if (strchr(host, ':'))
+        return bw_fmt(out, outlen, "[%s]:%d", host, port); /* IPv6 literal */
     return bw_fmt(out, outlen, "%s:%d", host[0] ? host : "localhost", port);
 }
 

@@ -389,12 +389,6 @@ static int cmd_config(const cli_t *c, const bw_config_t *cfg, const char *used)
             printf("Valid configuration file at %s\n", cfg->files[i]);
         return 0;
     }
-    if (strcmp(sub, "add-authtoken") == 0) {
-        if (c->n_words != 3)
-            return fail("You must pass a single argument, the authtoken to save to "
-                        "configuration file.");
-        return save_authtoken(c, c->words[2]);
-    }
     return fail("unknown config command '%s' (use check or add-authtoken)", sub);
 }
 
@@ -428,6 +422,13 @@ int main(int argc, char **argv)
         fail("unknown command '%s'", cmd);
         usage(stderr);
         return 1;
+    }
+    /* add-authtoken must work on a file that does not exist yet. */
+    if (strcmp(cmd, "config") == 0 && c->n_words > 1 && strcmp(c->words[1], "add-authtoken") == 0) {
+        if (c->n_words != 3)
+            return fail("You must pass a single argument, the authtoken to save to "
+                        "configuration file.");
+        return save_authtoken(c, c->words[2]);
     }
     if (load_config(c, &cfg, used, sizeof used) != 0)
         return 1;

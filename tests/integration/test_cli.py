@@ -42,6 +42,9 @@ def test_add_authtoken_both_spellings_keep_the_file(tmp_path):
     lines = path.read_text().split("\n")
     assert lines[:2] == ["# mine", 'version: "2"'] and lines[3:] == ["tunnels: {}", ""]
     assert lines[2].startswith("authtoken: tok2") and lines[2].endswith("# keep")
+    fresh = tmp_path / "sub" / "new.yml"
+    r = burrow(["config", "add-authtoken", "tok3", "--config", str(fresh)], tmp_path)
+    assert r.returncode == 0 and "authtoken: tok3" in fresh.read_text()
     r = burrow(["authtoken"], tmp_path)
     assert r.returncode == 1
     assert "You must pass a single argument, the authtoken to save" in r.stderr
