@@ -108,8 +108,10 @@ static int load_config(const cli_t *c, bw_config_t *cfg, char *used, size_t used
     bw_config_init(cfg);
     used[0] = '\0';
     if (c->config.n > 0) {
-        if (bw_config_load(cfg, c->config.items, (size_t)c->config.n, err, sizeof err) != 0)
+        if (bw_config_load(cfg, c->config.items, (size_t)c->config.n, err, sizeof err) != 0) {
+            bw_config_free(cfg); /* what the files before the bad one set */
             return fail("%s", err);
+        }
         snprintf(used, usedlen, "%s", c->config.items[0]);
         return 0;
     }
@@ -118,7 +120,11 @@ static int load_config(const cli_t *c, bw_config_t *cfg, char *used, size_t used
         used[0] = '\0';
         return 0;
     }
-    return rc < 0 ? fail("%s", err) : 0;
+    if (rc < 0) {
+        bw_config_free(cfg);
+        return fail("%s", err);
+    }
+    return 0;
 }
 
 static void log_config_lines(const cli_t *c, const bw_config_t *cfg, const char *used)
