@@ -355,7 +355,7 @@ int bw_api_register(bw_httpd_t *h, bw_agent_t *a)
         {"POST", "/api/requests/http", BW_HTTPD_BODY, replay_request},
         {"DELETE", "/api/requests/http", 0, delete_requests},
         {"GET", "/api/requests/http/:id", 0, get_request},
-        {"GET", "/metrics", 0, prometheus},
+        {"GET", "/metrics", BW_HTTPD_ANY_ACCEPT, prometheus},
     };
     for (size_t i = 0; i < BW_ARRAY_SIZE(routes); i++) {
         int rc = bw_httpd_route(h, routes[i].method, routes[i].pattern, routes[i].flags,

@@ -1044,7 +1044,7 @@ static void route_request(sess_t *s, bw_httpd_req_t *r)
     if (!rt)
         return;
     r->route = rt;
-    if (!accept_ok(bw_httpd_req_header(r, "Accept"))) {
+    if (!(rt->flags & BW_HTTPD_ANY_ACCEPT) && !accept_ok(bw_httpd_req_header(r, "Accept"))) {
         json_t *d = json_pack("{s:s, s:[s]}", "accept-header", bw_httpd_req_header(r, "Accept"),
                               "supported", "application/json");
         bw_httpd_error(r, 406, "unsupported request Accept header", d);

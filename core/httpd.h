@@ -56,6 +56,9 @@ typedef void (*bw_httpd_handler_fn)(bw_httpd_req_t *req, void *ud);
 /* Route flag: the route takes a JSON body. Requests need Content-Type
  * application/json (charset utf-8 if any) or get 415. */
 #define BW_HTTPD_BODY 0x1u
+/* Route flag: the route answers in its own media type (e.g. Prometheus
+ * text), so the JSON-only Accept check does not apply. */
+#define BW_HTTPD_ANY_ACCEPT 0x2u
 
 /* --- server --- */
 

@@ -83,7 +83,9 @@ def test_metrics_count_connections(api):
     conns = t["metrics"]["conns"]
     assert conns["count"] == 3 and conns["gauge"] == 0
     assert 0 < conns["p50"] <= conns["p99"] < 10e9        # nanoseconds
-    st, hdrs, text = call(addr, "GET", "/metrics", raw=True)
+    # scrapers may accept only the text format
+    st, hdrs, text = call(addr, "GET", "/metrics", raw=True,
+                          headers={"Accept": "text/plain;version=0.0.4"})
     assert st == 200 and hdrs["Content-Type"].startswith("text/plain")
     assert b'burrow_conns_total{tunnel="command_line"} 3' in text
 
