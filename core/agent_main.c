@@ -67,21 +67,36 @@ static const bw_flag_t flags[] = {
     {"version", BW_FLAG_BOOL, &g_cli.version, "print the version"},
 };
 
-static void usage(FILE *f)
+static const struct {
+    const char *cmd, *usage, *what;
+} commands[] = {
+    {"http", "burrow http ADDR [flags]", "start an HTTP tunnel to ADDR (port, host:port or URL)"},
+    {"tcp", "burrow tcp ADDR [flags]", "start a TCP tunnel to ADDR (port or host:port)"},
+    {"tls", "burrow tls ADDR [flags]", "start a TLS tunnel to ADDR"},
+    {"start", "burrow start NAME... | --all | --none [flags]",
+     "start tunnels by name from the config files"},
+    {"config", "burrow config check | add-authtoken TOKEN [flags]",
+     "check the config files, or save the authtoken into one"},
+    {"authtoken", "burrow authtoken TOKEN", "save the authtoken (ngrok v2 spelling)"},
+    {"version", "burrow version", "print the version string"},
+    {"help", "burrow help", "show this help"},
+};
+
+/* The whole help, or one command's when `cmd` names one. */
+static void usage(FILE *f, const char *cmd)
 {
+    for (size_t i = 0; cmd && i < BW_ARRAY_SIZE(commands); i++)
+        if (strcmp(cmd, commands[i].cmd) == 0) {
+            fprintf(f, "NAME:\n   burrow %s - %s\n\nUSAGE:\n   %s\n\nFLAGS:\n", cmd,
+                    commands[i].what, commands[i].usage);
+            bw_cli_print_flags(f, flags, BW_ARRAY_SIZE(flags));
+            return;
+        }
     fprintf(f, "NAME:\n   burrow - tunnel local ports to public URLs\n\n"
-               "USAGE:\n   burrow [command] [flags]\n\n"
-               "COMMANDS:\n"
-               "   http ADDR                 start an HTTP tunnel to ADDR\n"
-               "   tcp ADDR                  start a TCP tunnel to ADDR (port or host:port)\n"
-               "   tls ADDR                  start a TLS tunnel to ADDR\n"
-               "   start NAME...|--all|--none  start tunnels by name from the config files\n"
-               "   config check              check the config files\n"
-               "   config add-authtoken TOKEN  save the authtoken to the config file\n"
-               "   authtoken TOKEN           the same, ngrok v2 spelling\n"
-               "   version                   print the version string\n"
-               "   help                      show this help\n\n"
-               "FLAGS:\n");
+               "USAGE:\n   burrow [command] [flags]\n\nCOMMANDS:\n");
+    for (size_t i = 0; i < BW_ARRAY_SIZE(commands); i++)
+        fprintf(f, "   %-50s %s\n", commands[i].usage, commands[i].what);
+    fprintf(f, "\nFLAGS:\n");
     bw_cli_print_flags(f, flags, BW_ARRAY_SIZE(flags));
 }
 
@@ -414,7 +429,8 @@ int main(int argc, char **argv)
         return 0;
     }
     if (c->help || !cmd || strcmp(cmd, "help") == 0) {
-        usage(stdout);
+        const char *topic = cmd && strcmp(cmd, "help") == 0 && c->n_words > 1 ? c->words[1] : cmd;
+        usage(stdout, topic);
         return cmd || c->help ? 0 : 1;
     }
     if (strcmp(cmd, "authtoken") == 0) {
@@ -426,7 +442,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "http") && strcmp(cmd, "tcp") && strcmp(cmd, "tls") && strcmp(cmd, "start") &&
         strcmp(cmd, "config")) {
         fail("unknown command '%s'", cmd);
-        usage(stderr);
+        usage(stderr, NULL);
         return 1;
     }
     /* add-authtoken must work on a file that does not exist yet. */

@@ -26,6 +26,11 @@ def test_version_and_help(tmp_path):
         assert r.returncode == 0 and r.stdout.strip().startswith("burrow version ")
     r = burrow(["--help"], tmp_path)
     assert r.returncode == 0 and "start NAME" in r.stdout and "--config" in r.stdout
+    for cmd in ("tcp", "http", "start", "config"):
+        r = burrow([cmd, "--help"], tmp_path)
+        assert r.returncode == 0 and ("USAGE:\n   burrow %s" % cmd) in r.stdout, r.stdout
+    r = burrow(["help", "start"], tmp_path)
+    assert "burrow start NAME... | --all | --none" in r.stdout
     r = burrow(["tcp", "22", "--bogus"], tmp_path)
     assert r.returncode == 1 and "flag provided but not defined: -bogus" in r.stderr
 
