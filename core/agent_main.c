@@ -429,7 +429,9 @@ int main(int argc, char **argv)
         return 0;
     }
     if (c->help || !cmd || strcmp(cmd, "help") == 0) {
-        const char *topic = cmd && strcmp(cmd, "help") == 0 && c->n_words > 1 ? c->words[1] : cmd;
+        const char *topic = cmd;
+        if (cmd && strcmp(cmd, "help") == 0)
+            topic = c->n_words > 1 ? c->words[1] : NULL;
         usage(stdout, topic);
         return cmd || c->help ? 0 : 1;
     }
