@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 
+#include "config.h"
 #include "host.h"
 #include "link.h"
 #include "log.h"
@@ -572,8 +573,6 @@ static int spec_addr(const bw_loaded_plugin_t *p, const bw_tunnel_spec_t *spec, 
                      size_t outlen, char *err, size_t errlen)
 {
     bw_error_t e = {{0}};
-    char host[256];
-    int port;
     if (!spec->addr || !*spec->addr) {
         snprintf(err, errlen, "Tunnel %s must specify 'addr' to tunnel to", spec->name);
         return BW_EINVAL;
@@ -584,14 +583,10 @@ static int spec_addr(const bw_loaded_plugin_t *p, const bw_tunnel_spec_t *spec, 
             snprintf(err, errlen, "%s", e.msg);
         return rc;
     }
-    if (bw_split_hostport(spec->addr, host, sizeof host, &port) != 0) {
-        snprintf(err, errlen, "Tunnel %s specifies an invalid or malformed address '%s'",
-                 spec->name, spec->addr);
-        return BW_EINVAL;
-    }
-    if (strchr(host, ':'))
-        return bw_fmt(out, outlen, "[%s]:%d", host, port); /* IPv6 literal */
-    return bw_fmt(out, outlen, "%s:%d", host[0] ? host : "localhost", port);
+    /* ngrok's rules (§1.3), keyed by the plugin's public scheme: http and
+     * https tunnels get URLs, the rest host:port. */
+    return bw_config_normalize_addr(p->desc.public_scheme, spec->addr, out, outlen, spec->name,
+                                    err, errlen);
 }
 
 int bw_agent_add_tunnel(bw_agent_t *a, const bw_tunnel_spec_t *spec, bw_agent_bind_cb cb,
