@@ -81,16 +81,11 @@ struct bw_capture_store {
 
 static void random_payload(bw_capture_store_t *s, unsigned char *out)
 {
-    size_t got = 0;
-    while (got < KSUID_PAYLOAD) {
-        ssize_t n = getrandom(out + got, KSUID_PAYLOAD - got, GRND_NONBLOCK);
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
+    if (bw_random_bytes(out, KSUID_PAYLOAD) == 0)
+        return;
     /* Uniqueness comes from the counter, not the randomness, so splitmix64
      * is an acceptable stand-in when the kernel pool is unavailable. */
-    for (; got < KSUID_PAYLOAD; got++) {
+    for (size_t got = 0; got < KSUID_PAYLOAD; got++) {
         uint64_t z = (s->rng += 0x9e3779b97f4a7c15ull);
         z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
         z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;

@@ -13,22 +13,30 @@
 
 #include <burrow/error.h>
 
+int bw_random_bytes(void *out, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = getrandom((unsigned char *)out + got, n - got, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        got += (size_t)r;
+    }
+    return 0;
+}
+
 int bw_random_hex(char *out, size_t nbytes)
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char raw[64];
     if (nbytes > sizeof raw)
         return BW_EINVAL;
-    size_t got = 0;
-    while (got < nbytes) {
-        ssize_t n = getrandom(raw + got, nbytes - got, 0);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        got += (size_t)n;
-    }
+    int rc = bw_random_bytes(raw, nbytes);
+    if (rc < 0)
+        return rc;
     for (size_t i = 0; i < nbytes; i++) {
         out[2 * i] = hex[raw[i] >> 4];
         out[2 * i + 1] = hex[raw[i] & 15];

@@ -11,6 +11,10 @@
 #define BW_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define BW_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
+/* Fill out[n] with bytes from the kernel CSPRNG. Returns 0 or a negative
+ * errno (then out holds whatever was read so far). */
+int bw_random_bytes(void *out, size_t n);
+
 /* Fill out[2*nbytes+1] with random lowercase hex from the kernel CSPRNG.
  * Returns 0 or a negative errno. */
 int bw_random_hex(char *out, size_t nbytes);
