@@ -550,6 +550,12 @@ static void h_capture_end(bw_capture_t *c, uint64_t duration_ns)
 {
 }
 
+static void h_capture_request_done(bw_capture_t *c, int err)
+{
+    (void)c;
+    (void)err;
+}
+
 static const bw_host_t host_table = {
     .abi_major = BW_PLUGIN_ABI_MAJOR,
     .abi_minor = BW_PLUGIN_ABI_MINOR,
@@ -586,6 +592,7 @@ static const bw_host_t host_table = {
     .capture_head = h_capture_head,
     .capture_raw = h_capture_raw,
     .capture_end = h_capture_end,
+    .capture_request_done = h_capture_request_done,
 };
 
 const bw_host_t *bw_host_table(void)

@@ -42,7 +42,7 @@ extern "C" {
 #endif
 
 #define BW_PLUGIN_ABI_MAJOR 1
-#define BW_PLUGIN_ABI_MINOR 0
+#define BW_PLUGIN_ABI_MINOR 1
 
 /* The one symbol a plugin exports: const bw_plugin_t *bw_plugin_entry(void). */
 #define BW_PLUGIN_ENTRY_SYMBOL "bw_plugin_entry"
@@ -262,6 +262,14 @@ typedef struct bw_host {
     /* Finish the exchange; `duration_ns` is request start to response end.
      * The capture is released; the plugin must not use it again. */
     void (*capture_end)(bw_capture_t *c, uint64_t duration_ns);
+
+    /* ---- ABI 1.1 (check with BW_HOST_HAS) ---- */
+    /* Say how reading the request body ended: `err` 0 when the body was read
+     * completely, a negative BW_E* code when reading it failed (client went
+     * away, malformed framing). Until this is called the request counts as
+     * still being read; the API refuses to replay such an entry (error 110)
+     * or a failed one (111). capture_end() without it implies success. */
+    void (*capture_request_done)(bw_capture_t *c, int err);
 } bw_host_t;
 
 /* ----- the plugin descriptor --------------------------------------------------- */
