@@ -21,6 +21,7 @@
 #include "cli.h"
 #include "config.h"
 #include "host.h"
+#include "inspect_ui.h"
 #include "log.h"
 #include "plugin_loader.h"
 #include "stream.h"
@@ -206,6 +207,8 @@ static void start_web(uv_loop_t *loop, const char *addr, const bw_config_t *cfg)
     int rc = bw_httpd_new(loop, addr, &hc, &g.web);
     if (rc == 0)
         rc = bw_api_register(g.web, g.agent);
+    if (rc == 0)
+        rc = bw_inspect_ui_register(g.web);
     if (rc < 0) {
         bw_log(BW_LOG_ERROR, "failed to start web service", "obj", "web", "addr", addr, "err",
                bw_strerror(rc), NULL);
