@@ -34,11 +34,11 @@
 #include <uv.h>
 
 #define SMALL_BODY 1024
-#define CHUNK (256 * 1024)
-#define READ_BUF (64 * 1024)
-#define MAX_URL 256
+#define CHUNK      (256 * 1024)
+#define READ_BUF   (64 * 1024)
+#define MAX_URL    256
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 struct conn {
     uv_tcp_t tcp;
@@ -158,8 +158,8 @@ static void bulk_pump(struct conn *c)
             c->bulk_left -= (uint64_t)n;
             continue;
         }
-        if (n != UV_EAGAIN || uv_write(&c->bulk_req, (uv_stream_t *)&c->tcp, &c->bulk_buf, 1,
-                                       on_bulk_write) < 0)
+        if (n != UV_EAGAIN ||
+            uv_write(&c->bulk_req, (uv_stream_t *)&c->tcp, &c->bulk_buf, 1, on_bulk_write) < 0)
             conn_close(c);
         return;
     }
