@@ -165,14 +165,23 @@ def wait_public_url(agent, web_port, timeout):
         time.sleep(0.1)
 
 
+def edge_flags(burrowd):
+    """The flags `burrowd --help` lists."""
+    res = subprocess.run([burrowd, "--help"], capture_output=True, text=True, timeout=10)
+    return set(re.findall(r"^\s+(--[\w-]+)", res.stdout + res.stderr, re.M))
+
+
 def start_burrow(procs, args, workdir, backend_port, target):
     """burrowd with an HTTP listener and `burrow http` with or without inspection."""
-    _, burrow = burrow_bins(args.build_dir)
+    burrowd, burrow = burrow_bins(args.build_dir)
     inspect = target == "burrow-inspect"
     suffix = "inspect" if inspect else "noinspect"
     http_port = free_port()
+    listeners = ["--http-addr", f"127.0.0.1:{http_port}"]
+    if "--https-addr" in edge_flags(burrowd):   # keep it off its default port
+        listeners += ["--https-addr", f"127.0.0.1:{free_port()}"]
     edge, edge_addr, ca = start_edge(procs, workdir, args.build_dir, f"burrowd-{suffix}",
-                                     ["--http-addr", f"127.0.0.1:{http_port}"])
+                                     listeners)
     web_port = free_port()
     argv = [burrow, "http", str(backend_port), "--server-addr", edge_addr, "--root-cas", ca,
             "--log", "stdout", "--log-format", "json", "--web-addr", f"127.0.0.1:{web_port}"]
