@@ -40,6 +40,7 @@ class Endpoint:
     hosthdr: str
     pids: dict = field(default_factory=dict)   # name -> pid of the proxy processes
     url: str = ""
+    api_port: int = 0                           # burrow: the agent API
 
 
 # ---------------------------------------------------------------------------
@@ -135,10 +136,10 @@ def start_ssh(procs, workdir, backend_port):
     return Endpoint("127.0.0.1", pub, f"127.0.0.1:{pub}", pids, f"ssh -R {pub}")
 
 
-def api_tunnels(web_port):
+def api_get(web_port, path):
     conn = http.client.HTTPConnection("127.0.0.1", web_port, timeout=2)
     try:
-        conn.request("GET", "/api/tunnels")
+        conn.request("GET", path)
         resp = conn.getresponse()
         return json.loads(resp.read()) if resp.status == 200 else {}
     finally:
@@ -153,7 +154,7 @@ def wait_public_url(agent, web_port, timeout):
             raise BenchError(f"{agent.name} exited (status {agent.returncode}):\n"
                              f"{log_tail(agent)}")
         try:
-            for tun in api_tunnels(web_port).get("tunnels", []):
+            for tun in api_get(web_port, "/api/tunnels").get("tunnels", []):
                 url = tun.get("public_url", "")
                 if tun.get("proto") == "http" and url.startswith("http://"):
                     return url
@@ -192,7 +193,7 @@ def start_burrow(procs, args, workdir, backend_port, target):
     u = urllib.parse.urlsplit(url)
     # The public host (<sub>.localhost) is only a name: connect to loopback, send it as Host.
     return Endpoint("127.0.0.1", u.port or http_port, u.netloc,
-                    {"burrowd": edge.pid, "burrow": agent.pid}, url)
+                    {"burrowd": edge.pid, "burrow": agent.pid}, url, web_port)
 
 
 def check_endpoint(ep):
@@ -293,10 +294,26 @@ def memory(pids):
             for name, pid in pids.items()}
 
 
+def captured_requests(results, t, ep):
+    """How many requests the agent API lists as captured: shows whether inspection is on."""
+    try:
+        n = len(api_get(ep.api_port, "/api/requests/http").get("requests") or [])
+    except (OSError, ValueError, http.client.HTTPException) as e:
+        results["errors"][f"{t} capture"] = f"/api/requests/http: {e}"
+        return
+    results["targets"].setdefault(t, {})["captured_requests"] = n
+    if (n > 0) != (t == "burrow-inspect"):
+        warn(f"{t}: the agent API lists {n} captured requests; the inspection cost "
+             "compares what it did not mean to")
+
+
 def measure_all(args, results, endpoints):
-    order = list(endpoints)
+    targets = list(endpoints)
     rounds = Rounds(results, args.rounds)
     for rnd in range(1, args.rounds + 1):
+        # Each round starts one path later, so no path is always measured first.
+        k = (rnd - 1) % max(1, len(targets))
+        order = targets[k:] + targets[:k]
         for t in order:
             ep = endpoints[t]
             rounds.measure(t, "rps", "rps", ep.pids,
@@ -310,6 +327,9 @@ def measure_all(args, results, endpoints):
                                                          args.bulk_bytes, args.seconds],
                                             args.seconds + 30), rnd)
     rounds.finish({"rps": "rps", "bulk": "mb_per_s"}, own_median=("p50_ms", "p99_ms"))
+    for t, ep in endpoints.items():
+        if ep.api_port:
+            captured_requests(results, t, ep)
 
 
 # ---------------------------------------------------------------------------
@@ -365,6 +385,10 @@ def report_targets(results):
     for label, value, target, v in rows:
         shown = "n/a" if value is None else f"{value:.2f}"
         print(f"    {label + ':':48s} {shown:>6s}  (target {target}: {v})")
+    captured = results["targets"].get("burrow-inspect", {}).get("captured_requests")
+    if captured == 0:
+        print("    (burrow-inspect captured no requests: inspection was not on, so the "
+              "inspection cost says nothing)")
 
 
 def report_context(results, targets):
