@@ -309,6 +309,8 @@ def captured_requests(results, t, ep):
 
 def measure_all(args, results, endpoints):
     targets = list(endpoints)
+    for t in targets:
+        results["targets"][t] = {}
     rounds = Rounds(results, args.rounds)
     for rnd in range(1, args.rounds + 1):
         # Each round starts one path later, so no path is always measured first.
