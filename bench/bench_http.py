@@ -18,9 +18,9 @@ import urllib.parse
 from dataclasses import dataclass, field
 
 from benchlib import (BenchError, Rounds, add_common_args, burrow_bins, children,
-                      compile_tools, find_bin, fmt, free_port, log, log_tail, new_results,
-                      parse_targets, ratio, run_bench, run_load, start_edge, start_haproxy,
-                      status_kib, wait_for_log, wait_port, warn, ensure_package)
+                      compile_tools, ensure_package, find_bin, fmt, free_port, log, log_tail,
+                      new_results, parse_targets, ratio, run_bench, run_load, start_edge,
+                      start_haproxy, status_kib, wait_for_log, wait_port, warn)
 
 TARGETS = ("direct", "haproxy", "ssh", "burrow-inspect", "burrow-noinspect")
 BURROW_TARGETS = ("burrow-inspect", "burrow-noinspect")
