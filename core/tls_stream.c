@@ -129,6 +129,10 @@ static void on_error(bw_tls_t *t, void *ud, int err)
     bw_stream_t *s = ud;
     bw_log(BW_LOG_DEBUG, "TLS stream to local service failed", "obj", "join", "err",
            bw_tls_error(t), NULL);
+    if (s->closed) { /* lingering: nothing left to flush */
+        bw_tls_close(t);
+        return;
+    }
     s->depth++;
     bw__stream_error(s, err);
     s->depth--;
