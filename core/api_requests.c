@@ -13,12 +13,7 @@
 #include "replay.h"
 #include "util.h"
 
-enum {
-    E_TUNNEL_NOT_FOUND = 100,
-    E_INVALID = 102,
-    E_REQUEST_NOT_FOUND = 106,
-    E_INTERNAL = 107
-};
+enum { E_TUNNEL_NOT_FOUND = 100, E_INVALID = 102, E_REQUEST_NOT_FOUND = 106, E_INTERNAL = 107 };
 
 static json_t *details(const char *key, const char *value)
 {
@@ -111,7 +106,8 @@ static json_t *replay_input(bw_httpd_req_t *req)
         bad = in ? "request body must be a JSON object" : jerr.text;
     else if (!json_is_string(json_object_get(in, "id")))
         bad = "id must be a string";
-    else if (json_object_get(in, "tunnel_name") && !json_is_string(json_object_get(in, "tunnel_name")))
+    else if (json_object_get(in, "tunnel_name") &&
+             !json_is_string(json_object_get(in, "tunnel_name")))
         bad = "tunnel_name must be a string";
     if (bad) {
         bw_httpd_error(req, 400, "failed to deserialize request parameter", details("err", bad));
@@ -160,7 +156,8 @@ static void replay_request(bw_httpd_req_t *req, void *ud)
     if (rc == BW_ENOENT) {
         not_found(req, id);
     } else if (rc < 0) {
-        bw_httpd_error_code(req, 500, E_INTERNAL, "internal error", details("err", bw_strerror(rc)));
+        bw_httpd_error_code(req, 500, E_INTERNAL, "internal error",
+                            details("err", bw_strerror(rc)));
     } else if (why != BW_CAPTURE_REPLAY_OK) {
         bw_httpd_error_code(req, 400, (int)why, replay_msgs[why - 109], details("id", id));
     } else if (!(t = bw_agent_find_tunnel(ud, tname && *tname ? tname : recorded))) {

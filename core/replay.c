@@ -15,9 +15,9 @@
 #include "stream.h"
 
 struct bw_replay {
-    bw_tunnel_t *t;     /* NULL once finished or cancelled */
-    bw_replay_t *next;  /* the tunnel's list */
-    uv_pipe_t pipe;     /* the client's end */
+    bw_tunnel_t *t;    /* NULL once finished or cancelled */
+    bw_replay_t *next; /* the tunnel's list */
+    uv_pipe_t pipe;    /* the client's end */
     uv_timer_t timer;
     uv_write_t wreq;
     uv_shutdown_t sreq;

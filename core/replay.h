@@ -53,7 +53,7 @@ size_t bw_replay_count(const bw_tunnel_t *t);
  * new malloc()ed request in *out (length *outlen). Returns 0, BW_EINVAL
  * with err naming what was wrong (bad member type or value, unparsable
  * captured request), or BW_ENOMEM. */
-int bw_replay_modify(const void *raw, size_t len, const json_t *mods, void **out,
-                     size_t *outlen, char *err, size_t errlen);
+int bw_replay_modify(const void *raw, size_t len, const json_t *mods, void **out, size_t *outlen,
+                     char *err, size_t errlen);
 
 #endif /* BW_CORE_REPLAY_H */

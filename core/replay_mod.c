@@ -37,7 +37,8 @@ static void puts_(buf_t *b, const char *s)
     put(b, s, strlen(s));
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
@@ -159,20 +160,24 @@ static int check_headers(const json_t *h, char *err, size_t errlen)
     size_t i;
     if (!json_is_object(h))
         return fail(err, errlen, "modifications.headers must be an object");
-    json_object_foreach((json_t *)h, k, v) {
+    json_object_foreach((json_t *)h, k, v)
+    {
         if (!is_token(k))
             return fail(err, errlen, "modifications.headers: invalid header name '%s'", k);
         if (json_is_null(v))
             continue;
         if (json_is_string(v)) {
             if (!is_value(json_string_value(v), json_string_length(v)))
-                return fail(err, errlen, "modifications.headers.%s: value contains CR, LF or NUL", k);
+                return fail(err, errlen, "modifications.headers.%s: value contains CR, LF or NUL",
+                            k);
             continue;
         }
         if (!json_is_array(v))
             return fail(err, errlen,
-                        "modifications.headers.%s must be a string, an array of strings or null", k);
-        json_array_foreach(v, i, item) {
+                        "modifications.headers.%s must be a string, an array of strings or null",
+                        k);
+        json_array_foreach(v, i, item)
+        {
             if (!json_is_string(item))
                 return fail(err, errlen, "modifications.headers.%s[%zu] must be a string", k, i);
             if (!is_value(json_string_value(item), json_string_length(item)))
@@ -190,14 +195,16 @@ static int check_mods(const json_t *m, char *err, size_t errlen)
     json_t *v;
     if (!json_is_object(m))
         return fail(err, errlen, "modifications must be an object");
-    json_object_foreach((json_t *)m, k, v) {
+    json_object_foreach((json_t *)m, k, v)
+    {
         size_t i = 0;
         while (i < sizeof known / sizeof *known && strcmp(known[i], k) != 0)
             i++;
         if (i == sizeof known / sizeof *known)
             return fail(err, errlen,
                         "unknown modification '%s' (expected method, uri, headers, body or "
-                        "body_base64)", k);
+                        "body_base64)",
+                        k);
         if (strcmp(k, "headers") != 0 && !json_is_string(v))
             return fail(err, errlen, "modifications.%s must be a string", k);
     }
@@ -265,7 +272,8 @@ static int dropped(line_t l, const json_t *headers, int new_body)
     json_t *v;
     if (new_body && (name_is(l, "Content-Length") || name_is(l, "Transfer-Encoding")))
         return 1;
-    json_object_foreach((json_t *)headers, k, v) {
+    json_object_foreach((json_t *)headers, k, v)
+    {
         if (name_is(l, k))
             return 1;
     }
@@ -285,9 +293,10 @@ static void put_new_headers(buf_t *b, const json_t *headers, int new_body)
     const char *k;
     json_t *v, *item;
     size_t i;
-    json_object_foreach((json_t *)headers, k, v) {
-        if (new_body && (strcasecmp(k, "Content-Length") == 0 ||
-                         strcasecmp(k, "Transfer-Encoding") == 0))
+    json_object_foreach((json_t *)headers, k, v)
+    {
+        if (new_body &&
+            (strcasecmp(k, "Content-Length") == 0 || strcasecmp(k, "Transfer-Encoding") == 0))
             continue; /* set from the new body */
         if (json_is_string(v))
             put_header(b, k, v);
@@ -333,8 +342,8 @@ static int rebuild(const parsed_t *pr, const json_t *mods, const char *body, siz
     return b->oom ? BW_ENOMEM : 0;
 }
 
-int bw_replay_modify(const void *raw, size_t len, const json_t *mods, void **out,
-                     size_t *outlen, char *err, size_t errlen)
+int bw_replay_modify(const void *raw, size_t len, const json_t *mods, void **out, size_t *outlen,
+                     char *err, size_t errlen)
 {
     parsed_t pr;
     buf_t b = {0};

@@ -44,11 +44,11 @@ struct bw_stream {
     chunk_t *in_head, *in_tail; /* held input, delivered when reading */
     unsigned depth;             /* our callbacks in progress */
     unsigned has_cbs : 1;
-    unsigned reading : 1;   /* the owner wants on_read */
-    unsigned closed : 1;    /* the owner called close: no more callbacks */
-    unsigned released : 1;  /* the transport is gone: free when depth == 0 */
-    unsigned eof_held : 1;  /* EOF arrived behind held input */
-    unsigned failed : 1;    /* on_error delivered or pending */
+    unsigned reading : 1;  /* the owner wants on_read */
+    unsigned closed : 1;   /* the owner called close: no more callbacks */
+    unsigned released : 1; /* the transport is gone: free when depth == 0 */
+    unsigned eof_held : 1; /* EOF arrived behind held input */
+    unsigned failed : 1;   /* on_error delivered or pending */
     unsigned need_drain : 1;
     unsigned deferred : 1;
     int err_held;

@@ -14,7 +14,7 @@
 #include "tls.h"
 
 #define LINGER_POLL_MS 20
-#define LINGER_MAX_MS 10000
+#define LINGER_MAX_MS  10000
 
 typedef struct tls_stream {
     bw_stream_t base;

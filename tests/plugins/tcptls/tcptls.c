@@ -31,7 +31,9 @@ typedef struct conn {
 static const bw_option_t options[] = {
     {.key = "inspect", .type = BW_OPT_BOOL, .default_value = "true", .description = "capture"},
     {.key = "upstream_tls", .type = BW_OPT_BOOL, .default_value = "true", .description = "TLS"},
-    {.key = "upstream_verify", .type = BW_OPT_BOOL, .default_value = "false",
+    {.key = "upstream_verify",
+     .type = BW_OPT_BOOL,
+     .default_value = "false",
      .description = "verify the local certificate"},
     {.key = NULL},
 };
@@ -173,8 +175,12 @@ static void p_conn_open(void *tstate, bw_stream_t *pub, const bw_conn_info_t *in
     c->cap = H->capture_begin(tt->t, info);
     if (c->cap) {
         static const bw_http_header_t hdr = {"x-fixture", 9, "tcptls", 6};
-        bw_http_head_t head = {.struct_size = sizeof head, .method = "RAW", .uri = "/",
-                               .proto = "HTTP/1.1", .headers = &hdr, .n_headers = 1};
+        bw_http_head_t head = {.struct_size = sizeof head,
+                               .method = "RAW",
+                               .uri = "/",
+                               .proto = "HTTP/1.1",
+                               .headers = &hdr,
+                               .n_headers = 1};
         H->capture_head(c->cap, BW_CAPTURE_REQUEST, &head);
     }
     const bw_conf_t *conf = H->tunnel_conf(tt->t);
