@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 
+#include "capture.h"
 #include "config.h"
 #include "host.h"
 #include "link.h"
@@ -56,6 +57,7 @@ struct bw_agent {
     unsigned next_req;
 
     agent_tunnel_t *tunnels;
+    bw_capture_store_t *captures;
 
     uv_timer_t retry;      /* reconnect backoff and connect timeout */
     uint64_t backoff_ms;
@@ -638,8 +640,14 @@ bw_agent_t *bw_agent_new(uv_loop_t *loop, bw_registry_t *reg, const bw_agent_con
         a->cfg.tolerance_ms = 15000;
     if (!a->cfg.connect_timeout_ms)
         a->cfg.connect_timeout_ms = 10000;
-    if (!a->server_addr || !a->authtoken)
+    a->captures = bw_capture_store_new(cfg->inspect_db_size, 0);
+    if (!a->server_addr || !a->authtoken || !a->captures) {
+        if (!a->captures && cfg->inspect_db_size < -1)
+            snprintf(err, errlen, "invalid inspect_db_size %lld", (long long)cfg->inspect_db_size);
+        else
+            snprintf(err, errlen, "out of memory");
         goto fail;
+    }
     if (bw_split_hostport(a->server_addr, a->server_host, sizeof a->server_host,
                           &a->server_port) != 0 || !a->server_host[0]) {
         snprintf(err, errlen, "invalid server address '%s' (expected host:port)", a->server_addr);
@@ -651,6 +659,7 @@ bw_agent_t *bw_agent_new(uv_loop_t *loop, bw_registry_t *reg, const bw_agent_con
     uv_timer_init(loop, &a->retry);
     return a;
 fail:
+    bw_capture_store_free(a->captures);
     free(a->server_addr);
     free(a->authtoken);
     free(a);
@@ -715,6 +724,8 @@ int bw_agent_add_tunnel(bw_agent_t *a, const bw_tunnel_spec_t *spec, bw_agent_bi
     }
     at->a = a;
     at->t->owner = at;
+    at->t->captures = a->captures;
+    at->t->inspect = bw_tunnel_inspect_option(p, spec->options);
     at->proto = bw_strdup(spec->proto);
     at->remote_addr = bw_strdup(spec->remote_addr ? spec->remote_addr : "");
     at->subdomain = bw_strdup(spec->subdomain ? spec->subdomain : "");
@@ -795,6 +806,11 @@ bw_tunnel_t *bw_agent_tunnel_at(bw_agent_t *a, size_t i)
     return at ? at->t : NULL;
 }
 
+bw_capture_store_t *bw_agent_captures(bw_agent_t *a)
+{
+    return a->captures;
+}
+
 int bw_agent_ready(const bw_agent_t *a)
 {
     return a->authed;
@@ -839,6 +855,7 @@ void bw_agent_free(bw_agent_t *a)
         a->tunnels = at->next;
         tunnel_free(at);
     }
+    bw_capture_store_free(a->captures);
     SSL_CTX_free(a->ctx);
     free(a->server_addr);
     free(a->authtoken);

@@ -21,6 +21,7 @@ typedef struct bw_agent_config {
     uint64_t tolerance_ms;     /* 15 s */
     uint64_t connect_timeout_ms; /* 10 s: TLS + auth must finish within it */
     uint32_t max_window;       /* yamux receive window ceiling; 0 = default */
+    int64_t inspect_db_size;   /* capture store budget: 0 default, -1 disabled */
     void (*on_stop)(void *ud); /* called once when the agent stops, for any reason */
     void *stop_ud;
 } bw_agent_config_t;
@@ -66,6 +67,10 @@ bw_tunnel_t *bw_agent_find_tunnel(bw_agent_t *a, const char *name);
 /* Tunnels in creation order: index 0 .. count-1 (NULL past the end). */
 size_t bw_agent_tunnel_count(const bw_agent_t *a);
 bw_tunnel_t *bw_agent_tunnel_at(bw_agent_t *a, size_t i);
+
+/* The agent's capture store (never NULL; a disabled one when
+ * inspect_db_size is -1). Owned by the agent. */
+struct bw_capture_store *bw_agent_captures(bw_agent_t *a);
 
 /* Is the session to the edge established (authenticated)? */
 int bw_agent_ready(const bw_agent_t *a);

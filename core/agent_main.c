@@ -272,6 +272,7 @@ static int run(const cli_t *c, const bw_config_t *cfg, const char *used, json_t 
         .heartbeat_ms = cfg->heartbeat_interval_ms,
         .tolerance_ms = cfg->heartbeat_tolerance_ms,
         .connect_timeout_ms = cfg->connect_timeout_ms,
+        .inspect_db_size = cfg->inspect_db_size,
         .on_stop = agent_stopped,
     };
     g.agent = bw_agent_new(loop, reg, &ac, err, sizeof err);
@@ -306,6 +307,7 @@ out_agent:
     bw_agent_free(g.agent);
 out_reg:
     bw_stream_loop_done();
+    bw_stream_tls_done();
     uv_walk(loop, close_walk, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     bw_registry_free(reg);

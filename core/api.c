@@ -19,7 +19,6 @@ enum {
     E_INVALID_TUNNEL = 102,
     E_START_FAILED = 103,
     E_NOT_READY = 104,
-    E_REQUEST_NOT_FOUND = 106,
     E_INTERNAL = 107,
     E_UNESCAPE = 108
 };
@@ -128,52 +127,6 @@ static void start_tunnel(bw_httpd_req_t *req, void *ud)
                             err_details("err", err));
 out:
     json_decref(def);
-}
-
-/* --- captured requests: the store arrives with HTTP tunnels --- */
-
-static void list_requests(bw_httpd_req_t *req, void *ud)
-{
-    char *limit = NULL;
-    long long n;
-    int rc = bw_httpd_req_query(req, "limit", &limit);
-    if (rc == 0 && bw_parse_int(limit, 0, INT32_MAX, &n) != 0) {
-        json_t *d = json_pack("{s:s}", "err", "limit must be a non-negative integer");
-        free(limit);
-        bw_httpd_error(req, 400, "failed to deserialize request parameter", d);
-        return;
-    }
-    free(limit);
-    bw_httpd_json(req, 200, json_pack("{s:s, s:[]}", "uri", "/api/requests/http", "requests"));
-}
-
-static void delete_requests(bw_httpd_req_t *req, void *ud)
-{
-    bw_httpd_respond(req, 204, NULL, NULL, 0, NULL);
-}
-
-static void get_request(bw_httpd_req_t *req, void *ud)
-{
-    const char *id = bw_httpd_req_param(req);
-    bw_httpd_error_code(req, 404, E_REQUEST_NOT_FOUND, "request entry not found",
-                        err_details("id", id ? id : bw_httpd_req_param_raw(req)));
-}
-
-static void replay_request(bw_httpd_req_t *req, void *ud)
-{
-    size_t len;
-    const char *body = bw_httpd_req_body(req, &len);
-    json_error_t jerr;
-    json_t *in = json_loadb(body, len, 0, &jerr);
-    if (!json_is_object(in)) {
-        json_decref(in);
-        bw_httpd_error(req, 400, "failed to deserialize request parameter",
-                       err_details("err", in ? "request body must be a JSON object" : jerr.text));
-        return;
-    }
-    bw_httpd_error_code(req, 404, E_REQUEST_NOT_FOUND, "request entry not found",
-                        err_details("id", json_string_value(json_object_get(in, "id"))));
-    json_decref(in);
 }
 
 /* --- Prometheus --- */
@@ -330,10 +283,6 @@ int bw_api_register(bw_httpd_t *h, bw_agent_t *a)
         {"POST", "/api/tunnels", BW_HTTPD_BODY, start_tunnel},
         {"GET", "/api/tunnels/:name", 0, get_tunnel},
         {"DELETE", "/api/tunnels/:name", 0, delete_tunnel},
-        {"GET", "/api/requests/http", 0, list_requests},
-        {"POST", "/api/requests/http", BW_HTTPD_BODY, replay_request},
-        {"DELETE", "/api/requests/http", 0, delete_requests},
-        {"GET", "/api/requests/http/:id", 0, get_request},
         {"GET", "/metrics", BW_HTTPD_ANY_ACCEPT, prometheus},
     };
     for (size_t i = 0; i < BW_ARRAY_SIZE(routes); i++) {
@@ -342,5 +291,5 @@ int bw_api_register(bw_httpd_t *h, bw_agent_t *a)
         if (rc < 0)
             return rc;
     }
-    return 0;
+    return bw__api_requests_register(h, a);
 }

@@ -880,3 +880,29 @@ int bw_capture_store_replay(const bw_capture_store_t *s, const char *id, bw_capt
     *len = (size_t)e->raw[0].kept;
     return 0;
 }
+
+/* ----- downloads ----------------------------------------------------------------- */
+
+int bw_capture_store_raw(const bw_capture_store_t *s, const char *id, bw_capture_dir_t dir,
+                         void **raw, size_t *len)
+{
+    const bw_capture_t *e = lookup(s, id);
+    *raw = NULL;
+    *len = 0;
+    if (!e)
+        return BW_ENOENT;
+    if (dir != BW_CAPTURE_REQUEST && dir != BW_CAPTURE_RESPONSE)
+        return BW_EINVAL;
+    const rawbuf_t *r = &e->raw[dir == BW_CAPTURE_REQUEST ? 0 : 1];
+    *raw = raw_copy(r);
+    if (!*raw)
+        return BW_ENOMEM;
+    *len = (size_t)r->kept;
+    return 0;
+}
+
+const char *bw_capture_store_remote_addr(const bw_capture_store_t *s, const char *id)
+{
+    const bw_capture_t *e = lookup(s, id);
+    return e ? e->remote_addr : NULL;
+}

@@ -143,6 +143,18 @@ int bw_capture_store_info(const bw_capture_store_t *s, const char *id, bw_captur
 int bw_capture_store_replay(const bw_capture_store_t *s, const char *id, bw_capture_replay_t *why,
                             void **raw, size_t *len, char **tunnel_name);
 
+/* The captured wire bytes of one direction of entry `id` (as kept: a
+ * truncated capture gives the kept prefix), for /inspect/http/<id>/request
+ * and .../response, as a malloc()ed copy in *raw (length *len; not
+ * NUL-terminated) owned by the caller. Returns 0, BW_ENOENT for an unknown
+ * id, BW_EINVAL for a bad `dir`, BW_ENOMEM; *raw is NULL unless 0. */
+int bw_capture_store_raw(const bw_capture_store_t *s, const char *id, bw_capture_dir_t dir,
+                         void **raw, size_t *len);
+
+/* The client IP entry `id` was captured from, borrowed until the entry is
+ * evicted or the store cleared; NULL for an unknown id. */
+const char *bw_capture_store_remote_addr(const bw_capture_store_t *s, const char *id);
+
 /* Go's http.CanonicalHeaderKey of name[len] into out[len+1]: the first
  * letter and letters after '-' upper case, the rest lower; a name with a
  * byte that is not a token character is copied as-is. Returns out. */

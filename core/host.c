@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "log.h"
+#include "replay.h"
 #include "stream.h"
 #include "util.h"
 
@@ -369,6 +370,7 @@ void bw_tunnel_free(bw_tunnel_t *t)
     if (!t || t->stopping)
         return;
     t->stopping = 1;
+    bw_replay_cancel_all(t);
     if (t->tstate)
         t->plugin->desc.tunnel_stop(t->tstate);
     t->tstate = NULL;
@@ -443,8 +445,6 @@ static int h_connect(bw_tunnel_t *t, const char *addr, uint32_t flags, bw_connec
 {
     char host[256];
     int port;
-    if (flags & BW_CONNECT_TLS)
-        return BW_ENOTSUP; /* upstream TLS arrives with the https:// upstream support */
     if (t->stopping)
         return BW_ECANCELED;
     if (bw_split_hostport(addr, host, sizeof host, &port) != 0)
@@ -455,7 +455,10 @@ static int h_connect(bw_tunnel_t *t, const char *addr, uint32_t flags, bw_connec
     pc->t = t;
     pc->cb = cb;
     pc->ud = ud;
-    int rc = bw_stream_tcp_connect(host, port, connected, pc);
+    int rc = flags & BW_CONNECT_TLS
+                 ? bw_stream_tls_connect(host, port, (flags & BW_CONNECT_TLS_VERIFY) != 0,
+                                         connected, pc)
+                 : bw_stream_tcp_connect(host, port, connected, pc);
     if (rc < 0) {
         free(pc);
         return rc;
@@ -527,35 +530,6 @@ static void h_metric_http(bw_tunnel_t *t, uint64_t duration_ns)
     bw_timer_metric_update(bw_host_total_http(), (int64_t)duration_ns, now);
 }
 
-/* --- capture --- */
-
-/* Inspection needs the capture store, which arrives with HTTP tunnels; until
- * then every tunnel reports "inspection off", which the ABI allows. */
-static bw_capture_t *h_capture_begin(bw_tunnel_t *t, const bw_conn_info_t *info)
-{
-    return NULL;
-}
-
-static int h_capture_head(bw_capture_t *c, bw_capture_dir_t dir, const bw_http_head_t *head)
-{
-    return BW_EINVAL;
-}
-
-static int h_capture_raw(bw_capture_t *c, bw_capture_dir_t dir, const void *data, size_t len)
-{
-    return BW_EINVAL;
-}
-
-static void h_capture_end(bw_capture_t *c, uint64_t duration_ns)
-{
-}
-
-static void h_capture_request_done(bw_capture_t *c, int err)
-{
-    (void)c;
-    (void)err;
-}
-
 static const bw_host_t host_table = {
     .abi_major = BW_PLUGIN_ABI_MAJOR,
     .abi_minor = BW_PLUGIN_ABI_MINOR,
@@ -588,11 +562,11 @@ static const bw_host_t host_table = {
     .metric_conn_open = h_metric_conn_open,
     .metric_conn_close = h_metric_conn_close,
     .metric_http = h_metric_http,
-    .capture_begin = h_capture_begin,
-    .capture_head = h_capture_head,
-    .capture_raw = h_capture_raw,
-    .capture_end = h_capture_end,
-    .capture_request_done = h_capture_request_done,
+    .capture_begin = bw__host_capture_begin,
+    .capture_head = bw__host_capture_head,
+    .capture_raw = bw__host_capture_raw,
+    .capture_end = bw__host_capture_end,
+    .capture_request_done = bw__host_capture_request_done,
 };
 
 const bw_host_t *bw_host_table(void)

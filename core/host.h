@@ -30,8 +30,10 @@ struct bw_tunnel {
     void *tstate;              /* the plugin's, from tunnel_start */
     bw_timer_metric_t conns;
     bw_timer_metric_t http;
-    int inspect;
+    int inspect;               /* the definition's `inspect` (default true) */
     int stopping;
+    struct bw_capture_store *captures; /* the agent's store (borrowed), or NULL */
+    struct bw_replay *replays;  /* replays in flight on this tunnel (replay.c) */
     unsigned pending_connects; /* host->connect calls not yet called back */
     struct bw_tunnel *next;    /* the owner's list */
     void *owner;               /* the agent's per-tunnel record */
@@ -61,6 +63,18 @@ int bw_tunnel_set_url(bw_tunnel_t *t, const char *url);
 void bw_tunnel_conn(bw_tunnel_t *t, bw_stream_t *pub, const bw_conn_info_t *info);
 /* Stop (plugin tunnel_stop) and free the record. NULL-safe. */
 void bw_tunnel_free(bw_tunnel_t *t);
+
+/* `inspect` of a tunnel definition: a boolean or "true"/"false" in
+ * `options`, else the plugin's declared default, else true (ngrok's default
+ * for http tunnels). Returns 1 or 0. */
+int bw_tunnel_inspect_option(const bw_loaded_plugin_t *plugin, const json_t *options);
+
+/* Capture slots of the host table (host_capture.c). */
+bw_capture_t *bw__host_capture_begin(bw_tunnel_t *t, const bw_conn_info_t *info);
+int bw__host_capture_head(bw_capture_t *c, bw_capture_dir_t dir, const bw_http_head_t *head);
+int bw__host_capture_raw(bw_capture_t *c, bw_capture_dir_t dir, const void *data, size_t len);
+void bw__host_capture_end(bw_capture_t *c, uint64_t duration_ns);
+void bw__host_capture_request_done(bw_capture_t *c, int err);
 
 /* Metrics across every tunnel (the API's aggregate). */
 bw_timer_metric_t *bw_host_total_conns(void);

@@ -856,7 +856,7 @@ static int pattern_match(const char *pat, const char *path, const char **pstart,
 
 static int method_is(const route_t *rt, const char *m)
 {
-    if (strcmp(rt->method, m) == 0)
+    if (strcmp(rt->method, m) == 0 || strcmp(rt->method, "*") == 0)
         return 1;
     return strcmp(m, "HEAD") == 0 && strcmp(rt->method, "GET") == 0;
 }

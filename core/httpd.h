@@ -74,7 +74,8 @@ int bw_httpd_new(uv_loop_t *loop, const char *addr, const bw_httpd_cfg_t *cfg, b
  * valid until bw_httpd_close. */
 const char *bw_httpd_addr(const bw_httpd_t *h);
 
-/* Register `fn` for `method` ("GET", ...) on `pattern` ("/api/tunnels",
+/* Register `fn` for `method` ("GET", ...; "*" for any method, the handler
+ * then checks it) on `pattern` ("/api/tunnels",
  * "/api/tunnels/:name"; at most one ":param" segment, matched against one
  * non-empty path segment). Routes match in registration order; HEAD falls
  * back to GET. Strings are copied. Returns 0, BW_EINVAL for a bad pattern

@@ -1,49 +1,14 @@
 /* Byte streams over TCP and yamux, and the join between two. See stream.h. */
 #include "stream.h"
+#include "stream_impl.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---------------------------------------------------------------------------
  * The shared part of every stream
  * ------------------------------------------------------------------------- */
-
-typedef struct chunk {
-    struct chunk *next;
-    size_t len, off;
-    uint8_t data[];
-} chunk_t;
-
-typedef struct stream_ops {
-    int (*write)(bw_stream_t *s, const void *data, size_t len);
-    size_t (*queued)(bw_stream_t *s);
-    int (*shutdown)(bw_stream_t *s);
-    /* Start/stop the transport's own reading (only called on changes). */
-    void (*read_ctl)(bw_stream_t *s, int on);
-    /* `len` bytes reached the owner (credit flow-control windows). */
-    void (*consumed)(bw_stream_t *s, size_t len);
-    /* Owner closed: release the transport; call stream_free when it is safe. */
-    void (*close)(bw_stream_t *s, int abort);
-} stream_ops_t;
-
-struct bw_stream {
-    const stream_ops_t *ops;
-    bw_stream_cbs_t cbs;
-    void *ud;
-    char peer[BW_ADDRSTRLEN];
-    chunk_t *in_head, *in_tail; /* held input, delivered when reading */
-    unsigned depth;             /* our callbacks in progress */
-    unsigned has_cbs : 1;
-    unsigned reading : 1;   /* the owner wants on_read */
-    unsigned closed : 1;    /* the owner called close: no more callbacks */
-    unsigned released : 1;  /* the transport is gone: free when depth == 0 */
-    unsigned eof_held : 1;  /* EOF arrived behind held input */
-    unsigned failed : 1;    /* on_error delivered or pending */
-    unsigned need_drain : 1;
-    unsigned deferred : 1;
-    int err_held;
-    struct bw_stream *defer_next, *defer_prev;
-};
 
 static struct {
     uv_loop_t *loop;
@@ -69,7 +34,7 @@ static void stream_free(bw_stream_t *s)
 }
 
 /* Free once the transport is released and no callback of ours is running. */
-static void stream_maybe_free(bw_stream_t *s)
+void bw__stream_maybe_free(bw_stream_t *s)
 {
     if (s->released && s->depth == 0 && !s->deferred)
         stream_free(s);
@@ -105,7 +70,7 @@ static void on_idle(uv_idle_t *h)
         s->depth++;
         stream_flush_input(s);
         s->depth--;
-        stream_maybe_free(s);
+        bw__stream_maybe_free(s);
     }
 }
 
@@ -172,7 +137,7 @@ static int hold_input(bw_stream_t *s, const uint8_t *data, size_t len, int front
 }
 
 /* The transport read `len` bytes. */
-static void stream_input(bw_stream_t *s, const uint8_t *data, size_t len)
+void bw__stream_input(bw_stream_t *s, const uint8_t *data, size_t len)
 {
     if (s->closed)
         return;
@@ -192,7 +157,7 @@ static void stream_input(bw_stream_t *s, const uint8_t *data, size_t len)
     s->depth--;
 }
 
-static void stream_eof(bw_stream_t *s)
+void bw__stream_eof(bw_stream_t *s)
 {
     if (s->closed)
         return;
@@ -207,7 +172,7 @@ static void stream_eof(bw_stream_t *s)
     }
 }
 
-static void stream_error(bw_stream_t *s, int err)
+void bw__stream_error(bw_stream_t *s, int err)
 {
     if (s->closed || s->failed)
         return;
@@ -223,7 +188,7 @@ static void stream_error(bw_stream_t *s, int err)
     }
 }
 
-static void stream_drain(bw_stream_t *s)
+void bw__stream_drain(bw_stream_t *s)
 {
     if (s->closed || !s->need_drain || !s->has_cbs)
         return;
@@ -332,7 +297,7 @@ void bw_stream_close(bw_stream_t *s, int abort)
     s->closed = 1;
     defer_unlink(s);
     if (s->released) {
-        stream_maybe_free(s);
+        bw__stream_maybe_free(s);
         return;
     }
     s->ops->close(s, abort);
@@ -354,20 +319,26 @@ int bw_stream_unread(bw_stream_t *s, const void *data, size_t len)
 }
 
 /* The transport is gone (handle closed / yamux stream freed). */
-static void stream_released(bw_stream_t *s)
+void bw__stream_released(bw_stream_t *s)
 {
     s->released = 1;
-    stream_maybe_free(s);
+    bw__stream_maybe_free(s);
 }
 
 /* ---------------------------------------------------------------------------
  * TCP
  * ------------------------------------------------------------------------- */
 
+/* TCP, and AF_UNIX pipes (the synthetic connections of replay) which
+ * share everything but reset-on-abort and the peer address. */
 typedef struct tcp_stream {
     bw_stream_t base;
-    uv_tcp_t h;
+    union {
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h;
     size_t queued;
+    unsigned is_pipe : 1;
     unsigned shut : 1;
     unsigned linger : 1; /* closing once the queue drains */
     unsigned reading : 1;
@@ -388,7 +359,7 @@ static tcp_stream_t *as_tcp(bw_stream_t *s)
 static void tcp_closed(uv_handle_t *h)
 {
     tcp_stream_t *t = BW_CONTAINER_OF(h, tcp_stream_t, h);
-    stream_released(&t->base);
+    bw__stream_released(&t->base);
 }
 
 static void tcp_close_handle(tcp_stream_t *t)
@@ -416,20 +387,20 @@ static void tcp_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
     bw_stream_t *s = &t->base;
     s->depth++;
     if (n > 0)
-        stream_input(s, (const uint8_t *)buf->base, (size_t)n);
+        bw__stream_input(s, (const uint8_t *)buf->base, (size_t)n);
     else if (n == UV_EOF) {
         uv_read_stop(h);
         t->reading = 0;
-        stream_eof(s);
+        bw__stream_eof(s);
     } else if (n < 0) {
         uv_read_stop(h);
         t->reading = 0;
-        stream_error(s, (int)n);
+        bw__stream_error(s, (int)n);
     }
     if (buf->base == g.rbuf)
         g.rbuf_busy = 0;
     s->depth--;
-    stream_maybe_free(s);
+    bw__stream_maybe_free(s);
 }
 
 static void tcp_read_ctl(bw_stream_t *s, int on)
@@ -453,13 +424,13 @@ static void tcp_write_done(uv_write_t *req, int status)
     free(w);
     s->depth++;
     if (status < 0 && status != UV_ECANCELED)
-        stream_error(s, status);
+        bw__stream_error(s, status);
     else if (t->queued <= BW_STREAM_LWM)
-        stream_drain(s);
+        bw__stream_drain(s);
     if (t->linger && t->queued == 0)
         tcp_close_handle(t);
     s->depth--;
-    stream_maybe_free(s);
+    bw__stream_maybe_free(s);
 }
 
 static int tcp_write(bw_stream_t *s, const void *data, size_t len)
@@ -533,13 +504,13 @@ static void tcp_close(bw_stream_t *s, int abort)
     }
     /* An abort resets, so the peer learns the stream failed rather than
      * ended; close_reset refuses after a shutdown, where FIN already went. */
-    if (abort && !uv_is_closing((uv_handle_t *)&t->h) &&
-        uv_tcp_close_reset(&t->h, tcp_closed) == 0)
+    if (abort && !t->is_pipe && !uv_is_closing((uv_handle_t *)&t->h) &&
+        uv_tcp_close_reset(&t->h.tcp, tcp_closed) == 0)
         return;
     tcp_close_handle(t);
 }
 
-static const stream_ops_t tcp_ops = {
+static const bw__stream_ops_t tcp_ops = {
     .write = tcp_write,
     .queued = tcp_queued,
     .shutdown = tcp_shutdown,
@@ -553,7 +524,7 @@ bw_stream_t *bw_stream_tcp_new(void)
     if (!t)
         return NULL;
     t->base.ops = &tcp_ops;
-    if (uv_tcp_init(g.loop, &t->h) != 0) {
+    if (uv_tcp_init(g.loop, &t->h.tcp) != 0) {
         free(t);
         return NULL;
     }
@@ -562,7 +533,28 @@ bw_stream_t *bw_stream_tcp_new(void)
 
 uv_tcp_t *bw_stream_tcp_handle(bw_stream_t *s)
 {
-    return &as_tcp(s)->h;
+    return &as_tcp(s)->h.tcp;
+}
+
+bw_stream_t *bw_stream_pipe_open(int fd, const char *peer)
+{
+    tcp_stream_t *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->base.ops = &tcp_ops;
+    t->is_pipe = 1;
+    if (uv_pipe_init(g.loop, &t->h.pipe, 0) != 0) {
+        free(t);
+        return NULL;
+    }
+    if (uv_pipe_open(&t->h.pipe, fd) != 0) {
+        /* The handle is initialised: it must be closed, not freed. */
+        t->base.closed = 1;
+        tcp_close_handle(t);
+        return NULL;
+    }
+    snprintf(t->base.peer, sizeof t->base.peer, "%s", peer ? peer : "");
+    return &t->base;
 }
 
 void bw_stream_tcp_ready(bw_stream_t *s)
@@ -570,8 +562,8 @@ void bw_stream_tcp_ready(bw_stream_t *s)
     tcp_stream_t *t = as_tcp(s);
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    uv_tcp_nodelay(&t->h, 1);
-    if (uv_tcp_getpeername(&t->h, (struct sockaddr *)&ss, &len) == 0)
+    uv_tcp_nodelay(&t->h.tcp, 1);
+    if (uv_tcp_getpeername(&t->h.tcp, (struct sockaddr *)&ss, &len) == 0)
         bw_sockaddr_str((struct sockaddr *)&ss, s->peer, sizeof s->peer);
 }
 
@@ -701,27 +693,27 @@ static void mux_on_data(bw_mux_stream_t *ms, void *ud, const uint8_t *data, size
         return;
     }
     s->depth++;
-    stream_input(s, data, len);
+    bw__stream_input(s, data, len);
     s->depth--;
-    stream_maybe_free(s); /* the owner may have closed it from on_read */
+    bw__stream_maybe_free(s); /* the owner may have closed it from on_read */
 }
 
 static void mux_on_eof(bw_mux_stream_t *ms, void *ud)
 {
     bw_stream_t *s = ud;
     s->depth++;
-    stream_eof(s);
+    bw__stream_eof(s);
     s->depth--;
-    stream_maybe_free(s);
+    bw__stream_maybe_free(s);
 }
 
 static void mux_on_drain(bw_mux_stream_t *ms, void *ud)
 {
     bw_stream_t *s = ud;
     s->depth++;
-    stream_drain(s);
+    bw__stream_drain(s);
     s->depth--;
-    stream_maybe_free(s);
+    bw__stream_maybe_free(s);
 }
 
 static void mux_on_close(bw_mux_stream_t *ms, void *ud, int err)
@@ -730,9 +722,9 @@ static void mux_on_close(bw_mux_stream_t *ms, void *ud, int err)
     as_mux(s)->ms = NULL; /* the engine frees it after this returns */
     s->depth++;
     if (err)
-        stream_error(s, err);
+        bw__stream_error(s, err);
     s->depth--;
-    stream_released(s);
+    bw__stream_released(s);
 }
 
 static const bw_mux_stream_cbs_t mux_cbs = {
@@ -775,10 +767,10 @@ static void mux_close(bw_stream_t *s, int abort)
         else
             bw_mux_stream_close(ms);
     }
-    stream_released(s);
+    bw__stream_released(s);
 }
 
-static const stream_ops_t mux_ops = {
+static const bw__stream_ops_t mux_ops = {
     .write = mux_write,
     .queued = mux_queued,
     .shutdown = mux_shutdown,

@@ -71,6 +71,24 @@ void bw_stream_tcp_ready(bw_stream_t *s);
  * < 0 and never calls it. */
 int bw_stream_tcp_connect(const char *host, int port, bw_connect_cb cb, void *ud);
 
+/* --- pipes --- */
+
+/* Wrap a connected AF_UNIX stream socket `fd` (e.g. one end of a
+ * socketpair). `peer` labels it. Returns the stream, which owns the fd from
+ * then on, or NULL on failure (the caller still owns and closes `fd`). */
+bw_stream_t *bw_stream_pipe_open(int fd, const char *peer);
+
+/* --- TLS to a local service (tls_stream.c) --- */
+
+/* Connect to host:port and run a TLS client handshake: SNI = host unless
+ * it is an IP literal, ALPN http/1.1, the certificate verified against the
+ * system store and host name only when `verify`. `cb` runs once, after the
+ * handshake (a failed handshake is a failed connect: the reason is logged
+ * and status < 0). Returns 0, or < 0 and never calls cb. */
+int bw_stream_tls_connect(const char *host, int port, int verify, bw_connect_cb cb, void *ud);
+/* Free the process-wide TLS client contexts (at exit). */
+void bw_stream_tls_done(void);
+
 /* --- yamux --- */
 
 /* Wrap a yamux stream; takes over its callbacks. `peer` labels it (the

@@ -136,8 +136,12 @@ typedef void (*bw_connect_cb)(void *ud, bw_stream_t *s, int status);
  * host before this runs. `err` is 0 for a clean end, else the first error. */
 typedef void (*bw_join_cb)(void *ud, int err, uint64_t bytes_in, uint64_t bytes_out);
 
-#define BW_CONNECT_TLS 0x1u        /* speak TLS to the local service (https:// upstream) */
-#define BW_CONNECT_TLS_VERIFY 0x2u /* with BW_CONNECT_TLS: verify its certificate */
+/* Speak TLS to the local service (https:// upstream): SNI = the host unless
+ * it is an IP literal, ALPN http/1.1, no certificate check. The connect
+ * callback runs after the handshake; a failed handshake is a failed connect. */
+#define BW_CONNECT_TLS 0x1u
+/* With BW_CONNECT_TLS: verify the certificate (system store + host name). */
+#define BW_CONNECT_TLS_VERIFY 0x2u
 
 /* ----- capture (inspection) ------------------------------------------------------ */
 
@@ -252,7 +256,10 @@ typedef struct bw_host {
 
     /* ---- capture ---- */
     /* Begin capturing one exchange on `t`. Returns a new capture owned by the
-     * plugin until capture_end, or NULL when inspection is off for this tunnel. */
+     * plugin until capture_end, or NULL when inspection is off for this
+     * tunnel (store disabled, plugin without BW_PLUGIN_F_INSPECTS, or the
+     * tunnel's `inspect` option false). The handle stays valid until
+     * capture_end even if the entry is evicted or the tunnel stops. */
     bw_capture_t *(*capture_begin)(bw_tunnel_t *t, const bw_conn_info_t *info);
     /* Parsed head of the request or response. */
     int (*capture_head)(bw_capture_t *c, bw_capture_dir_t dir, const bw_http_head_t *head);
@@ -313,7 +320,12 @@ typedef struct bw_plugin {
     int (*normalize_addr)(void *state, const char *in, char *out, size_t outlen,
                           const char *tunnel_name, bw_error_t *err);
     /* Optional: send a captured request (exact wire bytes) to the local
-     * service again, capturing the exchange as a new entry. */
+     * service again, capturing the exchange as a new entry. Without it the
+     * host replays through a synthetic connection handed to conn_open
+     * (client_addr "<original client ip>:0", server_name ""): it writes the
+     * raw request, half-closes, discards the response and waits for the
+     * plugin to close the stream (30 s at most); plugins then need nothing
+     * replay-specific. */
     int (*replay)(void *tstate, const void *raw, size_t len, bw_error_t *err);
 } bw_plugin_t;
 

@@ -661,6 +661,54 @@ static void test_ids(void **state)
     bw_capture_store_free(s);
 }
 
+/* The /inspect download accessor: exact bytes per direction, the kept
+ * prefix of a truncated capture, errors for unknown ids and directions. */
+static void test_raw_accessor(void **state)
+{
+    bw_capture_store_t *s = bw_capture_store_new(0, 8);
+    bw_capture_t *c = exchange(s, "t", 1700000000LL * 1000000000LL, 1);
+    char id[BW_CAPTURE_ID_LEN + 1];
+    void *raw = (void *)1;
+    size_t len = 99;
+    snprintf(id, sizeof id, "%s", bw_capture_id(c));
+    assert_int_equal(bw_capture_store_raw(s, id, BW_CAPTURE_REQUEST, &raw, &len), 0);
+    assert_int_equal(len, 8); /* max_raw 8: the kept prefix */
+    assert_memory_equal(raw, REQ_RAW, 8);
+    free(raw);
+    assert_int_equal(bw_capture_store_raw(s, id, BW_CAPTURE_RESPONSE, &raw, &len), 0);
+    assert_int_equal(len, 8);
+    assert_memory_equal(raw, RESP_RAW, 8);
+    free(raw);
+    assert_int_equal(bw_capture_store_raw(s, id, (bw_capture_dir_t)7, &raw, &len), BW_EINVAL);
+    assert_null(raw);
+    assert_int_equal(bw_capture_store_raw(s, "airt_nope", BW_CAPTURE_REQUEST, &raw, &len),
+                     BW_ENOENT);
+    assert_null(raw);
+    assert_int_equal(len, 0);
+    assert_string_equal(bw_capture_store_remote_addr(s, id), "192.168.100.25");
+    assert_null(bw_capture_store_remote_addr(s, "airt_nope"));
+    bw_capture_end(c, 5);
+    bw_capture_store_free(s);
+
+    s = bw_capture_store_new(0, 0);
+    c = bw_capture_begin(s, "t", "::1", 1);
+    snprintf(id, sizeof id, "%s", bw_capture_id(c));
+    assert_int_equal(bw_capture_store_raw(s, id, BW_CAPTURE_RESPONSE, &raw, &len), 0);
+    assert_non_null(raw); /* nothing captured yet: an empty, non-NULL copy */
+    assert_int_equal(len, 0);
+    free(raw);
+    assert_int_equal(bw_capture_raw(c, BW_CAPTURE_REQUEST, REQ_RAW, strlen(REQ_RAW)), 0);
+    assert_int_equal(bw_capture_store_raw(s, id, BW_CAPTURE_REQUEST, &raw, &len), 0);
+    assert_int_equal(len, strlen(REQ_RAW));
+    assert_memory_equal(raw, REQ_RAW, len);
+    free(raw);
+    bw_capture_store_clear(s); /* the writer's handle stays valid */
+    assert_int_equal(bw_capture_store_raw(s, id, BW_CAPTURE_REQUEST, &raw, &len), BW_ENOENT);
+    assert_int_equal(bw_capture_raw(c, BW_CAPTURE_REQUEST, "x", 1), 0);
+    bw_capture_end(c, 1);
+    bw_capture_store_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -681,6 +729,7 @@ int main(void)
         cmocka_unit_test(test_disabled),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_ids),
+        cmocka_unit_test(test_raw_accessor),
     };
     set_tz("UTC0");
     return cmocka_run_group_tests(tests, NULL, NULL);

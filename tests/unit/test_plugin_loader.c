@@ -48,8 +48,8 @@ static void refuses_newer_abi_major(void **state)
 {
     bw_registry_t *r = bw_registry_new(bw_host_table());
     assert_int_equal(load_fixture(r, "abi-too-new"), BW_EABI);
-    assert_non_null(strstr(err, "built for plugin ABI 2.1"));
-    assert_non_null(strstr(err, "this agent speaks 1.1"));
+    assert_non_null(strstr(err, "built for plugin ABI 2."));
+    assert_non_null(strstr(err, "this agent speaks 1."));
     bw_registry_free(r);
 }
 
@@ -93,10 +93,12 @@ static void loads_directory_skipping_refusals(void **state)
 {
     bw_registry_t *r = bw_registry_new(bw_host_table());
     /* The fixture dir holds one good plugin plus five it must refuse; which
-     * "fixture" wins between good and duplicate-proto depends on order. */
+     * "fixture" wins between good and duplicate-proto depends on order. The
+     * tcptls fixture sits in a subdirectory, which is searched too. */
     int n = bw_registry_load_dir(r, BW_TEST_PLUGIN_DIR);
-    assert_int_equal(n, 1);
+    assert_int_equal(n, 2);
     assert_non_null(bw_registry_find(r, "fixture"));
+    assert_non_null(bw_registry_find(r, "tcptls"));
     bw_registry_free(r);
 }
 

@@ -1,0 +1,68 @@
+/* Internals shared by the stream backends (stream.c: TCP, pipes, yamux;
+ * tls_stream.c: TLS to local services). Not part of the plugin ABI: the
+ * plugin only ever sees bw_stream_t as an opaque pointer.
+ *
+ * A backend embeds struct bw_stream first in its own struct, fills `ops`,
+ * and reports transport events through the bw__stream_* calls below with
+ * s->depth held, then calls bw__stream_maybe_free(s). Once its transport is
+ * gone it calls bw__stream_released(), after which the shared code frees
+ * the whole allocation (free(s)) when no callback is running. */
+#ifndef BW_CORE_STREAM_IMPL_H
+#define BW_CORE_STREAM_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <burrow/plugin.h>
+
+#include "util.h"
+
+typedef struct chunk {
+    struct chunk *next;
+    size_t len, off;
+    uint8_t data[];
+} chunk_t;
+
+typedef struct bw__stream_ops {
+    int (*write)(bw_stream_t *s, const void *data, size_t len);
+    size_t (*queued)(bw_stream_t *s);
+    int (*shutdown)(bw_stream_t *s);
+    /* Start/stop the transport's own reading (only called on changes). */
+    void (*read_ctl)(bw_stream_t *s, int on);
+    /* `len` bytes reached the owner (credit flow-control windows). */
+    void (*consumed)(bw_stream_t *s, size_t len);
+    /* Owner closed: release the transport; call bw__stream_released when
+     * it is safe to free. */
+    void (*close)(bw_stream_t *s, int abort);
+} bw__stream_ops_t;
+
+struct bw_stream {
+    const bw__stream_ops_t *ops;
+    bw_stream_cbs_t cbs;
+    void *ud;
+    char peer[BW_ADDRSTRLEN];
+    chunk_t *in_head, *in_tail; /* held input, delivered when reading */
+    unsigned depth;             /* our callbacks in progress */
+    unsigned has_cbs : 1;
+    unsigned reading : 1;  /* the owner wants on_read */
+    unsigned closed : 1;   /* the owner called close: no more callbacks */
+    unsigned released : 1; /* the transport is gone: free when depth == 0 */
+    unsigned eof_held : 1; /* EOF arrived behind held input */
+    unsigned failed : 1;   /* on_error delivered or pending */
+    unsigned need_drain : 1;
+    unsigned deferred : 1;
+    int err_held;
+    struct bw_stream *defer_next, *defer_prev;
+};
+
+/* Transport events, delivered to the owner (or held until it reads). */
+void bw__stream_input(bw_stream_t *s, const uint8_t *data, size_t len);
+void bw__stream_eof(bw_stream_t *s);
+void bw__stream_error(bw_stream_t *s, int err);
+void bw__stream_drain(bw_stream_t *s);
+/* The transport is gone: free once no callback of ours is running. */
+void bw__stream_released(bw_stream_t *s);
+/* Free if released and idle; call after dropping s->depth. */
+void bw__stream_maybe_free(bw_stream_t *s);
+
+#endif /* BW_CORE_STREAM_IMPL_H */
