@@ -165,6 +165,15 @@ static void on_bind_resp(bw_agent_t *a, const json_t *m)
             free(at->remote_addr);
             at->remote_addr = addr;
         }
+    } else if (!*at->subdomain && !*at->hostname) {
+        /* A random hostname: ask for the same one after a reconnect. */
+        char *host = url_address(at->t->public_url), *colon = host ? strchr(host, ':') : NULL;
+        if (colon)
+            *colon = '\0';
+        if (host) {
+            free(at->hostname);
+            at->hostname = host;
+        }
     }
     bw_log(BW_LOG_INFO, "started tunnel", "obj", "tunnels", "name", at->t->name, "addr",
            at->t->addr, "url", at->t->public_url, NULL);
