@@ -220,7 +220,7 @@ static int host_name(const char *v, size_t len, char *out)
         return -1;
     for (size_t i = 0; i < end; i++) {
         unsigned char c = (unsigned char)v[i];
-        if (!isalnum(c) && !strchr("-._[]:", c))
+        if (!c || (!isalnum(c) && !strchr("-._[]:", c)))
             return -1;
         out[i] = (char)tolower(c);
     }
@@ -272,6 +272,21 @@ static int emit_head(bw_hrw_t *r, const hdr_t *hs, int n, const hdr_t *host, siz
     return out_put(r, r->head + final, r->head_len - final) ? BW_ENOMEM : 0;
 }
 
+/* http_parser, built lenient, lets a space into a field name; proxies
+ * that disagree on such names are how requests get smuggled. */
+static int valid_name(const bw_hrw_t *r, const hdr_t *h)
+{
+    static const char tchar[] = "!#$%&'*+-.^_`|~";
+    if (h->name_len == 0 || h->start + h->name_len >= h->eol)
+        return 0;
+    for (size_t i = 0; i < h->name_len; i++) {
+        unsigned char c = (unsigned char)r->head[h->start + i];
+        if (!c || (!isalnum(c) && !strchr(tchar, c)))
+            return 0;
+    }
+    return 1;
+}
+
 /* A whole head (request line to the final LF) is in r->head. */
 static int finish_head(bw_hrw_t *r)
 {
@@ -285,6 +300,9 @@ static int finish_head(bw_hrw_t *r)
     int n = split_headers(r, pos, hs, MAX_HEADERS, &final);
     if (n < 0)
         return fail(r, 431, "too many header fields");
+    for (int i = 0; i < n; i++)
+        if (!valid_name(r, &hs[i]))
+            return fail(r, 400, "invalid header");
     for (int i = 0; i < n; i++)
         if (name_is(r, &hs[i], "host")) {
             if (host)
