@@ -281,6 +281,8 @@ static int client_known(bw_edge_t *e, const char *cid, const char *token)
     for (reservation_t *r = e->reservations; r; r = r->next)
         if (strcmp(r->client_id, cid) == 0 && strcmp(r->token, token) == 0)
             return 1;
+    if (bw_hosts_reserved_for(e->hosts, cid, token, uv_now(e->loop)))
+        return 1;
     for (edge_session_t *o = e->sessions; o; o = o->next)
         if (o->authed && strcmp(o->client_id, cid) == 0 && strcmp(o->token, token) == 0)
             return 1;

@@ -141,6 +141,15 @@ int bw_hosts_claim(bw_hosts_t *h, const char *host, int scheme, const void *sess
     return 0;
 }
 
+int bw_hosts_reserved_for(bw_hosts_t *h, const char *client, const char *token, uint64_t now)
+{
+    expire(h, now);
+    for (entry_t *e = h->head; e; e = e->next)
+        if (!e->sess && same_client(e, client, token))
+            return 1;
+    return 0;
+}
+
 void bw_hosts_release(bw_hosts_t *h, const void *tunnel)
 {
     for (entry_t **ep = &h->head; *ep; ep = &(*ep)->next)

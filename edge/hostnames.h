@@ -54,6 +54,9 @@ typedef struct bw_host_req {
 int bw_hosts_bind(bw_hosts_t *h, const bw_host_req_t *req, char *host, char *err,
                   size_t errlen);
 
+/* Whether a name is reserved for client/token (its session may resume). */
+int bw_hosts_reserved_for(bw_hosts_t *h, const char *client, const char *token, uint64_t now);
+
 /* Forget the name of `tunnel` (unbind). */
 void bw_hosts_release(bw_hosts_t *h, const void *tunnel);
 

@@ -21,7 +21,7 @@ class ConfigAgent(H.Proc):
         import json
         os.makedirs(home, exist_ok=True)
         cfg = os.path.join(home, "burrow.yml")
-        lines = ['version: "2"', "authtoken: test-token", "tunnels:"]
+        lines = ['version: "2"', "authtoken: test-token", "tunnels:" + ("" if tunnels else " {}")]
         for tname, d in tunnels.items():
             lines.append("  %s:" % tname)
             for k, v in d.items():
@@ -29,7 +29,7 @@ class ConfigAgent(H.Proc):
         with open(cfg, "w") as f:
             f.write("\n".join(lines) + "\n")
         self.web_port = H.free_port()
-        argv = [H.BURROW, "start", "--all", "--config", cfg, "--server-addr", server_addr,
+        argv = [H.BURROW, "start", "--all" if tunnels else "--none", "--config", cfg, "--server-addr", server_addr,
                 "--root-cas", ca, "--log", "stdout", "--log-level", "debug",
                 "--web-addr", "127.0.0.1:%d" % self.web_port]
         env = {"HOME": home, "XDG_CONFIG_HOME": os.path.join(home, ".config"),
@@ -220,3 +220,7 @@ def send_body_in_chunks(sock, total, seed=1):
     return h.hexdigest()
 
 
+
+
+def has_line(head, line):
+    return line in head.split(b"\r\n")
