@@ -422,10 +422,14 @@ static void client_eof(hconn_t *c)
         conn_done(c);
         return;
     }
+    /* Both directions over: close. Shutting a yamux stream whose peer
+     * already ended would finish and free it under us. */
+    if (c->agent_eof) {
+        conn_done(c);
+        return;
+    }
     if (!c->draining)
         bw_stream_shutdown(c->agent);
-    if (c->agent_eof)
-        conn_done(c);
 }
 
 static void client_drain(hconn_t *c)
