@@ -1,5 +1,5 @@
 """Helpers for the edge's http/https listener tests: an agent started from
-a config file with the test-only raw http plugins (tests/plugins/httpraw),
+a config file with the test-only raw http plugins (tests/httpraw),
 a local HTTP server that reports exactly what reached it, and a raw-socket
 HTTP client."""
 
@@ -10,7 +10,7 @@ import threading
 
 import helpers as H
 
-PLUGIN_DIR = os.path.join(H.BUILD_DIR, "tests", "plugins", "httpraw")
+PLUGIN_DIR = os.path.join(H.BUILD_DIR, "tests", "httpraw")
 DOMAIN = "burrow.test"
 
 
