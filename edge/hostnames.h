@@ -51,8 +51,7 @@ typedef struct bw_host_req {
 /* Choose the name for a Bind (<subdomain>.<domain>, the hostname, or a
  * random 16-hex-digit subdomain) and claim it. Returns 0 with the name in
  * host[BW_HOSTNAME_MAX + 1], or < 0 with the BindResp error in err. */
-int bw_hosts_bind(bw_hosts_t *h, const bw_host_req_t *req, char *host, char *err,
-                  size_t errlen);
+int bw_hosts_bind(bw_hosts_t *h, const bw_host_req_t *req, char *host, char *err, size_t errlen);
 
 /* Whether a name is reserved for client/token (its session may resume). */
 int bw_hosts_reserved_for(bw_hosts_t *h, const char *client, const char *token, uint64_t now);

@@ -75,8 +75,10 @@ static int load_names(host_cert_t *h, const char *path, char *err, size_t errlen
     }
     GENERAL_NAMES_free(gens);
     if (h->n_names == 0) {
-        snprintf(err, errlen, "--host-cert %s: the certificate names no DNS host "
-                              "(subjectAltName)", path);
+        snprintf(err, errlen,
+                 "--host-cert %s: the certificate names no DNS host "
+                 "(subjectAltName)",
+                 path);
         return BW_EINVAL;
     }
     return 0;
@@ -111,8 +113,8 @@ static SSL_CTX *dev_wildcard(const char *dir, const char *domain, char *err, siz
         return NULL;
     snprintf(cert, sizeof cert, "%s/wildcard.pem", dir);
     snprintf(key, sizeof key, "%s/wildcard.key", dir);
-    bw_log(BW_LOG_INFO, "using dev wildcard certificate", "obj", "edge", "names", wildcard,
-           "cert", cert, NULL);
+    bw_log(BW_LOG_INFO, "using dev wildcard certificate", "obj", "edge", "names", wildcard, "cert",
+           cert, NULL);
     return bw_tls_server_ctx(cert, key, err, errlen);
 }
 
@@ -129,8 +131,8 @@ bw_certs_t *bw_certs_new(const char *state_dir, const char *domain, const char *
         c->n++;
         if (load_host_cert(&c->hc[i], host_certs[i], err, errlen) != 0)
             goto fail;
-        bw_log(BW_LOG_INFO, "using host certificate", "obj", "edge", "names",
-               c->hc[i].names[0], NULL);
+        bw_log(BW_LOG_INFO, "using host certificate", "obj", "edge", "names", c->hc[i].names[0],
+               NULL);
     }
     c->dflt = dev_wildcard(state_dir, domain, err, errlen);
     if (!c->dflt)

@@ -179,7 +179,9 @@ static int split_headers(const bw_hrw_t *r, size_t pos, hdr_t *hs, int max, size
             return -1;
         const char *colon = memchr(r->head + start, ':', eol - start);
         size_t v = colon ? (size_t)(colon - r->head) + 1 : eol;
-        hs[n] = (hdr_t){.start = start, .end = pos, .eol = eol,
+        hs[n] = (hdr_t){.start = start,
+                        .end = pos,
+                        .eol = eol,
                         .name_len = colon ? (size_t)(colon - r->head) - start : eol - start};
         while (v < eol && (r->head[v] == ' ' || r->head[v] == '\t'))
             v++;

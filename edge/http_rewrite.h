@@ -13,14 +13,14 @@
 #include <stddef.h>
 
 #define BW_HRW_MAX_HEAD (16u * 1024u) /* a longer request head gets 431 */
-#define BW_HRW_HOSTLEN 256
+#define BW_HRW_HOSTLEN  256
 
 typedef struct bw_hrw bw_hrw_t;
 
 /* One request head that began in the last feed. */
 typedef struct bw_hrw_head {
-    size_t off;                  /* where its rewritten head starts in the output */
-    char host[BW_HRW_HOSTLEN];   /* Host, lowercased, without port */
+    size_t off;                /* where its rewritten head starts in the output */
+    char host[BW_HRW_HOSTLEN]; /* Host, lowercased, without port */
 } bw_hrw_head_t;
 
 /* A rewriter for one connection from `client_ip`; `https` picks the

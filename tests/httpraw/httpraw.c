@@ -10,10 +10,10 @@
 
 #ifdef HTTPRAW_HTTPS
 #define PROTO "httpsraw"
-#define EDGE BW_EDGE_HTTPS
+#define EDGE  BW_EDGE_HTTPS
 #else
 #define PROTO "httpraw"
-#define EDGE BW_EDGE_HTTP
+#define EDGE  BW_EDGE_HTTP
 #endif
 
 static const bw_host_t *H;

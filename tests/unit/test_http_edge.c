@@ -108,8 +108,7 @@ static void errors_name_the_problem(void **state)
         {"GET /a b\r\nHost: h\r\n\r\n", 400, "invalid request line"},
         {"GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nxyz\r\n", 400,
          "invalid chunk size"},
-        {"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", 400,
-         "invalid Content-Length"},
+        {"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", 400, "invalid Content-Length"},
         {"GET / HTTP/1.1\r\nA B: c\r\nHost: h\r\n\r\n", 400, "invalid header"},
         {"GET / HTTP/1.1\r\n\r\n", 400, "missing Host header"},
         {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "multiple Host headers"},
@@ -194,8 +193,13 @@ static void bind_names(void **state)
     bw_hosts_t *h = bw_hosts_new();
     char host[BW_HOSTNAME_MAX + 1], err[256], first[BW_HOSTNAME_MAX + 1];
     int s1, s2, t1, t2;
-    bw_host_req_t q = {.domain = "example.net", .subdomain = "", .hostname = "",
-                       .sess = &s1, .client = "c1", .token = "", .tunnel = &t1};
+    bw_host_req_t q = {.domain = "example.net",
+                       .subdomain = "",
+                       .hostname = "",
+                       .sess = &s1,
+                       .client = "c1",
+                       .token = "",
+                       .tunnel = &t1};
     assert_int_equal(bw_hosts_bind(h, &q, first, err, sizeof err), 0);
     assert_int_equal(strlen(first), 16 + strlen(".example.net"));
     q.tunnel = &t2;
