@@ -117,6 +117,7 @@ def test_name_held_by_another_session(edge, srv, procs, tmp_path):
     # unbind frees the name for others
     st, _ = _api(a2, "DELETE", "/api/tunnels/hn")
     assert st == 204
+    edge.wait_log("tunnel unbound", url="http://held.example.org:%d" % edge.http_port)
     st, body = _api(b.web_port, "POST", "/api/tunnels",
                     {"name": "z", "proto": "httpraw", "addr": str(srv.port),
                      "hostname": "held.example.org"})
@@ -146,6 +147,7 @@ def test_resume_keeps_hostname(edge, srv, procs, servers, tmp_path):
     b.expected_rc = 1
     _, rec = b.wait_log("failed to start tunnel", err=None)
     assert "is already in use" in rec["err"]
+    b.wait_exit(H.t(10))
 
 
 def test_https_dev_wildcard_and_sni(edge, srv, procs, tmp_path):
