@@ -224,3 +224,22 @@ def send_body_in_chunks(sock, total, seed=1):
 
 def has_line(head, line):
     return line in head.split(b"\r\n")
+
+
+class BigResponseServer(H._Server):
+    """Answers every request with `size` pattern bytes."""
+
+    def __init__(self, size):
+        self.size = size
+        super().__init__()
+
+    def handle(self, conn):
+        head, _ = read_head(conn, b"")
+        if head is None:
+            return
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % self.size)
+        sent = 0
+        while sent < self.size:
+            block = H.pattern_block(7 + sent, min(1 << 20, self.size - sent))
+            conn.sendall(block)
+            sent += len(block)

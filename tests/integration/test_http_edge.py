@@ -4,6 +4,7 @@ pipelining, limits and error answers, upgrades. The agent runs the test-only
 raw plugin, so the local server sees exactly what the edge sent."""
 import hashlib
 import os
+import subprocess
 import socket
 import time
 import types
@@ -211,3 +212,46 @@ def test_disabled_listener_refuses_bind(start_edge, procs, servers, tmp_path):
     _, rec = agent.wait_log("failed to start tunnel", err=None)
     assert "https tunnels are disabled on this edge" in rec["err"], rec
     agent.wait_exit(H.t(10))
+
+
+@pytest.mark.deadline(120)
+def test_slow_client_download_is_bounded(start_edge, procs, servers, tmp_path):
+    """A client that stops reading stops the agent stream (and the local
+    server) instead of making the edge buffer the response."""
+    size = 64 << 20
+    edge = start_edge(extra=["--domain", HH.DOMAIN])
+    big = HH.BigResponseServer(size)
+    servers.append(big)
+    agent = procs.add(HH.ConfigAgent(str(tmp_path / "a"), edge.addr, edge.ca, {
+        "big": {"proto": "httpraw", "addr": big.port, "subdomain": "big"}}))
+    agent.urls(["big"])
+    rss0 = edge.rss_kib()
+    c = HH.Client(edge.http_port, timeout=60)
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    c.request("big." + HH.DOMAIN)
+    time.sleep(H.t(2))           # not reading
+    grown = edge.rss_kib() - rss0
+    assert grown < 24 * 1024, "edge grew %d KiB while the client did not read" % grown
+    h = hashlib.sha256()
+    head, c.buf = HH.read_head(c.sock, c.buf)
+    got = len(c.buf)
+    h.update(c.buf)
+    while got < size:
+        d = c.sock.recv(1 << 20)
+        assert d, "response cut at %d" % got
+        h.update(d)
+        got += len(d)
+    want = hashlib.sha256()
+    sent = 0
+    while sent < size:
+        block = H.pattern_block(7 + sent, min(1 << 20, size - sent))
+        want.update(block)
+        sent += len(block)
+    assert got == size and h.hexdigest() == want.hexdigest()
+
+
+def test_help_lists_http_flags():
+    out = subprocess.run([H.BURROWD, "--help"], capture_output=True, text=True).stdout
+    for flag in ("--http-addr", "--https-addr", "--host-cert", "--http-header-timeout",
+                 "--http-idle-timeout"):
+        assert flag in out, out

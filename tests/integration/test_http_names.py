@@ -2,9 +2,11 @@
 listener's certificates (docs/edge.md "Certificates")."""
 import http.client
 import json
+import os
 import re
 import ssl
 import subprocess
+import time
 
 import pytest
 
@@ -194,3 +196,34 @@ def test_bad_host_cert_fails_startup(start_edge, tmp_path):
     edge.expected_rc = 1
     assert edge.wait_exit(H.t(10)) == 1
     assert any("--host-cert" in line for line in edge.err.lines), edge.tail()
+
+
+def test_reservation_expires_after_grace(start_edge, srv, procs, tmp_path):
+    edge = start_edge(extra=["--domain", HH.DOMAIN, "--grace", "1500ms"])
+    a = agent_with(procs, tmp_path, edge, {
+        "g": {"proto": "httpraw", "addr": srv.port, "subdomain": "gone"}})
+    a.urls(["g"])
+    b = agent_with(procs, tmp_path, edge, {}, name="b")
+    b.wait_log("client session established")
+    a.kill()
+    edge.wait_log("session closed")
+    c = HH.Client(edge.http_port)
+    c.request("gone." + HH.DOMAIN)
+    assert c.response()[0] == 502     # held for its client, agent not connected
+    body = {"name": "g", "proto": "httpraw", "addr": str(srv.port), "subdomain": "gone"}
+    st, _ = _api(b.web_port, "POST", "/api/tunnels", body)
+    assert st == 502
+    time.sleep(H.t(1.6))
+    st, res = _api(b.web_port, "POST", "/api/tunnels", body)
+    assert st == 201, res
+
+
+def test_wildcard_certificate_reused(start_edge, tmp_path):
+    state = str(tmp_path / "st")
+    e1 = start_edge(state_dir=state, extra=["--domain", HH.DOMAIN])
+    pem = open(os.path.join(state, "wildcard.pem")).read()
+    e1.stop()
+    start_edge(state_dir=state, extra=["--domain", HH.DOMAIN])
+    assert open(os.path.join(state, "wildcard.pem")).read() == pem
+    start_edge(state_dir=state, extra=["--domain", "other.test"], http_addr="false")
+    assert open(os.path.join(state, "wildcard.pem")).read() != pem
