@@ -218,6 +218,8 @@ static int host_name(const char *v, size_t len, char *out)
     for (size_t i = end; i < len; i++)
         if (i > end && !isdigit((unsigned char)v[i]))
             return -1;
+    if (end > 1 && v[end - 1] == '.' && v[0] != '[')
+        end--; /* "example.com." is example.com */
     if (end == 0)
         return -1;
     for (size_t i = 0; i < end; i++) {

@@ -77,6 +77,8 @@ static void head_host_and_offsets(void **state)
     const char *out = bw_hrw_out(r, &len);
     assert_memory_equal(out + bw_hrw_head(r, 1)->off, "GET /2 ", 7);
     assert_false(bw_hrw_in_head(r));
+    assert_int_equal(bw_hrw_feed(r, "GET / HTTP/1.1\r\nHost: X.Y.:80\r\n\r\n", 33), 0);
+    assert_string_equal(bw_hrw_head(r, 0)->host, "x.y");
     assert_int_equal(bw_hrw_feed(r, "GET / HT", 8), 0);
     assert_true(bw_hrw_in_head(r));
     bw_hrw_free(r);
