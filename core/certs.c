@@ -386,10 +386,14 @@ err:
     return r;
 }
 
-static int ensure_server(struct certs_ctx *c, X509 *ca, EVP_PKEY *ca_key, const char *const *names)
+static int ensure_server(struct certs_ctx *c, X509 *ca, EVP_PKEY *ca_key, const char *base,
+                         const char *const *names)
 {
-    X509 *x = load_cert(c, "server.pem");
-    EVP_PKEY *key = load_key(c, "server.key");
+    char pem[64], keyf[64];
+    snprintf(pem, sizeof pem, "%s.pem", base);
+    snprintf(keyf, sizeof keyf, "%s.key", base);
+    X509 *x = load_cert(c, pem);
+    EVP_PKEY *key = load_key(c, keyf);
     int r = 0;
 
     if (server_usable(x, key, ca, names))
@@ -405,9 +409,9 @@ static int ensure_server(struct certs_ctx *c, X509 *ca, EVP_PKEY *ca_key, const 
     }
     /* Key first: a reader between the renames sees a mismatch, which the
      * next call repairs, never a certificate without its key. */
-    if ((r = write_atomic(c, "server.key", 0600, write_key, key)) < 0)
+    if ((r = write_atomic(c, keyf, 0600, write_key, key)) < 0)
         goto out;
-    r = write_atomic(c, "server.pem", 0644, write_cert, x);
+    r = write_atomic(c, pem, 0644, write_cert, x);
 
 out:
     ERR_clear_error();
@@ -420,6 +424,13 @@ out:
  * < 0 with a message in err. *created (may be NULL) is 1 when the CA is new. */
 int bw_tls_dev_certs(const char *dir, const char *const *names, int *created, char *err,
                      size_t errlen)
+{
+    return bw_tls_dev_cert(dir, "server", names, created, err, errlen);
+}
+
+/* As bw_tls_dev_certs, for the certificate <base>.pem/<base>.key. */
+int bw_tls_dev_cert(const char *dir, const char *base, const char *const *names, int *created,
+                    char *err, size_t errlen)
 {
     struct certs_ctx c = {.dir = dir, .err = err, .errlen = errlen};
     X509 *ca = NULL;
@@ -434,7 +445,7 @@ int bw_tls_dev_certs(const char *dir, const char *const *names, int *created, ch
         return r;
     if ((r = ensure_ca(&c, &ca, &ca_key, &made)) < 0)
         return r;
-    r = ensure_server(&c, ca, ca_key, names);
+    r = ensure_server(&c, ca, ca_key, base, names);
     if (created != NULL)
         *created = made;
     X509_free(ca);

@@ -117,5 +117,9 @@ const char *bw_tls_peer(bw_tls_t *t);
  * was generated now. */
 int bw_tls_dev_certs(const char *dir, const char *const *names, int *created, char *err,
                      size_t errlen);
+/* The same for another certificate of that CA, kept as <base>.pem and
+ * <base>.key in dir (base: a short file name without directory). */
+int bw_tls_dev_cert(const char *dir, const char *base, const char *const *names, int *created,
+                    char *err, size_t errlen);
 
 #endif /* BW_CORE_TLS_H */

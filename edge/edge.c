@@ -13,6 +13,8 @@
 
 #include <openssl/crypto.h>
 
+#include "edge_int.h"
+#include "hostnames.h"
 #include "link.h"
 #include "log.h"
 #include "proto.h"
@@ -30,7 +32,8 @@ typedef struct edge_tunnel {
     char id[33];
     char url[320];
     int port;
-    uv_tcp_t listener;
+    int scheme; /* BW_SCHEME_* for http/https tunnels, -1 for tcp */
+    uv_tcp_t listener; /* tcp tunnels only */
     struct edge_tunnel *next;
 } edge_tunnel_t;
 
@@ -70,6 +73,8 @@ struct bw_edge {
     size_t n_tokens;
     edge_session_t *sessions;
     reservation_t *reservations;
+    bw_hosts_t *hosts;
+    bw_http_edge_t *http;
     int stopping;
 };
 
@@ -160,6 +165,25 @@ static int listen_port(bw_edge_t *e, int port)
  * Public connections
  * ------------------------------------------------------------------------- */
 
+/* A stream to t's agent that starts with the Conn header, or NULL. */
+static bw_stream_t *open_conn(edge_tunnel_t *t, const char *client, const char *edge_type,
+                              const char *server_name)
+{
+    edge_session_t *s = t->sess;
+    bw_mux_stream_t *ms = s->link ? bw_mux_stream_open(bw_link_mux(s->link)) : NULL;
+    if (!ms)
+        return NULL;
+    json_t *m = bw_msg_conn(t->id, client, edge_type, server_name);
+    int rc = m ? bw_link_send_msg(ms, m) : BW_ENOMEM;
+    json_decref(m);
+    bw_stream_t *priv = bw_stream_mux_new(ms, s->peer);
+    if (priv && rc < 0) {
+        bw_stream_close(priv, 1);
+        priv = NULL;
+    }
+    return priv;
+}
+
 static void public_conn(uv_stream_t *server, int status)
 {
     edge_tunnel_t *t = BW_CONTAINER_OF(server, edge_tunnel_t, listener);
@@ -174,25 +198,38 @@ static void public_conn(uv_stream_t *server, int status)
         return;
     }
     bw_stream_tcp_ready(pub);
-    bw_mux_stream_t *ms = bw_mux_stream_open(bw_link_mux(s->link));
-    if (!ms) {
-        bw_stream_close(pub, 1);
-        return;
-    }
-    json_t *m = bw_msg_conn(t->id, bw_stream_peer(pub), "tcp", "");
-    int rc = m ? bw_link_send_msg(ms, m) : BW_ENOMEM;
-    json_decref(m);
-    bw_stream_t *priv = bw_stream_mux_new(ms, s->peer);
+    bw_stream_t *priv = open_conn(t, bw_stream_peer(pub), "tcp", "");
     if (!priv) {
         bw_stream_close(pub, 1);
         return;
     }
-    if (rc < 0) {
-        bw_stream_close(priv, 1);
-        bw_stream_close(pub, 1);
-        return;
-    }
     bw_stream_join(pub, priv, NULL, NULL);
+}
+
+int bw__edge_http_route(bw_edge_t *e, int scheme, const char *host,
+                        char tunnel_id[BW_TUNNEL_ID_LEN])
+{
+    int held;
+    edge_tunnel_t *t = bw_hosts_find(e->hosts, host, scheme, uv_now(e->loop), &held);
+    if (!t)
+        return held ? BW_ECONNABORTED : BW_ENOENT;
+    snprintf(tunnel_id, BW_TUNNEL_ID_LEN, "%s", t->id);
+    return t->sess->link ? 0 : BW_ECONNABORTED;
+}
+
+int bw__edge_http_open(bw_edge_t *e, int scheme, const char *host, const char *client_addr,
+                       const char *server_name, char tunnel_id[BW_TUNNEL_ID_LEN],
+                       bw_stream_t **out)
+{
+    int held;
+    edge_tunnel_t *t = bw_hosts_find(e->hosts, host, scheme, uv_now(e->loop), &held);
+    if (!t)
+        return held ? BW_ECONNABORTED : BW_ENOENT;
+    *out = open_conn(t, client_addr, scheme ? "https" : "http", server_name);
+    if (!*out)
+        return BW_ECONNABORTED;
+    snprintf(tunnel_id, BW_TUNNEL_ID_LEN, "%s", t->id);
+    return 0;
 }
 
 static void tunnel_closed(uv_handle_t *h)
@@ -202,6 +239,11 @@ static void tunnel_closed(uv_handle_t *h)
 
 static void tunnel_close(edge_tunnel_t *t)
 {
+    if (t->scheme >= 0) {
+        bw_hosts_release(t->sess->e->hosts, t);
+        free(t);
+        return;
+    }
     uv_close((uv_handle_t *)&t->listener, tunnel_closed);
 }
 
@@ -239,6 +281,8 @@ static int client_known(bw_edge_t *e, const char *cid, const char *token)
     for (reservation_t *r = e->reservations; r; r = r->next)
         if (strcmp(r->client_id, cid) == 0 && strcmp(r->token, token) == 0)
             return 1;
+    if (bw_hosts_reserved_for(e->hosts, cid, token, uv_now(e->loop)))
+        return 1;
     for (edge_session_t *o = e->sessions; o; o = o->next)
         if (o->authed && strcmp(o->client_id, cid) == 0 && strcmp(o->token, token) == 0)
             return 1;
@@ -319,19 +363,60 @@ static int bind_tcp_port(edge_session_t *s, const char *remote_addr, int *port_o
     return BW_EEXIST;
 }
 
+/* An http/https tunnel: a hostname on that listener, no port of its own. */
+static int bind_http(edge_session_t *s, const json_t *m, int scheme, edge_tunnel_t **out,
+                     char *err, size_t errlen)
+{
+    bw_edge_t *e = s->e;
+    int port = bw_http_edge_port(e->http, scheme);
+    char host[BW_HOSTNAME_MAX + 1];
+    if (port == 0) {
+        snprintf(err, errlen, "%s tunnels are disabled on this edge (no %s)",
+                 scheme ? "https" : "http", scheme ? "--https-addr" : "--http-addr");
+        return BW_ENOTSUP;
+    }
+    edge_tunnel_t *t = calloc(1, sizeof *t);
+    if (!t) {
+        snprintf(err, errlen, "out of memory");
+        return BW_ENOMEM;
+    }
+    bw_host_req_t q = {
+        .domain = e->domain, .subdomain = bw_msg_str(m, "subdomain"),
+        .hostname = bw_msg_str(m, "hostname"), .scheme = scheme, .sess = s,
+        .client = s->client_id, .token = s->token ? s->token : "", .tunnel = t,
+        .now = uv_now(e->loop)};
+    int rc = bw_hosts_bind(e->hosts, &q, host, err, errlen);
+    if (rc != 0) {
+        free(t);
+        return rc;
+    }
+    t->sess = s;
+    t->scheme = scheme;
+    bw_random_hex(t->id, 16);
+    if (port == (scheme ? 443 : 80))
+        snprintf(t->url, sizeof t->url, "%s://%s", scheme ? "https" : "http", host);
+    else
+        snprintf(t->url, sizeof t->url, "%s://%s:%d", scheme ? "https" : "http", host, port);
+    *out = t;
+    return 0;
+}
+
 static int bind_tunnel(edge_session_t *s, const json_t *m, edge_tunnel_t **out, char *err,
                        size_t errlen)
 {
     bw_edge_t *e = s->e;
     const char *edge_type = bw_msg_str(m, "edge_type");
     int port, fd;
-    if (strcmp(edge_type, "tcp") != 0) {
-        snprintf(err, errlen, "unsupported edge type \"%s\" (this edge serves tcp)", edge_type);
-        return BW_ENOTSUP;
-    }
     if (s->n_tunnels >= e->cfg.max_tunnels) {
         snprintf(err, errlen, "tunnel limit reached (%u per session)", e->cfg.max_tunnels);
         return BW_EINVAL;
+    }
+    if (strcmp(edge_type, "http") == 0 || strcmp(edge_type, "https") == 0)
+        return bind_http(s, m, edge_type[4] == 's', out, err, errlen);
+    if (strcmp(edge_type, "tcp") != 0) {
+        snprintf(err, errlen, "unsupported edge type \"%s\" (this edge serves tcp, http and "
+                              "https)", edge_type);
+        return BW_ENOTSUP;
     }
     fd = bind_tcp_port(s, bw_msg_str(m, "remote_addr"), &port, err, errlen);
     if (fd < 0)
@@ -344,6 +429,7 @@ static int bind_tunnel(edge_session_t *s, const json_t *m, edge_tunnel_t **out, 
     }
     t->sess = s;
     t->port = port;
+    t->scheme = -1;
     bw_random_hex(t->id, 16);
     snprintf(t->url, sizeof t->url, "tcp://%s:%d", e->domain, port);
     uv_tcp_init(e->loop, &t->listener);
@@ -535,8 +621,10 @@ static void session_end(edge_session_t *s, const char *reason)
     while (s->tunnels) {
         edge_tunnel_t *t = s->tunnels;
         s->tunnels = t->next;
-        if (s->authed && !e->stopping)
+        if (s->authed && !e->stopping && t->scheme < 0)
             reserve(e, s, t->port);
+        if (s->authed && !e->stopping && t->scheme >= 0)
+            bw_hosts_reserve(e->hosts, t, uv_now(e->loop) + e->cfg.grace_ms);
         tunnel_close(t);
     }
     if (s->ctl) {
@@ -707,6 +795,13 @@ bw_edge_t *bw_edge_new(uv_loop_t *loop, const bw_edge_config_t *cfg, char *err, 
         uv_run(loop, UV_RUN_NOWAIT);
         goto fail;
     }
+    if (!(e->hosts = bw_hosts_new()) || !(e->http = bw_http_edge_new(loop, e, cfg, err, errlen))) {
+        if (!e->hosts)
+            snprintf(err, errlen, "out of memory");
+        uv_close((uv_handle_t *)&e->agents, NULL);
+        uv_run(loop, UV_RUN_NOWAIT);
+        goto fail;
+    }
     return e;
 fail:
     bw_edge_free(e);
@@ -719,6 +814,7 @@ void bw_edge_stop(bw_edge_t *e)
         return;
     e->stopping = 1;
     uv_close((uv_handle_t *)&e->agents, NULL);
+    bw_http_edge_stop(e->http);
     while (e->sessions)
         session_end(e->sessions, "edge shutting down");
 }
@@ -734,6 +830,8 @@ void bw_edge_free(bw_edge_t *e)
     }
     for (size_t i = 0; i < e->n_tokens; i++)
         free(e->tokens[i]);
+    bw_http_edge_free(e->http);
+    bw_hosts_free(e->hosts);
     SSL_CTX_free(e->ctx);
     free(e->domain);
     free(e->tcp_addr);

@@ -23,6 +23,12 @@ typedef struct bw_edge_config {
     uint64_t idle_ms;         /* a session silent this long is dead */
     unsigned max_tunnels;     /* per session */
     uint32_t max_window;
+    /* Public HTTP/HTTPS listeners ("host:port"; NULL, "" or "false": off). */
+    const char *http_addr, *https_addr;
+    const char *const *host_certs; /* "CERT.pem:KEY.pem" for the HTTPS listener */
+    size_t n_host_certs;
+    uint64_t http_header_timeout_ms; /* a request head must be complete within this */
+    uint64_t http_idle_ms;           /* a public connection silent this long is closed */
 } bw_edge_config_t;
 
 /* Create the edge: certificates, token file, listeners. Returns NULL with

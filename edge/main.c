@@ -16,6 +16,8 @@ static struct {
     const char *agent_addr, *tcp_addr, *tcp_ports, *domain, *state_dir;
     const char *tls_cert, *tls_key, *auth_tokens, *grace;
     const char *log, *log_level, *log_format;
+    const char *http_addr, *https_addr, *header_timeout, *http_idle;
+    bw_flag_list_t host_certs;
     int help, version;
 } o;
 
@@ -29,6 +31,16 @@ static const bw_flag_t flags[] = {
     {"tls-cert", BW_FLAG_STR, &o.tls_cert, "certificate chain (PEM) for the agent listener"},
     {"tls-key", BW_FLAG_STR, &o.tls_key, "private key (PEM) for --tls-cert"},
     {"auth-tokens", BW_FLAG_STR, &o.auth_tokens, "file of accepted agent tokens, one per line"},
+    {"http-addr", BW_FLAG_STR, &o.http_addr,
+     "public HTTP listener (default 127.0.0.1:8080; 'false' disables it)"},
+    {"https-addr", BW_FLAG_STR, &o.https_addr,
+     "public HTTPS listener (default 127.0.0.1:8443; 'false' disables it)"},
+    {"host-cert", BW_FLAG_LIST, &o.host_certs,
+     "CERT.pem:KEY.pem for HTTPS hosts named in its SAN (repeatable; default: dev wildcard)"},
+    {"http-header-timeout", BW_FLAG_STR, &o.header_timeout,
+     "a public request head must arrive within this, else 408 (default 10s)"},
+    {"http-idle-timeout", BW_FLAG_STR, &o.http_idle,
+     "close a public HTTP connection silent this long (default 90s)"},
     {"grace", BW_FLAG_STR, &o.grace, "how long a lost session's addresses stay reserved (60s)"},
     {"log", BW_FLAG_STR, &o.log, "'stdout' (default), 'stderr', 'false' or a file path"},
     {"log-level", BW_FLAG_STR, &o.log_level, "debug, info (default), warn, error, crit"},
@@ -64,6 +76,17 @@ static int parse_range(const char *s, int *lo, int *hi)
     return 0;
 }
 
+static int parse_timeout(const char *flag, const char *v, uint64_t *ms)
+{
+    if (!v)
+        return 0;
+    if (bw_parse_duration_ms(v, ms) != 0 || *ms == 0) {
+        fprintf(stderr, "ERROR:  invalid %s '%s' (expected a duration like 10s)\n", flag, v);
+        return -1;
+    }
+    return 0;
+}
+
 static int build_config(bw_edge_config_t *c, char *state, size_t statelen)
 {
     const char *home = getenv("HOME"), *xdg = getenv("XDG_DATA_HOME");
@@ -86,6 +109,15 @@ static int build_config(bw_edge_config_t *c, char *state, size_t statelen)
         fprintf(stderr, "ERROR:  invalid --grace '%s' (expected a duration like 60s)\n", o.grace);
         return -1;
     }
+    c->http_addr = o.http_addr ? o.http_addr : "127.0.0.1:8080";
+    c->https_addr = o.https_addr ? o.https_addr : "127.0.0.1:8443";
+    c->host_certs = o.host_certs.items;
+    c->n_host_certs = (size_t)o.host_certs.n;
+    c->http_header_timeout_ms = 10000;
+    c->http_idle_ms = 90000;
+    if (parse_timeout("--http-header-timeout", o.header_timeout, &c->http_header_timeout_ms) ||
+        parse_timeout("--http-idle-timeout", o.http_idle, &c->http_idle_ms))
+        return -1;
     if (o.state_dir)
         snprintf(state, statelen, "%s", o.state_dir);
     else if (xdg && *xdg)

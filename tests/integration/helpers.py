@@ -516,13 +516,16 @@ def parse_tcp_url(url):
 
 class Edge(Proc):
     def __init__(self, state_dir, agent_addr="127.0.0.1:0", tcp_ports=None, auth_tokens=None,
-                 extra=(), name="burrowd"):
+                 extra=(), name="burrowd", http_addr="127.0.0.1:0", https_addr="127.0.0.1:0"):
         if tcp_ports is None:
             tcp_ports = free_port_range()
         self.state_dir = state_dir
         self.tcp_ports = tcp_ports
+        self.http_port = self.https_port = None
+        # Never the fixed default ports 8080/8443: the kernel picks free ones.
         argv = [BURROWD, "--agent-addr", agent_addr, "--tcp-ports", "%d-%d" % tcp_ports,
-                "--state-dir", state_dir, "--log", "stdout", "--log-level", "debug"]
+                "--state-dir", state_dir, "--log", "stdout", "--log-level", "debug",
+                "--http-addr", http_addr, "--https-addr", https_addr]
         if auth_tokens is not None:
             argv += ["--auth-tokens", auth_tokens]
         argv += list(extra)
@@ -536,6 +539,11 @@ class Edge(Proc):
         r = self.out.find(lambda rec, line: rec.get("msg") in (
             "created dev certificate authority", "using dev certificate authority"))
         self.wait_log("edge ready", timeout)
+        for msg, attr in (("listening for http", "http_port"), ("listening for https",
+                                                                 "https_port")):
+            lr = self.find_log(msg)
+            if lr is not None:
+                setattr(self, attr, parse_hostport(lr[1]["addr"])[1])
         if r is None:
             r = self.out.find(lambda rec, line: rec.get("msg") in (
                 "created dev certificate authority", "using dev certificate authority"))

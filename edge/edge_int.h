@@ -1,0 +1,62 @@
+/* What the edge's parts share: edge.c (sessions, binds) offers routing of
+ * http/https requests to a tunnel's session; http_edge.c runs the public
+ * HTTP and HTTPS listeners on top of it. */
+#ifndef BW_EDGE_EDGE_INT_H
+#define BW_EDGE_EDGE_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+#include <uv.h>
+
+#include "edge.h"
+#include "stream.h"
+
+#define BW_TUNNEL_ID_LEN 33
+
+/* ---- edge.c ---- */
+
+/* The tunnel serving `host` (lowercased, no port) on the listener of
+ * `scheme` (BW_SCHEME_*): 0 with its id in tunnel_id, BW_ENOENT when no one
+ * holds the name, BW_ECONNABORTED when it is held but its agent is not
+ * connected. */
+int bw__edge_http_route(bw_edge_t *e, int scheme, const char *host,
+                        char tunnel_id[BW_TUNNEL_ID_LEN]);
+
+/* Route as above and open a stream to the agent carrying the Conn header
+ * (client_addr, server_name). Returns 0 with a new stream in *out (the
+ * caller owns it) and the tunnel id, or BW_ENOENT / BW_ECONNABORTED. */
+int bw__edge_http_open(bw_edge_t *e, int scheme, const char *host, const char *client_addr,
+                       const char *server_name, char tunnel_id[BW_TUNNEL_ID_LEN],
+                       bw_stream_t **out);
+
+/* ---- http_edge.c ---- */
+
+typedef struct bw_http_edge bw_http_edge_t;
+
+/* Start the listeners cfg asks for (http_addr/https_addr; NULL or "" is
+ * off). Returns NULL with err[errlen] on failure. */
+bw_http_edge_t *bw_http_edge_new(uv_loop_t *loop, bw_edge_t *e, const bw_edge_config_t *cfg,
+                                 char *err, size_t errlen);
+/* Bound port of the listener for `scheme`, 0 when it is off. */
+int bw_http_edge_port(const bw_http_edge_t *h, int scheme);
+/* Close the listeners and every public connection. */
+void bw_http_edge_stop(bw_http_edge_t *h);
+/* Free after the loop finished. NULL-safe. */
+void bw_http_edge_free(bw_http_edge_t *h);
+
+/* ---- http_certs.c ---- */
+
+typedef struct bw_certs bw_certs_t;
+
+/* The HTTPS listener's certificates: --host-cert pairs ("CERT:KEY", names
+ * from their SAN DNS entries) and the dev wildcard certificate for
+ * "*.<domain>" in state_dir. Returns NULL with err[errlen]. */
+bw_certs_t *bw_certs_new(const char *state_dir, const char *domain, const char *const *host_certs,
+                         size_t n, char *err, size_t errlen);
+/* The context to accept with; picks the certificate by SNI. Owned by c. */
+SSL_CTX *bw_certs_ctx(const bw_certs_t *c);
+void bw_certs_free(bw_certs_t *c);
+
+#endif /* BW_EDGE_EDGE_INT_H */

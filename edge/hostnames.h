@@ -1,0 +1,70 @@
+/* Hostnames of http/https tunnels: who holds which name for which scheme,
+ * and names kept for a lost session's client during the grace period
+ * (docs/edge.md, "Hostnames"). */
+#ifndef BW_EDGE_HOSTNAMES_H
+#define BW_EDGE_HOSTNAMES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BW_HOSTNAME_MAX 253
+
+enum { BW_SCHEME_HTTP = 0, BW_SCHEME_HTTPS = 1 };
+
+typedef struct bw_hosts bw_hosts_t;
+
+/* Check a DNS name (letters, digits, hyphens, dots; at most 253 bytes,
+ * labels 1..63) and copy it lowercased into out[BW_HOSTNAME_MAX + 1].
+ * Returns 0, or BW_EINVAL with why[whylen] saying what is wrong. */
+int bw_hostname_check(const char *in, char *out, char *why, size_t whylen);
+
+/* An empty registry, or NULL on allocation failure. */
+bw_hosts_t *bw_hosts_new(void);
+/* Frees every entry. NULL-safe. */
+void bw_hosts_free(bw_hosts_t *h);
+
+/* Give `host` for `scheme` to `tunnel` of session `sess` (client `client`,
+ * token `token`). A session may hold a name once per scheme; a name held
+ * by another session, or reserved for another client, is refused. A
+ * reservation of the same client for this scheme is taken over. Returns 0,
+ * BW_EEXIST or BW_ENOMEM. */
+int bw_hosts_claim(bw_hosts_t *h, const char *host, int scheme, const void *sess,
+                   const char *client, const char *token, void *tunnel, uint64_t now);
+
+/* Whether `host` is held or reserved by anyone but `client`/`token`, for any
+ * scheme (used before picking a random name). */
+int bw_hosts_taken(bw_hosts_t *h, const char *host, const char *client, const char *token,
+                   uint64_t now);
+
+/* Who asks for a name in a Bind (docs/protocol.md §5.3). */
+typedef struct bw_host_req {
+    const char *domain;    /* the edge's --domain */
+    const char *subdomain; /* "" when not asked */
+    const char *hostname;  /* "" when not asked */
+    int scheme;
+    const void *sess;
+    const char *client, *token;
+    void *tunnel;
+    uint64_t now;
+} bw_host_req_t;
+
+/* Choose the name for a Bind (<subdomain>.<domain>, the hostname, or a
+ * random 16-hex-digit subdomain) and claim it. Returns 0 with the name in
+ * host[BW_HOSTNAME_MAX + 1], or < 0 with the BindResp error in err. */
+int bw_hosts_bind(bw_hosts_t *h, const bw_host_req_t *req, char *host, char *err, size_t errlen);
+
+/* Whether a name is reserved for client/token (its session may resume). */
+int bw_hosts_reserved_for(bw_hosts_t *h, const char *client, const char *token, uint64_t now);
+
+/* Forget the name of `tunnel` (unbind). */
+void bw_hosts_release(bw_hosts_t *h, const void *tunnel);
+
+/* The session of `tunnel` is gone: keep its name for its client until
+ * `expires`. */
+void bw_hosts_reserve(bw_hosts_t *h, const void *tunnel, uint64_t expires);
+
+/* The tunnel serving `host` for `scheme`, or NULL; *held is set to 1 when
+ * the name is only reserved (its session is gone). */
+void *bw_hosts_find(bw_hosts_t *h, const char *host, int scheme, uint64_t now, int *held);
+
+#endif /* BW_EDGE_HOSTNAMES_H */

@@ -1,0 +1,243 @@
+/* burrowd's public HTTP and HTTPS listeners: accept, terminate TLS for
+ * https, and hand each connection to http_conn.c. See docs/edge.md ("HTTP
+ * and HTTPS"). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hostnames.h"
+#include "http_conn.h"
+#include "log.h"
+
+/* TCP public side */
+
+static void tcp_read(bw_stream_t *s, void *ud, const void *data, size_t len)
+{
+    bw__hconn_data(ud, data, len);
+}
+
+static void tcp_eof(bw_stream_t *s, void *ud)
+{
+    bw__hconn_eof(ud);
+}
+
+static void tcp_drain(bw_stream_t *s, void *ud)
+{
+    bw__hconn_drain(ud);
+}
+
+static void tcp_error(bw_stream_t *s, void *ud, int err)
+{
+    bw__hconn_close(ud, 1);
+}
+
+static const bw_stream_cbs_t tcp_cbs = {
+    .struct_size = sizeof(bw_stream_cbs_t),
+    .on_read = tcp_read,
+    .on_eof = tcp_eof,
+    .on_drain = tcp_drain,
+    .on_error = tcp_error,
+};
+
+/* TLS public side */
+
+static void tls_handshake(bw_tls_t *t, void *ud, int status)
+{
+    hconn_t *c = ud;
+    if (status < 0) {
+        bw_log(BW_LOG_DEBUG, "TLS handshake failed", "obj", "http", "r", c->client, "err",
+               bw_tls_error(t), NULL);
+        bw__hconn_close(c, 1);
+        return;
+    }
+    c->handshaken = 1;
+    const char *sn = SSL_get_servername(bw_tls_ssl(t), TLSEXT_NAMETYPE_host_name);
+    char why[64];
+    if (sn && bw_hostname_check(sn, c->sni, why, sizeof why) != 0)
+        c->sni[0] = '\0';
+}
+
+static void tls_read(bw_tls_t *t, void *ud, const uint8_t *data, size_t len)
+{
+    bw__hconn_data(ud, data, len);
+}
+
+static void tls_eof(bw_tls_t *t, void *ud)
+{
+    bw__hconn_eof(ud);
+}
+
+static void tls_drain(bw_tls_t *t, void *ud)
+{
+    bw__hconn_drain(ud);
+}
+
+static void tls_error(bw_tls_t *t, void *ud, int err)
+{
+    bw__hconn_close(ud, 1);
+}
+
+static void tls_closed(bw_tls_t *t, void *ud)
+{
+    bw__hconn_unref(ud);
+}
+
+static const bw_tls_cbs_t tls_cbs = {
+    .on_handshake = tls_handshake,
+    .on_read = tls_read,
+    .on_eof = tls_eof,
+    .on_drain = tls_drain,
+    .on_error = tls_error,
+    .on_close = tls_closed,
+};
+
+/* ---------------------------------------------------------------------------
+ * Listeners
+ * ------------------------------------------------------------------------- */
+
+static void on_public(uv_stream_t *server, int status)
+{
+    listener_t *l = BW_CONTAINER_OF(server, listener_t, tcp);
+    if (status < 0) {
+        bw_log(BW_LOG_ERROR, "accept failed", "obj", "http", "err", uv_strerror(status), NULL);
+        return;
+    }
+    hconn_t *c = l->he->stopping ? NULL : bw__hconn_new(l);
+    if (!c)
+        return;
+    if (l->scheme == BW_SCHEME_HTTPS) {
+        c->tls = bw_tls_new(l->he->loop, bw_certs_ctx(l->he->certs), 1, NULL, &tls_cbs, c);
+        if (!c->tls) {
+            bw__hconn_close(c, 1);
+            return;
+        }
+        c->refs++;
+        struct sockaddr_storage ss;
+        int len = sizeof ss;
+        char peer[BW_ADDRSTRLEN] = "";
+        if (uv_accept(server, (uv_stream_t *)bw_tls_tcp(c->tls)) != 0 ||
+            uv_tcp_getpeername(bw_tls_tcp(c->tls), (struct sockaddr *)&ss, &len) != 0 ||
+            !bw_sockaddr_str((struct sockaddr *)&ss, peer, sizeof peer) ||
+            bw__hconn_start(c, peer) != 0 || bw_tls_start(c->tls) != 0)
+            bw__hconn_close(c, 1);
+        return;
+    }
+    c->tcp = bw_stream_tcp_new();
+    if (!c->tcp) {
+        bw__hconn_close(c, 1);
+        return;
+    }
+    if (uv_accept(server, (uv_stream_t *)bw_stream_tcp_handle(c->tcp)) != 0) {
+        bw__hconn_close(c, 1);
+        return;
+    }
+    bw_stream_tcp_ready(c->tcp);
+    if (bw__hconn_start(c, bw_stream_peer(c->tcp)) != 0) {
+        bw__hconn_close(c, 1);
+        return;
+    }
+    bw_stream_set_callbacks(c->tcp, &tcp_cbs, c);
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+    free(BW_CONTAINER_OF(h, listener_t, tcp));
+}
+
+static int listen_on(bw_http_edge_t *he, int scheme, const char *addr, char *err, size_t errlen)
+{
+    const char *flag = scheme == BW_SCHEME_HTTPS ? "--https-addr" : "--http-addr";
+    char host[256], bound[BW_ADDRSTRLEN];
+    int port, rc;
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (bw_split_hostport(addr, host, sizeof host, &port) != 0 ||
+        bw_resolve(host, port, &ss) != 0) {
+        snprintf(err, errlen, "invalid %s '%s' (expected host:port)", flag, addr);
+        return BW_EINVAL;
+    }
+    listener_t *l = calloc(1, sizeof *l);
+    if (!l) {
+        snprintf(err, errlen, "out of memory");
+        return BW_ENOMEM;
+    }
+    l->he = he;
+    l->scheme = scheme;
+    uv_tcp_init(he->loop, &l->tcp);
+    he->l[scheme] = l;
+    rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_public);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot listen on %s %s: %s", flag, addr, uv_strerror(rc));
+        bw_log(BW_LOG_ERROR, "cannot listen", "obj", "http", "addr", addr, "err", uv_strerror(rc),
+               NULL);
+        return rc;
+    }
+    uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len);
+    l->port = bw_sockaddr_port((struct sockaddr *)&ss);
+    bw_log(BW_LOG_INFO, scheme == BW_SCHEME_HTTPS ? "listening for https" : "listening for http",
+           "obj", "edge", "addr", bw_sockaddr_str((struct sockaddr *)&ss, bound, sizeof bound),
+           NULL);
+    return 0;
+}
+
+static int enabled(const char *addr)
+{
+    return addr && *addr && strcmp(addr, "false") != 0;
+}
+
+bw_http_edge_t *bw_http_edge_new(uv_loop_t *loop, bw_edge_t *e, const bw_edge_config_t *cfg,
+                                 char *err, size_t errlen)
+{
+    bw_http_edge_t *he = calloc(1, sizeof *he);
+    if (!he) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    he->loop = loop;
+    he->edge = e;
+    he->header_ms = cfg->http_header_timeout_ms ? cfg->http_header_timeout_ms : 10000;
+    he->idle_ms = cfg->http_idle_ms ? cfg->http_idle_ms : 90000;
+    if (enabled(cfg->http_addr) && listen_on(he, BW_SCHEME_HTTP, cfg->http_addr, err, errlen))
+        goto fail;
+    if (enabled(cfg->https_addr)) {
+        he->certs = bw_certs_new(cfg->state_dir, cfg->domain ? cfg->domain : "localhost",
+                                 cfg->host_certs, cfg->n_host_certs, err, errlen);
+        if (!he->certs || listen_on(he, BW_SCHEME_HTTPS, cfg->https_addr, err, errlen))
+            goto fail;
+    }
+    return he;
+fail:
+    bw_http_edge_stop(he);
+    uv_run(loop, UV_RUN_NOWAIT);
+    bw_http_edge_free(he);
+    return NULL;
+}
+
+int bw_http_edge_port(const bw_http_edge_t *h, int scheme)
+{
+    return h && h->l[scheme] ? h->l[scheme]->port : 0;
+}
+
+void bw_http_edge_stop(bw_http_edge_t *h)
+{
+    if (!h || h->stopping)
+        return;
+    h->stopping = 1;
+    for (int i = 0; i < 2; i++)
+        if (h->l[i]) {
+            uv_close((uv_handle_t *)&h->l[i]->tcp, listener_closed);
+            h->l[i] = NULL;
+        }
+    while (h->conns)
+        bw__hconn_close(h->conns, 1);
+}
+
+void bw_http_edge_free(bw_http_edge_t *h)
+{
+    if (!h)
+        return;
+    bw_certs_free(h->certs);
+    free(h);
+}

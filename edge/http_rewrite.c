@@ -1,0 +1,481 @@
+/* Request stream rewriting for the edge's HTTP listeners. See http_rewrite.h.
+ *
+ * http_parser validates and frames; we pause it where a request begins and
+ * where its head ends, so the head's exact bytes can be collected, checked
+ * and re-emitted with the X-Forwarded-* headers, while everything between
+ * heads (bodies, chunk framing) is copied through untouched. */
+#include "http_rewrite.h"
+
+#include <ctype.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <http_parser.h>
+
+#include "burrow/error.h"
+
+enum { S_IDLE, S_HEAD, S_BODY, S_RAW, S_ERR };
+enum { EV_NONE, EV_BEGIN, EV_HEADERS };
+
+struct bw_hrw {
+    http_parser p;
+    int state, event, go_raw, skip, any_head, status, https;
+    char ip[64];
+    char reason[128];
+    char head[BW_HRW_MAX_HEAD];
+    size_t head_len;
+    char *out;
+    size_t out_len, out_cap;
+    bw_hrw_head_t *heads;
+    size_t n_heads, heads_cap;
+};
+
+/* One header of a head: its lines span [start, end) (end after the last
+ * line ending), `eol` is where that last line's CR/LF begins. */
+typedef struct hdr {
+    size_t start, end, eol, name_len, value, value_len;
+} hdr_t;
+
+static int on_begin(http_parser *p)
+{
+    bw_hrw_t *r = p->data;
+    r->event = EV_BEGIN;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static int on_headers(http_parser *p)
+{
+    bw_hrw_t *r = p->data;
+    r->event = EV_HEADERS;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static int on_complete(http_parser *p)
+{
+    bw_hrw_t *r = p->data;
+    if (p->upgrade)
+        r->go_raw = 1;
+    r->state = S_IDLE;
+    return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin = on_begin,
+    .on_headers_complete = on_headers,
+    .on_message_complete = on_complete,
+};
+
+bw_hrw_t *bw_hrw_new(const char *client_ip, int https)
+{
+    bw_hrw_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    http_parser_init(&r->p, HTTP_REQUEST);
+    r->p.data = r;
+    r->https = https;
+    size_t n = strlen(client_ip);
+    if (n >= sizeof r->ip)
+        n = sizeof r->ip - 1;
+    memcpy(r->ip, client_ip, n);
+    return r;
+}
+
+void bw_hrw_free(bw_hrw_t *r)
+{
+    if (!r)
+        return;
+    free(r->out);
+    free(r->heads);
+    free(r);
+}
+
+static int fail(bw_hrw_t *r, int status, const char *reason)
+{
+    r->state = S_ERR;
+    r->status = status;
+    size_t n = strlen(reason);
+    if (n >= sizeof r->reason)
+        n = sizeof r->reason - 1;
+    memcpy(r->reason, reason, n);
+    r->reason[n] = '\0';
+    return BW_EINVAL;
+}
+
+static int out_put(bw_hrw_t *r, const char *data, size_t len)
+{
+    if (r->out_len + len > r->out_cap) {
+        size_t cap = r->out_cap ? r->out_cap : 4096;
+        while (cap < r->out_len + len)
+            cap *= 2;
+        char *n = realloc(r->out, cap);
+        if (!n)
+            return fail(r, 500, "out of memory");
+        r->out = n;
+        r->out_cap = cap;
+    }
+    memcpy(r->out + r->out_len, data, len);
+    r->out_len += len;
+    return 0;
+}
+
+static int out_str(bw_hrw_t *r, const char *s)
+{
+    return out_put(r, s, strlen(s));
+}
+
+static int head_put(bw_hrw_t *r, const char *data, size_t len)
+{
+    if (len > sizeof r->head - r->head_len)
+        return fail(r, 431, "request header fields too large");
+    memcpy(r->head + r->head_len, data, len);
+    r->head_len += len;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Head rewriting
+ * ------------------------------------------------------------------------- */
+
+/* Next line of the head from *pos: [start, eol) is its text, *pos moves
+ * past its LF. */
+static size_t next_line(const bw_hrw_t *r, size_t *pos, size_t *eol)
+{
+    size_t start = *pos, i = start;
+    while (i < r->head_len && r->head[i] != '\n')
+        i++;
+    *eol = i > start && r->head[i - 1] == '\r' ? i - 1 : i;
+    *pos = i < r->head_len ? i + 1 : i;
+    return start;
+}
+
+static int name_is(const bw_hrw_t *r, const hdr_t *h, const char *name)
+{
+    return h->name_len == strlen(name) && strncasecmp(r->head + h->start, name, h->name_len) == 0;
+}
+
+/* Split the header section into headers (continuation lines join the one
+ * before). Returns the count, or -1 when there are too many. */
+static int split_headers(const bw_hrw_t *r, size_t pos, hdr_t *hs, int max, size_t *final)
+{
+    int n = 0;
+    size_t eol;
+    while (pos < r->head_len) {
+        size_t start = next_line(r, &pos, &eol);
+        if (eol == start) { /* the empty line ending the head */
+            *final = start;
+            return n;
+        }
+        char c = r->head[start];
+        if ((c == ' ' || c == '\t') && n > 0) {
+            hs[n - 1].end = pos;
+            hs[n - 1].eol = eol;
+            continue;
+        }
+        if (n == max)
+            return -1;
+        const char *colon = memchr(r->head + start, ':', eol - start);
+        size_t v = colon ? (size_t)(colon - r->head) + 1 : eol;
+        hs[n] = (hdr_t){.start = start,
+                        .end = pos,
+                        .eol = eol,
+                        .name_len = colon ? (size_t)(colon - r->head) - start : eol - start};
+        while (v < eol && (r->head[v] == ' ' || r->head[v] == '\t'))
+            v++;
+        size_t ve = eol;
+        while (ve > v && (r->head[ve - 1] == ' ' || r->head[ve - 1] == '\t'))
+            ve--;
+        hs[n].value = v;
+        hs[n].value_len = ve - v;
+        n++;
+    }
+    *final = r->head_len;
+    return n;
+}
+
+/* Routing name of a Host value: lowercased, port and IPv6 brackets kept
+ * apart. Returns 0 or -1 when the value is not a plausible host. */
+static int host_name(const char *v, size_t len, char *out)
+{
+    size_t end = len;
+    if (len == 0 || len >= BW_HRW_HOSTLEN)
+        return -1;
+    if (v[0] == '[') {
+        const char *rb = memchr(v, ']', len);
+        if (!rb)
+            return -1;
+        end = (size_t)(rb - v) + 1;
+        if (end < len && v[end] != ':')
+            return -1;
+    } else {
+        const char *colon = memchr(v, ':', len);
+        if (colon)
+            end = (size_t)(colon - v);
+    }
+    for (size_t i = end; i < len; i++)
+        if (i > end && !isdigit((unsigned char)v[i]))
+            return -1;
+    if (end > 1 && v[end - 1] == '.' && v[0] != '[')
+        end--; /* "example.com." is example.com */
+    if (end == 0)
+        return -1;
+    for (size_t i = 0; i < end; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (!c || (!isalnum(c) && !strchr("-._[]:", c)))
+            return -1;
+        out[i] = (char)tolower(c);
+    }
+    out[end] = '\0';
+    return 0;
+}
+
+static int emit_forwarded(bw_hrw_t *r, const hdr_t *host, int had_xff)
+{
+    int rc = 0;
+    if (!had_xff) {
+        rc |= out_str(r, "X-Forwarded-For: ");
+        rc |= out_str(r, r->ip);
+        rc |= out_str(r, "\r\n");
+    }
+    rc |= out_str(r, r->https ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n");
+    rc |= out_str(r, "X-Forwarded-Host: ");
+    rc |= out_put(r, r->head + host->value, host->value_len);
+    rc |= out_str(r, "\r\n");
+    return rc ? BW_ENOMEM : 0;
+}
+
+/* Copy the head with client-sent X-Forwarded-Proto/-Host dropped, our
+ * client IP appended to the last X-Forwarded-For, and ours added. */
+static int emit_head(bw_hrw_t *r, const hdr_t *hs, int n, const hdr_t *host, size_t final,
+                     size_t first_end)
+{
+    int last_xff = -1;
+    for (int i = 0; i < n; i++)
+        if (name_is(r, &hs[i], "x-forwarded-for"))
+            last_xff = i;
+    if (out_put(r, r->head, first_end) != 0)
+        return BW_ENOMEM;
+    for (int i = 0; i < n; i++) {
+        const hdr_t *h = &hs[i];
+        if (name_is(r, h, "x-forwarded-proto") || name_is(r, h, "x-forwarded-host"))
+            continue;
+        if (i != last_xff) {
+            if (out_put(r, r->head + h->start, h->end - h->start) != 0)
+                return BW_ENOMEM;
+            continue;
+        }
+        if (out_put(r, r->head + h->start, h->eol - h->start) != 0 || out_str(r, ", ") != 0 ||
+            out_str(r, r->ip) != 0 || out_put(r, r->head + h->eol, h->end - h->eol) != 0)
+            return BW_ENOMEM;
+    }
+    if (emit_forwarded(r, host, last_xff >= 0) != 0)
+        return BW_ENOMEM;
+    return out_put(r, r->head + final, r->head_len - final) ? BW_ENOMEM : 0;
+}
+
+/* http_parser, built lenient, lets a space into a field name; proxies
+ * that disagree on such names are how requests get smuggled. */
+static int valid_name(const bw_hrw_t *r, const hdr_t *h)
+{
+    static const char tchar[] = "!#$%&'*+-.^_`|~";
+    if (h->name_len == 0 || h->start + h->name_len >= h->eol)
+        return 0;
+    for (size_t i = 0; i < h->name_len; i++) {
+        unsigned char c = (unsigned char)r->head[h->start + i];
+        if (!c || (!isalnum(c) && !strchr(tchar, c)))
+            return 0;
+    }
+    return 1;
+}
+
+/* A whole head (request line to the final LF) is in r->head. */
+static int finish_head(bw_hrw_t *r)
+{
+    enum { MAX_HEADERS = 256 };
+    hdr_t hs[MAX_HEADERS];
+    const hdr_t *host = NULL;
+    size_t pos = 0, eol, final;
+    if (r->p.method == HTTP_CONNECT)
+        return fail(r, 405, "CONNECT is not supported");
+    next_line(r, &pos, &eol);
+    int n = split_headers(r, pos, hs, MAX_HEADERS, &final);
+    if (n < 0)
+        return fail(r, 431, "too many header fields");
+    for (int i = 0; i < n; i++)
+        if (!valid_name(r, &hs[i]))
+            return fail(r, 400, "invalid header");
+    for (int i = 0; i < n; i++)
+        if (name_is(r, &hs[i], "host")) {
+            if (host)
+                return fail(r, 400, "multiple Host headers");
+            host = &hs[i];
+        }
+    if (!host)
+        return fail(r, 400, "missing Host header");
+    if (r->n_heads == r->heads_cap) {
+        size_t cap = r->heads_cap ? r->heads_cap * 2 : 4;
+        bw_hrw_head_t *nh = realloc(r->heads, cap * sizeof *nh);
+        if (!nh)
+            return fail(r, 500, "out of memory");
+        r->heads = nh;
+        r->heads_cap = cap;
+    }
+    bw_hrw_head_t *h = &r->heads[r->n_heads];
+    if (host_name(r->head + host->value, host->value_len, h->host) != 0)
+        return fail(r, 400, "invalid Host header");
+    h->off = r->out_len;
+    if (emit_head(r, hs, n, host, final, pos) != 0)
+        return fail(r, 500, "out of memory");
+    r->n_heads++;
+    r->any_head = 1;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Feeding
+ * ------------------------------------------------------------------------- */
+
+static int parse_error(bw_hrw_t *r)
+{
+    enum http_errno e = HTTP_PARSER_ERRNO(&r->p);
+    int in_line = r->state == S_HEAD && !memchr(r->head, '\n', r->head_len);
+    switch (e) {
+    case HPE_INVALID_METHOD:
+        return fail(r, 400, "invalid request line: unknown method");
+    case HPE_INVALID_URL:
+        return fail(r, 400, "invalid request line: bad request target");
+    case HPE_INVALID_VERSION:
+        return fail(r, 400, "invalid request line: bad HTTP version");
+    case HPE_HEADER_OVERFLOW:
+        return fail(r, 431, "request header fields too large");
+    case HPE_INVALID_HEADER_TOKEN:
+        return fail(r, 400, "invalid header");
+    case HPE_INVALID_CONTENT_LENGTH:
+        return fail(r, 400, "invalid Content-Length");
+    case HPE_UNEXPECTED_CONTENT_LENGTH:
+        return fail(r, 400, "Content-Length together with Transfer-Encoding");
+    case HPE_INVALID_CHUNK_SIZE:
+        return fail(r, 400, "invalid chunk size");
+    default:
+        break;
+    }
+    if (in_line)
+        return fail(r, 400, "invalid request line");
+    if (r->state == S_HEAD)
+        return fail(r, 400, "invalid header");
+    return fail(r, 400, http_errno_description(e));
+}
+
+/* Where the bytes [data, data+n) just parsed go: into the head being
+ * collected, or out (minus a head's final LF already emitted). */
+static int take(bw_hrw_t *r, const char *data, size_t n)
+{
+    size_t skip = r->skip && n > 0 ? 1 : 0;
+    if (n > 0)
+        r->skip = 0;
+    if (r->state == S_HEAD)
+        return head_put(r, data, n);
+    if (!r->any_head)
+        return 0; /* CR/LF before the first request: nothing to forward */
+    return out_put(r, data + skip, n - skip);
+}
+
+static int step(bw_hrw_t *r, const char *data, size_t len, size_t *used)
+{
+    r->event = EV_NONE;
+    size_t n = http_parser_execute(&r->p, &settings, data, len);
+    enum http_errno e = HTTP_PARSER_ERRNO(&r->p);
+    *used = n;
+    if (e == HPE_PAUSED) {
+        http_parser_pause(&r->p, 0);
+        if (r->event == EV_BEGIN) { /* the request's first byte was consumed */
+            if (take(r, data, n - 1) != 0)
+                return BW_EINVAL;
+            r->state = S_HEAD;
+            r->head_len = 0;
+            return head_put(r, data + n - 1, 1);
+        }
+        /* Headers complete: the parser stopped on the final LF. */
+        if (take(r, data, n) != 0 || head_put(r, data + n, 1) != 0)
+            return BW_EINVAL;
+        r->state = S_BODY;
+        r->skip = 1;
+        return finish_head(r);
+    }
+    if (e != HPE_OK) {
+        if (r->state == S_HEAD && r->head_len + n > sizeof r->head)
+            return fail(r, 431, "request header fields too large");
+        return parse_error(r);
+    }
+    if (take(r, data, n) != 0)
+        return BW_EINVAL;
+    if (r->go_raw) {
+        r->state = S_RAW;
+        return out_put(r, data + n, len - n);
+    }
+    if (n != len)
+        return fail(r, 400, "malformed request");
+    return 0;
+}
+
+int bw_hrw_feed(bw_hrw_t *r, const char *data, size_t len)
+{
+    r->out_len = 0;
+    r->n_heads = 0;
+    if (r->state == S_ERR)
+        return BW_EINVAL;
+    if (r->state == S_RAW)
+        return out_put(r, data, len);
+    size_t off = 0;
+    while (off < len && r->state != S_RAW) {
+        size_t used;
+        if (step(r, data + off, len - off, &used) != 0) {
+            r->out_len = 0;
+            r->n_heads = 0;
+            return BW_EINVAL;
+        }
+        off += used;
+        if (r->state == S_RAW)
+            break;
+    }
+    return 0;
+}
+
+const char *bw_hrw_out(const bw_hrw_t *r, size_t *len)
+{
+    *len = r->out_len;
+    return r->out;
+}
+
+size_t bw_hrw_heads(const bw_hrw_t *r)
+{
+    return r->n_heads;
+}
+
+const bw_hrw_head_t *bw_hrw_head(const bw_hrw_t *r, size_t i)
+{
+    return i < r->n_heads ? &r->heads[i] : NULL;
+}
+
+int bw_hrw_status(const bw_hrw_t *r)
+{
+    return r->status;
+}
+
+const char *bw_hrw_reason(const bw_hrw_t *r)
+{
+    return r->reason;
+}
+
+int bw_hrw_in_head(const bw_hrw_t *r)
+{
+    return r->state == S_HEAD;
+}
+
+int bw_hrw_raw(const bw_hrw_t *r)
+{
+    return r->state == S_RAW;
+}

@@ -1,0 +1,53 @@
+/* The edge's HTTP/1.x request stream rewriter: parses what a public client
+ * sends (http_parser, request mode), validates every request head, adds the
+ * X-Forwarded-* headers to it and passes everything else through byte-exact
+ * (request lines, other headers in order, bodies with their chunked framing).
+ * After an Upgrade request (or CONNECT) the rest of the stream is raw.
+ *
+ * No sockets here: the caller feeds each read and gets back the bytes to
+ * forward plus where each request head starts in them, so a read that fails
+ * to parse can be dropped whole (docs/edge.md, "HTTP and HTTPS"). */
+#ifndef BW_EDGE_HTTP_REWRITE_H
+#define BW_EDGE_HTTP_REWRITE_H
+
+#include <stddef.h>
+
+#define BW_HRW_MAX_HEAD (16u * 1024u) /* a longer request head gets 431 */
+#define BW_HRW_HOSTLEN  256
+
+typedef struct bw_hrw bw_hrw_t;
+
+/* One request head that began in the last feed. */
+typedef struct bw_hrw_head {
+    size_t off;                /* where its rewritten head starts in the output */
+    char host[BW_HRW_HOSTLEN]; /* Host, lowercased, without port */
+} bw_hrw_head_t;
+
+/* A rewriter for one connection from `client_ip`; `https` picks the
+ * X-Forwarded-Proto value. Returns NULL on allocation failure. */
+bw_hrw_t *bw_hrw_new(const char *client_ip, int https);
+/* NULL-safe. */
+void bw_hrw_free(bw_hrw_t *r);
+
+/* Parse one read. Returns 0 when all of it parsed (the bytes to forward are
+ * in bw_hrw_out(), the heads that completed in it in bw_hrw_head()), or < 0
+ * when it did not: then nothing of this read may be forwarded, and
+ * bw_hrw_status()/bw_hrw_reason() say what to answer. After an error the
+ * rewriter refuses further input. */
+int bw_hrw_feed(bw_hrw_t *r, const char *data, size_t len);
+
+/* Output of the last successful feed; valid until the next feed. */
+const char *bw_hrw_out(const bw_hrw_t *r, size_t *len);
+size_t bw_hrw_heads(const bw_hrw_t *r);
+const bw_hrw_head_t *bw_hrw_head(const bw_hrw_t *r, size_t i);
+
+/* The HTTP status (400, 405, 431) and a short reason for the last error. */
+int bw_hrw_status(const bw_hrw_t *r);
+const char *bw_hrw_reason(const bw_hrw_t *r);
+
+/* True while a request head has begun and not yet completed. */
+int bw_hrw_in_head(const bw_hrw_t *r);
+/* True once the stream became raw bytes (after Upgrade). */
+int bw_hrw_raw(const bw_hrw_t *r);
+
+#endif /* BW_EDGE_HTTP_REWRITE_H */

@@ -1,0 +1,244 @@
+/* The edge's request rewriter and hostname registry (edge/http_rewrite.c,
+ * edge/hostnames.c): exact output, read boundaries, errors, name rules. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "burrow/error.h"
+#include "hostnames.h"
+#include "http_rewrite.h"
+
+/* Feed `in` in reads of `step` bytes; returns the concatenated output (or
+ * NULL after an error, with *status set). */
+static char *feed_all(const char *in, size_t step, int https, int *status, size_t *nheads)
+{
+    bw_hrw_t *r = bw_hrw_new("10.0.0.9", https);
+    size_t len = strlen(in), total = 0;
+    char *out = calloc(1, len * 2 + 4096);
+    *nheads = 0;
+    *status = 0;
+    for (size_t off = 0; off < len; off += step) {
+        size_t n = len - off < step ? len - off : step, olen;
+        if (bw_hrw_feed(r, in + off, n) < 0) {
+            *status = bw_hrw_status(r);
+            free(out);
+            bw_hrw_free(r);
+            return NULL;
+        }
+        const char *o = bw_hrw_out(r, &olen);
+        memcpy(out + total, o, olen);
+        total += olen;
+        *nheads += bw_hrw_heads(r);
+    }
+    bw_hrw_free(r);
+    return out;
+}
+
+static const char *const REQ =
+    "POST /x?y HTTP/1.1\r\nHost: App.Example:8080\r\nX-Forwarded-For: 1.1.1.1\r\n"
+    "x-forwarded-proto: ftp\r\nX-Keep:  a  \r\nTransfer-Encoding: chunked\r\n\r\n"
+    "3;ext\r\nabc\r\n0\r\n\r\n"
+    "GET /2 HTTP/1.1\r\nHost: app.example\r\n\r\n";
+
+static const char *const WANT =
+    "POST /x?y HTTP/1.1\r\nHost: App.Example:8080\r\nX-Forwarded-For: 1.1.1.1, 10.0.0.9\r\n"
+    "X-Keep:  a  \r\nTransfer-Encoding: chunked\r\nX-Forwarded-Proto: https\r\n"
+    "X-Forwarded-Host: App.Example:8080\r\n\r\n"
+    "3;ext\r\nabc\r\n0\r\n\r\n"
+    "GET /2 HTTP/1.1\r\nHost: app.example\r\nX-Forwarded-For: 10.0.0.9\r\n"
+    "X-Forwarded-Proto: https\r\nX-Forwarded-Host: app.example\r\n\r\n";
+
+static void rewrite_exact_at_every_split(void **state)
+{
+    for (size_t step = 1; step <= strlen(REQ); step++) {
+        int status;
+        size_t heads;
+        char *out = feed_all(REQ, step, 1, &status, &heads);
+        assert_non_null(out);
+        assert_string_equal(out, WANT);
+        assert_int_equal(heads, 2);
+        free(out);
+    }
+}
+
+static void head_host_and_offsets(void **state)
+{
+    bw_hrw_t *r = bw_hrw_new("::1", 0);
+    size_t len;
+    assert_int_equal(bw_hrw_feed(r, REQ, strlen(REQ)), 0);
+    assert_int_equal(bw_hrw_heads(r), 2);
+    assert_string_equal(bw_hrw_head(r, 0)->host, "app.example");
+    assert_int_equal(bw_hrw_head(r, 0)->off, 0);
+    const char *out = bw_hrw_out(r, &len);
+    assert_memory_equal(out + bw_hrw_head(r, 1)->off, "GET /2 ", 7);
+    assert_false(bw_hrw_in_head(r));
+    assert_int_equal(bw_hrw_feed(r, "GET / HTTP/1.1\r\nHost: X.Y.:80\r\n\r\n", 33), 0);
+    assert_string_equal(bw_hrw_head(r, 0)->host, "x.y");
+    assert_int_equal(bw_hrw_feed(r, "GET / HT", 8), 0);
+    assert_true(bw_hrw_in_head(r));
+    bw_hrw_free(r);
+}
+
+static void upgrade_goes_raw(void **state)
+{
+    const char *in = "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: ws\r\nConnection: upgrade\r\n\r\n"
+                     "\x01\x02 not http";
+    bw_hrw_t *r = bw_hrw_new("1.2.3.4", 0);
+    size_t len;
+    assert_int_equal(bw_hrw_feed(r, in, strlen(in)), 0);
+    assert_true(bw_hrw_raw(r));
+    const char *out = bw_hrw_out(r, &len);
+    assert_memory_equal(out + len - 11, "\x01\x02 not http", 11);
+    assert_int_equal(bw_hrw_feed(r, "\r\n\r\nGARBAGE", 11), 0);
+    bw_hrw_out(r, &len);
+    assert_int_equal(len, 11);
+    bw_hrw_free(r);
+}
+
+static void errors_name_the_problem(void **state)
+{
+    static const struct {
+        const char *in;
+        int status;
+        const char *reason;
+    } cases[] = {
+        {"GET /a b\r\nHost: h\r\n\r\n", 400, "invalid request line"},
+        {"GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nxyz\r\n", 400,
+         "invalid chunk size"},
+        {"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", 400, "invalid Content-Length"},
+        {"GET / HTTP/1.1\r\nA B: c\r\nHost: h\r\n\r\n", 400, "invalid header"},
+        {"GET / HTTP/1.1\r\n\r\n", 400, "missing Host header"},
+        {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "multiple Host headers"},
+        {"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400, "invalid Host header"},
+        {"CONNECT h:1 HTTP/1.1\r\nHost: h:1\r\n\r\n", 405, "CONNECT is not supported"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bw_hrw_t *r = bw_hrw_new("1.2.3.4", 0);
+        size_t len;
+        assert_int_equal(bw_hrw_feed(r, cases[i].in, strlen(cases[i].in)), BW_EINVAL);
+        assert_int_equal(bw_hrw_status(r), cases[i].status);
+        assert_non_null(strstr(bw_hrw_reason(r), cases[i].reason));
+        bw_hrw_out(r, &len);
+        assert_int_equal(len, 0);
+        assert_int_equal(bw_hrw_feed(r, "x", 1), BW_EINVAL); /* stays failed */
+        bw_hrw_free(r);
+    }
+}
+
+static void head_limit_431(void **state)
+{
+    size_t n = BW_HRW_MAX_HEAD + 100;
+    char *in = malloc(n + 1);
+    const char *start = "GET / HTTP/1.1\r\nHost: h\r\nX: ";
+    memcpy(in, start, strlen(start));
+    memset(in + strlen(start), 'a', n - strlen(start));
+    in[n] = '\0';
+    int status;
+    size_t heads;
+    assert_null(feed_all(in, 1000, 0, &status, &heads));
+    assert_int_equal(status, 431);
+    free(in);
+}
+
+static void hostname_rules(void **state)
+{
+    char out[BW_HOSTNAME_MAX + 1], why[128], label[70];
+    assert_int_equal(bw_hostname_check("A-b.Example.COM", out, why, sizeof why), 0);
+    assert_string_equal(out, "a-b.example.com");
+    assert_int_equal(bw_hostname_check("a_b.com", out, why, sizeof why), BW_EINVAL);
+    assert_int_equal(bw_hostname_check("a..com", out, why, sizeof why), BW_EINVAL);
+    assert_int_equal(bw_hostname_check("", out, why, sizeof why), BW_EINVAL);
+    memset(label, 'x', 64);
+    label[64] = '\0';
+    assert_int_equal(bw_hostname_check(label, out, why, sizeof why), BW_EINVAL);
+    assert_non_null(strstr(why, "63"));
+}
+
+static void registry_claims_and_reservations(void **state)
+{
+    bw_hosts_t *h = bw_hosts_new();
+    int s1, s2, t1, t2, t3, held;
+    assert_int_equal(bw_hosts_claim(h, "a.x", 0, &s1, "c1", "tok", &t1, 0), 0);
+    /* same session, other scheme: allowed once; same scheme: refused */
+    assert_int_equal(bw_hosts_claim(h, "a.x", 1, &s1, "c1", "tok", &t2, 0), 0);
+    assert_int_equal(bw_hosts_claim(h, "a.x", 1, &s1, "c1", "tok", &t3, 0), BW_EEXIST);
+    assert_int_equal(bw_hosts_claim(h, "a.x", 0, &s2, "c2", "tok", &t3, 0), BW_EEXIST);
+    assert_ptr_equal(bw_hosts_find(h, "a.x", 0, 0, &held), &t1);
+    /* session lost: reserved for c1 only, until it expires */
+    bw_hosts_reserve(h, &t1, 100);
+    bw_hosts_reserve(h, &t2, 100);
+    assert_null(bw_hosts_find(h, "a.x", 0, 50, &held));
+    assert_int_equal(held, 1);
+    assert_true(bw_hosts_reserved_for(h, "c1", "tok", 50));
+    assert_int_equal(bw_hosts_claim(h, "a.x", 0, &s2, "c1", "other", &t3, 50), BW_EEXIST);
+    assert_int_equal(bw_hosts_claim(h, "a.x", 0, &s2, "c1", "tok", &t3, 50), 0);
+    assert_ptr_equal(bw_hosts_find(h, "a.x", 0, 60, &held), &t3);
+    /* unbind frees; expiry frees */
+    bw_hosts_release(h, &t3);
+    assert_null(bw_hosts_find(h, "a.x", 0, 60, &held));
+    assert_int_equal(held, 0);
+    assert_null(bw_hosts_find(h, "a.x", 1, 60, &held));
+    assert_int_equal(held, 1); /* the https twin is still reserved */
+    assert_int_equal(bw_hosts_claim(h, "b.x", 0, &s1, "c1", "tok", &t1, 0), 0);
+    bw_hosts_reserve(h, &t1, 100);
+    assert_int_equal(bw_hosts_claim(h, "b.x", 0, &s2, "c2", "tok", &t3, 100), 0);
+    bw_hosts_free(h);
+}
+
+static void bind_names(void **state)
+{
+    bw_hosts_t *h = bw_hosts_new();
+    char host[BW_HOSTNAME_MAX + 1], err[256], first[BW_HOSTNAME_MAX + 1];
+    int s1, s2, t1, t2;
+    bw_host_req_t q = {.domain = "example.net",
+                       .subdomain = "",
+                       .hostname = "",
+                       .sess = &s1,
+                       .client = "c1",
+                       .token = "",
+                       .tunnel = &t1};
+    assert_int_equal(bw_hosts_bind(h, &q, first, err, sizeof err), 0);
+    assert_int_equal(strlen(first), 16 + strlen(".example.net"));
+    q.tunnel = &t2;
+    assert_int_equal(bw_hosts_bind(h, &q, host, err, sizeof err), 0);
+    assert_string_not_equal(host, first);
+    q.subdomain = "Api";
+    q.tunnel = &t1;
+    assert_int_equal(bw_hosts_bind(h, &q, host, err, sizeof err), 0);
+    assert_string_equal(host, "api.example.net");
+    q.sess = &s2;
+    q.client = "c2";
+    assert_int_equal(bw_hosts_bind(h, &q, host, err, sizeof err), BW_EEXIST);
+    assert_string_equal(err, "subdomain \"Api\" is already in use");
+    q.subdomain = "";
+    q.hostname = "API.example.net";
+    assert_int_equal(bw_hosts_bind(h, &q, host, err, sizeof err), BW_EEXIST);
+    assert_string_equal(err, "hostname \"api.example.net\" is already in use");
+    q.subdomain = "x";
+    assert_int_equal(bw_hosts_bind(h, &q, host, err, sizeof err), BW_EINVAL);
+    q.subdomain = "";
+    q.hostname = "bad/name";
+    assert_int_equal(bw_hosts_bind(h, &q, host, err, sizeof err), BW_EINVAL);
+    assert_non_null(strstr(err, "invalid hostname \"bad/name\""));
+    bw_hosts_free(h);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(rewrite_exact_at_every_split),
+        cmocka_unit_test(head_host_and_offsets),
+        cmocka_unit_test(upgrade_goes_raw),
+        cmocka_unit_test(errors_name_the_problem),
+        cmocka_unit_test(head_limit_431),
+        cmocka_unit_test(hostname_rules),
+        cmocka_unit_test(registry_claims_and_reservations),
+        cmocka_unit_test(bind_names),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
