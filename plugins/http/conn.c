@@ -69,7 +69,7 @@ static void conn_close(http_conn_t *c, int abort)
     if (c->pub)
         H->stream_close(c->pub, abort);
     if (c->up)
-        H->stream_close(c->up, 1);
+        H->stream_close(c->up, abort);
     c->pub = c->up = NULL;
     unref(c);
 }
