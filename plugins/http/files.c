@@ -120,7 +120,7 @@ static void listing(http_conn_t *c, const char *dir)
             break;
         names = nn;
         struct stat st;
-        char full[8192], label[1024];
+        char full[8192 + 256 + 2], label[1024];
         snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
         int isdir = stat(full, &st) == 0 && S_ISDIR(st.st_mode);
         snprintf(label, sizeof label, "%s%s", e->d_name, isdir ? "/" : "");

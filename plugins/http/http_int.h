@@ -25,10 +25,9 @@ typedef struct http_tunnel {
     bw_tunnel_t *t; /* NULL once the tunnel stopped */
     unsigned live;  /* connections still open */
     http_upstream_t kind;
-    char addr[512];      /* "host:port" to connect to */
-    char host_port[512]; /* Host for host_header: rewrite (default port omitted) */
+    char host_port[512];  /* Host for host_header: rewrite (default port omitted) */
+    char addr[520];       /* "host:port" to connect to */
     char shown_addr[600]; /* the local address as the 502 page names it */
-    char url[512];        /* public URL at start, for the 502 page */
     char *root;           /* file:// directory */
     char *host_header;    /* NULL: preserve */
     http_list_t creds;    /* "user:pass" */

@@ -1,0 +1,422 @@
+/* Unit tests for the http plugin's connection logic (plugins/http/conn.c)
+ * against a fake host: streams are records of what was written and whether
+ * reading is on, connect completes when the test says, and the capture slots
+ * record what the plugin reported. Checks what integration tests cannot see
+ * yet: capture contents, request-done reporting and backpressure. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <burrow/plugin.h>
+
+#include "h1.h"
+
+/* ---- fake host objects ---------------------------------------------------- */
+
+struct bw_stream {
+    const bw_stream_cbs_t *cbs;
+    void *ud;
+    h1_buf_t written;
+    int reading, closed, aborted, eagain;
+};
+
+struct bw_tunnel {
+    int dummy;
+};
+
+struct bw_capture {
+    h1_buf_t raw[3];
+    int req_heads, res_heads, status;
+    char uri[64];
+    int req_done, req_err, ended;
+};
+
+static struct bw_stream g_pub, g_up;
+static struct bw_capture g_cap;
+static struct bw_tunnel g_tunnel;
+static int g_inspect = 1, g_connects, g_conn_closes, g_http_metrics;
+static bw_connect_cb g_connect_cb;
+static void *g_connect_ud;
+static const char *g_addr = "http://localhost:8080";
+static const char *g_host_header;
+
+static void f_log(bw_log_level_t l, const char *msg, ...)
+{
+}
+static void f_error_set(bw_error_t *e, const char *fmt, ...)
+{
+}
+static const char *f_strerror(int e)
+{
+    return e == BW_ECONNREFUSED ? "connection refused" : "error";
+}
+static uint64_t f_now(void)
+{
+    return 1000;
+}
+static const char *f_conf_str(const bw_conf_t *c, const char *k)
+{
+    if (strcmp(k, "host_header") == 0)
+        return g_host_header;
+    return NULL;
+}
+static int f_conf_bool(const bw_conf_t *c, const char *k, int d)
+{
+    return d;
+}
+static int64_t f_conf_int(const bw_conf_t *c, const char *k, int64_t d)
+{
+    return d;
+}
+static size_t f_list_len(const bw_conf_t *c, const char *k)
+{
+    return 0;
+}
+static const char *f_list_at(const bw_conf_t *c, const char *k, size_t i)
+{
+    return NULL;
+}
+static const bw_conf_t *f_tunnel_conf(bw_tunnel_t *t)
+{
+    return NULL;
+}
+static const char *f_tunnel_name(bw_tunnel_t *t)
+{
+    return "web";
+}
+static const char *f_tunnel_addr(bw_tunnel_t *t)
+{
+    return g_addr;
+}
+static const char *f_url(bw_tunnel_t *t)
+{
+    return "https://abc.example";
+}
+static int f_connect(bw_tunnel_t *t, const char *addr, uint32_t flags, bw_connect_cb cb, void *ud)
+{
+    g_connects++;
+    g_connect_cb = cb;
+    g_connect_ud = ud;
+    return 0;
+}
+static void f_set_cbs(bw_stream_t *s, const bw_stream_cbs_t *cbs, void *ud)
+{
+    s->cbs = cbs;
+    s->ud = ud;
+    s->reading = 1;
+}
+static int f_write(bw_stream_t *s, const void *d, size_t n)
+{
+    h1_buf_add(&s->written, d, n);
+    return s->eagain ? BW_EAGAIN : 0;
+}
+static size_t f_queued(bw_stream_t *s)
+{
+    return 0;
+}
+static int f_shutdown(bw_stream_t *s)
+{
+    return 0;
+}
+static void f_read_stop(bw_stream_t *s)
+{
+    s->reading = 0;
+}
+static void f_read_start(bw_stream_t *s)
+{
+    s->reading = 1;
+}
+static void f_close(bw_stream_t *s, int abort)
+{
+    s->closed = 1;
+    s->aborted = abort;
+}
+static int f_join(bw_stream_t *a, bw_stream_t *b, bw_join_cb cb, void *ud)
+{
+    cb(ud, 0, 0, 0);
+    return 0;
+}
+static const char *f_peer(bw_stream_t *s)
+{
+    return "127.0.0.1:8080";
+}
+static void f_conn_open(bw_tunnel_t *t)
+{
+}
+static void f_conn_close(bw_tunnel_t *t, uint64_t d)
+{
+    g_conn_closes++;
+}
+static void f_metric_http(bw_tunnel_t *t, uint64_t d)
+{
+    g_http_metrics++;
+}
+static bw_capture_t *f_cap_begin(bw_tunnel_t *t, const bw_conn_info_t *info)
+{
+    if (!g_inspect)
+        return NULL;
+    for (int i = 0; i < 3; i++)
+        h1_buf_free(&g_cap.raw[i]);
+    memset(&g_cap, 0, sizeof g_cap);
+    return &g_cap;
+}
+static int f_cap_head(bw_capture_t *c, bw_capture_dir_t dir, const bw_http_head_t *h)
+{
+    if (dir == BW_CAPTURE_REQUEST) {
+        c->req_heads++;
+        snprintf(c->uri, sizeof c->uri, "%s", h->uri);
+    } else {
+        c->res_heads++;
+        c->status = h->status;
+    }
+    return 0;
+}
+static int f_cap_raw(bw_capture_t *c, bw_capture_dir_t dir, const void *d, size_t n)
+{
+    return h1_buf_add(&c->raw[dir], d, n);
+}
+static void f_cap_end(bw_capture_t *c, uint64_t d)
+{
+    c->ended++;
+}
+static void f_cap_done(bw_capture_t *c, int err)
+{
+    c->req_done++;
+    c->req_err = err;
+}
+
+static const bw_host_t fake_host = {
+    .abi_major = BW_PLUGIN_ABI_MAJOR, .abi_minor = BW_PLUGIN_ABI_MINOR,
+    .struct_size = sizeof(bw_host_t), .log = f_log, .error_set = f_error_set,
+    .strerror = f_strerror, .now_ns = f_now, .conf_str = f_conf_str, .conf_bool = f_conf_bool,
+    .conf_int = f_conf_int, .conf_list_len = f_list_len, .conf_list_at = f_list_at,
+    .tunnel_conf = f_tunnel_conf, .tunnel_name = f_tunnel_name, .tunnel_addr = f_tunnel_addr,
+    .tunnel_public_url = f_url, .connect = f_connect, .stream_set_callbacks = f_set_cbs,
+    .stream_write = f_write, .stream_queued = f_queued, .stream_shutdown = f_shutdown,
+    .stream_read_stop = f_read_stop, .stream_read_start = f_read_start,
+    .stream_close = f_close, .stream_join = f_join, .stream_peer = f_peer,
+    .metric_conn_open = f_conn_open, .metric_conn_close = f_conn_close,
+    .metric_http = f_metric_http, .capture_begin = f_cap_begin, .capture_head = f_cap_head,
+    .capture_raw = f_cap_raw, .capture_end = f_cap_end, .capture_request_done = f_cap_done,
+};
+
+const bw_plugin_t *bw_plugin_entry(void);
+
+/* ---- helpers ----------------------------------------------------------------- */
+
+static const bw_plugin_t *P;
+static void *g_state, *g_tstate;
+
+static int setup(void **st)
+{
+    memset(&g_pub, 0, sizeof g_pub);
+    memset(&g_up, 0, sizeof g_up);
+    g_connects = g_conn_closes = g_http_metrics = 0;
+    g_inspect = 1;
+    P = bw_plugin_entry();
+    assert_int_equal(P->init(&fake_host, &g_state, NULL), 0);
+    assert_int_equal(P->tunnel_start(g_state, &g_tunnel, &g_tstate, NULL), 0);
+    bw_conn_info_t info = {.struct_size = sizeof info, .client_addr = "127.0.0.1:5555",
+                           .client_ip = "127.0.0.1", .edge_type = BW_EDGE_HTTPS,
+                           .server_name = "abc.example"};
+    P->conn_open(g_tstate, &g_pub, &info);
+    return 0;
+}
+
+static int teardown(void **st)
+{
+    if (!g_pub.closed)
+        g_pub.cbs->on_error(&g_pub, g_pub.ud, BW_ECONNRESET);
+    if (g_connect_cb) {
+        bw_connect_cb cb = g_connect_cb;
+        g_connect_cb = NULL;
+        cb(g_connect_ud, NULL, BW_ECANCELED);
+    }
+    P->tunnel_stop(g_tstate);
+    P->destroy(g_state);
+    h1_buf_free(&g_pub.written);
+    h1_buf_free(&g_up.written);
+    for (int i = 0; i < 3; i++)
+        h1_buf_free(&g_cap.raw[i]);
+    return 0;
+}
+
+static void client(const char *s)
+{
+    g_pub.cbs->on_read(&g_pub, g_pub.ud, s, strlen(s));
+}
+
+static void server(const char *s)
+{
+    g_up.cbs->on_read(&g_up, g_up.ud, s, strlen(s));
+}
+
+static void connect_ok(void)
+{
+    assert_non_null(g_connect_cb);
+    bw_connect_cb cb = g_connect_cb;
+    g_connect_cb = NULL;
+    cb(g_connect_ud, &g_up, 0);
+}
+
+static void written_is(struct bw_stream *s, const char *want)
+{
+    assert_int_equal(s->written.len, strlen(want));
+    assert_memory_equal(s->written.data, want, strlen(want));
+}
+
+/* ---- tests ----------------------------------------------------------------------- */
+
+#define REQ                                                                                        \
+    "POST /x HTTP/1.1\r\nHost: abc.example\r\nTransfer-Encoding: chunked\r\n\r\n"                  \
+    "3\r\nabc\r\n0\r\n\r\n"
+#define RES "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+static void test_capture_exact_bytes_with_host_rewrite(void **st)
+{
+    g_host_header = "rewrite";
+    teardown(st);
+    setup(st);
+    g_host_header = NULL;
+    client(REQ);
+    assert_int_equal(g_connects, 1);
+    assert_int_equal(g_pub.reading, 0); /* waits for the local connection */
+    connect_ok();
+    /* the local service sees the rewritten head, the capture the received one */
+    assert_non_null(strstr(g_up.written.data, "Host: localhost:8080\r\n"));
+    assert_non_null(strstr(g_up.written.data, "X-Original-Host: abc.example\r\n"));
+    assert_int_equal(g_cap.raw[BW_CAPTURE_REQUEST].len, strlen(REQ));
+    assert_memory_equal(g_cap.raw[BW_CAPTURE_REQUEST].data, REQ, strlen(REQ));
+    assert_int_equal(g_cap.req_done, 1);
+    assert_int_equal(g_cap.req_err, 0);
+    assert_string_equal(g_cap.uri, "/x");
+    server(RES);
+    written_is(&g_pub, RES);
+    assert_int_equal(g_cap.status, 200);
+    assert_memory_equal(g_cap.raw[BW_CAPTURE_RESPONSE].data, RES, strlen(RES));
+    assert_int_equal(g_cap.ended, 1);
+    assert_int_equal(g_http_metrics, 1);
+    assert_int_equal(g_pub.closed, 0); /* keep-alive */
+}
+
+static void test_fast_path_forwards_received_bytes(void **st)
+{
+    client(REQ);
+    connect_ok();
+    written_is(&g_up, REQ);
+}
+
+static void test_replay_style_eof_finishes_then_closes(void **st)
+{
+    client("GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
+    g_pub.cbs->on_eof(&g_pub, g_pub.ud);
+    assert_int_equal(g_pub.closed, 0);
+    connect_ok();
+    server(RES);
+    written_is(&g_pub, RES);
+    assert_int_equal(g_pub.closed, 1);
+    assert_int_equal(g_pub.aborted, 0);
+    assert_int_equal(g_cap.ended, 1);
+}
+
+static void test_connect_failure_is_a_captured_502(void **st)
+{
+    client("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    bw_connect_cb cb = g_connect_cb;
+    g_connect_cb = NULL;
+    cb(g_connect_ud, NULL, BW_ECONNREFUSED);
+    assert_non_null(strstr(g_pub.written.data, "HTTP/1.1 502 Bad Gateway\r\n"));
+    assert_non_null(strstr(g_pub.written.data, "Connection: close\r\n"));
+    assert_non_null(strstr(g_pub.written.data,
+                           "dial tcp localhost:8080: connect: connection refused"));
+    assert_non_null(strstr(g_pub.written.data, "<a href=\"https://abc.example\">"));
+    assert_int_equal(g_cap.status, 502);
+    assert_int_equal(g_cap.raw[BW_CAPTURE_RESPONSE].len, g_pub.written.len);
+    assert_int_equal(g_cap.ended, 1);
+    assert_int_equal(g_pub.closed, 1);
+}
+
+static void test_client_vanishes_mid_body(void **st)
+{
+    client("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc");
+    connect_ok();
+    g_pub.cbs->on_eof(&g_pub, g_pub.ud);
+    assert_int_equal(g_cap.req_done, 1);
+    assert_int_equal(g_cap.req_err, BW_ECONNRESET);
+    assert_int_equal(g_cap.ended, 1);
+    assert_int_equal(g_pub.closed, 1);
+}
+
+static void test_backpressure_both_ways(void **st)
+{
+    client("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n");
+    connect_ok();
+    g_up.eagain = 1;
+    client("0123456789");
+    assert_int_equal(g_pub.reading, 0);
+    g_up.eagain = 0;
+    g_up.cbs->on_drain(&g_up, g_up.ud);
+    assert_int_equal(g_pub.reading, 1);
+    g_pub.eagain = 1;
+    server("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab");
+    assert_int_equal(g_up.reading, 0);
+    g_pub.eagain = 0;
+    g_pub.cbs->on_drain(&g_pub, g_pub.ud);
+    assert_int_equal(g_up.reading, 1);
+}
+
+static void test_interim_100_not_captured(void **st)
+{
+    client("POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+    connect_ok();
+    server("HTTP/1.1 100 Continue\r\n\r\n");
+    written_is(&g_pub, "HTTP/1.1 100 Continue\r\n\r\n");
+    assert_int_equal(g_cap.res_heads, 0);
+    client("hi");
+    server(RES);
+    assert_int_equal(g_cap.res_heads, 1);
+    assert_int_equal(g_cap.status, 200);
+    assert_memory_equal(g_cap.raw[BW_CAPTURE_RESPONSE].data, RES, strlen(RES));
+}
+
+static void test_inspection_off(void **st)
+{
+    g_inspect = 0;
+    client("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    connect_ok();
+    server(RES);
+    written_is(&g_pub, RES);
+    assert_int_equal(g_http_metrics, 1);
+}
+
+static void test_bad_request_answers_400(void **st)
+{
+    client("GET / HTTP/1.1\r\nHost h\r\n\r\n");
+    assert_non_null(strstr(g_pub.written.data, "HTTP/1.1 400 Bad Request\r\n"));
+    assert_int_equal(g_pub.closed, 1);
+    assert_int_equal(g_connects, 0);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_capture_exact_bytes_with_host_rewrite),
+        T(test_fast_path_forwards_received_bytes),
+        T(test_replay_style_eof_finishes_then_closes),
+        T(test_connect_failure_is_a_captured_502),
+        T(test_client_vanishes_mid_body),
+        T(test_backpressure_both_ways),
+        T(test_interim_100_not_captured),
+        T(test_inspection_off),
+        T(test_bad_request_answers_400),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
