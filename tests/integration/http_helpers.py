@@ -9,7 +9,7 @@ import os
 
 import helpers as H
 
-HTTPTCP_DIR = os.path.join(H.BUILD_DIR, "tests", "plugins", "httptcp")
+HTTPTCP_DIR = os.path.join(H.BUILD_DIR, "tests", "httptcp")
 PLUGIN_PATH = os.path.join(H.BUILD_DIR, "plugins") + ":" + HTTPTCP_DIR
 
 

@@ -344,3 +344,12 @@ def test_config_check_refuses_http_errors(tmp_path):
                            capture_output=True, text=True, timeout=20,
                            env=dict(os.environ, HOME=str(tmp_path)))
         assert r.returncode == 1 and expected in r.stderr, r.stderr
+
+
+def test_http_and_https_plugins_conform():
+    check = os.path.join(H.BUILD_DIR, "sdk", "burrow-plugin-check")
+    for name, edge in (("http", 2), ("https", 3)):
+        so = os.path.join(H.BUILD_DIR, "plugins", "http", name + ".so")
+        r = subprocess.run([check, so], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "plugin conforms" in r.stdout, r.stdout
+        assert "name=%s scheme=%s edge_type=%d" % (name, name, edge) in r.stdout
