@@ -343,6 +343,9 @@ static size_t feed_head(h1_t *h, const char *data, size_t len, h1_ev_t *ev)
 
 static size_t feed_body(h1_t *h, const char *data, size_t len, h1_ev_t *ev)
 {
+    *ev = H1_EV_NONE;
+    if (len == 0)
+        return 0; /* http_parser reads an empty call as EOF (h1_eof's business) */
     size_t n = http_parser_execute(&h->p, settings(h), data, len);
     enum http_errno e = HTTP_PARSER_ERRNO(&h->p);
     *ev = H1_EV_NONE;
