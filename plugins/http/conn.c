@@ -160,6 +160,11 @@ void bw__http_local_reply(http_conn_t *c, int status, const char *extra, const c
 {
     h1_buf_t out = {0};
     c->mode = X_LOCAL;
+    /* A client that asked for 100-continue may never send the body we
+     * would have to skip: end the connection instead of waiting for it. */
+    if (c->rstate == R_BODY && !(c->req.done_pending && !c->req.in_head) &&
+        h1_find(&c->req.head, "Expect", 0) >= 0)
+        close_now = 1;
     if (close_now)
         c->close_after = 1;
     if (h1_response(&out, status, NULL, ctype, extra, c->is_head ? NULL : body,

@@ -44,7 +44,7 @@ static int g_inspect = 1, g_connects, g_conn_closes, g_http_metrics;
 static bw_connect_cb g_connect_cb;
 static void *g_connect_ud;
 static const char *g_addr = "http://localhost:8080";
-static const char *g_host_header;
+static const char *g_host_header, *g_auth;
 
 static void f_log(bw_log_level_t l, const char *msg, ...)
 {
@@ -64,6 +64,8 @@ static const char *f_conf_str(const bw_conf_t *c, const char *k)
 {
     if (strcmp(k, "host_header") == 0)
         return g_host_header;
+    if (strcmp(k, "auth") == 0)
+        return g_auth;
     return NULL;
 }
 static int f_conf_bool(const bw_conf_t *c, const char *k, int d)
@@ -403,6 +405,37 @@ static void test_bad_request_answers_400(void **st)
     assert_int_equal(g_connects, 0);
 }
 
+static void restart_with_auth(void **st)
+{
+    g_auth = "u:p";
+    teardown(st);
+    setup(st);
+    g_auth = NULL;
+}
+
+static void test_auth_refusal_keeps_connection(void **st)
+{
+    restart_with_auth(st);
+    client("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+           "GET /2 HTTP/1.1\r\nHost: h\r\nAuthorization: Basic dTpw\r\n\r\n");
+    assert_non_null(strstr(g_pub.written.data, "HTTP/1.1 401 Unauthorized\r\n"));
+    assert_non_null(strstr(g_pub.written.data, "WWW-Authenticate: Basic realm=\"burrow\"\r\n"));
+    assert_int_equal(g_pub.closed, 0);
+    assert_int_equal(g_connects, 1); /* only the authorised request goes on */
+    connect_ok();
+    written_is(&g_up, "GET /2 HTTP/1.1\r\nHost: h\r\nAuthorization: Basic dTpw\r\n\r\n");
+}
+
+static void test_auth_refusal_with_expect_closes(void **st)
+{
+    restart_with_auth(st);
+    client("POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+    assert_non_null(strstr(g_pub.written.data, "HTTP/1.1 401 Unauthorized\r\n"));
+    assert_int_equal(g_pub.closed, 1);
+    assert_int_equal(g_pub.aborted, 0);
+    assert_int_equal(g_cap.ended, 1);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -417,6 +450,8 @@ int main(void)
         T(test_interim_100_not_captured),
         T(test_inspection_off),
         T(test_bad_request_answers_400),
+        T(test_auth_refusal_keeps_connection),
+        T(test_auth_refusal_with_expect_closes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
