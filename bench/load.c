@@ -1,6 +1,6 @@
 /*
- * load: the client side of the benchmark; talks to bench/sink.c, directly or
- * through a proxy. Prints one JSON object on stdout.
+ * load: the client side of the benchmark; talks to bench/sink.c (`get`: to
+ * bench/httpd.c), directly or through a proxy. Prints one JSON object on stdout.
  *
  *   load bulk HOST PORT STREAMS SECONDS WARMUP
  *       STREAMS connections each ask for a discharge ('D') and read as fast as
@@ -11,6 +11,13 @@
  *       WORKERS threads each loop: connect, send 1 byte, read the echo, close.
  *       -> {"conns":..,"seconds":..,"conns_per_s":..,"errors":..,
  *           "p50_ms":..,"p99_ms":..}
+ *
+ *   load get HOST PORT HOSTHDR BYTES SECONDS
+ *       One connection sends "GET /bulk?bytes=BYTES" with "Host: HOSTHDR" to
+ *       bench/httpd.c and reads the response until all BYTES of the body
+ *       arrived or SECONDS passed, whichever is first. MB/s counts body bytes
+ *       over the time from sending the request to the last byte read.
+ *       -> {"bytes":..,"seconds":..,"mb_per_s":..,"complete":..,"errors":..}
  *
  *   load hold HOST PORT N
  *       Opens N connections and checks each with a 1-byte echo, prints
@@ -234,6 +241,68 @@ static int cmd_rate(int workers, double seconds)
     return 0;
 }
 
+/* ---- get ----------------------------------------------------------------- */
+
+/* Read the response head into buf; returns its length (through the blank
+ * line), the number of bytes read in *got, or -1. */
+static long read_head(int fd, char *buf, size_t cap, size_t *got)
+{
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = recv(fd, buf + n, cap - 1 - n, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        n += (size_t)r;
+        buf[n] = '\0';
+        char *end = strstr(buf, "\r\n\r\n");
+        if (end) {
+            *got = n;
+            return end + 4 - buf;
+        }
+        if (n >= cap - 1)
+            return -1;
+    }
+}
+
+static int cmd_get(const char *hosthdr, unsigned long long want, double seconds)
+{
+    static char buf[256 * 1024];
+    char req[512];
+    int len = snprintf(req, sizeof req, "GET /bulk?bytes=%llu HTTP/1.1\r\nHost: %s\r\n\r\n",
+                       want, hosthdr);
+    int fd = dial();
+    double t0 = now();
+    size_t got = 0;
+    long head = -1;
+    if (fd >= 0 && send(fd, req, (size_t)len, MSG_NOSIGNAL) == len)
+        head = read_head(fd, buf, 64 * 1024, &got);
+    if (head < 0 || strncmp(buf, "HTTP/1.1 200", 12) != 0) {
+        fprintf(stderr, "load: no 200 response: %.60s\n", head < 0 ? "(none)" : buf);
+        return 1;
+    }
+    unsigned long long body = got - (size_t)head;
+    double deadline = t0 + seconds, t1 = now();
+    int errors = 0;
+    while (body < want && t1 < deadline) {
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            errors++;
+            break;
+        }
+        body += (unsigned long long)n;
+        t1 = now();
+    }
+    close(fd);
+    double dt = t1 - t0;
+    printf("{\"bytes\":%llu,\"seconds\":%.3f,\"mb_per_s\":%.1f,\"complete\":%s,\"errors\":%d}\n",
+           body, dt, (double)body / dt / 1e6, body >= want ? "true" : "false", errors);
+    return 0;
+}
+
 /* ---- hold ---------------------------------------------------------------- */
 
 static int cmd_hold(int count)
@@ -288,6 +357,10 @@ int main(int argc, char **argv)
         resolve(argv[2], argv[3]);
         return cmd_rate((int)strtol(argv[4], NULL, 10), strtod(argv[5], NULL));
     }
+    if (argc >= 7 && strcmp(argv[1], "get") == 0) {
+        resolve(argv[2], argv[3]);
+        return cmd_get(argv[4], strtoull(argv[5], NULL, 10), strtod(argv[6], NULL));
+    }
     if (argc >= 5 && strcmp(argv[1], "hold") == 0) {
         resolve(argv[2], argv[3]);
         return cmd_hold((int)strtol(argv[4], NULL, 10));
@@ -295,7 +368,8 @@ int main(int argc, char **argv)
     fprintf(stderr,
             "usage: %s bulk HOST PORT STREAMS SECONDS WARMUP\n"
             "       %s rate HOST PORT WORKERS SECONDS\n"
+            "       %s get HOST PORT HOSTHDR BYTES SECONDS\n"
             "       %s hold HOST PORT N\n",
-            argv[0], argv[0], argv[0]);
+            argv[0], argv[0], argv[0], argv[0]);
     return 2;
 }

@@ -28,6 +28,9 @@ typedef struct agent_tunnel {
     char *subdomain;
     char *hostname;
     char req_id[24];
+    /* A twin binds after its leader, asking for the leader's host name
+     * (spec §2.2: "X" and "X (http)" share one host). */
+    struct agent_tunnel *leader;
     int bound;
     int ever_bound;
     bw_agent_bind_cb cb;    /* first bind's outcome goes here, once */
@@ -125,11 +128,100 @@ static int send_bind(bw_agent_t *a, agent_tunnel_t *at)
     return rc;
 }
 
+/* Bind `at` now unless it is a twin still waiting for its leader's host. */
+static void try_bind(bw_agent_t *a, agent_tunnel_t *at)
+{
+    if (at->leader && !*at->hostname)
+        return;
+    send_bind(a, at);
+}
+
 /* "localhost:22" from a tcp:// URL, to ask for the same address again. */
 static char *url_address(const char *url)
 {
     const char *p = strstr(url, "://");
     return bw_strdup(p ? p + 3 : url);
+}
+
+/* "abc.localhost" from "https://abc.localhost:8443". */
+static char *url_host(const char *url)
+{
+    char *hp = url_address(url), host[256];
+    int port;
+    if (hp && bw_split_hostport(hp, host, sizeof host, &port) == 0) {
+        free(hp);
+        return bw_strdup(host);
+    }
+    return hp;
+}
+
+/* Ask for the same public address again after a reconnect (resume). */
+static void remember_address(agent_tunnel_t *at)
+{
+    if (at->t->plugin->desc.edge_type == BW_EDGE_TCP) {
+        char *addr = url_address(at->t->public_url);
+        if (addr) {
+            free(at->remote_addr);
+            at->remote_addr = addr;
+        }
+        return;
+    }
+    char *host = url_host(at->t->public_url), *none = bw_strdup("");
+    if (!host || !none) {
+        free(host);
+        free(none);
+        return;
+    }
+    free(at->hostname);
+    free(at->subdomain);
+    at->hostname = host;
+    at->subdomain = none;
+}
+
+/* Twin `f` asks for exactly the host its leader got. */
+static int take_leader_host(agent_tunnel_t *f, const agent_tunnel_t *leader)
+{
+    char *host = bw_strdup(leader->hostname), *none = bw_strdup("");
+    if (!host || !none) {
+        free(host);
+        free(none);
+        return BW_ENOMEM;
+    }
+    free(f->hostname);
+    free(f->subdomain);
+    f->hostname = host;
+    f->subdomain = none;
+    return 0;
+}
+
+/* The leader `at` is bound: its waiting twins ask for the same host. */
+static void bind_followers(bw_agent_t *a, agent_tunnel_t *at)
+{
+    for (agent_tunnel_t *f = a->tunnels; f; f = f->next)
+        if (f->leader == at && !f->bound && !f->req_id[0] && take_leader_host(f, at) == 0)
+            send_bind(a, f);
+}
+
+/* The leader `at` was refused: twins that were waiting for it fail too. */
+static void refuse_followers(bw_agent_t *a, agent_tunnel_t *at, const char *err)
+{
+    agent_tunnel_t *f = a->tunnels;
+    while (f) {
+        if (f->leader == at && !f->bound && f->cb && !*f->hostname) {
+            tunnel_refused(a, f, BW_EACCES, err);
+            f = a->tunnels; /* the list changed */
+            continue;
+        }
+        f = f->next;
+    }
+}
+
+/* `at` is going away: its twins carry on alone. */
+static void forget_leader(bw_agent_t *a, agent_tunnel_t *at)
+{
+    for (agent_tunnel_t *f = a->tunnels; f; f = f->next)
+        if (f->leader == at)
+            f->leader = NULL;
 }
 
 static void on_bind_resp(bw_agent_t *a, const json_t *m)
@@ -145,7 +237,9 @@ static void on_bind_resp(bw_agent_t *a, const json_t *m)
     if (*err) {
         bw_log(BW_LOG_ERROR, "failed to start tunnel", "obj", "tunnels", "name", at->t->name,
                "err", err, NULL);
+        refuse_followers(a, at, err);
         if (at->cb) {
+            forget_leader(a, at);
             tunnel_refused(a, at, BW_EACCES, err);
         } else if (!at->ever_bound) {
             fprintf(stderr, "ERROR:  failed to start tunnel: %s\n", err);
@@ -158,16 +252,10 @@ static void on_bind_resp(bw_agent_t *a, const json_t *m)
     bw_tunnel_set_url(at->t, bw_msg_str(m, "url"));
     at->bound = 1;
     at->ever_bound = 1;
-    if (at->t->plugin->desc.edge_type == BW_EDGE_TCP) {
-        /* Ask for this address again after a reconnect (resume). */
-        char *addr = url_address(at->t->public_url);
-        if (addr) {
-            free(at->remote_addr);
-            at->remote_addr = addr;
-        }
-    }
+    remember_address(at);
     bw_log(BW_LOG_INFO, "started tunnel", "obj", "tunnels", "name", at->t->name, "addr",
            at->t->addr, "url", at->t->public_url, NULL);
+    bind_followers(a, at);
     if (at->cb) {
         bw_agent_bind_cb cb = at->cb;
         at->cb = NULL;
@@ -339,7 +427,7 @@ static void on_auth_resp(bw_agent_t *a, const json_t *m)
     bw_log(BW_LOG_INFO, "client session established", "obj", "csess", "id", a->session_id, NULL);
     bw_log(BW_LOG_INFO, "tunnel session started", "obj", "tunnels.session", NULL);
     for (agent_tunnel_t *at = a->tunnels; at; at = at->next)
-        send_bind(a, at);
+        try_bind(a, at);
 }
 
 static void on_ctl_msg(bw_agent_t *a, const json_t *m)
@@ -638,13 +726,22 @@ int bw_agent_add_tunnel(bw_agent_t *a, const bw_tunnel_spec_t *spec, bw_agent_bi
     }
     at->cb = cb;
     at->cb_ud = ud;
+    if (spec->follows) {
+        for (at->leader = a->tunnels; at->leader; at->leader = at->leader->next)
+            if (strcmp(at->leader->t->name, spec->follows) == 0)
+                break;
+        if (at->leader && at->leader->ever_bound)
+            take_leader_host(at, at->leader);
+        else if (at->leader)
+            at->hostname[0] = '\0'; /* wait for the leader's host */
+    }
     /* Appended: the API lists tunnels in the order they were started. */
     agent_tunnel_t **tail = &a->tunnels;
     while (*tail)
         tail = &(*tail)->next;
     *tail = at;
     if (a->authed)
-        send_bind(a, at);
+        try_bind(a, at);
     return 0;
 }
 
@@ -664,6 +761,7 @@ int bw_agent_remove_tunnel(bw_agent_t *a, const char *name)
     }
     bw_log(BW_LOG_INFO, "stopped tunnel", "obj", "tunnels", "name", at->t->name, NULL);
     tunnel_unlink(a, at);
+    forget_leader(a, at);
     if (at->cb) {
         bw_agent_bind_cb cb = at->cb;
         at->cb = NULL;

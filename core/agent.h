@@ -34,6 +34,7 @@ typedef struct bw_tunnel_spec {
     const char *subdomain;
     const char *hostname;
     json_t *options;         /* the definition as JSON (borrowed) */
+    const char *follows;     /* twin: bind after this tunnel, on its host name */
 } bw_tunnel_spec_t;
 
 /* Create an agent. Returns NULL with err[errlen] on failure (bad CA file,

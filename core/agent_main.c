@@ -16,10 +16,12 @@
 #include <uv.h>
 
 #include "agent.h"
+#include "tunnel_def.h"
 #include "api.h"
 #include "cli.h"
 #include "config.h"
 #include "host.h"
+#include "inspect_ui.h"
 #include "log.h"
 #include "plugin_loader.h"
 #include "stream.h"
@@ -205,6 +207,8 @@ static void start_web(uv_loop_t *loop, const char *addr, const bw_config_t *cfg)
     int rc = bw_httpd_new(loop, addr, &hc, &g.web);
     if (rc == 0)
         rc = bw_api_register(g.web, g.agent);
+    if (rc == 0)
+        rc = bw_inspect_ui_register(g.web);
     if (rc < 0) {
         bw_log(BW_LOG_ERROR, "failed to start web service", "obj", "web", "addr", addr, "err",
                bw_strerror(rc), NULL);
@@ -246,24 +250,6 @@ static json_t *cli_tunnel(const cli_t *c, const char *proto, const char *addr)
     return d;
 }
 
-static int add_tunnel(const char *name, json_t *def, char *err, size_t errlen)
-{
-    char addrbuf[32];
-    json_t *addr = json_object_get(def, "addr");
-    if (json_is_integer(addr))
-        snprintf(addrbuf, sizeof addrbuf, "%" JSON_INTEGER_FORMAT, json_integer_value(addr));
-    bw_tunnel_spec_t spec = {
-        .name = name,
-        .proto = json_string_value(json_object_get(def, "proto")),
-        .addr = json_is_integer(addr) ? addrbuf : json_string_value(addr),
-        .remote_addr = json_string_value(json_object_get(def, "remote_addr")),
-        .subdomain = json_string_value(json_object_get(def, "subdomain")),
-        .hostname = json_string_value(json_object_get(def, "hostname")),
-        .options = def,
-    };
-    return bw_agent_add_tunnel(g.agent, &spec, NULL, NULL, err, errlen);
-}
-
 /* Run the agent with `tunnels` (name/definition pairs; may be empty). */
 static int run(const cli_t *c, const bw_config_t *cfg, const char *used, json_t *tunnels)
 {
@@ -296,7 +282,7 @@ static int run(const cli_t *c, const bw_config_t *cfg, const char *used, json_t 
     const char *name;
     json_t *def;
     json_object_foreach(tunnels, name, def) {
-        if (add_tunnel(name, def, err, sizeof err) < 0) {
+        if (bw_agent_add_definition(g.agent, name, def, NULL, NULL, err, sizeof err) < 0) {
             fail("%s", err);
             bw_agent_stop(g.agent);
             uv_run(loop, UV_RUN_DEFAULT);

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "api_json.h"
+#include "tunnel_def.h"
 #include "log.h"
 #include "util.h"
 
@@ -97,25 +98,13 @@ static void bound(void *ud, int status, const char *err, bw_tunnel_t *t)
                             err_details("err", err));
 }
 
-/* JSON gives `addr` as a number or a string; keep its text. */
-static const char *scalar_text(json_t *v, char *buf, size_t len)
-{
-    if (json_is_string(v))
-        return json_string_value(v);
-    if (json_is_integer(v)) {
-        snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        return buf;
-    }
-    return NULL;
-}
-
 static void start_tunnel(bw_httpd_req_t *req, void *ud)
 {
     bw_agent_t *a = ud;
     size_t len;
     const char *body = bw_httpd_req_body(req, &len);
     json_error_t jerr;
-    char err[512], addrbuf[32];
+    char err[512];
     json_t *def = json_loadb(body, len, 0, &jerr);
     if (!json_is_object(def)) {
         json_decref(def);
@@ -124,7 +113,6 @@ static void start_tunnel(bw_httpd_req_t *req, void *ud)
         return;
     }
     const char *name = json_string_value(json_object_get(def, "name"));
-    const char *proto = json_string_value(json_object_get(def, "proto"));
     if (!name || !*name) {
         bw_httpd_error_code(req, 400, E_INVALID_TUNNEL, "invalid tunnel configuration",
                             err_details("err", "Tunnel declaration must contain a 'name'"));
@@ -135,16 +123,7 @@ static void start_tunnel(bw_httpd_req_t *req, void *ud)
                             err_details("err", NOT_READY_ERR));
         goto out;
     }
-    bw_tunnel_spec_t spec = {
-        .name = name,
-        .proto = proto ? proto : "",
-        .addr = scalar_text(json_object_get(def, "addr"), addrbuf, sizeof addrbuf),
-        .remote_addr = json_string_value(json_object_get(def, "remote_addr")),
-        .subdomain = json_string_value(json_object_get(def, "subdomain")),
-        .hostname = json_string_value(json_object_get(def, "hostname")),
-        .options = def,
-    };
-    if (bw_agent_add_tunnel(a, &spec, bound, req, err, sizeof err) < 0)
+    if (bw_agent_add_definition(a, name, def, bound, req, err, sizeof err) < 0)
         bw_httpd_error_code(req, 400, E_INVALID_TUNNEL, "invalid tunnel configuration",
                             err_details("err", err));
 out:

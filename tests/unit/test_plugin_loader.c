@@ -48,8 +48,8 @@ static void refuses_newer_abi_major(void **state)
 {
     bw_registry_t *r = bw_registry_new(bw_host_table());
     assert_int_equal(load_fixture(r, "abi-too-new"), BW_EABI);
-    assert_non_null(strstr(err, "built for plugin ABI 2.0"));
-    assert_non_null(strstr(err, "this agent speaks 1.0"));
+    assert_non_null(strstr(err, "built for plugin ABI 2.1"));
+    assert_non_null(strstr(err, "this agent speaks 1.1"));
     bw_registry_free(r);
 }
 

@@ -1,0 +1,503 @@
+"""Benchmark burrow's http tunnel against direct, one HAProxy hop and ssh -R.
+
+Everything runs on loopback in this one invocation: the same local HTTP
+service (bench/httpd.c) behind every path, wrk for requests/s and latency,
+bench/load.c for one large download, interleaved rounds, medians reported.
+See bench/README.md for what is measured and how to read the output.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import pwd
+import re
+import subprocess
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+
+from benchlib import (BenchError, Rounds, add_common_args, burrow_bins, children,
+                      compile_tools, ensure_package, find_bin, fmt, free_port, log, log_tail,
+                      new_results, parse_targets, ratio, run_bench, run_load, start_edge,
+                      start_haproxy, status_kib, wait_for_log, wait_port, warn)
+
+TARGETS = ("direct", "haproxy", "ssh", "burrow-inspect", "burrow-noinspect")
+BURROW_TARGETS = ("burrow-inspect", "burrow-noinspect")
+TIME_BUDGET_S = 300
+RPS_TARGET = 0.7            # rps(burrow-inspect) / rps(haproxy) >= this
+P99_TARGET = 2.0            # p99(burrow-inspect) / p99(haproxy) <= this
+INSPECT_COST_TARGET = 0.15  # 1 - rps(inspect) / rps(noinspect) <= this
+SMALL_BODY = 1024           # what bench/httpd.c answers to GET /
+PREFIX = "http-"            # of the results file name
+
+
+@dataclass
+class Endpoint:
+    """Where a path is reached: connect to host:port, send `Host: hosthdr`."""
+    host: str
+    port: int
+    hosthdr: str
+    pids: dict = field(default_factory=dict)   # name -> pid of the proxy processes
+    url: str = ""
+    api_port: int = 0                           # burrow: the agent API
+
+
+# ---------------------------------------------------------------------------
+# setup
+
+
+def start_httpd(procs, tools, threads):
+    proc = procs.start("httpd", [tools["httpd"], "-t", str(threads)])
+    m = wait_for_log(proc, r"^port=(\d+)$", 5)
+    return int(m.group(1))
+
+
+def descendants(pid):
+    out = []
+    for child in children(pid):
+        out += [child] + descendants(child)
+    return out
+
+
+def proc_name(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def ssh_keygen(path):
+    keygen = find_bin("ssh-keygen")
+    if not keygen:
+        raise BenchError("ssh-keygen not found (package openssh-client)")
+    subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-C", "bench", "-f", path],
+                   check=True, stdin=subprocess.DEVNULL)
+
+
+def write_sshd_config(d, port):
+    host_key, client_key = os.path.join(d, "host_key"), os.path.join(d, "client_key")
+    ssh_keygen(host_key)
+    ssh_keygen(client_key)
+    authorized = os.path.join(d, "authorized_keys")
+    with open(client_key + ".pub") as src, open(authorized, "w") as dst:
+        dst.write(src.read())
+    cfg = os.path.join(d, "sshd_config")
+    with open(cfg, "w") as f:
+        f.write(f"""Port {port}
+ListenAddress 127.0.0.1
+HostKey {host_key}
+PidFile none
+AuthorizedKeysFile {authorized}
+StrictModes no
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+PermitRootLogin prohibit-password
+AllowTcpForwarding remote
+GatewayPorts no
+X11Forwarding no
+PrintMotd no
+LogLevel ERROR
+""")
+    return cfg, client_key
+
+
+def start_ssh(procs, workdir, backend_port):
+    """Our own sshd on a free port and `ssh -R` from the service to a public port."""
+    sshd = ensure_package("sshd", "openssh-server", sbin=True)
+    ssh = find_bin("ssh")
+    if not ssh:
+        raise BenchError("ssh not found (package openssh-client)")
+    d = os.path.join(workdir, "ssh")
+    os.makedirs(d, mode=0o700)
+    port, pub = free_port(), free_port()
+    cfg, client_key = write_sshd_config(d, port)
+    if os.geteuid() == 0:
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)   # sshd's privilege separation dir
+    server = procs.start("sshd", [sshd, "-D", "-e", "-f", cfg])
+    wait_port(server, port, 10)
+    user = pwd.getpwuid(os.getuid()).pw_name
+    # A session with a remote command and a tty: without a session (-N) the
+    # forwarded requests are about 3x slower, see bench/README.md.
+    client = procs.start("ssh", [
+        ssh, "-tt", "-F", "/dev/null", "-p", str(port), "-i", client_key,
+        "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+        "-o", "UserKnownHostsFile=/dev/null", "-o", "ExitOnForwardFailure=yes",
+        "-o", "LogLevel=ERROR", "-R", f"127.0.0.1:{pub}:127.0.0.1:{backend_port}",
+        f"{user}@127.0.0.1", "exec sleep infinity"])
+    wait_port(client, pub, 15)
+    pids = {"ssh": client.pid}
+    sessions = [p for p in descendants(server.pid) if proc_name(p) == "sshd"]
+    for i, pid in enumerate(sessions):
+        pids[f"sshd.{i + 1}"] = pid
+    return Endpoint("127.0.0.1", pub, f"127.0.0.1:{pub}", pids, f"ssh -R {pub}")
+
+
+def api_get(web_port, path):
+    conn = http.client.HTTPConnection("127.0.0.1", web_port, timeout=2)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return json.loads(resp.read()) if resp.status == 200 else {}
+    finally:
+        conn.close()
+
+
+def wait_public_url(agent, web_port, timeout):
+    """The http public URL of the agent's tunnel, from its API."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if agent.poll() is not None:
+            raise BenchError(f"{agent.name} exited (status {agent.returncode}):\n"
+                             f"{log_tail(agent)}")
+        try:
+            for tun in api_get(web_port, "/api/tunnels").get("tunnels", []):
+                url = tun.get("public_url", "")
+                if tun.get("proto") == "http" and url.startswith("http://"):
+                    return url
+        except (OSError, ValueError, http.client.HTTPException):
+            pass
+        if time.monotonic() > deadline:
+            raise BenchError(f"{agent.name} has no http tunnel in /api/tunnels after "
+                             f"{timeout}s:\n{log_tail(agent)}")
+        time.sleep(0.1)
+
+
+def edge_flags(burrowd):
+    """The flags `burrowd --help` lists."""
+    res = subprocess.run([burrowd, "--help"], capture_output=True, text=True, timeout=10)
+    return set(re.findall(r"^\s+(--[\w-]+)", res.stdout + res.stderr, re.M))
+
+
+def start_burrow(procs, args, workdir, backend_port, target):
+    """burrowd with an HTTP listener and `burrow http` with or without inspection."""
+    burrowd, burrow = burrow_bins(args.build_dir)
+    inspect = target == "burrow-inspect"
+    suffix = "inspect" if inspect else "noinspect"
+    http_port = free_port()
+    listeners = ["--http-addr", f"127.0.0.1:{http_port}"]
+    if "--https-addr" in edge_flags(burrowd):   # keep it off its default port
+        listeners += ["--https-addr", f"127.0.0.1:{free_port()}"]
+    edge, edge_addr, ca = start_edge(procs, workdir, args.build_dir, f"burrowd-{suffix}",
+                                     listeners)
+    web_port = free_port()
+    argv = [burrow, "http", str(backend_port), "--server-addr", edge_addr, "--root-cas", ca,
+            "--log", "stdout", "--log-format", "json", "--web-addr", f"127.0.0.1:{web_port}"]
+    if not inspect:
+        argv.append("--inspect=false")
+    agent = procs.start(f"burrow-{suffix}", argv + args.agent_arg)
+    url = wait_public_url(agent, web_port, 15)
+    u = urllib.parse.urlsplit(url)
+    # The public host (<sub>.localhost) is only a name: connect to loopback, send it as Host.
+    return Endpoint("127.0.0.1", u.port or http_port, u.netloc,
+                    {"burrowd": edge.pid, "burrow": agent.pid}, url, web_port)
+
+
+def check_endpoint(ep):
+    """GET / and a small /bulk through the path, on one keep-alive connection."""
+    conn = http.client.HTTPConnection(ep.host, ep.port, timeout=10)
+    try:
+        for path, size in (("/", SMALL_BODY), ("/bulk?bytes=100000", 100000)):
+            conn.request("GET", path, headers={"Host": ep.hosthdr})
+            resp = conn.getresponse()
+            body = resp.read()
+            if resp.status != 200 or len(body) != size:
+                raise BenchError(f"GET {path}: status {resp.status}, {len(body)} bytes "
+                                 f"(expected 200, {size})")
+    except (OSError, http.client.HTTPException) as e:
+        raise BenchError(f"GET through it failed: {e}")
+    finally:
+        conn.close()
+
+
+def start_target(procs, args, workdir, results, t, backend_port):
+    if t == "direct":
+        return Endpoint("127.0.0.1", backend_port, f"127.0.0.1:{backend_port}")
+    if t == "haproxy":
+        proc, port, version = start_haproxy(procs, workdir, backend_port,
+                                            args.haproxy_threads, 2000, mode="http")
+        results["host"]["haproxy"] = version
+        return Endpoint("127.0.0.1", port, f"127.0.0.1:{port}", {"haproxy": proc.pid})
+    if t == "ssh":
+        return start_ssh(procs, workdir, backend_port)
+    return start_burrow(procs, args, workdir, backend_port, t)
+
+
+def start_targets(procs, args, workdir, results, targets, backend_port):
+    """Start every path; a path that fails is left out with its reason under errors."""
+    endpoints = {}
+    for t in targets:
+        try:
+            ep = start_target(procs, args, workdir, results, t, backend_port)
+            check_endpoint(ep)
+            run_wrk(args, ep, 1)   # warm-up: connections, caches, the agent's first streams
+            endpoints[t] = ep
+            if ep.url:
+                results["host"][f"{t}_url"] = ep.url
+            log(f"{t}: ready on {ep.host}:{ep.port} (Host: {ep.hosthdr})")
+        except (BenchError, subprocess.CalledProcessError, subprocess.TimeoutExpired,
+                OSError) as e:
+            results["errors"][t] = str(e)
+            warn(f"{t}: not measured: {e}")
+    return endpoints
+
+
+# ---------------------------------------------------------------------------
+# measurements
+
+UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def parse_wrk(text):
+    out = {}
+    m = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
+    if not m:
+        raise BenchError(f"no Requests/sec in wrk output:\n{text.strip()[-400:]}")
+    out["rps"] = float(m.group(1))
+    for pct, val, unit in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m)\s*$", text,
+                                     re.M):
+        out[f"p{pct}_ms"] = round(float(val) * UNIT_MS[unit], 3)
+    m = re.search(r"^\s+(\d+) requests in ([\d.]+)(\w+)", text, re.M)
+    if m:
+        out["requests"] = int(m.group(1))
+    errors = 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        out["socket_errors"] = dict(zip(("connect", "read", "write", "timeout"),
+                                        map(int, m.groups())))
+        errors += sum(out["socket_errors"].values())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if m:
+        out["non_2xx"] = int(m.group(1))
+        errors += out["non_2xx"]
+    out["errors"] = errors
+    return out
+
+
+def run_wrk(args, ep, seconds):
+    argv = [args.wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds:g}s",
+            "--latency", "-H", f"Host: {ep.hosthdr}", f"http://{ep.host}:{ep.port}/"]
+    res = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                         timeout=seconds + 30)
+    if res.returncode != 0:
+        raise BenchError(f"wrk failed (status {res.returncode}): {res.stderr.strip()[-300:]}")
+    return parse_wrk(res.stdout)
+
+
+def memory(pids):
+    """VmRSS and VmHWM (peak) of each process, in MiB."""
+    return {name: {"rss_mib": round(status_kib(pid, "VmRSS") / 1024, 1),
+                   "hwm_mib": round(status_kib(pid, "VmHWM") / 1024, 1)}
+            for name, pid in pids.items()}
+
+
+def captured_requests(results, t, ep):
+    """How many requests the agent API lists as captured: shows whether inspection is on."""
+    try:
+        n = len(api_get(ep.api_port, "/api/requests/http").get("requests") or [])
+    except (OSError, ValueError, http.client.HTTPException) as e:
+        results["errors"][f"{t} capture"] = f"/api/requests/http: {e}"
+        return
+    results["targets"].setdefault(t, {})["captured_requests"] = n
+    if (n > 0) != (t == "burrow-inspect"):
+        warn(f"{t}: the agent API lists {n} captured requests; the inspection cost "
+             "compares what it did not mean to")
+
+
+def measure_all(args, results, endpoints):
+    targets = list(endpoints)
+    for t in targets:
+        results["targets"][t] = {}
+    rounds = Rounds(results, args.rounds)
+    for rnd in range(1, args.rounds + 1):
+        # Each round starts one path later, so no path is always measured first.
+        k = (rnd - 1) % max(1, len(targets))
+        order = targets[k:] + targets[:k]
+        for t in order:
+            ep = endpoints[t]
+            rounds.measure(t, "rps", "rps", ep.pids,
+                           lambda: run_wrk(args, ep, args.seconds), rnd)
+            if ep.pids:
+                results["targets"].setdefault(t, {})["memory"] = memory(ep.pids)
+        for t in order:
+            ep = endpoints[t]
+            rounds.measure(t, "bulk", "mb_per_s", ep.pids,
+                           lambda: run_load(args.tools, ["get", ep.host, ep.port, ep.hosthdr,
+                                                         args.bulk_bytes, args.seconds],
+                                            args.seconds + 30), rnd)
+    rounds.finish({"rps": "rps", "bulk": "mb_per_s"}, own_median=("p50_ms", "p99_ms"))
+    for t, ep in endpoints.items():
+        if ep.api_port:
+            captured_requests(results, t, ep)
+
+
+# ---------------------------------------------------------------------------
+# report
+
+
+def figures(results, t):
+    """(rps, p50 ms, p99 ms, bulk MB/s) of a target; None where not measured."""
+    tr = results["targets"].get(t, {})
+    rps, bulk = tr.get("rps") or {}, tr.get("bulk") or {}
+    return rps.get("rps"), rps.get("p50_ms"), rps.get("p99_ms"), bulk.get("mb_per_s")
+
+
+def verdict(value, target, higher_better):
+    if value is None:
+        return "n/a"
+    ok = value >= target if higher_better else value <= target
+    return "OK" if ok else ("BELOW" if higher_better else "OVER")
+
+
+def short_reason(err):
+    """One line of an error: its first line and, when there is one, the log line quoted last."""
+    lines = [line.strip() for line in err.strip().splitlines() if line.strip()]
+    quoted = [line.lstrip("| ").strip() for line in lines[1:] if line.startswith("|")]
+    return lines[0].rstrip(":") + (f": {quoted[-1]}" if quoted else "")
+
+
+def report_table(results, targets):
+    print(f"  {'path':18s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'bulk MB/s':>10s}")
+    for t in targets:
+        rps, p50, p99, bulk = figures(results, t)
+        line = f"  {t:18s} {fmt(rps):>8s} {fmt(p50):>8s} {fmt(p99):>8s} {fmt(bulk):>10s}"
+        err = results["errors"].get(t)
+        if err:
+            line += f"   (not measured: {short_reason(err)})"
+        print(line)
+
+
+def report_targets(results):
+    ins, hp, noins = (figures(results, t) for t in ("burrow-inspect", "haproxy",
+                                                    "burrow-noinspect"))
+    rps_r, p99_r = ratio(ins[0], hp[0]), ratio(ins[2], hp[2])
+    cost = None if ratio(ins[0], noins[0]) is None else 1 - ratio(ins[0], noins[0])
+    rows = [
+        ("req/s  burrow-inspect / haproxy", rps_r, f">= {RPS_TARGET:.2f}",
+         verdict(rps_r, RPS_TARGET, True)),
+        ("p99    burrow-inspect / haproxy", p99_r, f"<= {P99_TARGET:.2f}",
+         verdict(p99_r, P99_TARGET, False)),
+        ("inspection cost 1 - req/s inspect / noinspect", cost,
+         f"<= {INSPECT_COST_TARGET:.2f}", verdict(cost, INSPECT_COST_TARGET, False)),
+    ]
+    print("  Targets:")
+    for label, value, target, v in rows:
+        shown = "n/a" if value is None else f"{value:.2f}"
+        print(f"    {label + ':':48s} {shown:>6s}  (target {target}: {v})")
+    captured = results["targets"].get("burrow-inspect", {}).get("captured_requests")
+    if captured == 0:
+        print("    (burrow-inspect captured no requests: inspection was not on, so the "
+              "inspection cost says nothing)")
+
+
+def report_context(results, targets):
+    base = figures(results, "direct")
+    hp = figures(results, "haproxy")
+    lines = []
+    for t in targets:
+        if t == "direct":
+            continue
+        f = figures(results, t)
+        shown = [("req/s", ratio(f[0], base[0]), "direct"), ("p99", ratio(f[2], base[2]), "direct"),
+                 ("bulk", ratio(f[3], base[3]), "direct")]
+        if t != "haproxy":
+            shown += [("req/s", ratio(f[0], hp[0]), "haproxy"),
+                      ("bulk", ratio(f[3], hp[3]), "haproxy")]
+        parts = [f"{what} {r:.2f}x {base_name}" for what, r, base_name in shown if r is not None]
+        if parts:
+            lines.append(f"    {t + ':':18s} " + ", ".join(parts))
+    if lines:
+        print("  Context (figure of the path / figure of the baseline):")
+        print("\n".join(lines))
+
+
+def report_memory(results, targets):
+    lines = []
+    for t in targets:
+        mem = results["targets"].get(t, {}).get("memory")
+        if not mem:
+            continue
+        groups = {}
+        for name, m in mem.items():
+            g = groups.setdefault(name.split(".")[0], [0.0, 0.0])
+            g[0] += m["rss_mib"]
+            g[1] += m["hwm_mib"]
+        total = sum(g[0] for g in groups.values())
+        parts = [f"{n} {fmt(g[0])} (peak {fmt(g[1])})" for n, g in groups.items()]
+        lines.append(f"    {t + ':':18s} " + " + ".join(parts) + f" = {fmt(total)} MiB")
+    if lines:
+        print("  Memory after the req/s run (VmRSS, peak VmHWM, MiB):")
+        print("\n".join(lines))
+
+
+def report(results, targets):
+    cfg = results["config"]
+    rounds = cfg["rounds"]
+    how = "one run" if rounds == 1 else f"median of {rounds} rounds"
+    print()
+    print(f"HTTP results (loopback, {how}; wrk -t{cfg['threads']} -c{cfg['connections']} "
+          f"-d{cfg['seconds']:g}s, {SMALL_BODY}-byte responses, keep-alive; bulk = one "
+          f"{cfg['bulk_bytes'] / 2**20:g} MiB response, at most {cfg['seconds']:g}s)")
+    print()
+    report_table(results, targets)
+    print()
+    report_targets(results)
+    print()
+    report_context(results, targets)
+    print()
+    report_memory(results, targets)
+    other = {k: v for k, v in results["errors"].items() if k not in targets}
+    for k, v in other.items():
+        print(f"  {k}: {short_reason(v)}")
+
+
+# ---------------------------------------------------------------------------
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="bench/run http", description=__doc__.splitlines()[0])
+    add_common_args(ap, TARGETS, rounds=3, seconds=5.0, prefix=PREFIX)
+    ap.add_argument("--quick", action="store_true",
+                    help="about a minute: same as --rounds 1 --seconds 3")
+    ap.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    ap.add_argument("--connections", type=int, default=50,
+                    help="wrk connections (default 50)")
+    ap.add_argument("--bulk-bytes", type=int, default=1 << 30,
+                    help="size of the bulk response (default 1 GiB; the download stops "
+                    "after --seconds)")
+    ap.add_argument("--haproxy-threads", type=int, default=2, help="HAProxy nbthread (default 2)")
+    ap.add_argument("--server-threads", type=int, default=2,
+                    help="threads of the local HTTP service (default 2)")
+    ap.add_argument("--agent-arg", action="append", default=[],
+                    help="extra argument for `burrow http` (repeatable)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.rounds, args.seconds = 1, 3.0
+    targets = parse_targets(ap, args, TARGETS)
+    args.build_dir = os.path.abspath(args.build_dir)
+
+    per_round = 2 * len(targets) * (args.seconds + 2)
+    budget = TIME_BUDGET_S + max(0.0, per_round * args.rounds - 120)
+    results = new_results("http", {
+        "seconds": args.seconds, "rounds": args.rounds, "threads": args.threads,
+        "connections": args.connections, "bulk_bytes": args.bulk_bytes,
+        "haproxy_threads": args.haproxy_threads, "server_threads": args.server_threads,
+        "mb": "10^6 bytes", "latency": "ms, from wrk --latency"})
+    return run_bench(args, results, budget,
+                     lambda procs, workdir: run(args, targets, results, procs, workdir),
+                     prefix=PREFIX)
+
+
+def run(args, targets, results, procs, workdir):
+    args.wrk = ensure_package("wrk", "wrk")
+    args.tools = compile_tools(workdir, ("load",))
+    args.tools.update(compile_tools(workdir, ("httpd",), ["-luv", "-lhttp_parser"]))
+    backend_port = start_httpd(procs, args.tools, args.server_threads)
+    endpoints = start_targets(procs, args, workdir, results, targets, backend_port)
+    measure_all(args, results, endpoints)
+    report(results, targets)
+    missing = [t for t in targets if t in BURROW_TARGETS and t not in endpoints]
+    return 1 if missing else 0

@@ -1,0 +1,17 @@
+/* Tunnel definitions (JSON in config-file keys) into running tunnels,
+ * including http's twin tunnels (spec §2.2). */
+#ifndef BW_CORE_TUNNEL_DEF_H
+#define BW_CORE_TUNNEL_DEF_H
+
+#include <jansson.h>
+
+#include "agent.h"
+
+/* Start the tunnel(s) of definition `def` named `name`. `cb` (may be NULL;
+ * see bw_agent_add_tunnel) reports the bind of the tunnel named `name`; for
+ * an http definition with both schemes that is the https one, bound after
+ * its twin "name (http)". Returns 0, or < 0 with err[errlen]. */
+int bw_agent_add_definition(bw_agent_t *a, const char *name, json_t *def, bw_agent_bind_cb cb,
+                            void *ud, char *err, size_t errlen);
+
+#endif /* BW_CORE_TUNNEL_DEF_H */
