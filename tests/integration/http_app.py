@@ -81,6 +81,11 @@ class Handler(BaseHTTPRequestHandler):
             return self._sse()
         if p == "/ws":
             return self._ws()
+        if p == "/once":
+            # keep-alive headers, but the connection ends after this response
+            self._send(200, b"once")
+            self.close_connection = True
+            return None
         if p == "/close":
             self.send_response(200)
             self.send_header("Connection", "close")
@@ -145,6 +150,15 @@ class App:
         self.httpd.lock = threading.Lock()
         self.httpd.seen = []
         self.httpd.sse_sent = []
+        self.httpd.accepted = 0
+        orig = self.httpd.process_request
+
+        def counted(request, addr):
+            with self.httpd.lock:
+                self.httpd.accepted += 1
+            orig(request, addr)
+
+        self.httpd.process_request = counted
         self.port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
@@ -152,6 +166,10 @@ class App:
     def seen(self):
         with self.httpd.lock:
             return list(self.httpd.seen)
+
+    def httpd_accepted(self):
+        with self.httpd.lock:
+            return self.httpd.accepted
 
     @property
     def sse_sent(self):

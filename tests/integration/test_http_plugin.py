@@ -119,6 +119,7 @@ def test_keep_alive_reuses_one_local_connection(tunnel, app):
         assert A.read_response(f).body == b"hello from /k%d" % i
     s.close()
     assert len(app.seen) == 5
+    assert app.httpd_accepted() == 1
 
 
 def test_http10_and_connection_close(tunnel):
@@ -205,6 +206,43 @@ def test_502_page_when_nothing_listens(tunnel):
     assert "Failed to complete tunnel connection" in page
     assert "localhost:%d" % dead in page
     assert "connection refused" in page
+
+
+def test_reconnects_when_local_side_closed_between_requests(tunnel, app):
+    t = tunnel()
+    s = conn(t)
+    f = s.makefile("rb")
+    s.sendall(b"GET /once HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert A.read_response(f).body == b"once"
+    time.sleep(0.3)
+    s.sendall(b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert A.read_response(f).body == b"hello from /again"
+    s.close()
+    assert app.httpd_accepted() == 2
+
+
+def test_502_on_malformed_response(tunnel, servers):
+    class Garbage(H._Server):
+        def handle(self, c):
+            c.recv(65536)
+            c.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            time.sleep(0.5)
+
+    g = Garbage()
+    servers.append(g)
+    t = tunnel(local=g.port)
+    r = get(t, "/")
+    assert r.status == 502 and b"Failed to complete tunnel connection" in r.body
+
+
+def test_client_gone_mid_upload_leaves_tunnel_working(tunnel):
+    t = tunnel()
+    s = conn(t)
+    s.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n" + b"x" * 100000)
+    time.sleep(0.2)
+    s.close()
+    r = get(t, "/still")
+    assert r.status == 200 and r.body == b"hello from /still"
 
 
 def test_400_on_malformed_request(tunnel):
