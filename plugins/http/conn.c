@@ -46,7 +46,7 @@ static void report_request(http_conn_t *c, int err)
     c->req_reported = 1;
 }
 
-static void end_capture(http_conn_t *c, int req_err)
+void bw__http_end_capture(http_conn_t *c, int req_err)
 {
     if (!c->cap)
         return;
@@ -57,12 +57,12 @@ static void end_capture(http_conn_t *c, int req_err)
 }
 
 /* Close everything; abort resets the public side instead of flushing. */
-static void conn_close(http_conn_t *c, int abort)
+void bw__http_conn_close(http_conn_t *c, int abort)
 {
     if (c->closing)
         return;
     c->closing = 1;
-    end_capture(c, c->rstate == R_BODY ? BW_ECONNRESET : 0);
+    bw__http_end_capture(c, c->rstate == R_BODY ? BW_ECONNRESET : 0);
     if (c->file_fd >= 0)
         close(c->file_fd);
     c->file_fd = -1;
@@ -114,111 +114,22 @@ void bw__http_pub_write(http_conn_t *c, const void *data, size_t len)
 
 /* ---- exchanges ---------------------------------------------------------------------- */
 
-static void finish_exchange(http_conn_t *c)
+void bw__http_finish_exchange(http_conn_t *c)
 {
     if (c->rstate != R_WAIT || c->sstate != S_DONE)
         return;
     if (c->tt->t)
         H->metric_http(c->tt->t, H->now_ns() - c->x_start);
-    end_capture(c, 0);
+    bw__http_end_capture(c, 0);
     c->rstate = R_HEAD;
     c->sstate = S_HEAD;
     c->mode = X_NONE;
     c->req_upgrade = 0;
     if (c->close_after || (c->pub_eof && c->pin.len == 0)) {
-        conn_close(c, 0);
+        bw__http_conn_close(c, 0);
         return;
     }
     pump_pub(c);
-}
-
-void bw__http_capture_local_head(http_conn_t *c, const char *head, size_t len)
-{
-    if (!c->cap)
-        return;
-    h1_t p;
-    h1_ev_t ev;
-    h1_init(&p, H1_RESPONSE);
-    p.skip_body = 1;
-    h1_feed(&p, head, len, &ev);
-    if (ev == H1_EV_HEAD) {
-        bw_http_head_t v;
-        h1_capture_view(&p.head, &v);
-        H->capture_head(c->cap, BW_CAPTURE_RESPONSE, &v);
-    }
-    h1_free(&p);
-}
-
-void bw__http_local_done(http_conn_t *c)
-{
-    c->sstate = S_DONE;
-    finish_exchange(c);
-}
-
-void bw__http_local_reply(http_conn_t *c, int status, const char *extra, const char *ctype,
-                          const void *body, size_t len, int close_now)
-{
-    h1_buf_t out = {0};
-    c->mode = X_LOCAL;
-    /* A client that asked for 100-continue may never send the body we
-     * would have to skip: end the connection instead of waiting for it. */
-    if (c->rstate == R_BODY && !(c->req.done_pending && !c->req.in_head) &&
-        h1_find(&c->req.head, "Expect", 0) >= 0)
-        close_now = 1;
-    if (close_now)
-        c->close_after = 1;
-    if (h1_response(&out, status, NULL, ctype, extra, c->is_head ? NULL : body,
-                    c->is_head ? 0 : len, c->close_after) == 0) {
-        bw__http_capture_local_head(c, out.data, out.len);
-        if (c->cap)
-            H->capture_raw(c->cap, BW_CAPTURE_RESPONSE, out.data, out.len);
-        bw__http_pub_write(c, out.data, out.len);
-    }
-    h1_buf_free(&out);
-    c->sstate = S_DONE;
-    if (close_now) {
-        end_capture(c, c->rstate == R_BODY ? BW_ECONNRESET : 0);
-        conn_close(c, 0);
-    }
-}
-
-static void reply_page(http_conn_t *c, int status, const char *title, const char *text,
-                       const char *extra, int close_now)
-{
-    h1_buf_t b = {0};
-    h1_buf_addf(&b, "<!DOCTYPE html>\n<html>\n<head><title>%d %s</title></head>\n<body>\n<h2>",
-                status, h1_reason(status));
-    h1_html_escape(&b, title);
-    h1_buf_adds(&b, "</h2>\n<p>");
-    h1_html_escape(&b, text);
-    h1_buf_adds(&b, "</p>\n</body>\n</html>\n");
-    bw__http_local_reply(c, status, extra, "text/html; charset=utf-8", b.data, b.len, close_now);
-    h1_buf_free(&b);
-}
-
-/* The §4.4 page: the local service could not be reached. */
-static void reply_502(http_conn_t *c, const char *error)
-{
-    const char *url = c->tt->t ? H->tunnel_public_url(c->tt->t) : "";
-    h1_buf_t b = {0};
-    h1_buf_adds(&b, "<!DOCTYPE html>\n<html>\n<head><title>Failed to complete tunnel "
-                    "connection</title></head>\n<body>\n<h2>Failed to complete tunnel "
-                    "connection</h2>\n<p>The connection to <a href=\"");
-    h1_html_escape(&b, url);
-    h1_buf_adds(&b, "\">");
-    h1_html_escape(&b, url);
-    h1_buf_adds(&b, "</a> was successfully tunneled to your burrow client, but the client "
-                    "failed to establish a connection to the local address ");
-    h1_html_escape(&b, c->tt->shown_addr);
-    h1_buf_adds(&b, ".</p>\n<p>Make sure that a web service is running on ");
-    h1_html_escape(&b, c->tt->shown_addr);
-    h1_buf_adds(&b, " and that it is a valid address.</p>\n<p>The error encountered was: <strong>");
-    h1_html_escape(&b, error);
-    h1_buf_adds(&b, "</strong></p>\n</body>\n</html>\n");
-    c->close_after = 1;
-    bw__http_local_reply(c, 502, NULL, "text/html; charset=utf-8", b.data, b.len, 0);
-    h1_buf_free(&b);
-    finish_exchange(c);
 }
 
 /* ---- the local connection -------------------------------------------------------------- */
@@ -248,10 +159,10 @@ static void connected(void *ud, bw_stream_t *s, int status)
         char why[600];
         snprintf(why, sizeof why, "dial tcp %s: connect: %s", c->tt->addr, H->strerror(status));
         if (c->tt->t)
-            H->log(BW_LOG_WARN, "failed to dial local service", "obj", "http", "addr",
-                   c->tt->addr, "err", H->strerror(status), NULL);
+            H->log(BW_LOG_WARN, "failed to dial local service", "obj", "http", "addr", c->tt->addr,
+                   "err", H->strerror(status), NULL);
         c->pending.len = 0;
-        reply_502(c, why);
+        bw__http_reply_502(c, why);
     } else {
         c->up = s;
         c->up_reading = 1;
@@ -299,7 +210,8 @@ static int forward_head(http_conn_t *c, h1_buf_t *out)
     if (hi >= 0)
         snprintf(orig, sizeof orig, "%.*s", (int)h->headers[hi].value_len, h->headers[hi].value);
     if (tt->host_header) {
-        const char *want = strcmp(tt->host_header, "rewrite") == 0 ? tt->host_port : tt->host_header;
+        const char *want =
+            strcmp(tt->host_header, "rewrite") == 0 ? tt->host_port : tt->host_header;
         if (strcmp(want, orig) != 0) {
             e.set_name = "Host";
             e.set_value = want;
@@ -318,12 +230,13 @@ static void on_request_head(http_conn_t *c)
 {
     h1_head_t *h = &c->req.head;
     c->x_start = H->now_ns();
-    c->cap = c->tt->t ? H->capture_begin(c->tt->t, &(bw_conn_info_t){
-                                                       .struct_size = sizeof(bw_conn_info_t),
-                                                       .client_addr = c->client_addr,
-                                                       .client_ip = c->client_ip,
-                                                       .edge_type = c->edge_type,
-                                                       .server_name = c->server_name}) : NULL;
+    c->cap = c->tt->t ? H->capture_begin(c->tt->t,
+                                         &(bw_conn_info_t){.struct_size = sizeof(bw_conn_info_t),
+                                                           .client_addr = c->client_addr,
+                                                           .client_ip = c->client_ip,
+                                                           .edge_type = c->edge_type,
+                                                           .server_name = c->server_name})
+                      : NULL;
     c->req_reported = 0;
     if (c->cap) {
         bw_http_head_t v;
@@ -337,16 +250,17 @@ static void on_request_head(http_conn_t *c)
     c->close_after = !c->req.keep_alive;
     c->sent_any = 0;
     if (c->forbidden) {
-        reply_page(c, 403, "Forbidden", "Your IP address is not allowed to access this tunnel.",
-                   NULL, 1);
+        bw__http_reply_page(c, 403, "Forbidden",
+                            "Your IP address is not allowed to access this tunnel.", NULL, 1);
         return;
     }
     if (c->tt->creds.n) {
         int ai = h1_find(h, "Authorization", 0);
         if (ai < 0 || !http_basic_auth_ok(h->headers[ai].value, h->headers[ai].value_len,
                                           c->tt->creds.items, c->tt->creds.n)) {
-            reply_page(c, 401, "Unauthorized", "Authentication is required to access this tunnel.",
-                       "WWW-Authenticate: Basic realm=\"burrow\"\r\n", 0);
+            bw__http_reply_page(c, 401, "Unauthorized",
+                                "Authentication is required to access this tunnel.",
+                                "WWW-Authenticate: Basic realm=\"burrow\"\r\n", 0);
             return;
         }
     }
@@ -358,7 +272,7 @@ static void on_request_head(http_conn_t *c)
     c->res.skip_body = c->is_head;
     h1_buf_t *out = c->up ? &(h1_buf_t){0} : &c->pending;
     if (forward_head(c, out) < 0) {
-        conn_close(c, 1);
+        bw__http_conn_close(c, 1);
         return;
     }
     if (c->up) {
@@ -374,7 +288,7 @@ static void on_request_done(http_conn_t *c)
     report_request(c, 0);
     c->rstate = R_WAIT;
     c->req_upgrade = c->req.upgrade && c->mode == X_UP;
-    finish_exchange(c);
+    bw__http_finish_exchange(c);
 }
 
 static void request_error(http_conn_t *c)
@@ -382,7 +296,7 @@ static void request_error(http_conn_t *c)
     if (c->rstate == R_BODY) {
         report_request(c, BW_EPROTO);
         if (c->sent_any || c->sstate != S_HEAD) {
-            conn_close(c, 1);
+            bw__http_conn_close(c, 1);
             return;
         }
     }
@@ -390,7 +304,7 @@ static void request_error(http_conn_t *c)
     if (c->rstate == R_HEAD)
         c->is_head = 0;
     c->rstate = R_BODY;
-    reply_page(c, st, h1_reason(st), c->req.err, NULL, 1);
+    bw__http_reply_page(c, st, h1_reason(st), c->req.err, NULL, 1);
 }
 
 /* Feed one step of the public input; returns 0 to stop the pump. */
@@ -427,12 +341,11 @@ static void pub_eof_check(http_conn_t *c)
     if (!c->pub_eof || c->pin.len || c->closing)
         return;
     if (c->rstate == R_HEAD) {
-        conn_close(c, h1_busy(&c->req));
-    } else if (c->rstate == R_BODY && !c->connecting &&
-               !(c->mode == X_UP && c->up_full)) {
+        bw__http_conn_close(c, h1_busy(&c->req));
+    } else if (c->rstate == R_BODY && !c->connecting && !(c->mode == X_UP && c->up_full)) {
         /* The client left in the middle of its request body. */
         report_request(c, BW_ECONNRESET);
-        conn_close(c, 1);
+        bw__http_conn_close(c, 1);
     }
 }
 
@@ -501,10 +414,10 @@ static void response_error(http_conn_t *c, const char *why)
            "err", why, NULL);
     if (!c->sent_any && c->mode == X_UP && c->sstate == S_HEAD) {
         up_gone(c);
-        reply_502(c, why);
+        bw__http_reply_502(c, why);
         return;
     }
-    conn_close(c, 1);
+    bw__http_conn_close(c, 1);
 }
 
 static int up_step(http_conn_t *c)
@@ -530,7 +443,7 @@ static int up_step(http_conn_t *c)
             c->interim = 0;
         } else {
             c->sstate = S_DONE;
-            finish_exchange(c);
+            bw__http_finish_exchange(c);
         }
     } else if (ev == H1_EV_ERROR) {
         response_error(c, c->res.err);
@@ -551,7 +464,7 @@ static void up_eof_check(http_conn_t *c)
         c->close_after = 1;
         c->sstate = S_DONE;
         up_gone(c);
-        finish_exchange(c);
+        bw__http_finish_exchange(c);
         return;
     }
     response_error(c, c->sstate == S_HEAD ? "local service closed the connection before "
@@ -597,7 +510,7 @@ static void upgrade(http_conn_t *c)
     }
     if (c->tt->t)
         H->metric_http(c->tt->t, H->now_ns() - c->x_start);
-    end_capture(c, 0);
+    bw__http_end_capture(c, 0);
     bw__http_pub_write(c, h->raw.data, h->raw.len);
     bw__http_pub_write(c, c->uin.data, c->uin.len);
     up_write(c, c->pin.data, c->pin.len);
@@ -623,7 +536,7 @@ static void pub_read(bw_stream_t *s, void *ud, const void *data, size_t len)
     if (c->closing)
         return;
     if (h1_buf_add(&c->pin, data, len) < 0) {
-        conn_close(c, 1);
+        bw__http_conn_close(c, 1);
         return;
     }
     pump_pub(c);
@@ -653,7 +566,7 @@ static void pub_drain(bw_stream_t *s, void *ud)
 
 static void pub_error(bw_stream_t *s, void *ud, int err)
 {
-    conn_close(ud, 1);
+    bw__http_conn_close(ud, 1);
 }
 
 static void up_read(bw_stream_t *s, void *ud, const void *data, size_t len)
@@ -662,7 +575,7 @@ static void up_read(bw_stream_t *s, void *ud, const void *data, size_t len)
     if (c->closing)
         return;
     if (h1_buf_add(&c->uin, data, len) < 0) {
-        conn_close(c, 1);
+        bw__http_conn_close(c, 1);
         return;
     }
     pump_up(c);
@@ -723,9 +636,11 @@ void bw__http_conn_open(http_tunnel_t *tt, bw_stream_t *pub, const bw_conn_info_
     c->file_fd = -1;
     c->conn_start = H->now_ns();
     c->edge_type = info->edge_type;
-    snprintf(c->client_addr, sizeof c->client_addr, "%s", info->client_addr ? info->client_addr : "");
+    snprintf(c->client_addr, sizeof c->client_addr, "%s",
+             info->client_addr ? info->client_addr : "");
     snprintf(c->client_ip, sizeof c->client_ip, "%s", info->client_ip ? info->client_ip : "");
-    snprintf(c->server_name, sizeof c->server_name, "%s", info->server_name ? info->server_name : "");
+    snprintf(c->server_name, sizeof c->server_name, "%s",
+             info->server_name ? info->server_name : "");
     c->forbidden = !http_ip_allowed(tt->allow, tt->n_allow, tt->deny, tt->n_deny, c->client_ip);
     h1_init(&c->req, H1_REQUEST);
     h1_init(&c->res, H1_RESPONSE);

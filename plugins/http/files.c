@@ -18,15 +18,24 @@
 static const struct {
     const char *ext, *type;
 } types[] = {
-    {".html", "text/html; charset=utf-8"}, {".htm", "text/html; charset=utf-8"},
-    {".css", "text/css; charset=utf-8"},   {".js", "text/javascript; charset=utf-8"},
-    {".json", "application/json"},         {".txt", "text/plain; charset=utf-8"},
-    {".xml", "text/xml; charset=utf-8"},   {".png", "image/png"},
-    {".jpg", "image/jpeg"},                {".jpeg", "image/jpeg"},
-    {".gif", "image/gif"},                 {".svg", "image/svg+xml"},
-    {".ico", "image/x-icon"},              {".webp", "image/webp"},
-    {".pdf", "application/pdf"},           {".wasm", "application/wasm"},
-    {".mp4", "video/mp4"},                 {".zip", "application/zip"},
+    {".html", "text/html; charset=utf-8"},
+    {".htm", "text/html; charset=utf-8"},
+    {".css", "text/css; charset=utf-8"},
+    {".js", "text/javascript; charset=utf-8"},
+    {".json", "application/json"},
+    {".txt", "text/plain; charset=utf-8"},
+    {".xml", "text/xml; charset=utf-8"},
+    {".png", "image/png"},
+    {".jpg", "image/jpeg"},
+    {".jpeg", "image/jpeg"},
+    {".gif", "image/gif"},
+    {".svg", "image/svg+xml"},
+    {".ico", "image/x-icon"},
+    {".webp", "image/webp"},
+    {".pdf", "application/pdf"},
+    {".wasm", "application/wasm"},
+    {".mp4", "video/mp4"},
+    {".zip", "application/zip"},
 };
 
 static const char *content_type(const char *path)

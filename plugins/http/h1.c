@@ -524,13 +524,13 @@ const char *h1_reason(int status)
     }
 }
 
-int h1_response(h1_buf_t *out, int status, const char *reason, const char *ctype,
-                const char *extra, const void *body, size_t body_len, int close)
+int h1_response(h1_buf_t *out, int status, const char *reason, const char *ctype, const char *extra,
+                const void *body, size_t body_len, int close)
 {
-    int rc = h1_buf_addf(out,
-                         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
-                         status, reason ? reason : h1_reason(status), ctype, body_len,
-                         extra ? extra : "", close ? "Connection: close\r\n" : "");
+    int rc =
+        h1_buf_addf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
+                    status, reason ? reason : h1_reason(status), ctype, body_len,
+                    extra ? extra : "", close ? "Connection: close\r\n" : "");
     return rc ? rc : h1_buf_add(out, body, body_len);
 }
 

@@ -15,7 +15,7 @@
 #include <burrow/plugin.h>
 #include <http_parser.h>
 
-#define H1_HEAD_MAX (16u * 1024u)
+#define H1_HEAD_MAX    (16u * 1024u)
 #define H1_MAX_HEADERS 128
 
 typedef enum h1_kind { H1_REQUEST = 0, H1_RESPONSE = 1 } h1_kind_t;
@@ -42,13 +42,13 @@ void h1_buf_free(h1_buf_t *b);
 
 /* One parsed head. Header names and values point into `raw`. */
 typedef struct h1_head {
-    h1_buf_t raw;      /* the head exactly as received (start line .. blank line) */
-    size_t line_len;   /* length of the start line without its line ending */
-    char *method;      /* request: "GET" (NUL-terminated copy) */
-    char *uri;         /* request: "/path?q" */
-    int status;        /* response: 200 */
-    char *reason;      /* response: "OK" */
-    char proto[16];    /* "HTTP/1.1" */
+    h1_buf_t raw;    /* the head exactly as received (start line .. blank line) */
+    size_t line_len; /* length of the start line without its line ending */
+    char *method;    /* request: "GET" (NUL-terminated copy) */
+    char *uri;       /* request: "/path?q" */
+    int status;      /* response: 200 */
+    char *reason;    /* response: "OK" */
+    char proto[16];  /* "HTTP/1.1" */
     int major, minor;
     bw_http_header_t headers[H1_MAX_HEADERS];
     size_t n_headers;
@@ -57,16 +57,16 @@ typedef struct h1_head {
 typedef struct h1 {
     http_parser p;
     h1_kind_t kind;
-    int in_head;       /* collecting a head */
-    int started;       /* the head's first non-CRLF byte was seen */
-    int nl;            /* head-end scanner: 1 after LF, 2 after LF CR */
-    int done_pending;  /* the message ended inside its head */
-    int skip_body;     /* response to HEAD: no body whatever the headers say */
-    int keep_alive;    /* http_should_keep_alive() of the finished head */
-    int upgrade;       /* request asked for Upgrade/CONNECT; response: 101 */
-    int hdr_state;     /* 0 none, 1 in field, 2 in value */
+    int in_head;      /* collecting a head */
+    int started;      /* the head's first non-CRLF byte was seen */
+    int nl;           /* head-end scanner: 1 after LF, 2 after LF CR */
+    int done_pending; /* the message ended inside its head */
+    int skip_body;    /* response to HEAD: no body whatever the headers say */
+    int keep_alive;   /* http_should_keep_alive() of the finished head */
+    int upgrade;      /* request asked for Upgrade/CONNECT; response: 101 */
+    int hdr_state;    /* 0 none, 1 in field, 2 in value */
     h1_head_t head;
-    int err_status;    /* 400, 431, 502 ... for H1_EV_ERROR */
+    int err_status; /* 400, 431, 502 ... for H1_EV_ERROR */
     char err[160];
 } h1_t;
 
@@ -95,7 +95,7 @@ void h1_capture_view(const h1_head_t *head, bw_http_head_t *out);
 typedef struct h1_edit {
     const char *const *remove; /* names */
     size_t n_remove;
-    const char *const *add;    /* "Name: value" */
+    const char *const *add; /* "Name: value" */
     size_t n_add;
     const char *set_name, *set_value;
     const char *set2_name, *set2_value;
@@ -108,8 +108,8 @@ int h1_head_rebuild(const h1_head_t *head, const h1_edit_t *edit, h1_buf_t *out)
 /* Append a complete response: status line, Content-Type, Content-Length,
  * `extra` header lines (each ending in CRLF, may be NULL), Connection: close
  * when `close`, then the body. */
-int h1_response(h1_buf_t *out, int status, const char *reason, const char *ctype,
-                const char *extra, const void *body, size_t body_len, int close);
+int h1_response(h1_buf_t *out, int status, const char *reason, const char *ctype, const char *extra,
+                const void *body, size_t body_len, int close);
 /* Append s HTML-escaped. */
 int h1_html_escape(h1_buf_t *out, const char *s);
 /* Standard reason phrase for a status code ("Unknown" when unknown). */

@@ -18,31 +18,44 @@
 const bw_host_t *bw__http_host;
 
 static const bw_option_t http_options[] = {
-    {.key = "inspect", .type = BW_OPT_BOOL, .default_value = "true",
+    {.key = "inspect",
+     .type = BW_OPT_BOOL,
+     .default_value = "true",
      .description = "capture requests and responses for the inspection API"},
-    {.key = "auth", .type = BW_OPT_STRING,
+    {.key = "auth",
+     .type = BW_OPT_STRING,
      .description = "require HTTP Basic authentication with this \"user:password\""},
-    {.key = "basic_auth", .type = BW_OPT_STRING_LIST,
+    {.key = "basic_auth",
+     .type = BW_OPT_STRING_LIST,
      .description = "accepted \"user:password\" pairs for HTTP Basic authentication"},
-    {.key = "host_header", .type = BW_OPT_STRING,
+    {.key = "host_header",
+     .type = BW_OPT_STRING,
      .description = "Host sent to the local service: rewrite, preserve or a literal value"},
-    {.key = "bind_tls", .type = BW_OPT_BOOL_OR_STRING,
+    {.key = "bind_tls",
+     .type = BW_OPT_BOOL_OR_STRING,
      .description = "public schemes: true (https), false (http) or both"},
-    {.key = "schemes", .type = BW_OPT_STRING_LIST,
+    {.key = "schemes",
+     .type = BW_OPT_STRING_LIST,
      .description = "public schemes of the endpoint: http, https"},
     {.key = "subdomain", .type = BW_OPT_STRING, .description = "request this subdomain"},
     {.key = "hostname", .type = BW_OPT_STRING, .description = "request this full hostname"},
-    {.key = "request_header.add", .type = BW_OPT_STRING_LIST,
+    {.key = "request_header.add",
+     .type = BW_OPT_STRING_LIST,
      .description = "headers (\"Name: value\") added to every request"},
-    {.key = "request_header.remove", .type = BW_OPT_STRING_LIST,
+    {.key = "request_header.remove",
+     .type = BW_OPT_STRING_LIST,
      .description = "header names removed from every request"},
-    {.key = "response_header.add", .type = BW_OPT_STRING_LIST,
+    {.key = "response_header.add",
+     .type = BW_OPT_STRING_LIST,
      .description = "headers (\"Name: value\") added to every response"},
-    {.key = "response_header.remove", .type = BW_OPT_STRING_LIST,
+    {.key = "response_header.remove",
+     .type = BW_OPT_STRING_LIST,
      .description = "header names removed from every response"},
-    {.key = "ip_restriction.allow_cidrs", .type = BW_OPT_STRING_LIST,
+    {.key = "ip_restriction.allow_cidrs",
+     .type = BW_OPT_STRING_LIST,
      .description = "only clients in these CIDRs may connect"},
-    {.key = "ip_restriction.deny_cidrs", .type = BW_OPT_STRING_LIST,
+    {.key = "ip_restriction.deny_cidrs",
+     .type = BW_OPT_STRING_LIST,
      .description = "clients in these CIDRs are refused"},
     {.key = NULL},
 };
@@ -89,7 +102,8 @@ static int check_list(const bw_conf_t *conf, const char *key, const char *name, 
             return BW_EINVAL;
         }
         if (!cidr && add && !check_header_add(item)) {
-            H->error_set(err, "Tunnel %s specifies an invalid header in '%s': %s (want \"Name: value\")",
+            H->error_set(err,
+                         "Tunnel %s specifies an invalid header in '%s': %s (want \"Name: value\")",
                          name, key, item);
             return BW_EINVAL;
         }
@@ -112,8 +126,10 @@ static int check_auth(const bw_conf_t *conf, const char *name, bw_error_t *err)
     size_t n = H->conf_list_len(conf, "basic_auth");
     for (size_t i = 0; i < n; i++) {
         if (!strchr(H->conf_list_at(conf, "basic_auth", i), ':')) {
-            H->error_set(err, "Tunnel %s specifies invalid 'basic_auth' item %s: want "
-                         "\"user:password\"", name, H->conf_list_at(conf, "basic_auth", i));
+            H->error_set(err,
+                         "Tunnel %s specifies invalid 'basic_auth' item %s: want "
+                         "\"user:password\"",
+                         name, H->conf_list_at(conf, "basic_auth", i));
             return BW_EINVAL;
         }
     }
@@ -122,10 +138,9 @@ static int check_auth(const bw_conf_t *conf, const char *name, bw_error_t *err)
 
 static int http_validate(void *state, const bw_conf_t *conf, const char *name, bw_error_t *err)
 {
-    static const char *const lists[] = {"request_header.add", "request_header.remove",
-                                        "response_header.add", "response_header.remove",
-                                        "ip_restriction.allow_cidrs",
-                                        "ip_restriction.deny_cidrs"};
+    static const char *const lists[] = {"request_header.add",         "request_header.remove",
+                                        "response_header.add",        "response_header.remove",
+                                        "ip_restriction.allow_cidrs", "ip_restriction.deny_cidrs"};
     const char *bt = H->conf_str(conf, "bind_tls");
     if (bt && strcmp(bt, "true") && strcmp(bt, "false") && strcmp(bt, "both")) {
         H->error_set(err, "HTTP tunnel %s specifies invalid 'bind_tls': %s", name, bt);
@@ -139,8 +154,8 @@ static int http_validate(void *state, const bw_conf_t *conf, const char *name, b
     for (size_t i = 0; i < n; i++) {
         const char *s = H->conf_list_at(conf, "schemes", i);
         if (strcmp(s, "http") && strcmp(s, "https")) {
-            H->error_set(err, "Tunnel %s specifies invalid scheme '%s' (want http or https)",
-                         name, s);
+            H->error_set(err, "Tunnel %s specifies invalid scheme '%s' (want http or https)", name,
+                         s);
             return BW_EINVAL;
         }
     }
@@ -329,19 +344,19 @@ static int http_normalize_addr(void *state, const char *in, char *out, size_t ou
     }
     return n < 0 || (size_t)n >= outlen ? BW_EMSGSIZE : 0;
 }
-#define NAME "httptcp"
-#define SCHEME "tcp"
-#define EDGE BW_EDGE_TCP
+#define NAME      "httptcp"
+#define SCHEME    "tcp"
+#define EDGE      BW_EDGE_TCP
 #define NORMALIZE http_normalize_addr
 #elif defined(HTTP_PLUGIN_HTTPS)
-#define NAME "https"
-#define SCHEME "https"
-#define EDGE BW_EDGE_HTTPS
+#define NAME      "https"
+#define SCHEME    "https"
+#define EDGE      BW_EDGE_HTTPS
 #define NORMALIZE NULL
 #else
-#define NAME "http"
-#define SCHEME "http"
-#define EDGE BW_EDGE_HTTP
+#define NAME      "http"
+#define SCHEME    "http"
+#define EDGE      BW_EDGE_HTTP
 #define NORMALIZE NULL
 #endif
 

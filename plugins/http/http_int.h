@@ -36,9 +36,9 @@ typedef struct http_tunnel {
     size_t n_allow, n_deny;
 } http_tunnel_t;
 
-enum { R_HEAD, R_BODY, R_WAIT };             /* request side */
-enum { S_HEAD, S_BODY, S_DONE };             /* response side */
-enum { X_NONE, X_UP, X_LOCAL };              /* who answers the current request */
+enum { R_HEAD, R_BODY, R_WAIT }; /* request side */
+enum { S_HEAD, S_BODY, S_DONE }; /* response side */
+enum { X_NONE, X_UP, X_LOCAL };  /* who answers the current request */
 
 typedef struct http_conn {
     http_tunnel_t *tt;
@@ -63,7 +63,14 @@ typedef struct http_conn {
 /* conn.c */
 void bw__http_conn_open(http_tunnel_t *tt, bw_stream_t *pub, const bw_conn_info_t *info);
 void bw__http_tunnel_unref(http_tunnel_t *tt);
-/* Write to the public side, capturing as response bytes. */
+/* Finish the current exchange when both its request and response ended. */
+void bw__http_finish_exchange(http_conn_t *c);
+/* Close the connection; abort resets the public side instead of flushing. */
+void bw__http_conn_close(http_conn_t *c, int abort);
+/* Publish the capture; req_err != 0 first reports the request as failed. */
+void bw__http_end_capture(http_conn_t *c, int req_err);
+
+/* Write to the public side (not captured). */
 void bw__http_pub_write(http_conn_t *c, const void *data, size_t len);
 /* Answer the current request locally with a complete response. */
 void bw__http_local_reply(http_conn_t *c, int status, const char *extra, const char *ctype,
@@ -72,6 +79,12 @@ void bw__http_local_reply(http_conn_t *c, int status, const char *extra, const c
 void bw__http_local_done(http_conn_t *c);
 /* Report the response head of a locally built response to the capture. */
 void bw__http_capture_local_head(http_conn_t *c, const char *head, size_t len);
+
+/* reply.c: an HTML page with a title and one paragraph (both escaped). */
+void bw__http_reply_page(http_conn_t *c, int status, const char *title, const char *text,
+                         const char *extra, int close_now);
+/* The §4.4 page for an unreachable local service; closes after the exchange. */
+void bw__http_reply_502(http_conn_t *c, const char *error);
 
 /* files.c */
 void bw__http_files_serve(http_conn_t *c);

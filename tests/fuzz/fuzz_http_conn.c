@@ -54,10 +54,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     g_inspect = !(data[0] & 4);
     g_addr = data[0] & 8 ? "file:///nonexistent-burrow-fuzz-root" : "http://localhost:8080";
     const bw_plugin_t *P = bw_plugin_entry();
-    if (P->init(&fake_host, &state, NULL) < 0 || P->tunnel_start(state, &g_tunnel, &tstate, NULL) < 0)
+    if (P->init(&fake_host, &state, NULL) < 0 ||
+        P->tunnel_start(state, &g_tunnel, &tstate, NULL) < 0)
         abort();
-    bw_conn_info_t info = {.struct_size = sizeof info, .client_addr = "127.0.0.1:1",
-                           .client_ip = "127.0.0.1", .edge_type = BW_EDGE_HTTP,
+    bw_conn_info_t info = {.struct_size = sizeof info,
+                           .client_addr = "127.0.0.1:1",
+                           .client_ip = "127.0.0.1",
+                           .edge_type = BW_EDGE_HTTP,
                            .server_name = "h"};
     P->conn_open(tstate, &g_pub, &info);
     int pub_eof = 0, up_eof = 0, up_dead = 0;

@@ -31,8 +31,12 @@ static void run(h1_kind_t kind, const char *data, size_t len, size_t step, int s
                 abort();
             in_msg = 1;
             const char *rm[] = {"Host"}, *add[] = {"X-A: 1"};
-            h1_edit_t e = {.remove = rm, .n_remove = 1, .add = add, .n_add = 1,
-                           .set_name = "Host", .set_value = "h"};
+            h1_edit_t e = {.remove = rm,
+                           .n_remove = 1,
+                           .add = add,
+                           .n_add = 1,
+                           .set_name = "Host",
+                           .set_value = "h"};
             h1_buf_t out = {0};
             h1_head_rebuild(&h.head, &e, &out);
             h1_buf_free(&out);

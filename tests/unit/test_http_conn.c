@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <stdio.h>
@@ -35,8 +36,10 @@ static int setup(void **st)
     P = bw_plugin_entry();
     assert_int_equal(P->init(&fake_host, &g_state, NULL), 0);
     assert_int_equal(P->tunnel_start(g_state, &g_tunnel, &g_tstate, NULL), 0);
-    bw_conn_info_t info = {.struct_size = sizeof info, .client_addr = "127.0.0.1:5555",
-                           .client_ip = "127.0.0.1", .edge_type = BW_EDGE_HTTPS,
+    bw_conn_info_t info = {.struct_size = sizeof info,
+                           .client_addr = "127.0.0.1:5555",
+                           .client_ip = "127.0.0.1",
+                           .edge_type = BW_EDGE_HTTPS,
                            .server_name = "abc.example"};
     P->conn_open(g_tstate, &g_pub, &info);
     return 0;
@@ -149,8 +152,8 @@ static void test_connect_failure_is_a_captured_502(void **st)
     cb(g_connect_ud, NULL, BW_ECONNREFUSED);
     assert_non_null(strstr(g_pub.written.data, "HTTP/1.1 502 Bad Gateway\r\n"));
     assert_non_null(strstr(g_pub.written.data, "Connection: close\r\n"));
-    assert_non_null(strstr(g_pub.written.data,
-                           "dial tcp localhost:8080: connect: connection refused"));
+    assert_non_null(
+        strstr(g_pub.written.data, "dial tcp localhost:8080: connect: connection refused"));
     assert_non_null(strstr(g_pub.written.data, "<a href=\"https://abc.example\">"));
     assert_int_equal(g_cap.status, 502);
     assert_int_equal(g_cap.raw[BW_CAPTURE_RESPONSE].len, g_pub.written.len);

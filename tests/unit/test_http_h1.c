@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <stdio.h>
@@ -223,9 +224,14 @@ static void test_rebuild(void **state)
     h1_feed(&h, req, strlen(req), &ev);
     assert_int_equal(ev, H1_EV_HEAD);
     const char *rm[] = {"X-DROP"}, *add[] = {"X-Add: yes"};
-    h1_edit_t e = {.remove = rm, .n_remove = 1, .add = add, .n_add = 1,
-                   .set_name = "Host", .set_value = "localhost:8080",
-                   .set2_name = "X-Original-Host", .set2_value = "pub.example"};
+    h1_edit_t e = {.remove = rm,
+                   .n_remove = 1,
+                   .add = add,
+                   .n_add = 1,
+                   .set_name = "Host",
+                   .set_value = "localhost:8080",
+                   .set2_name = "X-Original-Host",
+                   .set2_value = "pub.example"};
     h1_buf_t out = {0};
     assert_int_equal(h1_head_rebuild(&h.head, &e, &out), 0);
     assert_string_equal(out.data, "GET / HTTP/1.1\r\nHost: localhost:8080\r\nAccept: */*\r\n"
@@ -240,9 +246,8 @@ static void test_local_response(void **state)
     assert_int_equal(h1_html_escape(&b, "<a href=\"x\">&'</a>"), 0);
     assert_string_equal(b.data, "&lt;a href=&#34;x&#34;&gt;&amp;&#39;&lt;/a&gt;");
     b.len = 0;
-    assert_int_equal(h1_response(&b, 401, NULL, "text/plain", "WWW-Authenticate: Basic\r\n",
-                                 "no", 2, 1),
-                     0);
+    assert_int_equal(
+        h1_response(&b, 401, NULL, "text/plain", "WWW-Authenticate: Basic\r\n", "no", 2, 1), 0);
     assert_string_equal(b.data, "HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\n"
                                 "Content-Length: 2\r\nWWW-Authenticate: Basic\r\n"
                                 "Connection: close\r\n\r\nno");
@@ -267,8 +272,9 @@ static void test_cidr(void **state)
     assert_int_equal(c.bits, 32);
     assert_int_equal(http_cidr_parse("0.0.0.0/0", &c), 0);
     assert_true(http_cidr_match(&c, "8.8.8.8"));
-    const char *bad[] = {"", "10.0.0.0/33", "::/129", "x", "10.0.0.0/", "10.0.0.0/8/8",
-                         "10.0.0.0/-1", "/8", "1.2.3.4.5/8"};
+    const char *bad[] = {"",           "10.0.0.0/33",  "::/129",      "x",
+                         "10.0.0.0/",  "10.0.0.0/8/8", "10.0.0.0/-1", "/8",
+                         "1.2.3.4.5/8"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(http_cidr_parse(bad[i], &c), BW_EINVAL);
     http_cidr_t allow, deny;
@@ -285,8 +291,8 @@ static void test_basic_auth(void **state)
     char *creds[] = {"alice:pw", "bob:x:y"};
     /* base64("alice:pw") = YWxpY2U6cHc=, base64("bob:x:y") = Ym9iOng6eQ== */
     const char *ok[] = {"Basic YWxpY2U6cHc=", "basic   YWxpY2U6cHc", "Basic Ym9iOng6eQ=="};
-    const char *no[] = {"", "Basic", "Bearer YWxpY2U6cHc=", "Basic YWxpY2U6cHd4", "Basic !!!!",
-                        "Basic YWxpY2U="};
+    const char *no[] = {"",           "Basic",         "Bearer YWxpY2U6cHc=", "Basic YWxpY2U6cHd4",
+                        "Basic !!!!", "Basic YWxpY2U="};
     for (size_t i = 0; i < 3; i++)
         assert_true(http_basic_auth_ok(ok[i], strlen(ok[i]), creds, 2));
     for (size_t i = 0; i < 6; i++)
