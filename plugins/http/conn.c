@@ -80,7 +80,9 @@ static void update_reading(http_conn_t *c)
 {
     if (c->closing)
         return;
-    int want_pub = c->pub && !c->pub_eof && c->rstate != R_WAIT && !c->connecting &&
+    /* Reading goes on while a response is awaited (pipelined bytes wait in
+     * pin, bounded by IN_MAX): toggling it per request costs window updates. */
+    int want_pub = c->pub && !c->pub_eof && !c->connecting &&
                    !(c->rstate == R_BODY && c->mode == X_UP && c->up_full) && c->pin.len < IN_MAX;
     int want_up = c->up && !c->up_eof && !c->pub_full && c->uin.len < IN_MAX;
     if (c->pub && want_pub != c->pub_reading) {

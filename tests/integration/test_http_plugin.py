@@ -365,6 +365,8 @@ def test_invalid_options_are_refused(start_edge, procs, tmp_path, options, expec
                                 {"web": HH.http_tunnel_def(H.free_port(), **options)})
     rc = agent.wait_exit(H.t(15))
     agent.expected_rc = rc
+    agent.out.join()
+    agent.err.join()
     out = agent.out.text() + agent.err.text()
     assert expected in out, out
     assert rc != 0 or agent.find_log("started tunnel") is None
