@@ -42,8 +42,9 @@ void bw__http_local_reply(http_conn_t *c, int status, const char *extra, const c
         close_now = 1;
     if (close_now)
         c->close_after = 1;
-    if (h1_response(&out, status, NULL, ctype, extra, c->is_head ? NULL : body,
-                    c->is_head ? 0 : len, c->close_after) == 0) {
+    if (h1_response(&out, status, NULL, ctype, extra, body, len, c->close_after) == 0) {
+        if (c->is_head)
+            out.len -= len; /* HEAD: the same head (Content-Length included), no body */
         bw__http_capture_local_head(c, out.data, out.len);
         if (c->cap)
             H->capture_raw(c->cap, BW_CAPTURE_RESPONSE, out.data, out.len);

@@ -345,6 +345,8 @@ def test_file_server(tunnel, tmp_path):
     assert get(t, "/blob.bin", method="POST", body=b"x").status == 405
     r = get(t, "/blob.bin", method="HEAD")
     assert r.status == 200 and r.header("Content-Length") == str(len(data))
+    r = get(t, "/missing", method="HEAD")
+    assert r.status == 404 and int(r.header("Content-Length")) > 0 and r.body == b""
 
 
 # ---------------------------------------------------------------------------
