@@ -194,6 +194,17 @@ def test_websocket_upgrade_echo(tunnel):
     s.close()
 
 
+def test_upgrade_refused_carries_on_as_http(tunnel):
+    t = tunnel()
+    s = conn(t)
+    f = s.makefile("rb")
+    s.sendall(b"GET /plain HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")
+    assert A.read_response(f).body == b"hello from /plain"
+    s.sendall(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert A.read_response(f).body == b"hello from /next"
+    s.close()
+
+
 def test_502_page_when_nothing_listens(tunnel):
     dead = H.free_port()
     t = tunnel(local=dead)
