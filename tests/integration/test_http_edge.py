@@ -12,7 +12,7 @@ import types
 import pytest
 
 import helpers as H
-import http_helpers as HH
+import edge_helpers as HH
 
 
 @pytest.fixture

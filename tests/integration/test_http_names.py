@@ -11,7 +11,7 @@ import time
 import pytest
 
 import helpers as H
-import http_helpers as HH
+import edge_helpers as HH
 
 
 @pytest.fixture

@@ -1,0 +1,93 @@
+/* Shared state of the http plugin: the tunnel's parsed options and one
+ * public connection. */
+#ifndef BW_HTTP_INT_H
+#define BW_HTTP_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <burrow/plugin.h>
+
+#include "h1.h"
+#include "policy.h"
+
+extern const bw_host_t *bw__http_host;
+#define H bw__http_host
+
+typedef enum http_upstream { UP_HTTP, UP_HTTPS, UP_FILE } http_upstream_t;
+
+typedef struct http_list {
+    char **items;
+    size_t n;
+} http_list_t;
+
+typedef struct http_tunnel {
+    bw_tunnel_t *t; /* NULL once the tunnel stopped */
+    unsigned live;  /* connections still open */
+    http_upstream_t kind;
+    char host_port[512];  /* Host for host_header: rewrite (default port omitted) */
+    char addr[520];       /* "host:port" to connect to */
+    char shown_addr[600]; /* the local address as the 502 page names it */
+    char *root;           /* file:// directory */
+    char *host_header;    /* NULL: preserve */
+    http_list_t creds;    /* "user:pass" */
+    http_list_t req_add, req_remove, res_add, res_remove;
+    http_cidr_t *allow, *deny;
+    size_t n_allow, n_deny;
+} http_tunnel_t;
+
+enum { R_HEAD, R_BODY, R_WAIT }; /* request side */
+enum { S_HEAD, S_BODY, S_DONE }; /* response side */
+enum { X_NONE, X_UP, X_LOCAL };  /* who answers the current request */
+
+typedef struct http_conn {
+    http_tunnel_t *tt;
+    bw_stream_t *pub, *up;
+    char client_addr[80], client_ip[64], server_name[256];
+    bw_edge_type_t edge_type;
+    uint64_t conn_start, x_start;
+    h1_t req, res;
+    h1_buf_t pin, uin; /* bytes read and not yet consumed */
+    int rstate, sstate, mode;
+    int refs, closing;
+    int connecting, up_full, pub_full, pub_eof, up_eof;
+    int pub_reading, up_reading;
+    int in_pub, pub_again, in_up, up_again;
+    int close_after, is_head, req_upgrade, interim, sent_any;
+    int forbidden, req_reported;
+    bw_capture_t *cap;
+    h1_buf_t pending; /* request head waiting for the local connection */
+    int file_fd;      /* file being served, or -1 */
+} http_conn_t;
+
+/* conn.c */
+void bw__http_conn_open(http_tunnel_t *tt, bw_stream_t *pub, const bw_conn_info_t *info);
+void bw__http_tunnel_unref(http_tunnel_t *tt);
+/* Finish the current exchange when both its request and response ended. */
+void bw__http_finish_exchange(http_conn_t *c);
+/* Close the connection; abort resets the public side instead of flushing. */
+void bw__http_conn_close(http_conn_t *c, int abort);
+/* Publish the capture; req_err != 0 first reports the request as failed. */
+void bw__http_end_capture(http_conn_t *c, int req_err);
+
+/* Write to the public side (not captured). */
+void bw__http_pub_write(http_conn_t *c, const void *data, size_t len);
+/* Answer the current request locally with a complete response. */
+void bw__http_local_reply(http_conn_t *c, int status, const char *extra, const char *ctype,
+                          const void *body, size_t len, int close_now);
+/* The locally served response ended. */
+void bw__http_local_done(http_conn_t *c);
+/* Report the response head of a locally built response to the capture. */
+void bw__http_capture_local_head(http_conn_t *c, const char *head, size_t len);
+
+/* reply.c: an HTML page with a title and one paragraph (both escaped). */
+void bw__http_reply_page(http_conn_t *c, int status, const char *title, const char *text,
+                         const char *extra, int close_now);
+/* The §4.4 page for an unreachable local service; closes after the exchange. */
+void bw__http_reply_502(http_conn_t *c, const char *error);
+
+/* files.c */
+void bw__http_files_serve(http_conn_t *c);
+void bw__http_files_pump(http_conn_t *c);
+
+#endif
