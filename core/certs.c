@@ -420,6 +420,37 @@ out:
     return r;
 }
 
+/* Returns 0 with new references to dir's dev CA (made when missing or
+ * unusable), or < 0 with a message in err. */
+int bw_tls_dev_ca(const char *dir, X509 **ca, EVP_PKEY **key, char *err, size_t errlen)
+{
+    struct certs_ctx c = {.dir = dir, .err = err, .errlen = errlen};
+    int made = 0, r;
+
+    *ca = NULL;
+    *key = NULL;
+    if (dir == NULL)
+        return cfail(&c, BW_EINVAL, "the dev CA needs a directory");
+    if ((r = mkdir_p(&c)) < 0)
+        return r;
+    return ensure_ca(&c, ca, key, &made);
+}
+
+/* Returns 0 with a new leaf certificate and its new key, kept in memory
+ * only, or BW_ENOMEM. */
+int bw_tls_dev_issue(X509 *ca, EVP_PKEY *ca_key, const char *const *names, X509 **cert,
+                     EVP_PKEY **key)
+{
+    *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    *cert = *key ? make_server(*key, ca, ca_key, names) : NULL;
+    if (*cert == NULL) {
+        EVP_PKEY_free(*key);
+        *key = NULL;
+        return BW_ENOMEM;
+    }
+    return 0;
+}
+
 /* Returns 0 once dir holds a usable CA and server certificate for names, or
  * < 0 with a message in err. *created (may be NULL) is 1 when the CA is new. */
 int bw_tls_dev_certs(const char *dir, const char *const *names, int *created, char *err,

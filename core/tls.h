@@ -121,5 +121,15 @@ int bw_tls_dev_certs(const char *dir, const char *const *names, int *created, ch
  * <base>.key in dir (base: a short file name without directory). */
 int bw_tls_dev_cert(const char *dir, const char *base, const char *const *names, int *created,
                     char *err, size_t errlen);
+/* The dev CA of `dir` (ca.pem/ca.key, made when missing). Returns 0 with new
+ * references in *ca and *key (X509_free, EVP_PKEY_free), or < 0 with a
+ * message in err[errlen]. */
+int bw_tls_dev_ca(const char *dir, X509 **ca, EVP_PKEY **key, char *err, size_t errlen);
+/* Issue a certificate for `names` (as above) signed by ca/ca_key, with the
+ * profile of the dev server certificate (EC P-256 key, random serial, same
+ * validity), kept in memory only. Returns 0 with new references in *cert and
+ * *key, or BW_ENOMEM (the OpenSSL error queue says why). */
+int bw_tls_dev_issue(X509 *ca, EVP_PKEY *ca_key, const char *const *names, X509 **cert,
+                     EVP_PKEY **key);
 
 #endif /* BW_CORE_TLS_H */

@@ -232,6 +232,14 @@ int bw__edge_http_open(bw_edge_t *e, int scheme, const char *host, const char *c
     return 0;
 }
 
+/* An https name is gone for good (not merely reserved): drop its cert. */
+static void host_gone(void *arg, const char *host, int scheme)
+{
+    bw_edge_t *e = arg;
+    if (scheme == BW_SCHEME_HTTPS)
+        bw_certs_host_remove(bw_http_edge_certs(e->http), host);
+}
+
 static void tunnel_closed(uv_handle_t *h)
 {
     free(BW_CONTAINER_OF(h, edge_tunnel_t, listener));
@@ -392,6 +400,8 @@ static int bind_http(edge_session_t *s, const json_t *m, int scheme, edge_tunnel
     }
     t->sess = s;
     t->scheme = scheme;
+    if (scheme == BW_SCHEME_HTTPS)
+        bw_certs_host_add(bw_http_edge_certs(e->http), host);
     bw_random_hex(t->id, 16);
     if (port == (scheme ? 443 : 80))
         snprintf(t->url, sizeof t->url, "%s://%s", scheme ? "https" : "http", host);
@@ -802,6 +812,7 @@ bw_edge_t *bw_edge_new(uv_loop_t *loop, const bw_edge_config_t *cfg, char *err, 
         uv_run(loop, UV_RUN_NOWAIT);
         goto fail;
     }
+    bw_hosts_on_gone(e->hosts, host_gone, e);
     return e;
 fail:
     bw_edge_free(e);

@@ -46,15 +46,24 @@ void bw_http_edge_stop(bw_http_edge_t *h);
 /* Free after the loop finished. NULL-safe. */
 void bw_http_edge_free(bw_http_edge_t *h);
 
-/* ---- http_certs.c ---- */
-
 typedef struct bw_certs bw_certs_t;
+/* The HTTPS listener's certificates (owned by h), or NULL when it is off. */
+bw_certs_t *bw_http_edge_certs(const bw_http_edge_t *h);
+
+/* ---- http_certs.c ---- */
 
 /* The HTTPS listener's certificates: --host-cert pairs ("CERT:KEY", names
  * from their SAN DNS entries) and the dev wildcard certificate for
  * "*.<domain>" in state_dir. Returns NULL with err[errlen]. */
 bw_certs_t *bw_certs_new(const char *state_dir, const char *domain, const char *const *host_certs,
                          size_t n, char *err, size_t errlen);
+/* An https tunnel now holds `host` (lowercased): unless a --host-cert
+ * covers it, mint a certificate for exactly that name, signed by the dev CA,
+ * and serve it to that SNI until bw_certs_host_remove. A failure is logged
+ * and leaves the name to the wildcard. NULL-safe. */
+void bw_certs_host_add(bw_certs_t *c, const char *host);
+/* The name is no longer held or reserved: forget its certificate. */
+void bw_certs_host_remove(bw_certs_t *c, const char *host);
 /* The context to accept with; picks the certificate by SNI. Owned by c. */
 SSL_CTX *bw_certs_ctx(const bw_certs_t *c);
 void bw_certs_free(bw_certs_t *c);

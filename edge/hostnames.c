@@ -24,6 +24,8 @@ typedef struct entry {
 
 struct bw_hosts {
     entry_t *head;
+    bw_hosts_gone_cb gone;
+    void *gone_arg;
 };
 
 int bw_hostname_check(const char *in, char *out, char *why, size_t whylen)
@@ -67,6 +69,20 @@ static void entry_free(entry_t *e)
     free(e);
 }
 
+void bw_hosts_on_gone(bw_hosts_t *h, bw_hosts_gone_cb cb, void *arg)
+{
+    h->gone = cb;
+    h->gone_arg = arg;
+}
+
+/* Unlinked already: tell the owner, then free. */
+static void drop(bw_hosts_t *h, entry_t *e)
+{
+    if (h->gone)
+        h->gone(h->gone_arg, e->host, e->scheme);
+    entry_free(e);
+}
+
 void bw_hosts_free(bw_hosts_t *h)
 {
     if (!h)
@@ -85,7 +101,7 @@ static void expire(bw_hosts_t *h, uint64_t now)
         entry_t *e = *ep;
         if (!e->sess && e->expires <= now) {
             *ep = e->next;
-            entry_free(e);
+            drop(h, e);
         } else {
             ep = &e->next;
         }
@@ -121,7 +137,7 @@ int bw_hosts_claim(bw_hosts_t *h, const char *host, int scheme, const void *sess
             return BW_EEXIST;
         if (!e->sess && e->scheme == scheme) { /* our own reservation: take it */
             *ep = e->next;
-            entry_free(e);
+            drop(h, e);
             continue;
         }
         ep = &e->next;
@@ -156,7 +172,7 @@ void bw_hosts_release(bw_hosts_t *h, const void *tunnel)
         if ((*ep)->tunnel == tunnel) {
             entry_t *e = *ep;
             *ep = e->next;
-            entry_free(e);
+            drop(h, e);
             return;
         }
 }

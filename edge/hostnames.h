@@ -20,7 +20,13 @@ int bw_hostname_check(const char *in, char *out, char *why, size_t whylen);
 
 /* An empty registry, or NULL on allocation failure. */
 bw_hosts_t *bw_hosts_new(void);
-/* Frees every entry. NULL-safe. */
+/* Called when a name stops being held or reserved for `scheme` (unbind,
+ * expired reservation, a reservation taken over by its client's new bind),
+ * with the lowercased name. */
+typedef void (*bw_hosts_gone_cb)(void *arg, const char *host, int scheme);
+void bw_hosts_on_gone(bw_hosts_t *h, bw_hosts_gone_cb cb, void *arg);
+
+/* Frees every entry, without calling the on_gone callback. NULL-safe. */
 void bw_hosts_free(bw_hosts_t *h);
 
 /* Give `host` for `scheme` to `tunnel` of session `sess` (client `client`,

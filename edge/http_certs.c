@@ -1,11 +1,20 @@
 /* Certificates of the HTTPS listener, chosen by SNI: a --host-cert whose
  * SAN names the host exactly, else one whose wildcard covers it, else the
- * dev wildcard certificate for "*.<domain>" (docs/edge.md, "Certificates"). */
+ * dev certificate minted for that host while an https tunnel holds it, else
+ * the dev wildcard certificate for "*.<domain>" (docs/edge.md,
+ * "Certificates").
+ *
+ * Minted certificates exist because OpenSSL-based clients refuse a wildcard
+ * directly under a single label ("*.localhost"), the default domain. They
+ * live in memory only, as long as the name is held or reserved, and are
+ * swapped into the connection in the SNI callback rather than given an
+ * SSL_CTX each: a key and a certificate cost far less than a context. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/err.h>
 #include <openssl/x509v3.h>
 
 #include "edge_int.h"
@@ -13,7 +22,8 @@
 #include "log.h"
 #include "tls.h"
 
-#define MAX_NAMES 64
+#define MAX_NAMES  64
+#define MAX_MINTED 4096 /* bounds memory; past it names get the wildcard */
 
 typedef struct host_cert {
     SSL_CTX *ctx;
@@ -21,10 +31,22 @@ typedef struct host_cert {
     size_t n_names;
 } host_cert_t;
 
+/* A dev certificate minted for one host name. */
+typedef struct minted {
+    char *host; /* lowercased */
+    X509 *x;
+    EVP_PKEY *key;
+    struct minted *next;
+} minted_t;
+
 struct bw_certs {
     SSL_CTX *dflt;
     host_cert_t *hc;
     size_t n;
+    X509 *ca; /* the dev CA, to mint with */
+    EVP_PKEY *ca_key;
+    minted_t *minted;
+    size_t n_minted;
 };
 
 /* Exact names first, then a wildcard covering exactly one more label. */
@@ -46,13 +68,24 @@ static SSL_CTX *pick(const bw_certs_t *c, const char *sni)
     return NULL;
 }
 
+static minted_t **find_minted(bw_certs_t *c, const char *host)
+{
+    minted_t **mp = &c->minted;
+    while (*mp && strcasecmp((*mp)->host, host) != 0)
+        mp = &(*mp)->next;
+    return mp;
+}
+
 static int on_servername(SSL *ssl, int *alert, void *arg)
 {
-    const bw_certs_t *c = arg;
+    bw_certs_t *c = arg;
     const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     SSL_CTX *ctx = sni ? pick(c, sni) : NULL;
+    minted_t *m = sni && !ctx ? *find_minted(c, sni) : NULL;
     if (ctx)
         SSL_set_SSL_CTX(ssl, ctx);
+    else if (m && SSL_use_cert_and_key(ssl, m->x, m->key, NULL, 1) != 1)
+        ERR_clear_error(); /* keeps the wildcard */
     return SSL_TLSEXT_ERR_OK;
 }
 
@@ -135,7 +168,7 @@ bw_certs_t *bw_certs_new(const char *state_dir, const char *domain, const char *
                NULL);
     }
     c->dflt = dev_wildcard(state_dir, domain, err, errlen);
-    if (!c->dflt)
+    if (!c->dflt || bw_tls_dev_ca(state_dir, &c->ca, &c->ca_key, err, errlen) != 0)
         goto fail;
     SSL_CTX_set_tlsext_servername_callback(c->dflt, on_servername);
     SSL_CTX_set_tlsext_servername_arg(c->dflt, c);
@@ -143,6 +176,61 @@ bw_certs_t *bw_certs_new(const char *state_dir, const char *domain, const char *
 fail:
     bw_certs_free(c);
     return NULL;
+}
+
+static void minted_free(minted_t **mp)
+{
+    minted_t *m = *mp;
+    *mp = m->next;
+    X509_free(m->x);
+    EVP_PKEY_free(m->key);
+    free(m->host);
+    free(m);
+}
+
+static void mint(bw_certs_t *c, const char *host)
+{
+    const char *names[] = {host, NULL};
+    minted_t *m = calloc(1, sizeof *m);
+    if (!m || !(m->host = strdup(host)) ||
+        bw_tls_dev_issue(c->ca, c->ca_key, names, &m->x, &m->key) != 0) {
+        unsigned long e = ERR_get_error();
+        bw_log(BW_LOG_ERROR, "cannot mint a dev certificate; using the wildcard", "obj", "edge",
+               "host", host, "err", e ? ERR_reason_error_string(e) : "out of memory", NULL);
+        ERR_clear_error();
+        if (m)
+            free(m->host);
+        free(m);
+        return;
+    }
+    m->next = c->minted;
+    c->minted = m;
+    c->n_minted++;
+    bw_log(BW_LOG_DEBUG, "minted dev certificate", "obj", "edge", "host", host, NULL);
+}
+
+void bw_certs_host_add(bw_certs_t *c, const char *host)
+{
+    if (!c || pick(c, host) || *find_minted(c, host))
+        return;
+    if (c->n_minted >= MAX_MINTED) {
+        char max[16];
+        snprintf(max, sizeof max, "%d", MAX_MINTED);
+        bw_log(BW_LOG_WARN, "too many dev certificates; using the wildcard", "obj", "edge", "host",
+               host, "max", max, NULL);
+        return;
+    }
+    mint(c, host);
+}
+
+void bw_certs_host_remove(bw_certs_t *c, const char *host)
+{
+    minted_t **mp = c ? find_minted(c, host) : NULL;
+    if (mp && *mp) {
+        bw_log(BW_LOG_DEBUG, "dropped dev certificate", "obj", "edge", "host", host, NULL);
+        minted_free(mp);
+        c->n_minted--;
+    }
 }
 
 SSL_CTX *bw_certs_ctx(const bw_certs_t *c)
@@ -160,6 +248,10 @@ void bw_certs_free(bw_certs_t *c)
             free(c->hc[i].names[j]);
     }
     free(c->hc);
+    while (c->minted)
+        minted_free(&c->minted);
+    X509_free(c->ca);
+    EVP_PKEY_free(c->ca_key);
     SSL_CTX_free(c->dflt);
     free(c);
 }

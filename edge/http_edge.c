@@ -215,6 +215,11 @@ fail:
     return NULL;
 }
 
+bw_certs_t *bw_http_edge_certs(const bw_http_edge_t *h)
+{
+    return h ? h->certs : NULL;
+}
+
 int bw_http_edge_port(const bw_http_edge_t *h, int scheme)
 {
     return h && h->l[scheme] ? h->l[scheme]->port : 0;

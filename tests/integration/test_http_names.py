@@ -227,3 +227,86 @@ def test_wildcard_certificate_reused(start_edge, tmp_path):
     assert open(os.path.join(state, "wildcard.pem")).read() == pem
     start_edge(state_dir=state, extra=["--domain", "other.test"], http_addr="false")
     assert open(os.path.join(state, "wildcard.pem")).read() != pem
+
+
+# --------------------------------------------------------------------------
+# the default domain "localhost": "*.localhost" is not accepted by OpenSSL's
+# host checks, so each https name gets its own dev certificate
+
+
+def verified_get(edge, host):
+    """Status of GET / over TLS verified against the edge's CA for `host`
+    (no check_hostname hacks)."""
+    return https_get(edge.https_port, host, edge.ca)[0][0]
+
+
+def cert_of(edge, host):
+    """(DER, subjectAltName) of the verified certificate served to `host`."""
+    s = ssl.create_default_context(cafile=edge.ca).wrap_socket(
+        H.connect(edge.https_port), server_hostname=host)
+    der, cert = s.getpeercert(binary_form=True), s.getpeercert()
+    s.close()
+    return der, cert["subjectAltName"]
+
+
+def curl_ok(edge, host):
+    r = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time",
+                        str(H.t(10)), "--cacert", edge.ca, "--resolve",
+                        "%s:%d:127.0.0.1" % (host, edge.https_port),
+                        "https://%s:%d/" % (host, edge.https_port)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout == "200", (r.returncode, r.stdout, r.stderr)
+
+
+def test_https_localhost_names_verify(start_edge, srv, procs, tmp_path):
+    edge = start_edge()  # the default --domain localhost
+    agent = agent_with(procs, tmp_path, edge, {
+        "r": {"proto": "httpsraw", "addr": srv.port},
+        "s": {"proto": "httpsraw", "addr": srv.port, "subdomain": "app"}})
+    urls = agent.urls(["r", "s"])
+    assert re.match(r"^https://[0-9a-f]{16}\.localhost:%d$" % edge.https_port, urls["r"]), urls
+    assert urls["s"] == "https://app.localhost:%d" % edge.https_port
+    hosts = [HH.url_host(u) for u in urls.values()]
+    ders = set()
+    for h in hosts:
+        assert verified_get(edge, h) == 200
+        der, san = cert_of(edge, h)
+        ders.add(der)
+        assert san == (("DNS", h),)  # exactly that name
+        curl_ok(edge, h)
+        edge.wait_log("minted dev certificate", host=h)
+    assert len(ders) == 2  # each tunnel has a certificate of its own
+    # a name no tunnel holds gets the wildcard, which clients refuse here
+    with pytest.raises(ssl.SSLCertVerificationError):
+        https_get(edge.https_port, "nobody.localhost", edge.ca)
+
+
+def test_https_localhost_rebind_and_resume(start_edge, srv, procs, servers, tmp_path):
+    edge = start_edge()
+    proxy = H.CuttableProxy(edge.agent_port)
+    servers.append(proxy)
+    agent = agent_with(procs, tmp_path, edge, {
+        "s": {"proto": "httpsraw", "addr": srv.port, "subdomain": "again"}},
+        server_addr="127.0.0.1:%d" % proxy.port)
+    agent.urls(["s"])
+    assert verified_get(edge, "again.localhost") == 200
+    # unbind: the certificate goes with the name
+    st, _ = _api(agent.web_port, "DELETE", "/api/tunnels/s")
+    assert st == 204
+    edge.wait_log("dropped dev certificate", host="again.localhost")
+    with pytest.raises(ssl.SSLCertVerificationError):
+        https_get(edge.https_port, "again.localhost", edge.ca)
+    # rebind: verifies again
+    st, body = _api(agent.web_port, "POST", "/api/tunnels",
+                    {"name": "s2", "proto": "httpsraw", "addr": str(srv.port),
+                     "subdomain": "again"})
+    assert st == 201, body
+    assert verified_get(edge, "again.localhost") == 200
+    curl_ok(edge, "again.localhost")
+    # a resumed session takes its reserved name back, still verifiable
+    mark = agent.out.mark()
+    assert proxy.cut() >= 1
+    agent.wait_log("session closed, starting reconnect loop", since=mark, timeout=10)
+    agent.wait_log("started tunnel", timeout=20, since=mark, name="s2")
+    assert verified_get(edge, "again.localhost") == 200
+    curl_ok(edge, "again.localhost")

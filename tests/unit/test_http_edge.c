@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -228,6 +229,40 @@ static void bind_names(void **state)
     bw_hosts_free(h);
 }
 
+static char gone_log[256];
+
+static void on_gone(void *arg, const char *host, int scheme)
+{
+    size_t n = strlen(gone_log);
+    snprintf(gone_log + n, sizeof gone_log - n, "%s/%d ", host, scheme);
+    (*(int *)arg)++;
+}
+
+/* Whoever keeps state per name (the minted certificates) hears of every
+ * way a name goes: unbind, expiry, takeover by its client; not of a
+ * reservation or of freeing the registry. */
+static void registry_reports_gone_names(void **state)
+{
+    bw_hosts_t *h = bw_hosts_new();
+    int s1, s2, t1, t2, t3, calls = 0, held;
+    gone_log[0] = '\0';
+    bw_hosts_on_gone(h, on_gone, &calls);
+    assert_int_equal(bw_hosts_claim(h, "a.x", 1, &s1, "c1", "tok", &t1, 0), 0);
+    assert_int_equal(bw_hosts_claim(h, "b.x", 1, &s1, "c1", "tok", &t2, 0), 0);
+    bw_hosts_release(h, &t1);
+    assert_string_equal(gone_log, "a.x/1 ");
+    bw_hosts_reserve(h, &t2, 100);
+    assert_int_equal(calls, 1);
+    assert_int_equal(bw_hosts_claim(h, "b.x", 1, &s2, "c1", "tok", &t3, 50), 0); /* takeover */
+    assert_string_equal(gone_log, "a.x/1 b.x/1 ");
+    bw_hosts_reserve(h, &t3, 100);
+    assert_null(bw_hosts_find(h, "b.x", 1, 100, &held)); /* expired */
+    assert_string_equal(gone_log, "a.x/1 b.x/1 b.x/1 ");
+    assert_int_equal(bw_hosts_claim(h, "c.x", 0, &s1, "c1", "tok", &t1, 100), 0);
+    bw_hosts_free(h);
+    assert_int_equal(calls, 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -239,6 +274,7 @@ int main(void)
         cmocka_unit_test(hostname_rules),
         cmocka_unit_test(registry_claims_and_reservations),
         cmocka_unit_test(bind_names),
+        cmocka_unit_test(registry_reports_gone_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
