@@ -1,8 +1,9 @@
-"""Setting up an http tunnel for the integration suite, in one place.
+"""Setting up an http tunnel for the integration suite, in one place: the
+real http plugin behind the real edge's public HTTP listener (a single
+plain-http tunnel, bind_tls false, unless the test asks otherwise).
 
-Until the edge's HTTP listener exists, tunnels go through a tcp edge with the
-test-only "httptcp" build of the http plugin (same code, edge type tcp).
-Switching to the real http edge means changing start_http_tunnel only.
+The test-only "httptcp" build of the plugin (same code, edge type tcp) stays
+on the plugin path for tests that want HTTP over a raw tcp edge.
 """
 import json
 import os
@@ -25,7 +26,7 @@ def write_config(path, edge, tunnels, web_port):
 
 def http_tunnel_def(local, **options):
     """The definition of one http tunnel to `local` (a port or an addr)."""
-    d = {"proto": "httptcp", "addr": str(local)}
+    d = {"proto": "http", "addr": str(local), "bind_tls": "false"}
     d.update(options)
     return d
 
@@ -46,7 +47,8 @@ def start_http_tunnel(procs, tmp_path, edge, local, **options):
     (connect_host, connect_port, host_header) for clients: where to connect
     and the Host they should send."""
     agent, _ = start_agent(procs, tmp_path, edge, {"web": http_tunnel_def(local, **options)})
-    agent.wait_log("started tunnel", timeout=15, url=None)
     _, rec = agent.wait_log("started tunnel", timeout=15, url=None)
-    host, port = H.parse_tcp_url(rec["url"])
+    scheme, hostport = rec["url"].split("://", 1)
+    assert scheme == "http", rec["url"]
+    host, port = H.parse_hostport(hostport)
     return "127.0.0.1", port, "%s:%d" % (host, port)

@@ -37,11 +37,26 @@ def tunnel(start_edge, procs, tmp_path, app):
     return start
 
 
+class _TunnelSocket:
+    """A client socket to the tunnel. Raw requests in these tests say
+    `Host: x`; the edge routes by Host, so sendall() puts the tunnel's own
+    host there. Everything else goes to the socket untouched."""
+
+    def __init__(self, sock, hosthdr):
+        self._sock, self._host = sock, b"\r\nHost: " + hosthdr.encode() + b"\r\n"
+
+    def sendall(self, data):
+        return self._sock.sendall(data.replace(b"\r\nHost: x\r\n", self._host))
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
 def conn(t):
-    host, port, _ = t
+    host, port, hosthdr = t
     s = socket.create_connection((host, port), timeout=H.t(30))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
+    return _TunnelSocket(s, hosthdr)
 
 
 def get(t, path, method="GET", headers=(), body=b""):
