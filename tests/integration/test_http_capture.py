@@ -330,7 +330,8 @@ def test_eviction_bounds_the_store(http_edge, start_agent, local, tmp_path):
     assert held <= db, (held, db)
     assert 0 < len(reqs) < total
     assert reqs[0]["request"]["uri"] == "/up/%d" % (total - 1)  # the newest survive
-    assert agent.rss_kib() < 96 * 1024, agent.rss_kib()
+    if not H.ASAN:  # ASan's quarantine keeps freed memory resident
+        assert agent.rss_kib() < 96 * 1024, agent.rss_kib()
 
 
 def test_api_started_http_tunnel_returns_https_twin(http_edge, start_agent, local, echo):
