@@ -706,15 +706,28 @@ static json_t *cstr(const char *s)
     return jstr(s, strlen(s));
 }
 
+/* burrow's additive fields: only on a direction whose raw bytes were cut at
+ * the per-entry cap, so every other entry keeps ngrok's exact shape.
+ * "raw_size" is how many wire bytes passed, "raw" holds the first ones. */
+static json_t *mark_truncated(json_t *o, const bw_capture_t *e, int d)
+{
+    if (o && e->raw[d].seen > e->raw[d].kept) {
+        json_object_set_new(o, "raw_truncated", json_true());
+        json_object_set_new(o, "raw_size", json_integer((json_int_t)e->raw[d].seen));
+    }
+    return o;
+}
+
 static json_t *request_json(const bw_capture_t *e)
 {
     const head_t *h = e->head[0];
-    return json_pack("{s:o, s:o, s:o, s:o, s:o}",
-                     "method", cstr(h ? h->method : ""),
-                     "proto", cstr(h ? h->proto : ""),
-                     "headers", h ? headers_json(h) : json_null(),
-                     "uri", cstr(h ? h->uri : ""),
-                     "raw", raw_json(e, 0));
+    return mark_truncated(json_pack("{s:o, s:o, s:o, s:o, s:o}",
+                                    "method", cstr(h ? h->method : ""),
+                                    "proto", cstr(h ? h->proto : ""),
+                                    "headers", h ? headers_json(h) : json_null(),
+                                    "uri", cstr(h ? h->uri : ""),
+                                    "raw", raw_json(e, 0)),
+                          e, 0);
 }
 
 static json_t *status_json(const head_t *h)
@@ -743,12 +756,13 @@ static json_t *status_json(const head_t *h)
 static json_t *response_json(const bw_capture_t *e)
 {
     const head_t *h = e->head[1];
-    return json_pack("{s:o, s:I, s:o, s:o, s:o}",
-                     "status", status_json(h),
-                     "status_code", (json_int_t)(h ? h->status : 0),
-                     "proto", cstr(h ? h->proto : ""),
-                     "headers", h ? headers_json(h) : json_null(),
-                     "raw", raw_json(e, 1));
+    return mark_truncated(json_pack("{s:o, s:I, s:o, s:o, s:o}",
+                                    "status", status_json(h),
+                                    "status_code", (json_int_t)(h ? h->status : 0),
+                                    "proto", cstr(h ? h->proto : ""),
+                                    "headers", h ? headers_json(h) : json_null(),
+                                    "raw", raw_json(e, 1)),
+                          e, 1);
 }
 
 int bw_capture_rfc3339(int64_t unix_ns, char *out, size_t outlen)

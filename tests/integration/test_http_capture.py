@@ -286,8 +286,12 @@ def test_replay_of_truncated_capture_is_refused(http_edge, start_agent, local):
     st, _, _ = request(urls["command_line (http)"], "POST", "/big", body=big)
     assert st == 200
     assert local.wait_requests(1)[0].endswith(big)  # forwarded whole
-    rid = wait_captures(api, 1)[0]["id"]
-    st, _, body = call(api, "POST", "/api/requests/http", body={"id": rid})
+    entry = wait_captures(api, 1)[0]
+    q = entry["request"]
+    assert q["raw_truncated"] is True and q["raw_size"] > len(big)  # the entry says so
+    assert len(base64.b64decode(q["raw"])) == 10 << 20
+    assert "raw_truncated" not in entry["response"]  # small: ngrok's shape, nothing added
+    st, _, body = call(api, "POST", "/api/requests/http", body={"id": entry["id"]})
     assert st == 400 and body["error_code"] == 109, body
 
 
