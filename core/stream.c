@@ -33,10 +33,12 @@ static void stream_free(bw_stream_t *s)
     free(s);
 }
 
-/* Free once the transport is released and no callback of ours is running. */
+/* Free once both ends let go: the owner closed it (until then the pointer
+ * is the owner's, whatever the transport did) and the transport is released,
+ * and no callback of ours is running. */
 void bw__stream_maybe_free(bw_stream_t *s)
 {
-    if (s->released && s->depth == 0 && !s->deferred)
+    if (s->closed && s->released && s->depth == 0 && !s->deferred)
         stream_free(s);
 }
 
@@ -318,7 +320,10 @@ int bw_stream_unread(bw_stream_t *s, const void *data, size_t len)
     return rc;
 }
 
-/* The transport is gone (handle closed / yamux stream freed). */
+/* The transport is gone (handle closed / yamux stream freed). A yamux
+ * stream goes on its own (reset by the peer, FIN both ways, session lost),
+ * before the owner closed it: the stream then stays, failed or ended, until
+ * bw_stream_close. */
 void bw__stream_released(bw_stream_t *s)
 {
     s->released = 1;
@@ -719,7 +724,10 @@ static void mux_on_drain(bw_mux_stream_t *ms, void *ud)
 static void mux_on_close(bw_mux_stream_t *ms, void *ud, int err)
 {
     bw_stream_t *s = ud;
-    as_mux(s)->ms = NULL; /* the engine frees it after this returns */
+    /* The engine frees ms after this returns, possibly long before the
+     * owner closes s (a peer's RST while a plugin is still connecting, or
+     * our FIN completing the close inside bw_stream_shutdown). */
+    as_mux(s)->ms = NULL;
     s->depth++;
     if (err)
         bw__stream_error(s, err);

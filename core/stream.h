@@ -5,6 +5,9 @@
  * Every stream shares one discipline, implemented once here:
  *  - callbacks run with a depth counter held, so the owner may close the
  *    stream from inside any of them; the memory goes once the stack unwinds;
+ *  - the owner's pointer stays valid until it calls bw_stream_close, even
+ *    when the transport ended first (a yamux stream reset by the peer, or
+ *    finished by our FIN after the peer's): writes then fail with BW_EPIPE;
  *  - bytes that arrive while the owner paused reading (read_stop) or before
  *    it installed callbacks are held and delivered, in order, on a later loop
  *    turn once reading resumes; a yamux stream credits its window only when

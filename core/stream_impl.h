@@ -5,8 +5,10 @@
  * A backend embeds struct bw_stream first in its own struct, fills `ops`,
  * and reports transport events through the bw__stream_* calls below with
  * s->depth held, then calls bw__stream_maybe_free(s). Once its transport is
- * gone it calls bw__stream_released(), after which the shared code frees
- * the whole allocation (free(s)) when no callback is running. */
+ * gone it calls bw__stream_released(). The shared code frees the whole
+ * allocation (free(s)) once the stream is both released and closed by its
+ * owner, and no callback is running: a transport that ends on its own (a
+ * yamux stream reset by the peer) never frees memory the owner still holds. */
 #ifndef BW_CORE_STREAM_IMPL_H
 #define BW_CORE_STREAM_IMPL_H
 
@@ -32,7 +34,7 @@ typedef struct bw__stream_ops {
     /* `len` bytes reached the owner (credit flow-control windows). */
     void (*consumed)(bw_stream_t *s, size_t len);
     /* Owner closed: release the transport; call bw__stream_released when
-     * it is safe to free. */
+     * it is gone (at once or later). Not called if it was released before. */
     void (*close)(bw_stream_t *s, int abort);
 } bw__stream_ops_t;
 
@@ -46,7 +48,7 @@ struct bw_stream {
     unsigned has_cbs : 1;
     unsigned reading : 1;  /* the owner wants on_read */
     unsigned closed : 1;   /* the owner called close: no more callbacks */
-    unsigned released : 1; /* the transport is gone: free when depth == 0 */
+    unsigned released : 1; /* the transport is gone: free once closed too */
     unsigned eof_held : 1; /* EOF arrived behind held input */
     unsigned failed : 1;   /* on_error delivered or pending */
     unsigned need_drain : 1;
@@ -60,9 +62,9 @@ void bw__stream_input(bw_stream_t *s, const uint8_t *data, size_t len);
 void bw__stream_eof(bw_stream_t *s);
 void bw__stream_error(bw_stream_t *s, int err);
 void bw__stream_drain(bw_stream_t *s);
-/* The transport is gone: free once no callback of ours is running. */
+/* The transport is gone: free once closed and no callback of ours runs. */
 void bw__stream_released(bw_stream_t *s);
-/* Free if released and idle; call after dropping s->depth. */
+/* Free if closed, released and idle; call after dropping s->depth. */
 void bw__stream_maybe_free(bw_stream_t *s);
 
 #endif /* BW_CORE_STREAM_IMPL_H */

@@ -424,6 +424,138 @@ static void mux_adapter_holds_input_while_paused(void **state)
     free(to_cli.buf);
 }
 
+/* ---- yamux adapter: the transport ends before the owner closes ---- */
+
+typedef struct mux_pair {
+    wire_t to_srv, to_cli;
+    bw_mux_t *cli, *srv;
+} mux_pair_t;
+
+static void mux_pair_open(mux_pair_t *p)
+{
+    bw_mux_config_t cc, sc;
+    bw_mux_config_default(&cc, 1);
+    bw_mux_config_default(&sc, 0);
+    bw_mux_callbacks_t ccb = {.send = wire_send, .send_queued = wire_queued};
+    bw_mux_callbacks_t scb = {.send = wire_send, .send_queued = wire_queued, .on_stream = on_stream};
+    memset(p, 0, sizeof *p);
+    p->cli = bw_mux_new(&cc, &ccb, &p->to_srv);
+    p->srv = bw_mux_new(&sc, &scb, &p->to_cli);
+    p->to_srv.peer = p->srv;
+    p->to_cli.peer = p->cli;
+    g_accepted = NULL;
+}
+
+static void mux_pair_close(mux_pair_t *p)
+{
+    pump(&p->to_srv, &p->to_cli);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(bw_mux_stream_count(p->srv), 0);
+    assert_int_equal(bw_mux_stream_count(p->cli), 0);
+    bw_mux_free(p->cli);
+    bw_mux_free(p->srv);
+    free(p->to_srv.buf);
+    free(p->to_cli.buf);
+}
+
+typedef struct watcher {
+    sink_t k;
+    int errors, err;
+} watcher_t;
+
+static void watcher_read(bw_stream_t *s, void *ud, const void *data, size_t len)
+{
+    sink_read(s, &((watcher_t *)ud)->k, data, len);
+}
+
+static void watcher_eof(bw_stream_t *s, void *ud)
+{
+    ((watcher_t *)ud)->k.eof = 1;
+}
+
+static void watcher_error(bw_stream_t *s, void *ud, int err)
+{
+    watcher_t *w = ud;
+    w->errors++;
+    w->err = err;
+}
+
+static const bw_stream_cbs_t watcher_cbs = {
+    .struct_size = sizeof(bw_stream_cbs_t),
+    .on_read = watcher_read,
+    .on_eof = watcher_eof,
+    .on_error = watcher_error,
+};
+
+/* What the agent sees when a public client sends a few bytes and resets
+ * while the plugin is still connecting to its local service: the yamux
+ * stream is reset and freed before the plugin installed callbacks. The
+ * plugin's pointer must stay valid; it learns of the reset once it reads. */
+static void mux_stream_outlives_peer_reset_before_callbacks(void **state)
+{
+    mux_pair_t p;
+    mux_pair_open(&p);
+    bw_mux_stream_t *ms = bw_mux_stream_open(p.cli);
+    assert_int_equal(bw_mux_stream_write(ms, "partial", 7), 0);
+    pump(&p.to_srv, &p.to_cli);
+    bw_stream_t *s = g_accepted;
+    assert_non_null(s);
+    bw_mux_stream_reset(ms); /* the client's RST, forwarded by the edge */
+    pump(&p.to_srv, &p.to_cli);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(bw_mux_stream_count(p.srv), 0); /* the engine let go */
+
+    /* The local connect completes: the plugin starts using the stream. */
+    watcher_t w = {0};
+    bw_stream_set_callbacks(s, &watcher_cbs, &w);
+    assert_int_equal(bw_stream_write(s, "x", 1), BW_EPIPE);
+    assert_int_equal(bw_stream_shutdown(s), BW_EPIPE);
+    assert_int_equal(bw_stream_queued(s), 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(w.k.got, 7);
+    assert_string_equal(w.k.first, "partial");
+    assert_int_equal(w.errors, 1);
+    assert_int_equal(w.err, BW_ECONNRESET);
+    bw_stream_close(s, 1);
+    mux_pair_close(&p);
+}
+
+/* The peer's data and FIN arrive while the owner paused reading (its other
+ * side is slow), so the EOF is held; the owner half-closes, and our FIN
+ * completes the yamux close inside bw_stream_shutdown. The stream must
+ * still deliver what it holds, then take the owner's close. */
+static void mux_stream_outlives_fin_both_ways_inside_shutdown(void **state)
+{
+    mux_pair_t p;
+    mux_pair_open(&p);
+    bw_mux_stream_t *ms = bw_mux_stream_open(p.cli);
+    assert_int_equal(bw_mux_stream_write(ms, "hi", 2), 0);
+    pump(&p.to_srv, &p.to_cli);
+    bw_stream_t *s = g_accepted;
+    assert_non_null(s);
+    watcher_t w = {0};
+    bw_stream_set_callbacks(s, &watcher_cbs, &w);
+    bw_stream_read_stop(s);
+    assert_int_equal(bw_mux_stream_write(ms, " there", 6), 0);
+    assert_int_equal(bw_mux_stream_shutdown(ms), 0);
+    pump(&p.to_srv, &p.to_cli);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(w.k.got, 0);
+    assert_false(w.k.eof);
+
+    assert_int_equal(bw_stream_shutdown(s), 0); /* finishes the yamux stream */
+    assert_int_equal(bw_mux_stream_count(p.srv), 0);
+    assert_int_equal(bw_stream_write(s, "x", 1), BW_EPIPE);
+    bw_stream_read_start(s);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(w.k.got, 8);
+    assert_string_equal(w.k.first, "hi there");
+    assert_true(w.k.eof);
+    assert_int_equal(w.errors, 0);
+    bw_stream_close(s, 0);
+    mux_pair_close(&p); /* our FIN reaches the client: ms is finished too */
+}
+
 static int setup(void **state)
 {
     uv_loop_init(&loop);
@@ -444,6 +576,8 @@ int main(void)
         cmocka_unit_test(join_bounds_memory_when_reader_stalls),
         cmocka_unit_test(connect_refused_reports_once),
         cmocka_unit_test(mux_adapter_holds_input_while_paused),
+        cmocka_unit_test(mux_stream_outlives_peer_reset_before_callbacks),
+        cmocka_unit_test(mux_stream_outlives_fin_both_ways_inside_shutdown),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
