@@ -21,6 +21,8 @@ static struct {
 } g;
 
 static void stream_flush_input(bw_stream_t *s);
+static int cork_init(uv_loop_t *loop);
+static void cork_done(void);
 
 static void stream_free(bw_stream_t *s)
 {
@@ -95,13 +97,15 @@ int bw_stream_loop_init(uv_loop_t *loop)
     g.loop = loop;
     /* Only active while deliveries are pending, so it never holds the
      * loop open by itself. */
-    return uv_idle_init(loop, &g.idle);
+    int rc = uv_idle_init(loop, &g.idle);
+    return rc < 0 ? rc : cork_init(loop);
 }
 
 void bw_stream_loop_done(void)
 {
     if (g.loop && !uv_is_closing((uv_handle_t *)&g.idle))
         uv_close((uv_handle_t *)&g.idle, NULL);
+    cork_done();
 }
 
 uv_loop_t *bw_stream_loop(void)
@@ -343,6 +347,12 @@ typedef struct tcp_stream {
         uv_pipe_t pipe;
     } h;
     size_t queued;
+    /* Small writes of one loop turn, sent as one write when the turn's
+     * callbacks are done (see "Write coalescing" below). */
+    char *cork;
+    size_t cork_len, cork_cap;
+    struct tcp_stream *cork_next, *cork_prev;
+    unsigned corked : 1; /* on the cork list */
     unsigned is_pipe : 1;
     unsigned shut : 1;
     unsigned linger : 1; /* closing once the queue drains */
@@ -438,11 +448,10 @@ static void tcp_write_done(uv_write_t *req, int status)
     bw__stream_maybe_free(s);
 }
 
-static int tcp_write(bw_stream_t *s, const void *data, size_t len)
+/* Send data[len] now: straight to the socket when nothing is queued, the
+ * rest (or all of it) through a write request. Returns 0 or a libuv error. */
+static int tcp_send(tcp_stream_t *t, const void *data, size_t len)
 {
-    tcp_stream_t *t = as_tcp(s);
-    if (t->shut)
-        return BW_EPIPE;
     size_t off = 0;
     if (t->queued == 0) {
         /* Most writes fit in the socket buffer: no copy, no request. */
@@ -469,12 +478,155 @@ static int tcp_write(bw_stream_t *s, const void *data, size_t len)
         return rc;
     }
     t->queued += rest;
-    return t->queued >= BW_STREAM_HWM ? BW_EAGAIN : 0;
+    return 0;
+}
+
+/* ---- Write coalescing ----
+ * A proxy turn often writes one message in pieces (a response head, then its
+ * body; several yamux frames for one stream). Writes below CORK_MAX wait in
+ * the stream's cork buffer until the loop turn's callbacks are done: the
+ * check handle (after I/O callbacks) and the prepare handle (before the loop
+ * blocks, for writes made by timers and idle work) send each corked stream
+ * with one system call. Nothing waits past the current turn. */
+#define CORK_MAX (16u * 1024u)
+
+static struct {
+    tcp_stream_t *head;
+    uv_check_t check;
+    uv_prepare_t prepare;
+    int init;
+} cork;
+
+static void cork_unlink(tcp_stream_t *t)
+{
+    if (!t->corked)
+        return;
+    if (t->cork_prev)
+        t->cork_prev->cork_next = t->cork_next;
+    else
+        cork.head = t->cork_next;
+    if (t->cork_next)
+        t->cork_next->cork_prev = t->cork_prev;
+    t->cork_next = t->cork_prev = NULL;
+    t->corked = 0;
+}
+
+static void cork_drop(tcp_stream_t *t)
+{
+    cork_unlink(t);
+    free(t->cork);
+    t->cork = NULL;
+    t->cork_len = t->cork_cap = 0;
+}
+
+/* Send what `t` has corked. Returns 0 or a libuv error. */
+static int cork_flush(tcp_stream_t *t)
+{
+    cork_unlink(t);
+    if (t->cork_len == 0)
+        return 0;
+    int rc = tcp_send(t, t->cork, t->cork_len);
+    /* An idle connection holds no buffer. */
+    free(t->cork);
+    t->cork = NULL;
+    t->cork_len = t->cork_cap = 0;
+    return rc;
+}
+
+static void cork_run(void)
+{
+    tcp_stream_t *t;
+    /* Streams corked by callbacks run here join the list and are sent too. */
+    while ((t = cork.head)) {
+        bw_stream_t *s = &t->base;
+        s->depth++;
+        int rc = cork_flush(t);
+        if (rc < 0)
+            bw__stream_error(s, rc);
+        else if (t->queued <= BW_STREAM_LWM)
+            bw__stream_drain(s); /* a corked EAGAIN that never reached libuv */
+        s->depth--;
+        bw__stream_maybe_free(s);
+    }
+    uv_check_stop(&cork.check);
+    uv_prepare_stop(&cork.prepare);
+}
+
+static void cork_check(uv_check_t *h)
+{
+    (void)h;
+    cork_run();
+}
+
+static void cork_prepare(uv_prepare_t *h)
+{
+    (void)h;
+    cork_run();
+}
+
+static int cork_init(uv_loop_t *loop)
+{
+    int rc = uv_check_init(loop, &cork.check);
+    if (rc == 0)
+        rc = uv_prepare_init(loop, &cork.prepare);
+    cork.init = rc == 0;
+    return rc;
+}
+
+static void cork_done(void)
+{
+    if (!cork.init)
+        return;
+    cork.init = 0;
+    uv_close((uv_handle_t *)&cork.check, NULL);
+    uv_close((uv_handle_t *)&cork.prepare, NULL);
+}
+
+static int cork_append(tcp_stream_t *t, const void *data, size_t len)
+{
+    if (t->cork_len + len > t->cork_cap) {
+        size_t cap = t->cork_cap ? t->cork_cap * 2 : 4096;
+        while (cap < t->cork_len + len)
+            cap *= 2;
+        char *p = realloc(t->cork, cap);
+        if (!p)
+            return BW_ENOMEM;
+        t->cork = p;
+        t->cork_cap = cap;
+    }
+    memcpy(t->cork + t->cork_len, data, len);
+    t->cork_len += len;
+    if (!t->corked) {
+        t->corked = 1;
+        t->cork_prev = NULL;
+        t->cork_next = cork.head;
+        if (cork.head)
+            cork.head->cork_prev = t;
+        cork.head = t;
+        uv_check_start(&cork.check, cork_check);
+        uv_prepare_start(&cork.prepare, cork_prepare);
+    }
+    return 0;
+}
+
+static int tcp_write(bw_stream_t *s, const void *data, size_t len)
+{
+    tcp_stream_t *t = as_tcp(s);
+    int rc;
+    if (t->shut)
+        return BW_EPIPE;
+    if (len < CORK_MAX && t->queued == 0 && t->cork_len + len <= BW_STREAM_HWM)
+        rc = cork_append(t, data, len);
+    else if ((rc = cork_flush(t)) == 0)
+        rc = tcp_send(t, data, len);
+    if (rc < 0)
+        return rc;
+    return t->queued + t->cork_len >= BW_STREAM_HWM ? BW_EAGAIN : 0;
 }
 
 static size_t tcp_queued(bw_stream_t *s)
 {
-    return as_tcp(s)->queued;
+    return as_tcp(s)->queued + as_tcp(s)->cork_len;
 }
 
 static void tcp_shutdown_done(uv_shutdown_t *req, int status)
@@ -487,10 +639,13 @@ static int tcp_shutdown(bw_stream_t *s)
     tcp_stream_t *t = as_tcp(s);
     if (t->shut)
         return 0;
+    int rc = cork_flush(t); /* the FIN goes after every byte */
+    if (rc < 0)
+        return rc;
     uv_shutdown_t *req = malloc(sizeof *req);
     if (!req)
         return BW_ENOMEM;
-    int rc = uv_shutdown(req, (uv_stream_t *)&t->h, tcp_shutdown_done);
+    rc = uv_shutdown(req, (uv_stream_t *)&t->h, tcp_shutdown_done);
     if (rc < 0) {
         free(req);
         return rc;
@@ -503,6 +658,8 @@ static void tcp_close(bw_stream_t *s, int abort)
 {
     tcp_stream_t *t = as_tcp(s);
     tcp_read_ctl(s, 0);
+    if (abort || cork_flush(t) < 0)
+        cork_drop(t);
     if (!abort && t->queued > 0) {
         t->linger = 1; /* tcp_write_done closes when the queue empties */
         return;

@@ -556,6 +556,120 @@ static void mux_stream_outlives_fin_both_ways_inside_shutdown(void **state)
     mux_pair_close(&p); /* our FIN reaches the client: ms is finished too */
 }
 
+/* ---- write coalescing: small writes of one turn, in order, with drain ---- */
+
+typedef struct burst {
+    uv_tcp_t server;
+    bw_stream_t *s;
+    size_t sent, total;
+    int eagain_before_drain, drained, done, timed_out;
+} burst_t;
+
+typedef struct reader {
+    int port;
+    size_t total;
+    int ok;
+} reader_t;
+
+static uint8_t pattern_at(size_t i)
+{
+    return (uint8_t)(i * 131u + (i >> 9));
+}
+
+static void *reader_main(void *arg)
+{
+    reader_t *r = arg;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)r->port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+        return NULL;
+    uint8_t buf[65536];
+    size_t got = 0;
+    ssize_t n;
+    r->ok = 1;
+    while ((n = read(fd, buf, sizeof buf)) > 0) {
+        for (ssize_t i = 0; i < n; i++)
+            if (buf[i] != pattern_at(got + (size_t)i))
+                r->ok = 0;
+        got += (size_t)n;
+    }
+    r->ok = r->ok && got == r->total;
+    close(fd);
+    return NULL;
+}
+
+/* Write 64-byte pieces until the stream says stop (or all is written).
+ * 64 divides the high-water mark, so the cork buffer alone reaches it and
+ * pushes back before libuv has queued anything: the path where only the
+ * cork flush can deliver on_drain. */
+static void burst_fill(burst_t *b)
+{
+    uint8_t piece[64];
+    while (b->sent < b->total) {
+        size_t n = b->total - b->sent < sizeof piece ? b->total - b->sent : sizeof piece;
+        for (size_t i = 0; i < n; i++)
+            piece[i] = pattern_at(b->sent + i);
+        int rc = bw_stream_write(b->s, piece, n);
+        assert_true(rc == 0 || rc == BW_EAGAIN);
+        b->sent += n;
+        if (rc == BW_EAGAIN) {
+            b->eagain_before_drain += !b->drained;
+            return; /* on_drain continues */
+        }
+    }
+    bw_stream_close(b->s, 0); /* flushes, then FIN */
+    b->done = 1;
+}
+
+static void burst_drain(bw_stream_t *s, void *ud)
+{
+    burst_t *b = ud;
+    b->drained++;
+    burst_fill(b);
+}
+
+static void burst_conn(uv_stream_t *server, int status)
+{
+    static const bw_stream_cbs_t cbs = {.struct_size = sizeof cbs, .on_drain = burst_drain};
+    burst_t *b = (burst_t *)server;
+    b->s = bw_stream_tcp_new();
+    assert_int_equal(uv_accept(server, (uv_stream_t *)bw_stream_tcp_handle(b->s)), 0);
+    bw_stream_tcp_ready(b->s);
+    bw_stream_set_callbacks(b->s, &cbs, b);
+    bw_stream_read_stop(b->s);
+    burst_fill(b); /* all in this one loop turn until the stream pushes back */
+}
+
+static void burst_timeout(uv_timer_t *t)
+{
+    burst_t *b = t->data;
+    b->timed_out = b->done = 1; /* a lost on_drain would stall forever */
+}
+
+static void small_writes_coalesce_in_order_and_drain(void **state)
+{
+    burst_t b = {.total = 8u << 20};
+    reader_t r = {.port = listen_on(&b.server, burst_conn), .total = b.total};
+    pthread_t th;
+    uv_timer_t watchdog;
+    uv_timer_init(&loop, &watchdog);
+    watchdog.data = &b;
+    uv_timer_start(&watchdog, burst_timeout, 20000, 0);
+    pthread_create(&th, NULL, reader_main, &r);
+    run_until(&b.done);
+    uv_close((uv_handle_t *)&watchdog, NULL);
+    assert_false(b.timed_out);
+    uv_close((uv_handle_t *)&b.server, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT); /* the close flushes, the reader sees EOF */
+    pthread_join(th, NULL);
+    assert_true(r.ok);
+    /* The corked bytes alone reached the high-water mark: the writer was
+     * stopped and resumed by on_drain, not left waiting forever. */
+    assert_true(b.eagain_before_drain >= 1);
+    assert_true(b.drained >= 1);
+}
+
 static int setup(void **state)
 {
     uv_loop_init(&loop);
@@ -573,6 +687,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(join_forwards_byte_exact_with_half_close),
+        cmocka_unit_test(small_writes_coalesce_in_order_and_drain),
         cmocka_unit_test(join_bounds_memory_when_reader_stalls),
         cmocka_unit_test(connect_refused_reports_once),
         cmocka_unit_test(mux_adapter_holds_input_while_paused),
