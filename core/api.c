@@ -131,37 +131,6 @@ out:
 
 /* --- Prometheus --- */
 
-typedef struct textbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} textbuf_t;
-
-static void tb_printf(textbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void tb_printf(textbuf_t *b, const char *fmt, ...)
-{
-    for (int tries = 0; tries < 2 && !b->oom; tries++) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            return;
-        if ((size_t)n < b->cap - b->len) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = (b->cap + (size_t)n + 1) * 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-}
-
 /* Label values escape backslash, quote and newline (exposition format). */
 static void label_value(const char *in, char *out, size_t len)
 {
@@ -183,12 +152,12 @@ typedef struct prom_row {
 /* Prometheus wants every sample of a family together, so print family by
  * family over all rows. `off` picks the value out of a snapshot; the header
  * is printed when `help` is given. */
-static void prom_family(textbuf_t *b, const prom_row_t *rows, size_t n, const char *name,
+static void prom_family(bw_buf_t *b, const prom_row_t *rows, size_t n, const char *name,
                         const char *type, const char *help, int http, size_t off, double scale,
                         const char *extra)
 {
     if (help)
-        tb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+        bw_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
     for (size_t i = 0; i < n; i++) {
         const bw_metric_snapshot_t *s = http ? &rows[i].http : &rows[i].conns;
         double v;
@@ -198,7 +167,7 @@ static void prom_family(textbuf_t *b, const prom_row_t *rows, size_t n, const ch
             v = (double)s->gauge;
         else
             memcpy(&v, (const char *)s + off, sizeof v);
-        tb_printf(b, "%s{%s%s} %.17g\n", name, rows[i].label, extra, v / scale);
+        bw_buf_printf(b, "%s{%s%s} %.17g\n", name, rows[i].label, extra, v / scale);
     }
 }
 
@@ -222,7 +191,7 @@ char *bw_api_prometheus(bw_agent_t *a, uint64_t now_ns)
     };
     size_t n = bw_agent_tunnel_count(a) + 1;
     prom_row_t *rows = calloc(n, sizeof *rows);
-    textbuf_t b = {0};
+    bw_buf_t b = {0};
     char esc[600], name[64], help[128];
     if (!rows)
         return NULL;
@@ -245,7 +214,7 @@ char *bw_api_prometheus(bw_agent_t *a, uint64_t now_ns)
             snprintf(name, sizeof name, "burrow_%s_%s", kind, fields[f].suffix);
             if (fields[f].help) {
                 snprintf(help, sizeof help, fields[f].help, what);
-                tb_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, fields[f].type);
+                bw_buf_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, fields[f].type);
             }
             prom_family(&b, rows, n, name, NULL, NULL, http, fields[f].off, fields[f].scale,
                         fields[f].extra);

@@ -7,35 +7,7 @@
 #include <strings.h>
 
 #include "replay.h"
-
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} buf_t;
-
-static void put(buf_t *b, const void *data, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n > b->cap) {
-        size_t cap = (b->len + n) * 2 + 256;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, data, n);
-    b->len += n;
-}
-
-static void puts_(buf_t *b, const char *s)
-{
-    put(b, s, strlen(s));
-}
+#include "util.h"
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -280,15 +252,15 @@ static int dropped(line_t l, const json_t *headers, int new_body)
     return 0;
 }
 
-static void put_header(buf_t *b, const char *name, const json_t *v)
+static void put_header(bw_buf_t *b, const char *name, const json_t *v)
 {
-    puts_(b, name);
-    puts_(b, ": ");
-    put(b, json_string_value(v), json_string_length(v));
-    puts_(b, "\r\n");
+    bw_buf_puts(b, name);
+    bw_buf_puts(b, ": ");
+    bw_buf_put(b, json_string_value(v), json_string_length(v));
+    bw_buf_puts(b, "\r\n");
 }
 
-static void put_new_headers(buf_t *b, const json_t *headers, int new_body)
+static void put_new_headers(bw_buf_t *b, const json_t *headers, int new_body)
 {
     const char *k;
     json_t *v, *item;
@@ -304,24 +276,24 @@ static void put_new_headers(buf_t *b, const json_t *headers, int new_body)
     }
 }
 
-static void put_line(buf_t *b, line_t l)
+static void put_line(bw_buf_t *b, line_t l)
 {
-    put(b, l.p, l.len);
+    bw_buf_put(b, l.p, l.len);
 }
 
 static int rebuild(const parsed_t *pr, const json_t *mods, const char *body, size_t body_len,
-                   int new_body, buf_t *b)
+                   int new_body, bw_buf_t *b)
 {
     const json_t *m = json_object_get(mods, "method"), *u = json_object_get(mods, "uri");
     const json_t *headers = json_object_get(mods, "headers");
     char cl[48];
     int skipping = 0;
-    m ? puts_(b, json_string_value(m)) : put_line(b, pr->method);
-    puts_(b, " ");
-    u ? puts_(b, json_string_value(u)) : put_line(b, pr->uri);
-    puts_(b, " ");
+    m ? bw_buf_puts(b, json_string_value(m)) : put_line(b, pr->method);
+    bw_buf_puts(b, " ");
+    u ? bw_buf_puts(b, json_string_value(u)) : put_line(b, pr->uri);
+    bw_buf_puts(b, " ");
     put_line(b, pr->proto);
-    puts_(b, "\r\n");
+    bw_buf_puts(b, "\r\n");
     for (size_t i = 0; i < pr->n; i++) {
         line_t l = pr->lines[i];
         /* A continuation line (obs-fold) belongs to the header above it. */
@@ -330,15 +302,15 @@ static int rebuild(const parsed_t *pr, const json_t *mods, const char *body, siz
         if (skipping)
             continue;
         put_line(b, l);
-        puts_(b, "\r\n");
+        bw_buf_puts(b, "\r\n");
     }
     put_new_headers(b, headers, new_body);
     if (new_body) {
         snprintf(cl, sizeof cl, "Content-Length: %zu\r\n", body_len);
-        puts_(b, cl);
+        bw_buf_puts(b, cl);
     }
-    puts_(b, "\r\n");
-    put(b, body, body_len);
+    bw_buf_puts(b, "\r\n");
+    bw_buf_put(b, body, body_len);
     return b->oom ? BW_ENOMEM : 0;
 }
 
@@ -346,7 +318,7 @@ int bw_replay_modify(const void *raw, size_t len, const json_t *mods, void **out
                      char *err, size_t errlen)
 {
     parsed_t pr;
-    buf_t b = {0};
+    bw_buf_t b = {0};
     unsigned char *decoded = NULL;
     *out = NULL;
     *outlen = 0;

@@ -224,3 +224,48 @@ int bw_fmt(char *buf, size_t len, const char *fmt, ...)
     va_end(ap);
     return (n < 0 || (size_t)n >= len) ? BW_EMSGSIZE : 0;
 }
+
+/* Room for `n` more bytes (and a NUL), or oom. */
+static int buf_reserve(bw_buf_t *b, size_t n)
+{
+    if (b->oom)
+        return -1;
+    if (b->len + n < b->cap)
+        return 0;
+    size_t cap = (b->len + n + 1) * 2 + 256;
+    char *np = realloc(b->p, cap);
+    if (!np) {
+        b->oom = 1;
+        return -1;
+    }
+    b->p = np;
+    b->cap = cap;
+    return 0;
+}
+
+void bw_buf_put(bw_buf_t *b, const void *data, size_t n)
+{
+    if (buf_reserve(b, n) == 0) {
+        memcpy(b->p + b->len, data, n);
+        b->len += n;
+    }
+}
+
+void bw_buf_puts(bw_buf_t *b, const char *s)
+{
+    bw_buf_put(b, s, strlen(s));
+}
+
+void bw_buf_printf(bw_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || buf_reserve(b, (size_t)n) != 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}

@@ -52,4 +52,18 @@ char *bw_strdup(const char *s);
  * output did not fit (buf is still NUL-terminated). */
 int bw_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* A growable byte buffer for building text. Appends never fail loudly: on
+ * ENOMEM the buffer sets `oom`, ignores later appends, and the caller checks
+ * `oom` once at the end. Start from {0}; the caller frees `p`. `p` is
+ * NUL-terminated after bw_buf_printf, not after bw_buf_put. */
+typedef struct bw_buf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} bw_buf_t;
+
+void bw_buf_put(bw_buf_t *b, const void *data, size_t n);
+void bw_buf_puts(bw_buf_t *b, const char *s);
+void bw_buf_printf(bw_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 #endif /* BW_CORE_UTIL_H */
