@@ -447,7 +447,7 @@ int bw_hrw_feed(bw_hrw_t *r, const char *data, size_t len)
 const char *bw_hrw_out(const bw_hrw_t *r, size_t *len)
 {
     *len = r->out_len;
-    return r->out;
+    return r->out ? r->out : ""; /* never NULL: callers memcpy and offset it */
 }
 
 size_t bw_hrw_heads(const bw_hrw_t *r)
