@@ -350,7 +350,7 @@ typedef struct tcp_stream {
     /* Small writes of one loop turn, sent as one write when the turn's
      * callbacks are done (see "Write coalescing" below). */
     char *cork;
-    size_t cork_len, cork_cap;
+    size_t cork_len;
     struct tcp_stream *cork_next, *cork_prev;
     unsigned corked : 1; /* on the cork list */
     unsigned is_pipe : 1;
@@ -484,7 +484,8 @@ static int tcp_send(tcp_stream_t *t, const void *data, size_t len)
 /* ---- Write coalescing ----
  * A proxy turn often writes one message in pieces (a response head, then its
  * body; several yamux frames for one stream). Writes below CORK_MAX wait in
- * the stream's cork buffer until the loop turn's callbacks are done: the
+ * the stream's cork buffer (at most CORK_MAX bytes; a write that would
+ * overflow it sends the buffer first) until the loop turn's callbacks are done: the
  * check handle (after I/O callbacks) and the prepare handle (before the loop
  * blocks, for writes made by timers and idle work) send each corked stream
  * with one system call. Nothing waits past the current turn. */
@@ -516,7 +517,7 @@ static void cork_drop(tcp_stream_t *t)
     cork_unlink(t);
     free(t->cork);
     t->cork = NULL;
-    t->cork_len = t->cork_cap = 0;
+    t->cork_len = 0;
 }
 
 /* Send what `t` has corked. Returns 0 or a libuv error. */
@@ -529,7 +530,7 @@ static int cork_flush(tcp_stream_t *t)
     /* An idle connection holds no buffer. */
     free(t->cork);
     t->cork = NULL;
-    t->cork_len = t->cork_cap = 0;
+    t->cork_len = 0;
     return rc;
 }
 
@@ -543,8 +544,6 @@ static void cork_run(void)
         int rc = cork_flush(t);
         if (rc < 0)
             bw__stream_error(s, rc);
-        else if (t->queued <= BW_STREAM_LWM)
-            bw__stream_drain(s); /* a corked EAGAIN that never reached libuv */
         s->depth--;
         bw__stream_maybe_free(s);
     }
@@ -584,15 +583,11 @@ static void cork_done(void)
 
 static int cork_append(tcp_stream_t *t, const void *data, size_t len)
 {
-    if (t->cork_len + len > t->cork_cap) {
-        size_t cap = t->cork_cap ? t->cork_cap * 2 : 4096;
-        while (cap < t->cork_len + len)
-            cap *= 2;
-        char *p = realloc(t->cork, cap);
-        if (!p)
+    if (!t->cork) {
+        /* At most CORK_MAX: a bulk stream's writes go straight out, so the
+         * buffer stays a small, cheap allocation. */
+        if (!(t->cork = malloc(CORK_MAX)))
             return BW_ENOMEM;
-        t->cork = p;
-        t->cork_cap = cap;
     }
     memcpy(t->cork + t->cork_len, data, len);
     t->cork_len += len;
@@ -615,7 +610,7 @@ static int tcp_write(bw_stream_t *s, const void *data, size_t len)
     int rc;
     if (t->shut)
         return BW_EPIPE;
-    if (len < CORK_MAX && t->queued == 0 && t->cork_len + len <= BW_STREAM_HWM)
+    if (t->queued == 0 && t->cork_len + len <= CORK_MAX)
         rc = cork_append(t, data, len);
     else if ((rc = cork_flush(t)) == 0)
         rc = tcp_send(t, data, len);
