@@ -32,6 +32,7 @@ typedef struct agent_tunnel {
     /* A twin binds after its leader, asking for the leader's host name
      * (spec §2.2: "X" and "X (http)" share one host). */
     struct agent_tunnel *leader;
+    int waits; /* has a leader that has not been bound yet */
     int bound;
     int ever_bound;
     bw_agent_bind_cb cb;    /* first bind's outcome goes here, once */
@@ -133,7 +134,7 @@ static int send_bind(bw_agent_t *a, agent_tunnel_t *at)
 /* Bind `at` now unless it is a twin still waiting for its leader's host. */
 static void try_bind(bw_agent_t *a, agent_tunnel_t *at)
 {
-    if (at->leader && !*at->hostname)
+    if (at->waits)
         return;
     send_bind(a, at);
 }
@@ -200,8 +201,10 @@ static int take_leader_host(agent_tunnel_t *f, const agent_tunnel_t *leader)
 static void bind_followers(bw_agent_t *a, agent_tunnel_t *at)
 {
     for (agent_tunnel_t *f = a->tunnels; f; f = f->next)
-        if (f->leader == at && !f->bound && !f->req_id[0] && take_leader_host(f, at) == 0)
+        if (f->leader == at && f->waits && take_leader_host(f, at) == 0) {
+            f->waits = 0;
             send_bind(a, f);
+        }
 }
 
 /* The leader `at` was refused: twins that were waiting for it fail too. */
@@ -209,7 +212,7 @@ static void refuse_followers(bw_agent_t *a, agent_tunnel_t *at, const char *err)
 {
     agent_tunnel_t *f = a->tunnels;
     while (f) {
-        if (f->leader == at && !f->bound && f->cb && !*f->hostname) {
+        if (f->leader == at && f->waits && f->cb) {
             tunnel_refused(a, f, BW_EACCES, err);
             f = a->tunnels; /* the list changed */
             continue;
@@ -218,12 +221,20 @@ static void refuse_followers(bw_agent_t *a, agent_tunnel_t *at, const char *err)
     }
 }
 
-/* `at` is going away: its twins carry on alone. */
+/* `at` is going away: its twins carry on alone; one still waiting for it
+ * binds now on what it asked for itself. */
 static void forget_leader(bw_agent_t *a, agent_tunnel_t *at)
 {
-    for (agent_tunnel_t *f = a->tunnels; f; f = f->next)
-        if (f->leader == at)
-            f->leader = NULL;
+    for (agent_tunnel_t *f = a->tunnels; f; f = f->next) {
+        if (f->leader != at)
+            continue;
+        f->leader = NULL;
+        if (f->waits) {
+            f->waits = 0;
+            if (a->authed && a->ctl && !f->bound && !f->req_id[0])
+                send_bind(a, f);
+        }
+    }
 }
 
 static void on_bind_resp(bw_agent_t *a, const json_t *m)
@@ -233,8 +244,15 @@ static void on_bind_resp(bw_agent_t *a, const json_t *m)
     for (at = a->tunnels; at; at = at->next)
         if (!at->bound && strcmp(at->req_id, req) == 0)
             break;
-    if (!at)
-        return; /* the tunnel was removed meanwhile */
+    if (!at) {
+        /* Removed while its Bind was in flight: give the address back. */
+        const char *id = bw_msg_str(m, "tunnel_id");
+        json_t *u = !*err && *id && a->ctl ? bw_msg_unbind(id) : NULL;
+        if (u)
+            bw_link_send_msg(a->ctl, u);
+        json_decref(u);
+        return;
+    }
     at->req_id[0] = '\0';
     if (*err) {
         bw_log(BW_LOG_ERROR, "failed to start tunnel", "obj", "tunnels", "name", at->t->name,
@@ -387,13 +405,21 @@ static void session_lost(bw_agent_t *a)
     a->ctl = NULL;
     a->authed = 0;
     bw_frame_reader_free(&a->ctl_reader);
-    for (agent_tunnel_t *at = a->tunnels, *next; at; at = next) {
-        next = at->next;
+    for (agent_tunnel_t *at = a->tunnels; at; at = at->next) {
         at->bound = 0;
         at->req_id[0] = '\0';
-        if (at->cb)
-            tunnel_refused(a, at, BW_ECONNABORTED,
-                           "the session to the edge closed before the tunnel was bound");
+    }
+    /* A refusal's callback may remove other tunnels: rescan after each. */
+    agent_tunnel_t *at = a->tunnels;
+    while (at) {
+        if (!at->cb) {
+            at = at->next;
+            continue;
+        }
+        forget_leader(a, at);
+        tunnel_refused(a, at, BW_ECONNABORTED,
+                       "the session to the edge closed before the tunnel was bound");
+        at = a->tunnels;
     }
     if (!a->stopping)
         schedule_reconnect(a);
@@ -744,7 +770,7 @@ int bw_agent_add_tunnel(bw_agent_t *a, const bw_tunnel_spec_t *spec, bw_agent_bi
         if (at->leader && at->leader->ever_bound)
             take_leader_host(at, at->leader);
         else if (at->leader)
-            at->hostname[0] = '\0'; /* wait for the leader's host */
+            at->waits = 1; /* bind_followers sends it on the leader's host */
     }
     /* Appended: the API lists tunnels in the order they were started. */
     agent_tunnel_t **tail = &a->tunnels;

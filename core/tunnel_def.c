@@ -8,9 +8,11 @@
  * `bind_tls: false` / `schemes: [http]` only "X" over http. The twin binds
  * first (ngrok logs it first) and the https tunnel follows on its host. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tunnel_def.h"
+#include "host.h"
 #include "util.h"
 
 #define SCHEME_HTTP 0x1u
@@ -93,11 +95,34 @@ static void twin_bound(void *ud, int status, const char *err, bw_tunnel_t *t)
     (void)t;
 }
 
+/* The caller's callback for the https tunnel of a pair started together:
+ * when that one is refused, its twin goes too, so the definition either
+ * runs whole or leaves nothing behind (and can be started again). */
+typedef struct pair {
+    bw_agent_t *a;
+    bw_agent_bind_cb cb;
+    void *ud;
+    char twin[];
+} pair_t;
+
+static void pair_bound(void *ud, int status, const char *err, bw_tunnel_t *t)
+{
+    pair_t *p = ud;
+    /* Only a twin that did bind is removed here: a refused one is already
+     * on its way out (and may be the tunnel being handled right now). */
+    bw_tunnel_t *twin = status < 0 ? bw_agent_find_tunnel(p->a, p->twin) : NULL;
+    if (twin && twin->public_url && *twin->public_url)
+        bw_agent_remove_tunnel(p->a, p->twin);
+    p->cb(p->ud, status, err, t);
+    free(p);
+}
+
 static int add_twins(bw_agent_t *a, const char *name, json_t *def, bw_agent_bind_cb cb, void *ud,
                      char *err, size_t errlen)
 {
     char twin[512], addrbuf[32];
     bw_tunnel_spec_t spec;
+    pair_t *p = NULL;
     if (bw_fmt(twin, sizeof twin, "%s (http)", name) != 0) {
         snprintf(err, errlen, "tunnel name is too long");
         return BW_EINVAL;
@@ -106,15 +131,27 @@ static int add_twins(bw_agent_t *a, const char *name, json_t *def, bw_agent_bind
         snprintf(err, errlen, "tunnel \"%s\" already exists", name);
         return BW_EEXIST;
     }
+    if (cb) {
+        if (!(p = malloc(sizeof *p + strlen(twin) + 1))) {
+            snprintf(err, errlen, "out of memory");
+            return BW_ENOMEM;
+        }
+        *p = (pair_t){.a = a, .cb = cb, .ud = ud};
+        strcpy(p->twin, twin);
+    }
     spec_from_def(&spec, twin, "http", def, addrbuf, sizeof addrbuf);
     int rc = bw_agent_add_tunnel(a, &spec, cb ? twin_bound : NULL, NULL, err, errlen);
-    if (rc < 0)
+    if (rc < 0) {
+        free(p);
         return rc;
+    }
     spec_from_def(&spec, name, "https", def, addrbuf, sizeof addrbuf);
     spec.follows = twin;
-    rc = bw_agent_add_tunnel(a, &spec, cb, ud, err, errlen);
-    if (rc < 0)
+    rc = bw_agent_add_tunnel(a, &spec, p ? pair_bound : NULL, p, err, errlen);
+    if (rc < 0) {
+        free(p);
         bw_agent_remove_tunnel(a, twin);
+    }
     return rc;
 }
 

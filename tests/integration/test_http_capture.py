@@ -436,3 +436,55 @@ class ServerCloser:
     def close(self):
         self.srv.shutdown()
         self.srv.server_close()
+
+
+@pytest.mark.deadline(90)
+def test_https_client_that_half_closes_gets_the_whole_slow_response(http_edge, start_agent,
+                                                                     servers):
+    """A client sends its request, half-closes and reads slowly: the edge
+    keeps the TLS connection open while bytes still move, instead of
+    cutting the response after a fixed linger."""
+    body = os.urandom(4 << 20)
+    local = RecordingServer(body=body)
+    servers.append(local)
+    agent, api, urls = start_http(start_agent, http_edge, local.port,
+                                  extra=["--inspect=false"])
+    _, host, port = split_url(urls["command_line"])
+    ctx = ssl.create_default_context(cafile=http_edge.ca)
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 << 10)  # small window: bytes
+    raw.settimeout(H.t(30))                                        # wait at the edge
+    raw.connect(("127.0.0.1", port))
+    s = ctx.wrap_socket(raw, server_hostname=host)
+    s.sendall(b"GET /big HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % host.encode())
+    socket.socket.shutdown(s, socket.SHUT_WR)  # TCP half-close under the TLS layer
+    got = bytearray()
+    while True:
+        chunk = s.recv(16 << 10)
+        if not chunk:
+            break
+        got += chunk
+        time.sleep(0.02)  # ~0.8 MB/s: 5 s for 4 MiB, longer than any fixed linger
+    s.close()
+    assert got.endswith(body), (len(got), len(body))
+
+
+def test_refused_https_twin_takes_its_http_twin_with_it(start_edge, start_agent, local, echo):
+    """An edge without an https listener refuses the https tunnel of a pair
+    after the http one bound: the API answers 502 and nothing is left
+    behind, so the name can be started again."""
+    edge = start_edge(extra=["--http-addr", "127.0.0.1:0", "--https-addr", "false"])
+    agent = start_agent(echo.port, edge, extra=["--web-addr", "127.0.0.1:0"])
+    agent.wait_tunnel()
+    api = web_addr(agent)
+    st, _, body = call(api, "POST", "/api/tunnels",
+                       body={"name": "web", "proto": "http", "addr": local.port})
+    assert st == 502 and body["error_code"] == 103, body
+    assert "https" in body["details"]["err"]
+    st, _, body = call(api, "GET", "/api/tunnels")
+    assert [t["name"] for t in body["tunnels"]] == ["command_line"]
+    st, _, one = call(api, "POST", "/api/tunnels", body={
+        "name": "web", "proto": "http", "addr": local.port, "bind_tls": False})
+    assert st == 201 and one["public_url"].startswith("http://"), one
+    st, _, _ = request(one["public_url"])
+    assert st == 200
