@@ -12,6 +12,7 @@
 
 #define DRAIN_MS  5000 /* how long an error answer waits for the response before it */
 #define LINGER_MS 2000 /* reading after an error answer, so no RST eats it */
+#define FLUSH_POLL_MS 50 /* https, both sides done: is the queue empty yet? */
 
 static void answer(hconn_t *c, int status, const char *text);
 
@@ -113,16 +114,37 @@ void bw__hconn_close(hconn_t *c, int abort)
     uv_close((uv_handle_t *)&c->timer, timer_closed);
 }
 
-/* Close once nothing more can flow, after queued bytes left (TLS drops
- * what is queued on close, so it lingers a little first). */
+/* Close once nothing more can flow, after queued bytes left. TLS drops
+ * what is queued on close, so an https connection waits for its queue to
+ * empty, for as long as the client keeps taking bytes (T_FLUSH), and gives
+ * up after LINGER_MS without progress. */
 static void conn_done(hconn_t *c)
 {
-    if (c->tls && pub_queued(c) > 0 && !c->lingering) {
+    if (c->tkind == T_FLUSH)
+        return; /* already waiting for the queue; flush_poll closes */
+    if (c->tls && pub_queued(c) > 0) {
         c->lingering = 1;
-        arm(c, T_LINGER, LINGER_MS);
+        c->flush_left = pub_queued(c);
+        c->flush_idle_ms = 0;
+        arm(c, T_FLUSH, FLUSH_POLL_MS);
         return;
     }
     bw__hconn_close(c, 0);
+}
+
+static void flush_poll(hconn_t *c)
+{
+    size_t left = pub_queued(c);
+    if (left == 0) {
+        bw__hconn_close(c, 0);
+        return;
+    }
+    c->flush_idle_ms = left < c->flush_left ? 0 : c->flush_idle_ms + FLUSH_POLL_MS;
+    c->flush_left = left;
+    if (c->flush_idle_ms >= LINGER_MS)
+        bw__hconn_close(c, 0); /* the client stopped reading */
+    else
+        arm(c, T_FLUSH, FLUSH_POLL_MS);
 }
 
 static void on_timer(uv_timer_t *h)
@@ -148,6 +170,9 @@ static void on_timer(uv_timer_t *h)
     case T_IDLE:
     case T_LINGER:
         bw__hconn_close(c, 0);
+        break;
+    case T_FLUSH:
+        flush_poll(c);
         break;
     default:
         break;
@@ -255,8 +280,15 @@ static void agent_eof(bw_stream_t *s, void *ud)
         return;
     }
     pub_shutdown(c);
-    if (c->client_eof || c->lingering)
+    if (c->client_eof || c->lingering) {
         conn_done(c);
+        return;
+    }
+    /* Half-closed towards the client (e.g. an upgraded connection the
+     * service ended): a client that never closes its side is dropped after
+     * the idle time instead of holding the connection forever. */
+    if (c->tkind == T_NONE)
+        arm(c, T_IDLE, c->he->idle_ms);
 }
 
 static void agent_drain(bw_stream_t *s, void *ud)

@@ -11,7 +11,7 @@
 #include "tls.h"
 #include "util.h"
 
-enum { T_HEAD, T_IDLE, T_DRAIN, T_LINGER, T_NONE };
+enum { T_HEAD, T_IDLE, T_DRAIN, T_LINGER, T_FLUSH, T_NONE };
 
 typedef struct hconn hconn_t;
 
@@ -45,6 +45,8 @@ struct hconn {
     char client[BW_ADDRSTRLEN], ip[BW_ADDRSTRLEN], sni[256];
     char tunnel_id[BW_TUNNEL_ID_LEN], host[BW_HRW_HOSTLEN];
     int status; /* the error answer waiting for the agent's response */
+    size_t flush_left;      /* T_FLUSH: TLS bytes queued at the last poll */
+    uint64_t flush_idle_ms; /* T_FLUSH: how long they have not moved */
     char text[320];
     unsigned client_eof : 1, agent_eof : 1, closing : 1, draining : 1, lingering : 1;
     unsigned pub_paused : 1, agent_paused : 1, shut : 1;

@@ -95,6 +95,13 @@ static const bw_tls_cbs_t tls_cbs = {
  * Listeners
  * ------------------------------------------------------------------------- */
 
+/* Upgraded connections have no idle limit (a quiet WebSocket is fine), so
+ * TCP keepalive is what notices a client that vanished without FIN/RST. */
+static int keepalive(uv_tcp_t *h)
+{
+    return uv_tcp_keepalive(h, 1, 60);
+}
+
 static void on_public(uv_stream_t *server, int status)
 {
     listener_t *l = BW_CONTAINER_OF(server, listener_t, tcp);
@@ -116,6 +123,7 @@ static void on_public(uv_stream_t *server, int status)
         int len = sizeof ss;
         char peer[BW_ADDRSTRLEN] = "";
         if (uv_accept(server, (uv_stream_t *)bw_tls_tcp(c->tls)) != 0 ||
+            keepalive(bw_tls_tcp(c->tls)) != 0 ||
             uv_tcp_getpeername(bw_tls_tcp(c->tls), (struct sockaddr *)&ss, &len) != 0 ||
             !bw_sockaddr_str((struct sockaddr *)&ss, peer, sizeof peer) ||
             bw__hconn_start(c, peer) != 0 || bw_tls_start(c->tls) != 0)
@@ -127,7 +135,8 @@ static void on_public(uv_stream_t *server, int status)
         bw__hconn_close(c, 1);
         return;
     }
-    if (uv_accept(server, (uv_stream_t *)bw_stream_tcp_handle(c->tcp)) != 0) {
+    if (uv_accept(server, (uv_stream_t *)bw_stream_tcp_handle(c->tcp)) != 0 ||
+        keepalive(bw_stream_tcp_handle(c->tcp)) != 0) {
         bw__hconn_close(c, 1);
         return;
     }
