@@ -388,12 +388,34 @@ static int save_authtoken(const cli_t *c, const char *token)
     return 0;
 }
 
+/* Option values only a plugin understands (CIDRs, header rules, ...), with
+ * the plugins this agent would load; a proto without a plugin here is left
+ * to `burrow start`. Returns 0, or 1 after printing the first error. */
+static int check_definitions(const bw_config_t *cfg)
+{
+    char err[512];
+    int rc = 0;
+    bw_registry_t *reg = bw_registry_new(bw_host_table());
+    if (!reg)
+        return fail("out of memory");
+    bw_registry_load_default(reg);
+    for (size_t i = 0; i < cfg->n_tunnels && rc == 0; i++) {
+        const bw_config_tunnel_t *t = &cfg->tunnels[i];
+        if (bw_definition_check(reg, t->name, t->def, err, sizeof err) < 0)
+            rc = fail("%s:%d: %s", t->file, t->line, err);
+    }
+    bw_registry_free(reg);
+    return rc;
+}
+
 static int cmd_config(const cli_t *c, const bw_config_t *cfg, const char *used)
 {
     const char *sub = c->n_words > 1 ? c->words[1] : "";
     if (strcmp(sub, "check") == 0) {
         if (cfg->n_files == 0)
             return fail("no config file found (looked for the default path; pass --config)");
+        if (check_definitions(cfg) != 0)
+            return 1;
         for (size_t i = 0; i < cfg->n_files; i++)
             printf("Valid configuration file at %s\n", cfg->files[i]);
         return 0;

@@ -174,3 +174,21 @@ int bw_agent_add_definition(bw_agent_t *a, const char *name, json_t *def, bw_age
     spec_from_def(&spec, name, proto, def, addrbuf, sizeof addrbuf);
     return bw_agent_add_tunnel(a, &spec, cb, ud, err, errlen);
 }
+
+int bw_definition_check(bw_registry_t *reg, const char *name, json_t *def, char *err,
+                        size_t errlen)
+{
+    const char *proto = json_string_value(json_object_get(def, "proto"));
+    const bw_loaded_plugin_t *p = proto ? bw_registry_find(reg, proto) : NULL;
+    bw_conf_t conf;
+    if (!p)
+        return 0; /* no such plugin here: `burrow start` says so */
+    int rc = bw_conf_build(p->desc.options, def, 0, &conf, err, errlen);
+    if (rc < 0)
+        return rc;
+    bw_error_t e = {{0}};
+    if (p->desc.validate && (rc = p->desc.validate(p->state, &conf, name, &e)) < 0)
+        snprintf(err, errlen, "%s", e.msg);
+    bw_conf_free(&conf);
+    return rc < 0 ? rc : 0;
+}

@@ -403,7 +403,13 @@ def test_invalid_options_are_refused(start_edge, procs, tmp_path, options, expec
 def test_config_check_refuses_http_errors(tmp_path):
     cases = [("bind_tls: sometimes", "specifies invalid 'bind_tls'"),
              ("hostname: a.example\n    subdomain: a",
-              "must not specify both hostname and subdomain.")]
+              "must not specify both hostname and subdomain."),
+             # values only the plugin understands: checked by the plugin, with file:line
+             ("ip_restriction:\n      allow_cidrs: [10.0.0.0/33]",
+              "c.yml:3: Tunnel web specifies an invalid CIDR in 'ip_restriction.allow_cidrs': "
+              "10.0.0.0/33"),
+             ("request_header:\n      add: [no-colon-here]",
+              "c.yml:3: Tunnel web specifies an invalid header in 'request_header.add'")]
     for extra, expected in cases:
         cfg = tmp_path / "c.yml"
         cfg.write_text('version: "2"\ntunnels:\n  web:\n    proto: http\n    addr: 80\n    %s\n'
@@ -412,6 +418,7 @@ def test_config_check_refuses_http_errors(tmp_path):
                            capture_output=True, text=True, timeout=20,
                            env=dict(os.environ, HOME=str(tmp_path)))
         assert r.returncode == 1 and expected in r.stderr, r.stderr
+        assert r.stdout == "", r.stdout
 
 
 def test_http_and_https_plugins_conform():
