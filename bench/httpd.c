@@ -347,14 +347,28 @@ static void *serve(void *arg)
     return NULL;
 }
 
+/* A decimal in [lo, hi], or -1. */
+static long parse_num(const char *s, long lo, long hi)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    return errno == 0 && end != s && *end == '\0' && v >= lo && v <= hi ? v : -1;
+}
+
 int main(int argc, char **argv)
 {
     int port = 0, threads = 2, opt;
     while ((opt = getopt(argc, argv, "p:t:")) != -1) {
+        long v = optarg ? parse_num(optarg, opt == 'p' ? 0 : 1, opt == 'p' ? 65535 : 64) : -1;
+        if ((opt == 'p' || opt == 't') && v < 0) {
+            fprintf(stderr, "%s: -%c wants a number, got '%s'\n", argv[0], opt, optarg);
+            return 2;
+        }
         if (opt == 'p')
-            port = atoi(optarg);
+            port = (int)v;
         else if (opt == 't')
-            threads = atoi(optarg);
+            threads = (int)v;
         else {
             fprintf(stderr, "usage: %s [-p PORT] [-t THREADS]\n", argv[0]);
             return 2;

@@ -132,12 +132,13 @@ static int add_twins(bw_agent_t *a, const char *name, json_t *def, bw_agent_bind
         return BW_EEXIST;
     }
     if (cb) {
-        if (!(p = malloc(sizeof *p + strlen(twin) + 1))) {
+        size_t n = strlen(twin) + 1;
+        if (!(p = malloc(sizeof *p + n))) {
             snprintf(err, errlen, "out of memory");
             return BW_ENOMEM;
         }
         *p = (pair_t){.a = a, .cb = cb, .ud = ud};
-        strcpy(p->twin, twin);
+        memcpy(p->twin, twin, n);
     }
     spec_from_def(&spec, twin, "http", def, addrbuf, sizeof addrbuf);
     int rc = bw_agent_add_tunnel(a, &spec, cb ? twin_bound : NULL, NULL, err, errlen);
