@@ -423,8 +423,7 @@ void bw__hconn_eof(hconn_t *c)
         conn_done(c);
         return;
     }
-    /* Both directions over: close. Shutting a yamux stream whose peer
-     * already ended would finish and free it under us. */
+    /* Both directions over: close (nothing is left to half-close). */
     if (c->agent_eof) {
         conn_done(c);
         return;

@@ -82,31 +82,15 @@ def _unquote_go(s, i):
                 out.append(_GO_SIMPLE_ESCAPES[e])
                 i += 2
                 continue
-            if e == "x" and i + 3 < n:
+            # \xHH, \uHHHH, \UHHHHHHHH (hex) and \OOO (octal): (start, length, base)
+            num = {"x": (2, 2, 16), "u": (2, 4, 16), "U": (2, 8, 16)}.get(e)
+            if num is None and e in "01234567":
+                num = (1, 3, 8)
+            if num is not None:
+                off, width, base = num
                 try:
-                    out.append(chr(int(s[i + 2:i + 4], 16)))
-                    i += 4
-                    continue
-                except ValueError:
-                    pass
-            if e == "u":
-                try:
-                    out.append(chr(int(s[i + 2:i + 6], 16)))
-                    i += 6
-                    continue
-                except ValueError:
-                    pass
-            if e == "U":
-                try:
-                    out.append(chr(int(s[i + 2:i + 10], 16)))
-                    i += 10
-                    continue
-                except ValueError:
-                    pass
-            if e in "01234567":
-                try:
-                    out.append(chr(int(s[i + 1:i + 4], 8)))
-                    i += 4
+                    out.append(chr(int(s[i + off:i + off + width], base)))
+                    i += off + width
                     continue
                 except ValueError:
                     pass
@@ -739,19 +723,24 @@ class EchoServer(_Server):
 
     def handle(self, conn):
         conn.settimeout(120)
-        n = 0
-        while True:
-            data = conn.recv(1 << 18)
-            if not data:
-                break
-            n += len(data)
-            conn.sendall(data)
+        n = echo_until_eof(conn)
         try:
             conn.shutdown(socket.SHUT_WR)
         except OSError:
             pass
         with self.lock:
             self.finished.append(n)
+
+
+def echo_until_eof(sock):
+    """Send back everything `sock` receives until EOF; returns the byte count."""
+    n = 0
+    while True:
+        data = sock.recv(1 << 18)
+        if not data:
+            return n
+        n += len(data)
+        sock.sendall(data)
 
 
 class BulkServer(_Server):

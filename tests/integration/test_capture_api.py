@@ -54,14 +54,7 @@ class TlsEcho(H._Server):
         s = self.ctx.wrap_socket(conn, server_side=True)
         self.alpn.append(s.selected_alpn_protocol())
         time.sleep(self.delay)  # let the agent's queue towards us fill up
-        n = 0
-        while True:
-            d = s.recv(1 << 18)
-            if not d:
-                break
-            n += len(d)
-            s.sendall(d)
-        self.done.append(n)
+        self.done.append(H.echo_until_eof(s))
         s.close()
 
 
