@@ -2,8 +2,10 @@
  * forwarding, half-close, backpressure bounds, and the yamux adapter's held
  * input and window crediting. Client traffic comes from a plain blocking
  * socket in a second thread, as a real peer would send it. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,6 +16,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -134,7 +137,27 @@ typedef struct client {
     unsigned pause_ms;
     int ok;
     size_t got;
+    atomic_int done; /* the thread finished (successfully or not) */
 } client_t;
+
+/* No blocking call of a client thread waits longer than this: a stalled
+ * proxy fails the test with a message instead of hanging it. */
+#define IO_TIMEOUT_S 60
+
+static int client_socket(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct timeval tv = {.tv_sec = IO_TIMEOUT_S};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
 
 static void *client_main(void *arg)
 {
@@ -142,10 +165,8 @@ static void *client_main(void *arg)
     uint8_t *out = malloc(c->n), *in = malloc(c->n);
     for (size_t i = 0; i < c->n; i++)
         out[i] = (uint8_t)(i * 2654435761u >> 13);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)c->port)};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+    int fd = client_socket(c->port);
+    if (fd < 0)
         goto out;
     /* Send in chunks, reading as we go so neither side deadlocks; during
      * the pause keep sending but read nothing, like a stalled client. */
@@ -180,20 +201,48 @@ static void *client_main(void *arg)
             break;
         if (r > 0)
             c->got += (size_t)r;
+        else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            break;
+        else if (sent == c->n)
+            break; /* a blocking recv timed out: the proxy stalled */
     }
     char extra;
     c->ok = c->got == c->n && memcmp(in, out, c->n) == 0 && recv(fd, &extra, 1, 0) == 0;
 out:
-    close(fd);
+    if (fd >= 0)
+        close(fd);
     free(out);
     free(in);
+    atomic_store(&c->done, 1);
     return NULL;
 }
 
-static void run_until(int *flag)
+static void guard_tick(uv_timer_t *t)
 {
-    while (!*flag)
+    (void)t; /* only wakes the loop so the deadline is checked */
+}
+
+/* Run the loop until *flag is set and, when `thread_done` is given, the
+ * client thread has finished too: a join that ended may still hold bytes
+ * for the client, which only a running loop delivers. Fails the test after
+ * IO_TIMEOUT_S instead of hanging. */
+static void run_until(const int *flag, atomic_int *thread_done, const char *what)
+{
+    uv_timer_t guard;
+    uv_timer_init(&loop, &guard);
+    uv_timer_start(&guard, guard_tick, 10, 10);
+    uint64_t deadline = uv_now(&loop) + IO_TIMEOUT_S * 1000u;
+    while (!*flag || (thread_done && !atomic_load(thread_done))) {
+        if (uv_now(&loop) > deadline) {
+            uv_close((uv_handle_t *)&guard, NULL);
+            fail_msg("still waiting after %d s for %s (loop flag %d, client thread %s)",
+                     IO_TIMEOUT_S, what, *flag,
+                     thread_done && !atomic_load(thread_done) ? "running" : "done");
+        }
         uv_run(&loop, UV_RUN_ONCE);
+    }
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
 }
 
 static void join_forwards_byte_exact_with_half_close(void **state)
@@ -206,7 +255,7 @@ static void join_forwards_byte_exact_with_half_close(void **state)
     client_t c = {.port = pport, .n = 8u << 20};
     pthread_t th;
     pthread_create(&th, NULL, client_main, &c);
-    run_until(&proxy.joins_done);
+    run_until(&proxy.joins_done, &c.done, "the join and the client to finish");
     pthread_join(th, NULL);
     assert_true(c.ok);
     assert_int_equal(proxy.last_err, 0);
@@ -250,7 +299,7 @@ static void join_bounds_memory_when_reader_stalls(void **state)
     uv_timer_start(&w.t, watch_tick, 1, 1);
     pthread_t th;
     pthread_create(&th, NULL, client_main, &c);
-    run_until(&proxy.joins_done);
+    run_until(&proxy.joins_done, &c.done, "the join and the stalled client to finish");
     pthread_join(th, NULL);
     assert_true(c.ok);
     /* High-water mark plus at most one read buffer beyond it. */
@@ -569,6 +618,7 @@ typedef struct reader {
     int port;
     size_t total;
     int ok;
+    atomic_int done;
 } reader_t;
 
 static uint8_t pattern_at(size_t i)
@@ -579,11 +629,11 @@ static uint8_t pattern_at(size_t i)
 static void *reader_main(void *arg)
 {
     reader_t *r = arg;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)r->port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+    int fd = client_socket(r->port);
+    if (fd < 0) {
+        atomic_store(&r->done, 1);
         return NULL;
+    }
     uint8_t buf[65536];
     size_t got = 0;
     ssize_t n;
@@ -599,6 +649,7 @@ static void *reader_main(void *arg)
     }
     r->ok = r->ok && got == r->total;
     close(fd);
+    atomic_store(&r->done, 1);
     return NULL;
 }
 
@@ -658,11 +709,12 @@ static void small_writes_coalesce_in_order_and_drain(void **state)
     watchdog.data = &b;
     uv_timer_start(&watchdog, burst_timeout, 20000, 0);
     pthread_create(&th, NULL, reader_main, &r);
-    run_until(&b.done);
+    run_until(&b.done, NULL, "the writer to finish");
     uv_close((uv_handle_t *)&watchdog, NULL);
     assert_false(b.timed_out);
     uv_close((uv_handle_t *)&b.server, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT); /* the close flushes, the reader sees EOF */
+    /* The close flushes, the reader sees EOF. */
+    run_until(&b.done, &r.done, "the reader to see everything");
     pthread_join(th, NULL);
     assert_true(r.ok);
     /* The writer was stopped and resumed by on_drain, not left waiting. */
