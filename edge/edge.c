@@ -69,6 +69,7 @@ struct bw_edge {
     char *domain, *tcp_addr;
     SSL_CTX *ctx;
     uv_tcp_t agents;
+    int agents_open; /* `agents` is initialised and must be closed */
     char *tokens[MAX_TOKENS];
     size_t n_tokens;
     edge_session_t *sessions;
@@ -753,24 +754,53 @@ static int setup_tls(bw_edge_t *e, char *err, size_t errlen)
     return e->ctx ? 0 : BW_EINVAL;
 }
 
-static int listen_agents(bw_edge_t *e, char *err, size_t errlen)
+/* The agent address as a socket address, refused when it is not loopback
+ * and no tokens are configured. Only checks: nothing is bound yet. */
+static int agent_addr_check(const bw_edge_config_t *cfg, struct sockaddr_storage *ss, char *err,
+                            size_t errlen)
 {
-    char host[256], bound[BW_ADDRSTRLEN];
+    char host[256];
     int port;
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    if (bw_split_hostport(e->cfg.agent_addr, host, sizeof host, &port) != 0 ||
-        bw_resolve(host, port, &ss) != 0) {
-        snprintf(err, errlen, "invalid agent address '%s'", e->cfg.agent_addr);
+    if (bw_split_hostport(cfg->agent_addr, host, sizeof host, &port) != 0 ||
+        bw_resolve(host, port, ss) != 0) {
+        snprintf(err, errlen, "invalid --agent-addr '%s' (expected host:port)", cfg->agent_addr);
         return BW_EINVAL;
     }
-    if (!bw_is_loopback_host(host[0] ? host : "127.0.0.1") && !e->cfg.auth_tokens) {
+    if (!bw_is_loopback_host(host[0] ? host : "127.0.0.1") && !cfg->auth_tokens) {
         snprintf(err, errlen, "refusing to accept agents on non-loopback address %s without "
-                              "--auth-tokens", e->cfg.agent_addr);
+                              "--auth-tokens", cfg->agent_addr);
         return BW_EACCES;
     }
-    uv_tcp_init(e->loop, &e->agents);
-    int rc = uv_tcp_bind(&e->agents, (struct sockaddr *)&ss, 0);
+    return 0;
+}
+
+int bw_edge_config_check(const bw_edge_config_t *cfg, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    int rc = agent_addr_check(cfg, &ss, err, errlen);
+    if (rc == 0)
+        rc = bw_http_edge_config_check(cfg, err, errlen);
+    if (rc == 0 && cfg->tcp_addr && bw_resolve(cfg->tcp_addr, 0, &ss) != 0) {
+        snprintf(err, errlen, "invalid --tcp-addr '%s' (expected an address)", cfg->tcp_addr);
+        rc = BW_EINVAL;
+    }
+    return rc;
+}
+
+static int listen_agents(bw_edge_t *e, char *err, size_t errlen)
+{
+    char bound[BW_ADDRSTRLEN];
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    int rc = agent_addr_check(&e->cfg, &ss, err, errlen);
+    if (rc != 0)
+        return rc;
+    if ((rc = uv_tcp_init(e->loop, &e->agents)) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", e->cfg.agent_addr, uv_strerror(rc));
+        return rc;
+    }
+    e->agents_open = 1;
+    rc = uv_tcp_bind(&e->agents, (struct sockaddr *)&ss, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&e->agents, 511, agent_conn);
     if (rc != 0) {
@@ -781,6 +811,12 @@ static int listen_agents(bw_edge_t *e, char *err, size_t errlen)
     bw_log(BW_LOG_INFO, "listening for agents", "obj", "edge", "addr",
            bw_sockaddr_str((struct sockaddr *)&ss, bound, sizeof bound), NULL);
     return 0;
+}
+
+static void close_agents(bw_edge_t *e)
+{
+    if (e->agents_open && !uv_is_closing((uv_handle_t *)&e->agents))
+        uv_close((uv_handle_t *)&e->agents, NULL);
 }
 
 bw_edge_t *bw_edge_new(uv_loop_t *loop, const bw_edge_config_t *cfg, char *err, size_t errlen)
@@ -794,27 +830,28 @@ bw_edge_t *bw_edge_new(uv_loop_t *loop, const bw_edge_config_t *cfg, char *err, 
     e->cfg = *cfg;
     e->domain = bw_strdup(cfg->domain ? cfg->domain : "localhost");
     e->tcp_addr = bw_strdup(cfg->tcp_addr ? cfg->tcp_addr : "127.0.0.1");
-    if (!e->domain || !e->tcp_addr)
+    if (!e->domain || !e->tcp_addr || !(e->hosts = bw_hosts_new())) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    /* Every setting is checked and every file loaded before the first
+     * listener opens: a refused setting never leaves a port half open. */
+    if (bw_edge_config_check(cfg, err, errlen) != 0)
         goto fail;
     if (cfg->auth_tokens && load_tokens(e, cfg->auth_tokens, err, errlen) != 0)
         goto fail;
     if (setup_tls(e, err, errlen) != 0)
         goto fail;
-    if (listen_agents(e, err, errlen) != 0) {
-        uv_close((uv_handle_t *)&e->agents, NULL);
-        uv_run(loop, UV_RUN_NOWAIT);
+    if (!(e->http = bw_http_edge_new(loop, e, cfg, err, errlen)))
         goto fail;
-    }
-    if (!(e->hosts = bw_hosts_new()) || !(e->http = bw_http_edge_new(loop, e, cfg, err, errlen))) {
-        if (!e->hosts)
-            snprintf(err, errlen, "out of memory");
-        uv_close((uv_handle_t *)&e->agents, NULL);
-        uv_run(loop, UV_RUN_NOWAIT);
+    if (listen_agents(e, err, errlen) != 0)
         goto fail;
-    }
     bw_hosts_on_gone(e->hosts, host_gone, e);
     return e;
 fail:
+    close_agents(e);
+    bw_http_edge_stop(e->http);
+    uv_run(loop, UV_RUN_NOWAIT);
     bw_edge_free(e);
     return NULL;
 }
@@ -824,7 +861,7 @@ void bw_edge_stop(bw_edge_t *e)
     if (e->stopping)
         return;
     e->stopping = 1;
-    uv_close((uv_handle_t *)&e->agents, NULL);
+    close_agents(e);
     bw_http_edge_stop(e->http);
     while (e->sessions)
         session_end(e->sessions, "edge shutting down");

@@ -31,8 +31,14 @@ typedef struct bw_edge_config {
     uint64_t http_idle_ms;           /* a public connection silent this long is closed */
 } bw_edge_config_t;
 
-/* Create the edge: certificates, token file, listeners. Returns NULL with
- * err[errlen] when anything is wrong (and logs it). */
+/* Check the settings without opening or creating anything: addresses parse
+ * and resolve, and a non-loopback agent listener has tokens. Returns 0, or
+ * < 0 with err[errlen] naming the flag and the value. */
+int bw_edge_config_check(const bw_edge_config_t *cfg, char *err, size_t errlen);
+
+/* Create the edge: settings checked, files loaded, then the listeners
+ * opened. Returns NULL with err[errlen] when anything is wrong, having
+ * closed whatever it opened. */
 bw_edge_t *bw_edge_new(uv_loop_t *loop, const bw_edge_config_t *cfg, char *err, size_t errlen);
 
 /* Close every listener and session; the loop then runs dry. */

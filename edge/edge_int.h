@@ -35,7 +35,10 @@ int bw__edge_http_open(bw_edge_t *e, int scheme, const char *host, const char *c
 
 typedef struct bw_http_edge bw_http_edge_t;
 
-/* Start the listeners cfg asks for (http_addr/https_addr; NULL or "" is
+/* Check --http-addr/--https-addr without binding. Returns 0 or < 0 with
+ * err[errlen]. */
+int bw_http_edge_config_check(const bw_edge_config_t *cfg, char *err, size_t errlen);
+/* Load the certificates, then start the listeners cfg asks for (http_addr/https_addr; NULL or "" is
  * off). Returns NULL with err[errlen] on failure. */
 bw_http_edge_t *bw_http_edge_new(uv_loop_t *loop, bw_edge_t *e, const bw_edge_config_t *cfg,
                                  char *err, size_t errlen);

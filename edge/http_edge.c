@@ -196,6 +196,27 @@ static int enabled(const char *addr)
     return addr && *addr && strcmp(addr, "false") != 0;
 }
 
+static int addr_check(const char *flag, const char *addr, char *err, size_t errlen)
+{
+    char host[256];
+    int port;
+    struct sockaddr_storage ss;
+    if (!enabled(addr))
+        return 0;
+    if (bw_split_hostport(addr, host, sizeof host, &port) != 0 ||
+        bw_resolve(host, port, &ss) != 0) {
+        snprintf(err, errlen, "invalid %s '%s' (expected host:port)", flag, addr);
+        return BW_EINVAL;
+    }
+    return 0;
+}
+
+int bw_http_edge_config_check(const bw_edge_config_t *cfg, char *err, size_t errlen)
+{
+    int rc = addr_check("--http-addr", cfg->http_addr, err, errlen);
+    return rc ? rc : addr_check("--https-addr", cfg->https_addr, err, errlen);
+}
+
 bw_http_edge_t *bw_http_edge_new(uv_loop_t *loop, bw_edge_t *e, const bw_edge_config_t *cfg,
                                  char *err, size_t errlen)
 {
@@ -208,14 +229,19 @@ bw_http_edge_t *bw_http_edge_new(uv_loop_t *loop, bw_edge_t *e, const bw_edge_co
     he->edge = e;
     he->header_ms = cfg->http_header_timeout_ms ? cfg->http_header_timeout_ms : 10000;
     he->idle_ms = cfg->http_idle_ms ? cfg->http_idle_ms : 90000;
-    if (enabled(cfg->http_addr) && listen_on(he, BW_SCHEME_HTTP, cfg->http_addr, err, errlen))
-        goto fail;
+    /* Certificates first: a file that does not load stops burrowd before
+     * any listener opens. */
     if (enabled(cfg->https_addr)) {
         he->certs = bw_certs_new(cfg->state_dir, cfg->domain ? cfg->domain : "localhost",
                                  cfg->host_certs, cfg->n_host_certs, err, errlen);
-        if (!he->certs || listen_on(he, BW_SCHEME_HTTPS, cfg->https_addr, err, errlen))
+        if (!he->certs)
             goto fail;
     }
+    if (enabled(cfg->http_addr) && listen_on(he, BW_SCHEME_HTTP, cfg->http_addr, err, errlen))
+        goto fail;
+    if (enabled(cfg->https_addr) &&
+        listen_on(he, BW_SCHEME_HTTPS, cfg->https_addr, err, errlen))
+        goto fail;
     return he;
 fail:
     bw_http_edge_stop(he);

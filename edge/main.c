@@ -159,10 +159,16 @@ int main(int argc, char **argv)
     int format = bw_log_parse_format(o.log_format ? o.log_format : "logfmt");
     if (level < 0 || format < 0 || bw_log_open(o.log ? o.log : "stdout", format, level) != 0) {
         fprintf(stderr, "ERROR:  invalid --log, --log-level or --log-format\n");
-        return 2;
+        return 1;
     }
+    /* Every invalid or refused setting is reported before anything is
+     * created or listens. */
     if (build_config(&cfg, state, sizeof state) != 0)
-        return 2;
+        return 1;
+    if (bw_edge_config_check(&cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "ERROR:  %s\n", err);
+        return 1;
+    }
     uv_loop_t *loop = uv_default_loop();
     bw_stream_loop_init(loop);
     edge = bw_edge_new(loop, &cfg, err, sizeof err);
