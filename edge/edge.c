@@ -17,7 +17,7 @@
 #include "hostnames.h"
 #include "link.h"
 #include "log.h"
-#include "proto.h"
+#include "control.h"
 #include "stream.h"
 #include "tls.h"
 #include "util.h"

@@ -1,5 +1,5 @@
 /* Feeds arbitrary bytes, as a client's request stream, to the real agent
- * API routes (core/api.c) on a socketless server: routing, tunnel-name
+ * API routes (core/api/api.c) on a socketless server: routing, tunnel-name
  * unescaping, query parsing and the JSON bodies of POST /api/tunnels and
  * POST /api/requests/http. The agent has no session, as before it connects,
  * so state-changing requests stop at their validation or at 503/104. */

@@ -1,4 +1,4 @@
-/* Drives the capture store (core/capture.c) with operations decoded from
+/* Drives the capture store (core/capture/capture.c) with operations decoded from
  * the input: begin/head/raw/req_state/end on up to eight live handles,
  * list/get/info/replay by live, ended and made-up ids, clear, all under a
  * small budget and per-entry cap so eviction of entries still being written

@@ -1,4 +1,4 @@
-/* Fuzz target for the config-file parser (core/config.c).
+/* Fuzz target for the config-file parser (core/config/config.c).
  *
  * The input is a YAML file parsed twice into the same config, as a second
  * --config file merged on top of the first, so the merge paths run too.

@@ -1,4 +1,4 @@
-/* Feeds bw_replay_modify (core/replay_mod.c) a captured request and a
+/* Feeds bw_replay_modify (core/agent/replay_mod.c) a captured request and a
  * modifications object from the input: the first NUL byte splits them; the
  * part before is the JSON when it parses, else one of a few fixed
  * modification sets picked by its first byte, so both the request parser

@@ -1,4 +1,4 @@
-/* Unit tests for core/capture.c: the JSON of captured requests (spec §2.5),
+/* Unit tests for core/capture/capture.c: the JSON of captured requests (spec §2.5),
  * ids, ordering, filters, the byte budget and eviction (including entries
  * still being written), truncation and replayability. Time is injected:
  * every start time is a literal. */

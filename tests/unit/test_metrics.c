@@ -1,4 +1,4 @@
-/* Unit tests for core/metrics.c: go-metrics' Timer semantics under a
+/* Unit tests for core/agent/metrics.c: go-metrics' Timer semantics under a
  * test-driven clock. Expected numbers are worked out by hand from the
  * go-metrics formulas (ewma.go, sample.go) in the comments next to them. */
 #include <setjmp.h>

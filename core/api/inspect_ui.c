@@ -1,4 +1,4 @@
-/* The web inspector's routes; the page itself is core/web/inspect.html,
+/* The web inspector's routes; the page itself is core/api/web/inspect.html,
  * embedded at build time. */
 #include "inspect_ui.h"
 

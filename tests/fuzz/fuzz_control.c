@@ -1,4 +1,4 @@
-/* Fuzz target for the control-protocol codec (core/proto.c).
+/* Fuzz target for the control-protocol codec (core/session/control.c).
  *
  * Input layout: the first two bytes seed the chunk sizes, the rest is a byte
  * stream fed through one bw_frame_reader in pieces of pseudo-random size, so
@@ -13,7 +13,7 @@
 
 #include <burrow/error.h>
 
-#include "proto.h"
+#include "control.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -26,7 +26,7 @@ static const char *const members[] = {
 #define CHECK(cond)                                                                        \
     do {                                                                                   \
         if (!(cond)) {                                                                     \
-            fprintf(stderr, "fuzz_proto: invariant failed at line %d: %s\n", __LINE__, #cond); \
+            fprintf(stderr, "fuzz_control: invariant failed at line %d: %s\n", __LINE__, #cond); \
             abort();                                                                       \
         }                                                                                  \
     } while (0)

@@ -13,7 +13,7 @@
 #include "host.h"
 #include "link.h"
 #include "log.h"
-#include "proto.h"
+#include "control.h"
 #include "stream.h"
 #include "tls.h"
 #include "util.h"

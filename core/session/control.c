@@ -2,7 +2,7 @@
  * validation and builders. docs/protocol.md is the specification; this file
  * only decides bytes and shapes, never session policy (what a peer does with
  * a valid message is link.c's business). */
-#include "proto.h"
+#include "control.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -7,8 +7,8 @@
  * frame and then carries raw bytes. docs/protocol.md is the full
  * specification.
  */
-#ifndef BW_CORE_PROTO_H
-#define BW_CORE_PROTO_H
+#ifndef BW_SESSION_CONTROL_H
+#define BW_SESSION_CONTROL_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -95,4 +95,4 @@ json_t *bw_msg_notice(const char *level, const char *text);
 json_t *bw_msg_conn(const char *tunnel_id, const char *client_addr, const char *edge_type,
                     const char *server_name);
 
-#endif /* BW_CORE_PROTO_H */
+#endif /* BW_SESSION_CONTROL_H */

@@ -55,7 +55,7 @@ uint64_t bw_link_rtt(bw_link_t *l);
  * see BW_ECONNABORTED). No on_closed follows. Safe from any callback. */
 void bw_link_close(bw_link_t *l, uint32_t code);
 
-/* Send one control message (a frame of proto.h) on `ms`. Returns 0 or < 0. */
+/* Send one control message (a frame of control.h) on `ms`. Returns 0 or < 0. */
 int bw_link_send_msg(bw_mux_stream_t *ms, json_t *msg);
 
 #endif /* BW_CORE_LINK_H */

@@ -1,4 +1,4 @@
-/* Unit tests for the control-protocol codec (core/proto.c). */
+/* Unit tests for the control-protocol codec (core/session/control.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,7 +11,7 @@
 
 #include <burrow/error.h>
 
-#include "proto.h"
+#include "control.h"
 
 #define ID_A "0123456789abcdef0123456789abcdef"
 

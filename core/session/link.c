@@ -7,7 +7,7 @@
 #include <burrow/error.h>
 
 #include "log.h"
-#include "proto.h"
+#include "control.h"
 #include "tls.h"
 #include "util.h"
 
