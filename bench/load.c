@@ -44,7 +44,7 @@
 #include <unistd.h>
 
 #define IO_TIMEOUT_S 5
-#define MAX_SAMPLES (1 << 20)
+#define MAX_SAMPLES  (1 << 20)
 
 static struct sockaddr_in target;
 static atomic_int stop;
@@ -270,8 +270,8 @@ static int cmd_get(const char *hosthdr, unsigned long long want, double seconds)
 {
     static char buf[256 * 1024];
     char req[512];
-    int len = snprintf(req, sizeof req, "GET /bulk?bytes=%llu HTTP/1.1\r\nHost: %s\r\n\r\n",
-                       want, hosthdr);
+    int len = snprintf(req, sizeof req, "GET /bulk?bytes=%llu HTTP/1.1\r\nHost: %s\r\n\r\n", want,
+                       hosthdr);
     int fd = dial();
     double t0 = now();
     size_t got = 0;
@@ -351,7 +351,8 @@ int main(int argc, char **argv)
     }
     if (argc >= 7 && strcmp(argv[1], "bulk") == 0) {
         resolve(argv[2], argv[3]);
-        return cmd_bulk((int)strtol(argv[4], NULL, 10), strtod(argv[5], NULL), strtod(argv[6], NULL));
+        return cmd_bulk((int)strtol(argv[4], NULL, 10), strtod(argv[5], NULL),
+                        strtod(argv[6], NULL));
     }
     if (argc >= 6 && strcmp(argv[1], "rate") == 0) {
         resolve(argv[2], argv[3]);

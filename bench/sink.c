@@ -29,7 +29,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define CHUNK (256 * 1024)
+#define CHUNK    (256 * 1024)
 #define ECHO_BUF (16 * 1024)
 
 enum mode { MODE_NEW, MODE_DISCHARGE, MODE_ECHO };
@@ -213,8 +213,12 @@ int main(int argc, char **argv)
     int port = 0, threads = 2, opt;
     while ((opt = getopt(argc, argv, "p:t:")) != -1) {
         switch (opt) {
-        case 'p': port = (int)strtol(optarg, NULL, 10); break;
-        case 't': threads = (int)strtol(optarg, NULL, 10); break;
+        case 'p':
+            port = (int)strtol(optarg, NULL, 10);
+            break;
+        case 't':
+            threads = (int)strtol(optarg, NULL, 10);
+            break;
         default:
             fprintf(stderr, "usage: %s [-p PORT] [-t THREADS]\n", argv[0]);
             return 2;
@@ -236,7 +240,8 @@ int main(int argc, char **argv)
         die("socket");
     int one = 1;
     setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (bind(listen_fd, (struct sockaddr *)&sa, sizeof sa) < 0)
         die("bind");

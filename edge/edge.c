@@ -13,16 +13,16 @@
 
 #include <openssl/crypto.h>
 
+#include "control.h"
 #include "edge_int.h"
 #include "hostnames.h"
 #include "link.h"
 #include "log.h"
-#include "control.h"
 #include "stream.h"
 #include "tls.h"
 #include "util.h"
 
-#define MAX_TOKENS 1024
+#define MAX_TOKENS     1024
 #define CLOSE_DELAY_MS 200 /* lets a refusal reach the agent before we hang up */
 
 typedef struct edge_session edge_session_t;
@@ -32,7 +32,7 @@ typedef struct edge_tunnel {
     char id[33];
     char url[320];
     int port;
-    int scheme; /* BW_SCHEME_* for http/https tunnels, -1 for tcp */
+    int scheme;        /* BW_SCHEME_* for http/https tunnels, -1 for tcp */
     uv_tcp_t listener; /* tcp tunnels only */
     struct edge_tunnel *next;
 } edge_tunnel_t;
@@ -152,8 +152,8 @@ static int listen_port(bw_edge_t *e, int port)
         return -errno;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    socklen_t len = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                             : sizeof(struct sockaddr_in);
+    socklen_t len =
+        ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 511) != 0) {
         int rc = -errno;
         close(fd);
@@ -219,8 +219,7 @@ int bw__edge_http_route(bw_edge_t *e, int scheme, const char *host,
 }
 
 int bw__edge_http_open(bw_edge_t *e, int scheme, const char *host, const char *client_addr,
-                       const char *server_name, char tunnel_id[BW_TUNNEL_ID_LEN],
-                       bw_stream_t **out)
+                       const char *server_name, char tunnel_id[BW_TUNNEL_ID_LEN], bw_stream_t **out)
 {
     int held;
     edge_tunnel_t *t = bw_hosts_find(e->hosts, host, scheme, uv_now(e->loop), &held);
@@ -347,8 +346,8 @@ static int bind_tcp_port(edge_session_t *s, const char *remote_addr, int *port_o
             return BW_EINVAL;
         }
         if (port < lo || port > hi) {
-            snprintf(err, errlen, "remote address port %d is outside this edge's range %d-%d",
-                     port, lo, hi);
+            snprintf(err, errlen, "remote address port %d is outside this edge's range %d-%d", port,
+                     lo, hi);
             return BW_EINVAL;
         }
         if (port_available(e, s, port) != 0 || (fd = listen_port(e, port)) < 0) {
@@ -373,8 +372,8 @@ static int bind_tcp_port(edge_session_t *s, const char *remote_addr, int *port_o
 }
 
 /* An http/https tunnel: a hostname on that listener, no port of its own. */
-static int bind_http(edge_session_t *s, const json_t *m, int scheme, edge_tunnel_t **out,
-                     char *err, size_t errlen)
+static int bind_http(edge_session_t *s, const json_t *m, int scheme, edge_tunnel_t **out, char *err,
+                     size_t errlen)
 {
     bw_edge_t *e = s->e;
     int port = bw_http_edge_port(e->http, scheme);
@@ -389,11 +388,15 @@ static int bind_http(edge_session_t *s, const json_t *m, int scheme, edge_tunnel
         snprintf(err, errlen, "out of memory");
         return BW_ENOMEM;
     }
-    bw_host_req_t q = {
-        .domain = e->domain, .subdomain = bw_msg_str(m, "subdomain"),
-        .hostname = bw_msg_str(m, "hostname"), .scheme = scheme, .sess = s,
-        .client = s->client_id, .token = s->token ? s->token : "", .tunnel = t,
-        .now = uv_now(e->loop)};
+    bw_host_req_t q = {.domain = e->domain,
+                       .subdomain = bw_msg_str(m, "subdomain"),
+                       .hostname = bw_msg_str(m, "hostname"),
+                       .scheme = scheme,
+                       .sess = s,
+                       .client = s->client_id,
+                       .token = s->token ? s->token : "",
+                       .tunnel = t,
+                       .now = uv_now(e->loop)};
     int rc = bw_hosts_bind(e->hosts, &q, host, err, errlen);
     if (rc != 0) {
         free(t);
@@ -425,8 +428,10 @@ static int bind_tunnel(edge_session_t *s, const json_t *m, edge_tunnel_t **out, 
     if (strcmp(edge_type, "http") == 0 || strcmp(edge_type, "https") == 0)
         return bind_http(s, m, edge_type[4] == 's', out, err, errlen);
     if (strcmp(edge_type, "tcp") != 0) {
-        snprintf(err, errlen, "unsupported edge type \"%s\" (this edge serves tcp, http and "
-                              "https)", edge_type);
+        snprintf(err, errlen,
+                 "unsupported edge type \"%s\" (this edge serves tcp, http and "
+                 "https)",
+                 edge_type);
         return BW_ENOTSUP;
     }
     fd = bind_tcp_port(s, bw_msg_str(m, "remote_addr"), &port, err, errlen);
@@ -767,8 +772,10 @@ static int agent_addr_check(const bw_edge_config_t *cfg, struct sockaddr_storage
         return BW_EINVAL;
     }
     if (!bw_is_loopback_host(host[0] ? host : "127.0.0.1") && !cfg->auth_tokens) {
-        snprintf(err, errlen, "refusing to accept agents on non-loopback address %s without "
-                              "--auth-tokens", cfg->agent_addr);
+        snprintf(err, errlen,
+                 "refusing to accept agents on non-loopback address %s without "
+                 "--auth-tokens",
+                 cfg->agent_addr);
         return BW_EACCES;
     }
     return 0;

@@ -11,11 +11,11 @@
 typedef struct bw_edge bw_edge_t;
 
 typedef struct bw_edge_config {
-    const char *agent_addr;   /* "127.0.0.1:4443" */
-    const char *tcp_addr;     /* interface TCP tunnel ports bind on: "127.0.0.1" */
+    const char *agent_addr; /* "127.0.0.1:4443" */
+    const char *tcp_addr;   /* interface TCP tunnel ports bind on: "127.0.0.1" */
     int tcp_port_lo, tcp_port_hi;
-    const char *domain;       /* public domain for URLs: "localhost" */
-    const char *state_dir;    /* dev certificates */
+    const char *domain;    /* public domain for URLs: "localhost" */
+    const char *state_dir; /* dev certificates */
     const char *tls_cert, *tls_key;
     const char *auth_tokens;  /* file, or NULL */
     uint64_t grace_ms;        /* how long a lost session's addresses stay reserved */

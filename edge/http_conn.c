@@ -10,9 +10,9 @@
 #include "http_conn.h"
 #include "log.h"
 
-#define DRAIN_MS  5000 /* how long an error answer waits for the response before it */
-#define LINGER_MS 2000 /* reading after an error answer, so no RST eats it */
-#define FLUSH_POLL_MS 50 /* https, both sides done: is the queue empty yet? */
+#define DRAIN_MS      5000 /* how long an error answer waits for the response before it */
+#define LINGER_MS     2000 /* reading after an error answer, so no RST eats it */
+#define FLUSH_POLL_MS 50   /* https, both sides done: is the queue empty yet? */
 
 static void answer(hconn_t *c, int status, const char *text);
 

@@ -44,7 +44,7 @@ struct hconn {
     unsigned refs; /* the timer, and the TLS object */
     char client[BW_ADDRSTRLEN], ip[BW_ADDRSTRLEN], sni[256];
     char tunnel_id[BW_TUNNEL_ID_LEN], host[BW_HRW_HOSTLEN];
-    int status; /* the error answer waiting for the agent's response */
+    int status;             /* the error answer waiting for the agent's response */
     size_t flush_left;      /* T_FLUSH: TLS bytes queued at the last poll */
     uint64_t flush_idle_ms; /* T_FLUSH: how long they have not moved */
     char text[320];

@@ -239,8 +239,7 @@ bw_http_edge_t *bw_http_edge_new(uv_loop_t *loop, bw_edge_t *e, const bw_edge_co
     }
     if (enabled(cfg->http_addr) && listen_on(he, BW_SCHEME_HTTP, cfg->http_addr, err, errlen))
         goto fail;
-    if (enabled(cfg->https_addr) &&
-        listen_on(he, BW_SCHEME_HTTPS, cfg->https_addr, err, errlen))
+    if (enabled(cfg->https_addr) && listen_on(he, BW_SCHEME_HTTPS, cfg->https_addr, err, errlen))
         goto fail;
     return he;
 fail:

@@ -22,8 +22,10 @@ static struct {
 } o;
 
 static const bw_flag_t flags[] = {
-    {"agent-addr", BW_FLAG_STR, &o.agent_addr, "address agents connect to (default 127.0.0.1:4443)"},
-    {"tcp-addr", BW_FLAG_STR, &o.tcp_addr, "interface TCP tunnel ports bind on (default 127.0.0.1)"},
+    {"agent-addr", BW_FLAG_STR, &o.agent_addr,
+     "address agents connect to (default 127.0.0.1:4443)"},
+    {"tcp-addr", BW_FLAG_STR, &o.tcp_addr,
+     "interface TCP tunnel ports bind on (default 127.0.0.1)"},
     {"tcp-ports", BW_FLAG_STR, &o.tcp_ports, "port range for TCP tunnels (default 10000-10999)"},
     {"domain", BW_FLAG_STR, &o.domain, "domain of public URLs (default localhost)"},
     {"state-dir", BW_FLAG_STR, &o.state_dir,
@@ -141,8 +143,7 @@ int main(int argc, char **argv)
     char err[1024], state[1024];
     bw_edge_config_t cfg;
     signal(SIGPIPE, SIG_IGN);
-    if (bw_cli_parse(argc, argv, flags, BW_ARRAY_SIZE(flags), pos, &npos, 4, err, sizeof err) <
-        0) {
+    if (bw_cli_parse(argc, argv, flags, BW_ARRAY_SIZE(flags), pos, &npos, 4, err, sizeof err) < 0) {
         fprintf(stderr, "ERROR:  %s\n", err);
         return 2;
     }

@@ -25,7 +25,7 @@ BURROW_BUILD_PKGS=(
 BURROW_TEST_PKGS=(
     "${BURROW_BUILD_PKGS[@]}"
     python3-pytest golang-go golang-github-hashicorp-yamux-dev
-    clang libclang-rt-14-dev curl
+    clang libclang-rt-14-dev clang-format curl
 )
 
 if [[ -t 1 ]]; then

@@ -10,10 +10,10 @@
 
 #include "capture.h"
 #include "config.h"
+#include "control.h"
 #include "host.h"
 #include "link.h"
 #include "log.h"
-#include "control.h"
 #include "stream.h"
 #include "tls.h"
 #include "util.h"
@@ -35,7 +35,7 @@ typedef struct agent_tunnel {
     int waits; /* has a leader that has not been bound yet */
     int bound;
     int ever_bound;
-    bw_agent_bind_cb cb;    /* first bind's outcome goes here, once */
+    bw_agent_bind_cb cb; /* first bind's outcome goes here, once */
     void *cb_ud;
     struct agent_tunnel *next;
 } agent_tunnel_t;
@@ -60,7 +60,7 @@ struct bw_agent {
     agent_tunnel_t *tunnels;
     bw_capture_store_t *captures;
 
-    uv_timer_t retry;      /* reconnect backoff and connect timeout */
+    uv_timer_t retry; /* reconnect backoff and connect timeout */
     uint64_t backoff_ms;
     int stopping;
     int exit_code;
@@ -255,8 +255,8 @@ static void on_bind_resp(bw_agent_t *a, const json_t *m)
     }
     at->req_id[0] = '\0';
     if (*err) {
-        bw_log(BW_LOG_ERROR, "failed to start tunnel", "obj", "tunnels", "name", at->t->name,
-               "err", err, NULL);
+        bw_log(BW_LOG_ERROR, "failed to start tunnel", "obj", "tunnels", "name", at->t->name, "err",
+               err, NULL);
         refuse_followers(a, at, err);
         if (at->cb) {
             forget_leader(a, at);
@@ -478,8 +478,8 @@ static void on_ctl_msg(bw_agent_t *a, const json_t *m)
         on_bind_resp(a, m);
         break;
     case BW_MSG_NOTICE:
-        bw_log(BW_LOG_WARN, bw_msg_str(m, "msg"), "obj", "csess", "level",
-               bw_msg_str(m, "level"), NULL);
+        bw_log(BW_LOG_WARN, bw_msg_str(m, "msg"), "obj", "csess", "level", bw_msg_str(m, "level"),
+               NULL);
         break;
     default:
         break; /* UnbindResp needs no action; unknown types are ignored */
@@ -559,8 +559,8 @@ static void on_closed(bw_link_t *l, void *ud, int err, const char *reason)
         char retry[32];
         /* Go's duration format, as ngrok prints it: "2s", "1.5s". */
         snprintf(retry, sizeof retry, "%gs", (double)a->backoff_ms / 1000.0);
-        bw_log(BW_LOG_WARN, "failed to reconnect session", "obj", "csess", "err", reason,
-               "retry", retry, NULL);
+        bw_log(BW_LOG_WARN, "failed to reconnect session", "obj", "csess", "err", reason, "retry",
+               retry, NULL);
     }
 }
 
@@ -674,8 +674,9 @@ bw_agent_t *bw_agent_new(uv_loop_t *loop, bw_registry_t *reg, const bw_agent_con
             snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (bw_split_hostport(a->server_addr, a->server_host, sizeof a->server_host,
-                          &a->server_port) != 0 || !a->server_host[0]) {
+    if (bw_split_hostport(a->server_addr, a->server_host, sizeof a->server_host, &a->server_port) !=
+            0 ||
+        !a->server_host[0]) {
         snprintf(err, errlen, "invalid server address '%s' (expected host:port)", a->server_addr);
         goto fail;
     }
@@ -708,12 +709,12 @@ static int spec_addr(const bw_loaded_plugin_t *p, const bw_tunnel_spec_t *spec, 
     }
     /* ngrok's rules (§1.3), keyed by the plugin's public scheme: http and
      * https tunnels get URLs, the rest host:port. */
-    return bw_config_normalize_addr(p->desc.public_scheme, spec->addr, out, outlen, spec->name,
-                                    err, errlen);
+    return bw_config_normalize_addr(p->desc.public_scheme, spec->addr, out, outlen, spec->name, err,
+                                    errlen);
 }
 
-int bw_agent_add_tunnel(bw_agent_t *a, const bw_tunnel_spec_t *spec, bw_agent_bind_cb cb,
-                        void *ud, char *err, size_t errlen)
+int bw_agent_add_tunnel(bw_agent_t *a, const bw_tunnel_spec_t *spec, bw_agent_bind_cb cb, void *ud,
+                        char *err, size_t errlen)
 {
     char addr[1024];
     bw_conf_t conf;

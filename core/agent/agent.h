@@ -14,15 +14,15 @@
 typedef struct bw_agent bw_agent_t;
 
 typedef struct bw_agent_config {
-    const char *server_addr;   /* edge "host:port" */
+    const char *server_addr; /* edge "host:port" */
     const char *authtoken;
-    const char *root_cas;      /* PEM file, "trusted"/"host"/NULL for the system store */
-    uint64_t heartbeat_ms;     /* 10 s */
-    uint64_t tolerance_ms;     /* 15 s */
+    const char *root_cas;        /* PEM file, "trusted"/"host"/NULL for the system store */
+    uint64_t heartbeat_ms;       /* 10 s */
+    uint64_t tolerance_ms;       /* 15 s */
     uint64_t connect_timeout_ms; /* 10 s: TLS + auth must finish within it */
-    uint32_t max_window;       /* yamux receive window ceiling; 0 = default */
-    int64_t inspect_db_size;   /* capture store budget: 0 default, -1 disabled */
-    void (*on_stop)(void *ud); /* called once when the agent stops, for any reason */
+    uint32_t max_window;         /* yamux receive window ceiling; 0 = default */
+    int64_t inspect_db_size;     /* capture store budget: 0 default, -1 disabled */
+    void (*on_stop)(void *ud);   /* called once when the agent stops, for any reason */
     void *stop_ud;
 } bw_agent_config_t;
 
@@ -34,8 +34,8 @@ typedef struct bw_tunnel_spec {
     const char *remote_addr; /* tcp: requested public address */
     const char *subdomain;
     const char *hostname;
-    json_t *options;         /* the definition as JSON (borrowed) */
-    const char *follows;     /* twin: bind after this tunnel, on its host name */
+    json_t *options;     /* the definition as JSON (borrowed) */
+    const char *follows; /* twin: bind after this tunnel, on its host name */
 } bw_tunnel_spec_t;
 
 /* Create an agent. Returns NULL with err[errlen] on failure (bad CA file,
@@ -54,8 +54,8 @@ typedef void (*bw_agent_bind_cb)(void *ud, int status, const char *err, bw_tunne
  * makes the agent exit with status 1 (the command-line behaviour); with
  * `cb`, the first bind's outcome is reported once and a refused tunnel is
  * removed. Returns 0, BW_EEXIST for a duplicate name, or < 0 with err. */
-int bw_agent_add_tunnel(bw_agent_t *a, const bw_tunnel_spec_t *spec, bw_agent_bind_cb cb,
-                        void *ud, char *err, size_t errlen);
+int bw_agent_add_tunnel(bw_agent_t *a, const bw_tunnel_spec_t *spec, bw_agent_bind_cb cb, void *ud,
+                        char *err, size_t errlen);
 
 /* Stop a tunnel by name: unbinds it at the edge and stops its plugin side.
  * Returns 0 or BW_ENOENT. */

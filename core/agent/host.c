@@ -118,7 +118,8 @@ static json_t *coerce_list(const json_t *v)
             goto fail;
         return out;
     }
-    json_array_foreach(v, i, item) {
+    json_array_foreach(v, i, item)
+    {
         json_t *s = scalar_text(item);
         if (!s || json_array_append_new(out, s) != 0)
             goto fail;
@@ -190,7 +191,8 @@ static int conf_group(const bw_option_t *opts, const char *group, const json_t *
         snprintf(err, errlen, "option '%s' must be a map", group);
         return BW_EINVAL;
     }
-    json_object_foreach((json_t *)v, k, sub) {
+    json_object_foreach((json_t *)v, k, sub)
+    {
         snprintf(full, sizeof full, "%s.%s", group, k);
         const bw_option_t *o = find_option(opts, full);
         if (!o) {
@@ -216,7 +218,8 @@ int bw_conf_build(const bw_option_t *opts, const json_t *input, int strict, bw_c
     out->obj = json_object();
     if (!out->obj)
         return BW_ENOMEM;
-    json_object_foreach((json_t *)input, k, v) {
+    json_object_foreach((json_t *)input, k, v)
+    {
         const bw_option_t *o = find_option(opts, k);
         if (is_common_key(k) && !o)
             continue;
@@ -455,10 +458,10 @@ static int h_connect(bw_tunnel_t *t, const char *addr, uint32_t flags, bw_connec
     pc->t = t;
     pc->cb = cb;
     pc->ud = ud;
-    int rc = flags & BW_CONNECT_TLS
-                 ? bw_stream_tls_connect(host, port, (flags & BW_CONNECT_TLS_VERIFY) != 0,
-                                         connected, pc)
-                 : bw_stream_tcp_connect(host, port, connected, pc);
+    int rc =
+        flags & BW_CONNECT_TLS
+            ? bw_stream_tls_connect(host, port, (flags & BW_CONNECT_TLS_VERIFY) != 0, connected, pc)
+            : bw_stream_tcp_connect(host, port, connected, pc);
     if (rc < 0) {
         free(pc);
         return rc;

@@ -15,28 +15,28 @@
  * plugin's declarations (strings, booleans, integers, string arrays; dotted
  * keys address nested objects). */
 struct bw_conf {
-    json_t *obj;               /* owned */
-    const bw_option_t *opts;   /* the plugin's declarations */
+    json_t *obj;             /* owned */
+    const bw_option_t *opts; /* the plugin's declarations */
 };
 
 struct bw_tunnel {
     char *name;
-    char *addr;                /* normalised local address */
-    char *public_url;          /* "" until bound */
-    char tunnel_id[33];        /* the edge's id of the current binding */
-    char api_id[33];           /* stable id the agent API shows as "ID" */
+    char *addr;         /* normalised local address */
+    char *public_url;   /* "" until bound */
+    char tunnel_id[33]; /* the edge's id of the current binding */
+    char api_id[33];    /* stable id the agent API shows as "ID" */
     bw_conf_t conf;
     const bw_loaded_plugin_t *plugin;
-    void *tstate;              /* the plugin's, from tunnel_start */
+    void *tstate; /* the plugin's, from tunnel_start */
     bw_timer_metric_t conns;
     bw_timer_metric_t http;
-    int inspect;               /* the definition's `inspect` (default true) */
+    int inspect; /* the definition's `inspect` (default true) */
     int stopping;
     struct bw_capture_store *captures; /* the agent's store (borrowed), or NULL */
-    struct bw_replay *replays;  /* replays in flight on this tunnel (replay.c) */
-    unsigned pending_connects; /* host->connect calls not yet called back */
-    struct bw_tunnel *next;    /* the owner's list */
-    void *owner;               /* the agent's per-tunnel record */
+    struct bw_replay *replays;         /* replays in flight on this tunnel (replay.c) */
+    unsigned pending_connects;         /* host->connect calls not yet called back */
+    struct bw_tunnel *next;            /* the owner's list */
+    void *owner;                       /* the agent's per-tunnel record */
 };
 
 /* The process-wide host table handed to every plugin. */

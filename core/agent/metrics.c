@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NS_PER_SEC 1e9
+#define NS_PER_SEC           1e9
 #define RESCALE_THRESHOLD_NS (3600ull * 1000000000ull)
 /* Idle ticks past this many (one hour) are folded in closed form: the loop is
  * the exact go-metrics arithmetic, but after a day of idleness it would run

@@ -16,12 +16,12 @@
 #include <stdint.h>
 
 #define BW_METRICS_RESERVOIR 1028
-#define BW_METRICS_ALPHA 0.015
-#define BW_METRICS_TICK_NS 5000000000ull
+#define BW_METRICS_ALPHA     0.015
+#define BW_METRICS_TICK_NS   5000000000ull
 
 typedef struct bw_ewma {
     double alpha;
-    double rate;       /* events per nanosecond, as go-metrics keeps it */
+    double rate; /* events per nanosecond, as go-metrics keeps it */
     uint64_t uncounted;
     int init;
 } bw_ewma_t;
@@ -33,15 +33,15 @@ typedef struct bw_sample {
 
 typedef struct bw_timer_metric {
     int64_t count;
-    int64_t gauge;           /* open connections; unused for http */
+    int64_t gauge; /* open connections; unused for http */
     bw_ewma_t m1, m5, m15;
-    uint64_t last_tick_ns;   /* time of the last 5 s tick */
+    uint64_t last_tick_ns; /* time of the last 5 s tick */
     /* Exponentially decaying reservoir: a min-heap on priority. */
     bw_sample_t samples[BW_METRICS_RESERVOIR];
     size_t n_samples;
-    uint64_t start_ns;       /* landmark of the forward decay */
-    uint64_t rescale_ns;     /* rescale on the first update after this */
-    uint64_t rng;            /* xorshift state for priorities */
+    uint64_t start_ns;   /* landmark of the forward decay */
+    uint64_t rescale_ns; /* rescale on the first update after this */
+    uint64_t rng;        /* xorshift state for priorities */
 } bw_timer_metric_t;
 
 /* A snapshot as the API prints it. */

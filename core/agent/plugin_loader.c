@@ -115,8 +115,7 @@ static int read_descriptor(void *dl, const char *path, bw_plugin_t *out, char *e
     memcpy(&entry, &sym, sizeof entry);
     const bw_plugin_t *d = entry();
     if (!d)
-        return fail(err, errlen, BW_EINVAL, "%s: %s() returned NULL", path,
-                    BW_PLUGIN_ENTRY_SYMBOL);
+        return fail(err, errlen, BW_EINVAL, "%s: %s() returned NULL", path, BW_PLUGIN_ENTRY_SYMBOL);
     if (d->abi_major != BW_PLUGIN_ABI_MAJOR)
         return fail(err, errlen, BW_EABI,
                     "%s was built for plugin ABI %u.%u; this agent speaks %d.%d (hint: rebuild "
@@ -156,8 +155,10 @@ int bw_registry_load(bw_registry_t *r, const char *path, char *err, size_t errle
     p->path = bw_strdup(path);
     p->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!p->dl) {
-        rc = fail(err, errlen, BW_ENOENT, "cannot load plugin: %s (hint: is it a shared object "
-                  "built for this system with all its libraries installed?)", dlerror());
+        rc = fail(err, errlen, BW_ENOENT,
+                  "cannot load plugin: %s (hint: is it a shared object "
+                  "built for this system with all its libraries installed?)",
+                  dlerror());
         goto out;
     }
     rc = read_descriptor(p->dl, path, &p->desc, err, errlen);

@@ -11,11 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tunnel_def.h"
 #include "host.h"
+#include "tunnel_def.h"
 #include "util.h"
 
-#define SCHEME_HTTP 0x1u
+#define SCHEME_HTTP  0x1u
 #define SCHEME_HTTPS 0x2u
 
 /* JSON gives `addr` as a number or a string; keep its text. */
@@ -47,7 +47,8 @@ static unsigned http_schemes(const char *name, json_t *def, char *err, size_t er
     size_t i;
     unsigned bits = 0;
     if (json_is_array(schemes) && json_array_size(schemes) > 0) {
-        json_array_foreach(schemes, i, v) {
+        json_array_foreach(schemes, i, v)
+        {
             unsigned b = scheme_bit(json_string_value(v));
             if (!b) {
                 snprintf(err, errlen, "HTTP tunnel %s specifies an invalid scheme: %s", name,
@@ -71,8 +72,8 @@ static unsigned http_schemes(const char *name, json_t *def, char *err, size_t er
     return 0;
 }
 
-static void spec_from_def(bw_tunnel_spec_t *spec, const char *name, const char *proto,
-                          json_t *def, char *addrbuf, size_t addrlen)
+static void spec_from_def(bw_tunnel_spec_t *spec, const char *name, const char *proto, json_t *def,
+                          char *addrbuf, size_t addrlen)
 {
     *spec = (bw_tunnel_spec_t){
         .name = name,
@@ -176,8 +177,7 @@ int bw_agent_add_definition(bw_agent_t *a, const char *name, json_t *def, bw_age
     return bw_agent_add_tunnel(a, &spec, cb, ud, err, errlen);
 }
 
-int bw_definition_check(bw_registry_t *reg, const char *name, json_t *def, char *err,
-                        size_t errlen)
+int bw_definition_check(bw_registry_t *reg, const char *name, json_t *def, char *err, size_t errlen)
 {
     const char *proto = json_string_value(json_object_get(def, "proto"));
     const bw_loaded_plugin_t *p = proto ? bw_registry_find(reg, proto) : NULL;

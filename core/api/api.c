@@ -9,8 +9,8 @@
 #include <uv.h>
 
 #include "api_json.h"
-#include "tunnel_def.h"
 #include "log.h"
+#include "tunnel_def.h"
 #include "util.h"
 
 /* ngrok's error catalogue (§2.9). */
@@ -33,8 +33,9 @@ static json_t *err_details(const char *key, const char *value)
 
 static void root(bw_httpd_req_t *req, void *ud)
 {
-    bw_httpd_json(req, 200, json_pack("{s:s, s:s}", "tunnels_uri", "/api/tunnels",
-                                      "http_requests_uri", "/api/requests/http"));
+    bw_httpd_json(req, 200,
+                  json_pack("{s:s, s:s}", "tunnels_uri", "/api/tunnels", "http_requests_uri",
+                            "/api/requests/http"));
 }
 
 static void list_tunnels(bw_httpd_req_t *req, void *ud)
@@ -44,8 +45,8 @@ static void list_tunnels(bw_httpd_req_t *req, void *ud)
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < bw_agent_tunnel_count(a); i++)
         json_array_append_new(arr, bw_api_tunnel(bw_agent_tunnel_at(a, i), now));
-    bw_httpd_json(req, 200, arr ? json_pack("{s:o, s:s}", "tunnels", arr, "uri", "/api/tunnels")
-                                : NULL);
+    bw_httpd_json(req, 200,
+                  arr ? json_pack("{s:o, s:s}", "tunnels", arr, "uri", "/api/tunnels") : NULL);
 }
 
 /* The named tunnel of a /api/tunnels/:name request, or NULL after
@@ -181,10 +182,12 @@ char *bw_api_prometheus(bw_agent_t *a, uint64_t now_ns)
         double scale;
     } fields[] = {
         {"total", "counter", "Finished %s.", "", SNAP(count), 1},
-        {"rate", "gauge", "%s per second, 1-minute moving average.", ",window=\"1m\"", SNAP(rate1), 1},
+        {"rate", "gauge", "%s per second, 1-minute moving average.", ",window=\"1m\"", SNAP(rate1),
+         1},
         {"rate", "gauge", NULL, ",window=\"5m\"", SNAP(rate5), 1},
         {"rate", "gauge", NULL, ",window=\"15m\"", SNAP(rate15), 1},
-        {"duration_seconds", "gauge", "Duration percentiles of %s.", ",quantile=\"0.5\"", SNAP(p50), 1e9},
+        {"duration_seconds", "gauge", "Duration percentiles of %s.", ",quantile=\"0.5\"", SNAP(p50),
+         1e9},
         {"duration_seconds", "gauge", NULL, ",quantile=\"0.9\"", SNAP(p90), 1e9},
         {"duration_seconds", "gauge", NULL, ",quantile=\"0.95\"", SNAP(p95), 1e9},
         {"duration_seconds", "gauge", NULL, ",quantile=\"0.99\"", SNAP(p99), 1e9},

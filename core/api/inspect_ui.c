@@ -4,7 +4,7 @@
 
 #include "util.h"
 
-extern const char bw_inspect_html[];
+extern const unsigned char bw_inspect_html[];
 extern const size_t bw_inspect_html_len;
 
 static void redirect(bw_httpd_req_t *req, void *ud)
@@ -18,8 +18,8 @@ static void redirect(bw_httpd_req_t *req, void *ud)
 static void page(bw_httpd_req_t *req, void *ud)
 {
     (void)ud;
-    bw_httpd_respond(req, 200, "text/html; charset=utf-8", bw_inspect_html, bw_inspect_html_len,
-                     "Cache-Control: no-cache\r\n");
+    bw_httpd_respond(req, 200, "text/html; charset=utf-8", (const char *)bw_inspect_html,
+                     bw_inspect_html_len, "Cache-Control: no-cache\r\n");
 }
 
 int bw_inspect_ui_register(bw_httpd_t *h)
@@ -33,8 +33,8 @@ int bw_inspect_ui_register(bw_httpd_t *h)
         {"/status", page},
     };
     for (size_t i = 0; i < BW_ARRAY_SIZE(routes); i++) {
-        int rc = bw_httpd_route(h, "GET", routes[i].pattern, BW_HTTPD_ANY_ACCEPT, routes[i].fn,
-                                NULL);
+        int rc =
+            bw_httpd_route(h, "GET", routes[i].pattern, BW_HTTPD_ANY_ACCEPT, routes[i].fn, NULL);
         if (rc < 0)
             return rc;
     }

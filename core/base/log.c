@@ -26,8 +26,8 @@ int bw_log_parse_level(const char *s)
         const char *name;
         bw_log_level_t level;
     } names[] = {
-        {"crit", BW_LOG_CRIT}, {"error", BW_LOG_ERROR}, {"eror", BW_LOG_ERROR},
-        {"warn", BW_LOG_WARN}, {"info", BW_LOG_INFO},   {"debug", BW_LOG_DEBUG},
+        {"crit", BW_LOG_CRIT},  {"error", BW_LOG_ERROR}, {"eror", BW_LOG_ERROR},
+        {"warn", BW_LOG_WARN},  {"info", BW_LOG_INFO},   {"debug", BW_LOG_DEBUG},
         {"dbug", BW_LOG_DEBUG},
     };
     for (size_t i = 0; s && i < sizeof names / sizeof names[0]; i++)
@@ -273,8 +273,8 @@ void bw_logv(bw_log_level_t level, const char *msg, va_list ap)
     char buf[8192];
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    size_t n = bw_log_format_record(buf, sizeof buf - 1, g_log.format, level, ts.tv_sec,
-                                    ts.tv_nsec, msg, ap);
+    size_t n = bw_log_format_record(buf, sizeof buf - 1, g_log.format, level, ts.tv_sec, ts.tv_nsec,
+                                    msg, ap);
     buf[n++] = '\n';
     /* One write per record; a short write on a pipe is retried. */
     size_t off = 0;

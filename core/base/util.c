@@ -173,7 +173,7 @@ int bw_parse_duration_ms(const char *s, uint64_t *ms)
     static const struct {
         const char *unit;
         double ms;
-    } units[] = {{"ms", 1}, {"us", 1e-3}, {"µs", 1e-3}, {"ns", 1e-6},
+    } units[] = {{"ms", 1},  {"us", 1e-3}, {"µs", 1e-3}, {"ns", 1e-6},
                  {"s", 1e3}, {"m", 60e3},  {"h", 3600e3}};
     double total = 0;
     if (!s || !*s)

@@ -8,7 +8,7 @@
 
 #define BW_ADDRSTRLEN 64 /* "[ipv6]:port" plus NUL */
 
-#define BW_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define BW_ARRAY_SIZE(a)                   (sizeof(a) / sizeof((a)[0]))
 #define BW_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* Fill out[n] with bytes from the kernel CSPRNG. Returns 0 or a negative

@@ -10,13 +10,13 @@
 
 #include "util.h"
 
-#define KSUID_EPOCH 1400000000LL
+#define KSUID_EPOCH   1400000000LL
 #define KSUID_PAYLOAD 16
-#define ID_PREFIX "airt_"
-#define BASE62_LEN 27
-#define CHUNK_MIN 512
-#define CHUNK_MAX 65536 /* growth stops here: chunks stay cheap to allocate */
-#define NS_PER_SEC 1000000000LL
+#define ID_PREFIX     "airt_"
+#define BASE62_LEN    27
+#define CHUNK_MIN     512
+#define CHUNK_MAX     65536 /* growth stops here: chunks stay cheap to allocate */
+#define NS_PER_SEC    1000000000LL
 
 /* The first bw_http_head_t: every field up to n_headers. */
 #define HEAD_V1_SIZE (offsetof(bw_http_head_t, n_headers) + sizeof(size_t))
@@ -349,17 +349,15 @@ err:
  * header name. */
 static const unsigned char tchar[256] = {
     ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
-    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
-    ['8'] = 1, ['9'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
-    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
-    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
-    ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
-    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
-    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
-    ['y'] = 1, ['z'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,  ['~'] = 1, ['0'] = 1,
+    ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,  ['7'] = 1, ['8'] = 1,
+    ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,  ['F'] = 1, ['G'] = 1,
+    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1,  ['N'] = 1, ['O'] = 1,
+    ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,  ['V'] = 1, ['W'] = 1,
+    ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1,  ['d'] = 1, ['e'] = 1,
+    ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1,  ['l'] = 1, ['m'] = 1,
+    ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1,  ['t'] = 1, ['u'] = 1,
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
 };
 
 static int is_token(unsigned char ch)
@@ -576,8 +574,11 @@ const char *bw_capture_id(const bw_capture_t *c)
  * no overlongs, surrogates or code points above U+10FFFF). */
 static size_t utf8_seq(const unsigned char *p, size_t n)
 {
-    size_t len = p[0] < 0x80 ? 1 : p[0] >= 0xc2 && p[0] <= 0xdf ? 2 : (p[0] & 0xf0) == 0xe0 ? 3
-               : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : 0;
+    size_t len = p[0] < 0x80                    ? 1
+                 : p[0] >= 0xc2 && p[0] <= 0xdf ? 2
+                 : (p[0] & 0xf0) == 0xe0        ? 3
+                 : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4
+                                                : 0;
     uint32_t cp;
     if (len <= 1 || len > n)
         return len > n ? 0 : len;
@@ -587,8 +588,9 @@ static size_t utf8_seq(const unsigned char *p, size_t n)
     }
     if (len == 2)
         return 2;
-    cp = len == 3 ? (p[0] & 0x0fu) << 12 | (p[1] & 0x3fu) << 6 | (p[2] & 0x3fu)
-                  : (p[0] & 0x07u) << 18 | (p[1] & 0x3fu) << 12 | (p[2] & 0x3fu) << 6 | (p[3] & 0x3fu);
+    cp = len == 3
+             ? (p[0] & 0x0fu) << 12 | (p[1] & 0x3fu) << 6 | (p[2] & 0x3fu)
+             : (p[0] & 0x07u) << 18 | (p[1] & 0x3fu) << 12 | (p[2] & 0x3fu) << 6 | (p[3] & 0x3fu);
     if ((len == 3 && cp >= 0x800 && (cp < 0xd800 || cp > 0xdfff)) ||
         (len == 4 && cp >= 0x10000 && cp <= 0x10ffff))
         return len;
@@ -738,11 +740,9 @@ static json_t *mark_truncated(json_t *o, const bw_capture_t *e, int d)
 static json_t *request_json(const bw_capture_t *e)
 {
     const head_t *h = e->head[0];
-    return mark_truncated(json_pack("{s:o, s:o, s:o, s:o, s:o}",
-                                    "method", cstr(h ? h->method : ""),
-                                    "proto", cstr(h ? h->proto : ""),
-                                    "headers", h ? headers_json(h) : json_null(),
-                                    "uri", cstr(h ? h->uri : ""),
+    return mark_truncated(json_pack("{s:o, s:o, s:o, s:o, s:o}", "method", cstr(h ? h->method : ""),
+                                    "proto", cstr(h ? h->proto : ""), "headers",
+                                    h ? headers_json(h) : json_null(), "uri", cstr(h ? h->uri : ""),
                                     "raw", raw_json(e, 0)),
                           e, 0);
 }
@@ -773,12 +773,10 @@ static json_t *status_json(const head_t *h)
 static json_t *response_json(const bw_capture_t *e)
 {
     const head_t *h = e->head[1];
-    return mark_truncated(json_pack("{s:o, s:I, s:o, s:o, s:o}",
-                                    "status", status_json(h),
-                                    "status_code", (json_int_t)(h ? h->status : 0),
-                                    "proto", cstr(h ? h->proto : ""),
-                                    "headers", h ? headers_json(h) : json_null(),
-                                    "raw", raw_json(e, 1)),
+    return mark_truncated(json_pack("{s:o, s:I, s:o, s:o, s:o}", "status", status_json(h),
+                                    "status_code", (json_int_t)(h ? h->status : 0), "proto",
+                                    cstr(h ? h->proto : ""), "headers",
+                                    h ? headers_json(h) : json_null(), "raw", raw_json(e, 1)),
                           e, 1);
 }
 
@@ -794,8 +792,8 @@ int bw_capture_rfc3339(int64_t unix_ns, char *out, size_t outlen)
     if (off != 0)
         bw_fmt(zone, sizeof zone, "%c%02ld:%02ld", off < 0 ? '-' : '+', labs(off) / 60,
                labs(off) % 60);
-    return bw_fmt(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d%s", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, zone);
+    return bw_fmt(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d%s", tm.tm_year + 1900, tm.tm_mon + 1,
+                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, zone);
 }
 
 static json_t *entry_json(const bw_capture_t *e)
@@ -804,14 +802,10 @@ static json_t *entry_json(const bw_capture_t *e)
     bw_fmt(uri, sizeof uri, "/api/requests/http/%s", e->id);
     if (bw_capture_rfc3339(e->start_ns, start, sizeof start) != 0)
         start[0] = '\0';
-    return json_pack("{s:s, s:s, s:o, s:o, s:s, s:I, s:o, s:o}",
-                     "uri", uri, "id", e->id,
-                     "tunnel_name", cstr(e->tunnel_name),
-                     "remote_addr", cstr(e->remote_addr),
-                     "start", start,
-                     "duration", (json_int_t)e->duration_ns,
-                     "request", request_json(e),
-                     "response", response_json(e));
+    return json_pack("{s:s, s:s, s:o, s:o, s:s, s:I, s:o, s:o}", "uri", uri, "id", e->id,
+                     "tunnel_name", cstr(e->tunnel_name), "remote_addr", cstr(e->remote_addr),
+                     "start", start, "duration", (json_int_t)e->duration_ns, "request",
+                     request_json(e), "response", response_json(e));
 }
 
 static int matches(const bw_capture_t *e, const bw_capture_filter_t *f)

@@ -31,10 +31,10 @@
 
 #include <burrow/plugin.h>
 
-#define BW_CAPTURE_DEFAULT_DB_SIZE 52428800  /* inspect_db_size 0 */
-#define BW_CAPTURE_DEFAULT_MAX_RAW 10485760  /* per entry and direction */
-#define BW_CAPTURE_DEFAULT_LIMIT 100         /* list limit 0 */
-#define BW_CAPTURE_ID_LEN 32                 /* "airt_" + 27, without NUL */
+#define BW_CAPTURE_DEFAULT_DB_SIZE 52428800 /* inspect_db_size 0 */
+#define BW_CAPTURE_DEFAULT_MAX_RAW 10485760 /* per entry and direction */
+#define BW_CAPTURE_DEFAULT_LIMIT   100      /* list limit 0 */
+#define BW_CAPTURE_ID_LEN          32       /* "airt_" + 27, without NUL */
 
 typedef struct bw_capture_store bw_capture_store_t;
 
@@ -42,9 +42,9 @@ typedef struct bw_capture_store bw_capture_store_t;
  * error_code (spec §2.7). */
 typedef enum bw_capture_replay {
     BW_CAPTURE_REPLAY_OK = 0,
-    BW_CAPTURE_REPLAY_PARTIAL = 109,    /* request truncated at the per-entry cap */
-    BW_CAPTURE_REPLAY_READING = 110,    /* request body still being read */
-    BW_CAPTURE_REPLAY_READ_ERROR = 111  /* reading the request failed */
+    BW_CAPTURE_REPLAY_PARTIAL = 109,   /* request truncated at the per-entry cap */
+    BW_CAPTURE_REPLAY_READING = 110,   /* request body still being read */
+    BW_CAPTURE_REPLAY_READ_ERROR = 111 /* reading the request failed */
 } bw_capture_replay_t;
 
 /* How far the request body has been read (bw_capture_req_state()). */
@@ -56,19 +56,19 @@ typedef enum bw_capture_req {
 
 /* List query (GET /api/requests/http). NULL strings do not filter. */
 typedef struct bw_capture_filter {
-    size_t limit;              /* 0 means BW_CAPTURE_DEFAULT_LIMIT */
-    const char *tunnel_name;   /* exact match */
-    const char *remote_addr;   /* exact match */
+    size_t limit;            /* 0 means BW_CAPTURE_DEFAULT_LIMIT */
+    const char *tunnel_name; /* exact match */
+    const char *remote_addr; /* exact match */
 } bw_capture_filter_t;
 
 /* Byte counts of one entry, for tests and the inspection UI. */
 typedef struct bw_capture_info {
-    uint64_t seen[2];      /* wire bytes passed to capture_raw: [0] request, [1] response */
-    uint64_t captured[2];  /* of those, bytes kept */
-    int truncated[2];      /* seen > captured */
-    int in_progress;       /* bw_capture_end() not called yet */
+    uint64_t seen[2];     /* wire bytes passed to capture_raw: [0] request, [1] response */
+    uint64_t captured[2]; /* of those, bytes kept */
+    int truncated[2];     /* seen > captured */
+    int in_progress;      /* bw_capture_end() not called yet */
     bw_capture_req_t req;
-    size_t bytes;          /* memory accounted to the entry */
+    size_t bytes; /* memory accounted to the entry */
 } bw_capture_info_t;
 
 /* Create a store. `db_size` is inspect_db_size: 0 for the default 50 MiB,

@@ -52,10 +52,10 @@ typedef struct bw_config {
     int version; /* 0: nothing loaded, 1: unversioned (classic v2), 2: version "2" */
     char *authtoken;
     char *server_addr;
-    char *root_cas;   /* "trusted", "host" or a PEM path */
-    char *web_addr;   /* NULL: BW_CONFIG_DEFAULT_WEB_ADDR */
-    int web_disabled; /* web_addr: false */
-    char **web_allow_hosts;          /* NULL-terminated */
+    char *root_cas;         /* "trusted", "host" or a PEM path */
+    char *web_addr;         /* NULL: BW_CONFIG_DEFAULT_WEB_ADDR */
+    int web_disabled;       /* web_addr: false */
+    char **web_allow_hosts; /* NULL-terminated */
     size_t n_web_allow_hosts;
     int64_t inspect_db_size; /* 0: default, -1: inspection disabled */
     char *log;               /* "stdout", "stderr", "false" or a path */

@@ -237,8 +237,8 @@ static void stream_flush_input(bw_stream_t *s)
 void bw_stream_set_callbacks(bw_stream_t *s, const bw_stream_cbs_t *cbs, void *ud)
 {
     memset(&s->cbs, 0, sizeof s->cbs);
-    size_t n = cbs->struct_size && cbs->struct_size < sizeof s->cbs ? cbs->struct_size
-                                                                    : sizeof s->cbs;
+    size_t n =
+        cbs->struct_size && cbs->struct_size < sizeof s->cbs ? cbs->struct_size : sizeof s->cbs;
     memcpy(&s->cbs, cbs, n);
     s->ud = ud;
     int first = !s->has_cbs;

@@ -16,7 +16,6 @@
 #include <uv.h>
 
 #include "agent.h"
-#include "tunnel_def.h"
 #include "api.h"
 #include "cli.h"
 #include "config.h"
@@ -25,6 +24,7 @@
 #include "log.h"
 #include "plugin_loader.h"
 #include "stream.h"
+#include "tunnel_def.h"
 #include "util.h"
 
 #define MAX_POSITIONAL 64
@@ -48,9 +48,11 @@ static const bw_flag_t flags[] = {
     {"log-format", BW_FLAG_STR, &g_cli.log_format, "log record format: 'term', 'logfmt', 'json'"},
     {"log-level", BW_FLAG_STR, &g_cli.log_level, "logging level: debug, info, warn, error, crit"},
     {"authtoken", BW_FLAG_STR, &g_cli.authtoken, "authentication token of the edge"},
-    {"region", BW_FLAG_STR, &g_cli.region, "accepted for compatibility; a self-hosted edge has none"},
+    {"region", BW_FLAG_STR, &g_cli.region,
+     "accepted for compatibility; a self-hosted edge has none"},
     {"metadata", BW_FLAG_STR, &g_cli.metadata, "opaque user metadata for the session"},
-    {"server-addr", BW_FLAG_STR, &g_cli.server_addr, "edge address host:port (default localhost:4443)"},
+    {"server-addr", BW_FLAG_STR, &g_cli.server_addr,
+     "edge address host:port (default localhost:4443)"},
     {"root-cas", BW_FLAG_STR, &g_cli.root_cas, "PEM file of CAs trusted for the edge certificate"},
     {"web-addr", BW_FLAG_STR, &g_cli.web_addr,
      "agent API address (default 127.0.0.1:4040; 'false' disables)"},
@@ -58,7 +60,8 @@ static const bw_flag_t flags[] = {
     {"subdomain", BW_FLAG_STR, &g_cli.subdomain, "http/tls: host tunnel on a custom subdomain"},
     {"hostname", BW_FLAG_STR, &g_cli.hostname, "http/tls: host tunnel on a custom hostname"},
     {"auth", BW_FLAG_STR, &g_cli.auth, "http: enforce basic auth on the endpoint, 'user:password'"},
-    {"bind-tls", BW_FLAG_STR, &g_cli.bind_tls, "http: listen for http, https or both: true/false/both"},
+    {"bind-tls", BW_FLAG_STR, &g_cli.bind_tls,
+     "http: listen for http, https or both: true/false/both"},
     {"host-header", BW_FLAG_STR, &g_cli.host_header,
      "http: set Host header; if 'rewrite' use local address hostname"},
     {"inspect", BW_FLAG_STR, &g_cli.inspect, "http: enable/disable http introspection"},
@@ -282,7 +285,8 @@ static int run(const cli_t *c, const bw_config_t *cfg, const char *used, json_t 
     }
     const char *name;
     json_t *def;
-    json_object_foreach(tunnels, name, def) {
+    json_object_foreach(tunnels, name, def)
+    {
         if (bw_agent_add_definition(g.agent, name, def, NULL, NULL, err, sizeof err) < 0) {
             fail("%s", err);
             bw_agent_stop(g.agent);
@@ -430,8 +434,8 @@ int main(int argc, char **argv)
     char used[1024], err[512];
     int rc;
     signal(SIGPIPE, SIG_IGN);
-    if (bw_cli_parse(argc, argv, flags, BW_ARRAY_SIZE(flags), c->words, &c->n_words,
-                     MAX_POSITIONAL, err, sizeof err) < 0)
+    if (bw_cli_parse(argc, argv, flags, BW_ARRAY_SIZE(flags), c->words, &c->n_words, MAX_POSITIONAL,
+                     err, sizeof err) < 0)
         return fail("%s", err);
     const char *cmd = c->n_words ? c->words[0] : NULL;
     if (c->version || (cmd && strcmp(cmd, "version") == 0)) {

@@ -28,8 +28,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BW_MUX_VERSION 0
-#define BW_MUX_HEADER_SIZE 12
+#define BW_MUX_VERSION        0
+#define BW_MUX_HEADER_SIZE    12
 #define BW_MUX_INITIAL_WINDOW (256u * 1024u)
 
 /* Frame types and flags (spec.md). */
@@ -39,12 +39,7 @@ enum {
     BW_MUX_TYPE_PING = 0x2,
     BW_MUX_TYPE_GO_AWAY = 0x3
 };
-enum {
-    BW_MUX_FLAG_SYN = 0x1,
-    BW_MUX_FLAG_ACK = 0x2,
-    BW_MUX_FLAG_FIN = 0x4,
-    BW_MUX_FLAG_RST = 0x8
-};
+enum { BW_MUX_FLAG_SYN = 0x1, BW_MUX_FLAG_ACK = 0x2, BW_MUX_FLAG_FIN = 0x4, BW_MUX_FLAG_RST = 0x8 };
 /* Go-away codes. */
 enum {
     BW_MUX_GOAWAY_NORMAL = 0x0,
@@ -70,12 +65,12 @@ typedef struct bw_mux bw_mux_t;
 typedef struct bw_mux_stream bw_mux_stream_t;
 
 typedef struct bw_mux_config {
-    int is_client;           /* client uses odd stream ids, server even */
-    uint32_t max_window;     /* receive window ceiling for auto-tuning (>= 256 KiB) */
-    uint32_t max_streams;    /* concurrent streams; a SYN beyond it is answered with RST */
-    size_t stream_hwm;       /* pending send bytes per stream before write says BW_EAGAIN */
-    size_t transport_hwm;    /* stop framing while the transport holds more than this */
-    uint32_t max_frame;      /* largest data frame we send */
+    int is_client;        /* client uses odd stream ids, server even */
+    uint32_t max_window;  /* receive window ceiling for auto-tuning (>= 256 KiB) */
+    uint32_t max_streams; /* concurrent streams; a SYN beyond it is answered with RST */
+    size_t stream_hwm;    /* pending send bytes per stream before write says BW_EAGAIN */
+    size_t transport_hwm; /* stop framing while the transport holds more than this */
+    uint32_t max_frame;   /* largest data frame we send */
 } bw_mux_config_t;
 
 /* Fill `c` with defaults: max_window 16 MiB, max_streams 65536, stream_hwm

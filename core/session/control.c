@@ -16,14 +16,18 @@
  * that are no longer frame-aligned. */
 #define READER_FAILED ((size_t)-1)
 
-#define LEN_BYTES 4
+#define LEN_BYTES  4
 #define ID_HEX_LEN 32
 
 static const char *const type_names[] = {
-    [BW_MSG_UNKNOWN] = "unknown",       [BW_MSG_AUTH] = "Auth",
-    [BW_MSG_AUTH_RESP] = "AuthResp",    [BW_MSG_BIND] = "Bind",
-    [BW_MSG_BIND_RESP] = "BindResp",    [BW_MSG_UNBIND] = "Unbind",
-    [BW_MSG_UNBIND_RESP] = "UnbindResp", [BW_MSG_NOTICE] = "Notice",
+    [BW_MSG_UNKNOWN] = "unknown",
+    [BW_MSG_AUTH] = "Auth",
+    [BW_MSG_AUTH_RESP] = "AuthResp",
+    [BW_MSG_BIND] = "Bind",
+    [BW_MSG_BIND_RESP] = "BindResp",
+    [BW_MSG_UNBIND] = "Unbind",
+    [BW_MSG_UNBIND_RESP] = "UnbindResp",
+    [BW_MSG_NOTICE] = "Notice",
     [BW_MSG_CONN] = "Conn",
 };
 
@@ -78,8 +82,7 @@ static ssize_t reader_start_body(bw_frame_reader_t *r, char *err, size_t errlen)
                  (uint32_t)r->len_buf[2] << 8 | (uint32_t)r->len_buf[3];
 
     if (n == 0 || n > r->max) {
-        set_err(err, errlen, "frame length %lu is out of range (1..%zu)", (unsigned long)n,
-                r->max);
+        set_err(err, errlen, "frame length %lu is out of range (1..%zu)", (unsigned long)n, r->max);
         return reader_fail(r, BW_EMSGSIZE);
     }
     r->body = malloc(n);
@@ -379,13 +382,12 @@ json_t *bw_msg_auth(const char *token, const char *client_id, const char *versio
 
 json_t *bw_msg_auth_resp(const char *client_id, const char *version, const char *error)
 {
-    return json_pack("{s:s, s:s, s:s, s:s}", "type", "AuthResp", "client_id",
-                     or_empty(client_id), "version", or_empty(version), "error", or_empty(error));
+    return json_pack("{s:s, s:s, s:s, s:s}", "type", "AuthResp", "client_id", or_empty(client_id),
+                     "version", or_empty(version), "error", or_empty(error));
 }
 
-json_t *bw_msg_bind(const char *req_id, const char *proto, const char *edge_type,
-                    const char *name, const char *subdomain, const char *hostname,
-                    const char *remote_addr)
+json_t *bw_msg_bind(const char *req_id, const char *proto, const char *edge_type, const char *name,
+                    const char *subdomain, const char *hostname, const char *remote_addr)
 {
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "type", "Bind", "req_id",
                      or_empty(req_id), "proto", or_empty(proto), "edge_type", or_empty(edge_type),
@@ -421,9 +423,9 @@ json_t *bw_msg_notice(const char *level, const char *text)
 json_t *bw_msg_conn(const char *tunnel_id, const char *client_addr, const char *edge_type,
                     const char *server_name)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "Conn", "tunnel_id",
-                     or_empty(tunnel_id), "client_addr", or_empty(client_addr), "edge_type",
-                     or_empty(edge_type), "server_name", or_empty(server_name));
+    return json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "Conn", "tunnel_id", or_empty(tunnel_id),
+                     "client_addr", or_empty(client_addr), "edge_type", or_empty(edge_type),
+                     "server_name", or_empty(server_name));
 }
 
 int bw_frame_reader_each(bw_frame_reader_t *r, const uint8_t *data, size_t len,

@@ -84,9 +84,8 @@ const char *bw_msg_str(const json_t *msg, const char *key);
  * String arguments may be NULL, meaning "". */
 json_t *bw_msg_auth(const char *token, const char *client_id, const char *version);
 json_t *bw_msg_auth_resp(const char *client_id, const char *version, const char *error);
-json_t *bw_msg_bind(const char *req_id, const char *proto, const char *edge_type,
-                    const char *name, const char *subdomain, const char *hostname,
-                    const char *remote_addr);
+json_t *bw_msg_bind(const char *req_id, const char *proto, const char *edge_type, const char *name,
+                    const char *subdomain, const char *hostname, const char *remote_addr);
 json_t *bw_msg_bind_resp(const char *req_id, const char *tunnel_id, const char *url,
                          const char *error);
 json_t *bw_msg_unbind(const char *tunnel_id);

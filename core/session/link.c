@@ -6,8 +6,8 @@
 
 #include <burrow/error.h>
 
-#include "log.h"
 #include "control.h"
+#include "log.h"
 #include "tls.h"
 #include "util.h"
 
@@ -232,8 +232,8 @@ bw_link_t *bw_link_new(uv_loop_t *loop, SSL_CTX *ctx, const bw_link_config_t *cf
     l->mux = bw_mux_new(&mc, &mux_cbs, l);
     if (!l->mux)
         goto err_mux;
-    l->tls = bw_tls_new(loop, ctx, !cfg->is_client, cfg->is_client ? l->server_name : NULL,
-                        &tls_cbs, l);
+    l->tls =
+        bw_tls_new(loop, ctx, !cfg->is_client, cfg->is_client ? l->server_name : NULL, &tls_cbs, l);
     if (!l->tls)
         goto err_tls;
     uv_timer_init(loop, &l->timer);

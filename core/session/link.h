@@ -29,11 +29,11 @@ typedef struct bw_link_cbs {
 
 typedef struct bw_link_config {
     int is_client;
-    const char *server_name;  /* client: SNI and the name verified */
-    uint64_t heartbeat_ms;    /* client: ping interval; 0 disables */
-    uint64_t tolerance_ms;    /* client: dead when no pong for this long */
-    uint64_t idle_ms;         /* server: dead when nothing arrives for this long */
-    uint32_t max_window;      /* yamux receive window ceiling */
+    const char *server_name; /* client: SNI and the name verified */
+    uint64_t heartbeat_ms;   /* client: ping interval; 0 disables */
+    uint64_t tolerance_ms;   /* client: dead when no pong for this long */
+    uint64_t idle_ms;        /* server: dead when nothing arrives for this long */
+    uint32_t max_window;     /* yamux receive window ceiling */
 } bw_link_config_t;
 
 /* Create a link. Returns a new link or NULL. `ctx` is referenced. */

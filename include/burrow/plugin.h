@@ -55,9 +55,8 @@ extern "C" {
 
 /* True when the host table `h` is new enough to hold member `field` and that
  * member is set. Use it before calling any slot added after ABI 1.0. */
-#define BW_HOST_HAS(h, field)                                                  \
-    ((h)->struct_size >= offsetof(bw_host_t, field) + sizeof((h)->field) &&   \
-     (h)->field != NULL)
+#define BW_HOST_HAS(h, field)                                                                      \
+    ((h)->struct_size >= offsetof(bw_host_t, field) + sizeof((h)->field) && (h)->field != NULL)
 
 /* ----- opaque host objects ------------------------------------------------ */
 
@@ -80,10 +79,10 @@ typedef enum bw_edge_type {
 
 /* Option value types. Nested YAML maps use dotted keys ("request_header.add"). */
 typedef enum bw_option_type {
-    BW_OPT_STRING = 1,      /* a scalar, kept as text */
-    BW_OPT_BOOL = 2,        /* true/false (YAML and JSON forms) */
-    BW_OPT_INT = 3,         /* a signed 64-bit integer */
-    BW_OPT_STRING_LIST = 4, /* a sequence of scalars */
+    BW_OPT_STRING = 1,        /* a scalar, kept as text */
+    BW_OPT_BOOL = 2,          /* true/false (YAML and JSON forms) */
+    BW_OPT_INT = 3,           /* a signed 64-bit integer */
+    BW_OPT_STRING_LIST = 4,   /* a sequence of scalars */
     BW_OPT_BOOL_OR_STRING = 5 /* a bool or a word, e.g. bind_tls: true|false|both */
 } bw_option_type_t;
 
@@ -93,11 +92,11 @@ typedef enum bw_option_type {
  * NULL. The host validates config files and API input against the array and
  * serves it to API clients, so descriptions are user-facing text. */
 typedef struct bw_option {
-    const char *key;           /* YAML/JSON key, dotted for nested maps */
+    const char *key; /* YAML/JSON key, dotted for nested maps */
     bw_option_type_t type;
     const char *default_value; /* textual default, or NULL for none */
     const char *description;
-    uint32_t flags;            /* BW_OPT_F_* */
+    uint32_t flags; /* BW_OPT_F_* */
 } bw_option_t;
 
 /* Who is on the other end of a public connection. */
@@ -145,10 +144,7 @@ typedef void (*bw_join_cb)(void *ud, int err, uint64_t bytes_in, uint64_t bytes_
 
 /* ----- capture (inspection) ------------------------------------------------------ */
 
-typedef enum bw_capture_dir {
-    BW_CAPTURE_REQUEST = 1,
-    BW_CAPTURE_RESPONSE = 2
-} bw_capture_dir_t;
+typedef enum bw_capture_dir { BW_CAPTURE_REQUEST = 1, BW_CAPTURE_RESPONSE = 2 } bw_capture_dir_t;
 
 typedef struct bw_http_header {
     const char *name;
@@ -160,11 +156,11 @@ typedef struct bw_http_header {
 /* A parsed HTTP/1.x head, passed to host->capture_head. */
 typedef struct bw_http_head {
     uint32_t struct_size;
-    const char *method;  /* request only, else NULL */
-    const char *uri;     /* request only, else NULL */
-    const char *proto;   /* "HTTP/1.1" */
-    int status;          /* response only, else 0 */
-    const char *reason;  /* response only, else NULL */
+    const char *method; /* request only, else NULL */
+    const char *uri;    /* request only, else NULL */
+    const char *proto;  /* "HTTP/1.1" */
+    int status;         /* response only, else 0 */
+    const char *reason; /* response only, else NULL */
     const bw_http_header_t *headers;
     size_t n_headers;
 } bw_http_head_t;
@@ -210,14 +206,13 @@ typedef struct bw_host {
     /* ---- tunnels ---- */
     const bw_conf_t *(*tunnel_conf)(bw_tunnel_t *t);
     const char *(*tunnel_name)(bw_tunnel_t *t);
-    const char *(*tunnel_addr)(bw_tunnel_t *t);       /* normalised local address */
+    const char *(*tunnel_addr)(bw_tunnel_t *t); /* normalised local address */
     const char *(*tunnel_public_url)(bw_tunnel_t *t);
 
     /* ---- streams ---- */
     /* Open a connection to `addr` ("host:port"); BW_CONNECT_* flags. Returns 0
      * and later calls `cb` exactly once, or returns < 0 and never calls it. */
-    int (*connect)(bw_tunnel_t *t, const char *addr, uint32_t flags, bw_connect_cb cb,
-                   void *ud);
+    int (*connect)(bw_tunnel_t *t, const char *addr, uint32_t flags, bw_connect_cb cb, void *ud);
     /* Install callbacks; reading starts with the first call. */
     void (*stream_set_callbacks)(bw_stream_t *s, const bw_stream_cbs_t *cbs, void *ud);
     /* Queue bytes. The host copies whatever it cannot send at once; the caller
@@ -287,12 +282,12 @@ typedef struct bw_plugin {
     uint32_t struct_size; /* sizeof(bw_plugin_t) */
 
     /* Static data. */
-    const char *name;          /* the proto name, unique among loaded plugins: "tcp" */
-    const char *version;       /* the plugin's own version */
+    const char *name;    /* the proto name, unique among loaded plugins: "tcp" */
+    const char *version; /* the plugin's own version */
     const char *description;
     const char *public_scheme; /* scheme of public URLs: "tcp", "http", "https", "tls" */
     bw_edge_type_t edge_type;
-    uint32_t flags;            /* BW_PLUGIN_F_* */
+    uint32_t flags;             /* BW_PLUGIN_F_* */
     const bw_option_t *options; /* terminated by a NULL key; may be NULL */
 
     /* Mandatory: set up plugin-wide state. `host` stays valid until destroy.
@@ -313,8 +308,7 @@ typedef struct bw_plugin {
     void (*conn_open)(void *tstate, bw_stream_t *pub, const bw_conn_info_t *info);
 
     /* Optional: cross-option checks the declared types cannot express. */
-    int (*validate)(void *state, const bw_conf_t *conf, const char *tunnel_name,
-                    bw_error_t *err);
+    int (*validate)(void *state, const bw_conf_t *conf, const char *tunnel_name, bw_error_t *err);
     /* Optional: normalise a user's `addr` (e.g. "80" -> "http://localhost:80")
      * into out[outlen]. Without it the host uses "host:port" forms. */
     int (*normalize_addr)(void *state, const char *in, char *out, size_t outlen,

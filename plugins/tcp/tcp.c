@@ -14,8 +14,8 @@
 static const bw_host_t *H;
 
 typedef struct tcp_tunnel {
-    bw_tunnel_t *t;   /* NULL once the tunnel stopped */
-    unsigned live;    /* connections still open */
+    bw_tunnel_t *t; /* NULL once the tunnel stopped */
+    unsigned live;  /* connections still open */
 } tcp_tunnel_t;
 
 typedef struct tcp_conn {

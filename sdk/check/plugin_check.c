@@ -110,7 +110,8 @@ static void check_options(const bw_plugin_t *d)
             snprintf(detail, sizeof detail, "option '%s' has no description", o->key), ok = 0;
         else if (!default_parses(o))
             snprintf(detail, sizeof detail, "default '%s' of option '%s' is not of its type",
-                     o->default_value, o->key), ok = 0;
+                     o->default_value, o->key),
+                ok = 0;
         for (size_t k = 0; k < i && ok; k++)
             if (strcmp(d->options[k].key, o->key) == 0)
                 snprintf(detail, sizeof detail, "option '%s' declared twice", o->key), ok = 0;

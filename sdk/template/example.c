@@ -105,8 +105,7 @@ static void connected(void *ud, bw_stream_t *local, int status)
 {
     ex_conn_t *c = ud;
     if (status < 0) {
-        H->log(BW_LOG_WARN, "example: local service unreachable", "err", H->strerror(status),
-               NULL);
+        H->log(BW_LOG_WARN, "example: local service unreachable", "err", H->strerror(status), NULL);
         H->stream_close(c->pub, 1);
         conn_done(c);
         return;

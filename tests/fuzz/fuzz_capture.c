@@ -59,9 +59,14 @@ static void do_head(bw_capture_t *c, input_t *in)
     bw_http_header_t h[6];
     size_t n = byte(in) % 7;
     char *method = take_str(in, 8), *uri = take_str(in, 16), *reason = take_str(in, 8);
-    bw_http_head_t head = {.struct_size = sizeof(head), .method = method, .uri = uri,
-                           .proto = "HTTP/1.1", .status = byte(in) * 3, .reason = reason,
-                           .headers = h, .n_headers = n};
+    bw_http_head_t head = {.struct_size = sizeof(head),
+                           .method = method,
+                           .uri = uri,
+                           .proto = "HTTP/1.1",
+                           .status = byte(in) * 3,
+                           .reason = reason,
+                           .headers = h,
+                           .n_headers = n};
 
     for (size_t i = 0; i < n; i++) {
         h[i].name = take(in, 12, &h[i].name_len);
@@ -76,7 +81,8 @@ static void do_head(bw_capture_t *c, input_t *in)
 static void do_list(bw_capture_store_t *s, input_t *in)
 {
     uint8_t b = byte(in);
-    bw_capture_filter_t f = {.limit = b % 5, .tunnel_name = b & 8 ? "a" : NULL,
+    bw_capture_filter_t f = {.limit = b % 5,
+                             .tunnel_name = b & 8 ? "a" : NULL,
                              .remote_addr = b & 16 ? "1.2.3.4" : NULL};
     json_decref(bw_capture_store_list_json(s, &f));
 }
@@ -108,9 +114,9 @@ static void step(bw_capture_store_t *s, bw_capture_t **live, char (*ids)[BW_CAPT
 
     switch (op % 9) {
     case 0:
-        if (!live[k] && (live[k] = bw_capture_begin(s, op & 16 ? "a" : "b",
-                                                    op & 32 ? "1.2.3.4" : "::1",
-                                                    (int64_t)byte(in) * 400000000)))
+        if (!live[k] &&
+            (live[k] = bw_capture_begin(s, op & 16 ? "a" : "b", op & 32 ? "1.2.3.4" : "::1",
+                                        (int64_t)byte(in) * 400000000)))
             memcpy(ids[k], bw_capture_id(live[k]), sizeof ids[k]);
         break;
     case 1:

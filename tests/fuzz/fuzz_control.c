@@ -18,17 +18,17 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char *const members[] = {
-    "type",   "version", "token", "client_id",   "req_id", "proto",     "edge_type",
-    "name",   "subdomain", "hostname", "remote_addr", "tunnel_id", "url", "error",
-    "level",  "msg",     "client_addr", "server_name",
+    "type",      "version", "token",     "client_id", "req_id",      "proto",
+    "edge_type", "name",    "subdomain", "hostname",  "remote_addr", "tunnel_id",
+    "url",       "error",   "level",     "msg",       "client_addr", "server_name",
 };
 
-#define CHECK(cond)                                                                        \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            fprintf(stderr, "fuzz_control: invariant failed at line %d: %s\n", __LINE__, #cond); \
-            abort();                                                                       \
-        }                                                                                  \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "fuzz_control: invariant failed at line %d: %s\n", __LINE__, #cond);   \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 /* xorshift32: deterministic per input, so crashes reproduce. */

@@ -44,7 +44,8 @@ static void f_tunnel_stop(void *tstate)
 {
 }
 
-__attribute__((unused)) static void f_conn_open(void *tstate, bw_stream_t *pub, const bw_conn_info_t *info)
+__attribute__((unused)) static void f_conn_open(void *tstate, bw_stream_t *pub,
+                                                const bw_conn_info_t *info)
 {
     H->stream_close(pub, 1);
 }

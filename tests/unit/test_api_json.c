@@ -65,8 +65,9 @@ static void tunnel_resource_shape(void **state)
     assert_int_equal(bw_registry_load(r, BW_TCP_PLUGIN, err, sizeof err), 0);
     bw_conf_t conf;
     json_t *empty = json_object();
-    assert_int_equal(bw_conf_build(bw_registry_find(r, "tcp")->desc.options, empty, 0, &conf, err,
-                                   sizeof err), 0);
+    assert_int_equal(
+        bw_conf_build(bw_registry_find(r, "tcp")->desc.options, empty, 0, &conf, err, sizeof err),
+        0);
     json_decref(empty);
     bw_tunnel_t *t = bw_tunnel_new("ssh (x)", "localhost:22", bw_registry_find(r, "tcp"), &conf);
     bw_tunnel_set_url(t, "tcp://localhost:10001");

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <stdio.h>
@@ -47,8 +48,8 @@ static env_t *env_new(int64_t db_size)
     char err[256];
     env_t *e = calloc(1, sizeof *e);
     e->reg = bw_registry_new(bw_host_table());
-    assert_int_equal(bw_registry_load(e->reg, BW_TEST_PLUGIN_DIR "/tcptls/tcptls.so", err,
-                                      sizeof err), 0);
+    assert_int_equal(
+        bw_registry_load(e->reg, BW_TEST_PLUGIN_DIR "/tcptls/tcptls.so", err, sizeof err), 0);
     assert_int_equal(bw_registry_load(e->reg, BW_TCP_PLUGIN, err, sizeof err), 0);
     bw_agent_config_t cfg = {.server_addr = "127.0.0.1:9", .inspect_db_size = db_size};
     e->a = bw_agent_new(uv_default_loop(), e->reg, &cfg, err, sizeof err);
@@ -138,8 +139,8 @@ static size_t list_count(env_t *e, const char *query, char ids[][BW_CAPTURE_ID_L
     json_t *j = parse(body), *arr = json_object_get(j, "requests"), *v;
     size_t i;
     assert_string_equal(json_string_value(json_object_get(j, "uri")), "/api/requests/http");
-    json_array_foreach(arr, i, v) if (ids) snprintf(ids[i], BW_CAPTURE_ID_LEN + 1, "%s",
-                                                     json_string_value(json_object_get(v, "id")));
+    json_array_foreach(arr, i, v) if (ids)
+        snprintf(ids[i], BW_CAPTURE_ID_LEN + 1, "%s", json_string_value(json_object_get(v, "id")));
     size_t n = json_array_size(arr);
     json_decref(j);
     return n;
@@ -304,8 +305,11 @@ static bw_tunnel_t *start(env_t *e, const char *name, const char *proto, const c
 static void host_capture_slots(void **state)
 {
     const bw_host_t *H = bw_host_table();
-    bw_conn_info_t info = {.struct_size = sizeof info, .client_addr = "9.9.9.9:5",
-                           .client_ip = "9.9.9.9", .edge_type = BW_EDGE_TCP, .server_name = ""};
+    bw_conn_info_t info = {.struct_size = sizeof info,
+                           .client_addr = "9.9.9.9:5",
+                           .client_ip = "9.9.9.9",
+                           .edge_type = BW_EDGE_TCP,
+                           .server_name = ""};
     env_t *e = env_new(0);
     bw_tunnel_t *on = start(e, "on", "tcptls", NULL), *off = start(e, "off", "tcptls", "false");
     bw_tunnel_t *tcp = start(e, "plain", "tcp", "true");
@@ -313,8 +317,8 @@ static void host_capture_slots(void **state)
     assert_null(H->capture_begin(tcp, &info)); /* the plugin does not inspect */
     bw_capture_t *c = H->capture_begin(on, &info);
     assert_non_null(c);
-    bw_http_head_t head = {.struct_size = sizeof head, .method = "GET", .uri = "/",
-                           .proto = "HTTP/1.1"};
+    bw_http_head_t head = {
+        .struct_size = sizeof head, .method = "GET", .uri = "/", .proto = "HTTP/1.1"};
     assert_int_equal(H->capture_head(c, BW_CAPTURE_REQUEST, &head), 0);
     assert_int_equal(H->capture_raw(c, BW_CAPTURE_REQUEST, "GET / HTTP/1.1\r\n\r\n", 18), 0);
     bw_capture_info_t ci;

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <stdio.h>
@@ -19,11 +20,11 @@
 
 #define SEC 1000000000LL
 /* 2014-12-16T04:32:07Z, the spec's example (0x548fb5c7). */
-#define T0 (1418704327LL * SEC)
+#define T0  (1418704327LL * SEC)
 #define MIB (1024 * 1024)
 
 #define REQ_RAW                                                                                    \
-    "GET /favicon.ico?x=1 HTTP/1.1\r\nHost: x.ngrok.io\r\naccept: */*\r\nX-Multi: a\r\n"          \
+    "GET /favicon.ico?x=1 HTTP/1.1\r\nHost: x.ngrok.io\r\naccept: */*\r\nX-Multi: a\r\n"           \
     "x-multi: b\r\n\r\n"
 #define RESP_RAW "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -45,27 +46,36 @@ static char *dump(json_t *j)
 
 static bw_http_head_t req_head(const bw_http_header_t *h, size_t n)
 {
-    bw_http_head_t head = {.struct_size = sizeof(head), .method = "GET",
-                           .uri = "/favicon.ico?x=1", .proto = "HTTP/1.1",
-                           .headers = h, .n_headers = n};
+    bw_http_head_t head = {.struct_size = sizeof(head),
+                           .method = "GET",
+                           .uri = "/favicon.ico?x=1",
+                           .proto = "HTTP/1.1",
+                           .headers = h,
+                           .n_headers = n};
     return head;
 }
 
-#define HDR(n, v) {n, sizeof(n) - 1, v, sizeof(v) - 1}
+#define HDR(n, v)                                                                                  \
+    {                                                                                              \
+        n, sizeof(n) - 1, v, sizeof(v) - 1                                                         \
+    }
 
-static const bw_http_header_t req_hdrs[] = {
-    HDR("Host", "x.ngrok.io"), HDR("accept", "*/*"), HDR("X-Multi", "a"), HDR("x-multi", "b")};
+static const bw_http_header_t req_hdrs[] = {HDR("Host", "x.ngrok.io"), HDR("accept", "*/*"),
+                                            HDR("X-Multi", "a"), HDR("x-multi", "b")};
 static const bw_http_header_t resp_hdrs[] = {HDR("content-length", "2")};
 
 /* An exchange: the request head and bytes, then (with `respond`) the
  * response, as a plugin drives the slots. Returns the writer's handle. */
-static bw_capture_t *exchange(bw_capture_store_t *s, const char *tunnel, int64_t start,
-                              int respond)
+static bw_capture_t *exchange(bw_capture_store_t *s, const char *tunnel, int64_t start, int respond)
 {
     bw_capture_t *c = bw_capture_begin(s, tunnel, "192.168.100.25", start);
     bw_http_head_t rq = req_head(req_hdrs, 4);
-    bw_http_head_t rs = {.struct_size = sizeof(rs), .proto = "HTTP/1.1", .status = 200,
-                         .reason = "OK", .headers = resp_hdrs, .n_headers = 1};
+    bw_http_head_t rs = {.struct_size = sizeof(rs),
+                         .proto = "HTTP/1.1",
+                         .status = 200,
+                         .reason = "OK",
+                         .headers = resp_hdrs,
+                         .n_headers = 1};
 
     assert_non_null(c);
     assert_int_equal(bw_capture_head(c, BW_CAPTURE_REQUEST, &rq), 0);
@@ -142,11 +152,16 @@ static void test_json_pending_response(void **state)
 
 static void test_canonical_keys(void **state)
 {
-    static const char *cases[][2] = {
-        {"content-type", "Content-Type"}, {"X-FOO-bar", "X-Foo-Bar"},
-        {"www-authenticate", "Www-Authenticate"}, {"x_y", "X_y"},
-        {"1abc-d", "1abc-D"}, {"-x", "-X"}, {"foo bar", "foo bar"},
-        {"ünicode", "ünicode"}, {"a:b", "a:b"}, {"", ""}};
+    static const char *cases[][2] = {{"content-type", "Content-Type"},
+                                     {"X-FOO-bar", "X-Foo-Bar"},
+                                     {"www-authenticate", "Www-Authenticate"},
+                                     {"x_y", "X_y"},
+                                     {"1abc-d", "1abc-D"},
+                                     {"-x", "-X"},
+                                     {"foo bar", "foo bar"},
+                                     {"ünicode", "ünicode"},
+                                     {"a:b", "a:b"},
+                                     {"", ""}};
     char out[64];
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -157,9 +172,9 @@ static void test_canonical_keys(void **state)
 
 static void test_headers_aggregate_and_utf8(void **state)
 {
-    static const bw_http_header_t h[] = {
-        HDR("set-cookie", "a=1"), HDR("accept", "\xc3\xa9"), HDR("SET-COOKIE", "b=2"),
-        HDR("X-Bin", "\xff\x00z"), HDR("bad\xc3", "v")};
+    static const bw_http_header_t h[] = {HDR("set-cookie", "a=1"), HDR("accept", "\xc3\xa9"),
+                                         HDR("SET-COOKIE", "b=2"), HDR("X-Bin", "\xff\x00z"),
+                                         HDR("bad\xc3", "v")};
     bw_capture_store_t *s = bw_capture_store_new(0, 0);
     bw_capture_t *c = bw_capture_begin(s, "t", "::1", T0);
     bw_http_head_t head = req_head(h, 5);
@@ -233,8 +248,8 @@ static void test_base64_raw_with_body(void **state)
         step = step * 3 % 7919 + 1;
     }
     assert_int_equal(bw_capture_store_get_json(s, bw_capture_id(c), &j), 0);
-    dec = b64decode(json_string_value(json_object_get(json_object_get(j, "request"), "raw")),
-                    &dlen);
+    dec =
+        b64decode(json_string_value(json_object_get(json_object_get(j, "request"), "raw")), &dlen);
     assert_int_equal(dlen, total);
     assert_memory_equal(dec, body, total);
     free(dec);
@@ -377,7 +392,7 @@ static void test_eviction_budget(void **state)
     const int64_t budget = 8 * MIB;
     bw_capture_store_t *s = bw_capture_store_new(budget, 0);
     size_t passed = 0, n = 0, cap = 4096;
-    char (*ids)[BW_CAPTURE_ID_LEN + 1] = malloc(cap * sizeof(*ids));
+    char(*ids)[BW_CAPTURE_ID_LEN + 1] = malloc(cap * sizeof(*ids));
     static unsigned char piece[4096];
     json_t *j, *reqs;
 
@@ -414,8 +429,12 @@ static void test_evict_in_progress(void **state)
     bw_capture_store_t *s = bw_capture_store_new(64 * 1024, 0);
     static unsigned char big[40 * 1024];
     bw_capture_t *a = exchange(s, "t", T0, 0), *b, *self;
-    bw_http_head_t rs = {.struct_size = sizeof(rs), .proto = "HTTP/1.1", .status = 200,
-                         .reason = "OK", .headers = resp_hdrs, .n_headers = 1};
+    bw_http_head_t rs = {.struct_size = sizeof(rs),
+                         .proto = "HTTP/1.1",
+                         .status = 200,
+                         .reason = "OK",
+                         .headers = resp_hdrs,
+                         .n_headers = 1};
     char aid[BW_CAPTURE_ID_LEN + 1];
     json_t *j;
 
@@ -476,9 +495,9 @@ static void test_truncation(void **state)
     assert_true(info.in_progress);
     assert_true(info.bytes >= 1600);
     assert_int_equal(bw_capture_store_get_json(s, bw_capture_id(c), &j), 0);
-    assert_int_equal(strlen(json_string_value(json_object_get(json_object_get(j, "request"),
-                                                              "raw"))),
-                     1336); /* base64 of 1000 bytes */
+    assert_int_equal(
+        strlen(json_string_value(json_object_get(json_object_get(j, "request"), "raw"))),
+        1336); /* base64 of 1000 bytes */
     json_decref(j);
     bw_capture_req_state(c, BW_CAPTURE_REQ_DONE);
     assert_int_equal(bw_capture_store_replay(s, bw_capture_id(c), &why, &raw, &len, &tn), 0);

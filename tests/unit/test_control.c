@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <stdio.h>
@@ -338,7 +339,7 @@ static void test_invalid_utf8(void **state)
     (void)state;
     feed_bad_body("{\"type\":\"Auth\",\"token\":\"\xff\xfe\"}", "invalid JSON");
     feed_bad_body("{\"type\":\"Auth\",\"token\":\"\xc0\xaf\"}", "invalid JSON"); /* overlong */
-    feed_bad_body("{\"type\":\"\xed\xa0\x80\"}", "invalid JSON");              /* surrogate */
+    feed_bad_body("{\"type\":\"\xed\xa0\x80\"}", "invalid JSON");                /* surrogate */
 }
 
 static void test_non_object(void **state)
@@ -437,8 +438,9 @@ static void test_validate_auth(void **state)
                    "Auth: member \"token\" must be a string");
     expect_invalid("{\"type\":\"Auth\",\"version\":\"0.1.0\",\"token\":\"t\"}",
                    "Auth: member \"client_id\" is missing");
-    expect_invalid("{\"type\":\"Auth\",\"version\":\"0.1.0\",\"token\":\"t\",\"client_id\":\"abc\"}",
-                   "Auth: member \"client_id\" must be empty or 32 lowercase hex characters");
+    expect_invalid(
+        "{\"type\":\"Auth\",\"version\":\"0.1.0\",\"token\":\"t\",\"client_id\":\"abc\"}",
+        "Auth: member \"client_id\" must be empty or 32 lowercase hex characters");
     expect_invalid("{\"type\":\"Auth\",\"version\":\"0.1.0\",\"token\":\"t\","
                    "\"client_id\":\"0123456789ABCDEF0123456789abcdef\"}",
                    "Auth: member \"client_id\" must be empty or 32 lowercase hex characters");
@@ -450,13 +452,15 @@ static void test_validate_auth(void **state)
 static void test_validate_auth_resp(void **state)
 {
     (void)state;
-    expect_valid("{\"type\":\"AuthResp\",\"client_id\":\"\",\"version\":\"0.1.0\",\"error\":\"no\"}");
+    expect_valid(
+        "{\"type\":\"AuthResp\",\"client_id\":\"\",\"version\":\"0.1.0\",\"error\":\"no\"}");
     expect_invalid("{\"type\":\"AuthResp\",\"version\":\"0.1.0\",\"error\":\"\"}",
                    "AuthResp: member \"client_id\" is missing");
     expect_invalid("{\"type\":\"AuthResp\",\"client_id\":\"\",\"version\":[],\"error\":\"\"}",
                    "AuthResp: member \"version\" must be a string");
-    expect_invalid("{\"type\":\"AuthResp\",\"client_id\":\"\",\"version\":\"0.1.0\",\"error\":false}",
-                   "AuthResp: member \"error\" must be a string");
+    expect_invalid(
+        "{\"type\":\"AuthResp\",\"client_id\":\"\",\"version\":\"0.1.0\",\"error\":false}",
+        "AuthResp: member \"error\" must be a string");
 }
 
 #define BIND_TAIL "\"name\":\"n\",\"subdomain\":\"\",\"hostname\":\"\",\"remote_addr\":\"\"}"
@@ -465,8 +469,8 @@ static void test_validate_bind(void **state)
 {
     (void)state;
     expect_valid("{\"type\":\"Bind\",\"req_id\":\"1\",\"proto\":\"tcp\",\"edge_type\":\"tls\"}");
-    expect_valid("{\"type\":\"Bind\",\"req_id\":\"1\",\"proto\":\"tcp\",\"edge_type\":\"http\","
-                 BIND_TAIL);
+    expect_valid(
+        "{\"type\":\"Bind\",\"req_id\":\"1\",\"proto\":\"tcp\",\"edge_type\":\"http\"," BIND_TAIL);
     expect_invalid("{\"type\":\"Bind\",\"req_id\":\"\",\"proto\":\"tcp\",\"edge_type\":\"tcp\"}",
                    "Bind: member \"req_id\" must not be empty");
     expect_invalid("{\"type\":\"Bind\",\"proto\":\"tcp\",\"edge_type\":\"tcp\"}",
@@ -533,8 +537,7 @@ static void test_validate_notice(void **state)
                    "Notice: member \"level\" must be one of info, warn, error");
     expect_invalid("{\"type\":\"Notice\",\"level\":\"\",\"msg\":\"x\"}",
                    "Notice: member \"level\" must be one of info, warn, error");
-    expect_invalid("{\"type\":\"Notice\",\"level\":\"info\"}",
-                   "Notice: member \"msg\" is missing");
+    expect_invalid("{\"type\":\"Notice\",\"level\":\"info\"}", "Notice: member \"msg\" is missing");
     expect_invalid("{\"type\":\"Notice\",\"level\":\"info\",\"msg\":1.5}",
                    "Notice: member \"msg\" must be a string");
 }
@@ -675,8 +678,8 @@ static void test_reader_each(void **state)
     memcpy(buf + al + bl, c, cl);
     bw_frame_reader_init(&r, 0);
     /* Two messages delivered, then the handler asks to stop. */
-    assert_int_equal(bw_frame_reader_each(&r, buf, al + bl + cl, count_until_notice, &n, err,
-                                          sizeof err), 0);
+    assert_int_equal(
+        bw_frame_reader_each(&r, buf, al + bl + cl, count_until_notice, &n, err, sizeof err), 0);
     assert_int_equal(n, 2);
     bw_frame_reader_free(&r);
     /* A zero length is reported with the reader's error. */

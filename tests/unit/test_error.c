@@ -97,12 +97,9 @@ static void parse_int_bounds(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(strerror_names_codes),
-        cmocka_unit_test(split_hostport_forms),
-        cmocka_unit_test(durations_parse_go_style),
-        cmocka_unit_test(loopback_hosts),
-        cmocka_unit_test(random_hex_is_hex_and_varies),
-        cmocka_unit_test(parse_int_bounds),
+        cmocka_unit_test(strerror_names_codes),         cmocka_unit_test(split_hostport_forms),
+        cmocka_unit_test(durations_parse_go_style),     cmocka_unit_test(loopback_hosts),
+        cmocka_unit_test(random_hex_is_hex_and_varies), cmocka_unit_test(parse_int_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

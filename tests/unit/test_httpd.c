@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
 #include <uv.h>
 
 #include <burrow/error.h>

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <math.h>
@@ -13,8 +14,8 @@
 
 #include "metrics.h"
 
-#define SEC 1000000000ull
-#define MIN (60 * SEC)
+#define SEC  1000000000ull
+#define MIN  (60 * SEC)
 #define HOUR (60 * MIN)
 /* A deliberately unaligned start: ticks are measured from init time. */
 #define T0 1234567891ull
@@ -358,7 +359,7 @@ static void test_rescale_after_an_hour(void **state)
         bw_timer_metric_update(t, i, T0 + (uint64_t)i * 3 * SEC);
     assert_int_equal(t->start_ns, T0);
     bw_timer_metric_update(t, -7, T0 + HOUR);
-    assert_int_equal(t->start_ns, T0);   /* due only strictly after t1 */
+    assert_int_equal(t->start_ns, T0); /* due only strictly after t1 */
     later = T0 + HOUR + 1;
     bw_timer_metric_update(t, -8, later);
     assert_int_equal(t->start_ns, later);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+
 #include <jansson.h>
 
 #include "host.h"

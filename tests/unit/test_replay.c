@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <stdio.h>
@@ -87,8 +88,9 @@ static void modify_body_fixes_framing(void **state)
     expect("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
            "{\"body\":\"\",\"headers\":{\"content-length\":\"99\"}}",
            "POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
-    expect(REQ, "{\"body_base64\":\"AAEC/w==\"}",
-           "POST /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nContent-Length: 4\r\n\r\n\x00\x01\x02\xff");
+    expect(
+        REQ, "{\"body_base64\":\"AAEC/w==\"}",
+        "POST /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nContent-Length: 4\r\n\r\n\x00\x01\x02\xff");
 }
 
 static void modify_body_base64_binary(void **state)
@@ -99,7 +101,8 @@ static void modify_body_base64_binary(void **state)
     char err[128];
     assert_int_equal(bw_replay_modify(REQ, strlen(REQ), mods, &out, &len, err, sizeof err), 0);
     assert_int_equal(len, strlen("POST /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n"
-                                 "Content-Length: 4\r\n\r\n") + 4);
+                                 "Content-Length: 4\r\n\r\n") +
+                              4);
     assert_memory_equal((char *)out + len - 4, "\x00\x01\x02\xff", 4);
     free(out);
     json_decref(mods);

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
 #include <uv.h>
 
 #include "stream.h"
@@ -175,8 +176,8 @@ static void *client_main(void *arg)
     struct timespec until = {0};
     while (sent < c->n || c->got < c->n) {
         if (sent < c->n) {
-            ssize_t w = send(fd, out + sent, c->n - sent > 65536 ? 65536 : c->n - sent,
-                             MSG_DONTWAIT);
+            ssize_t w =
+                send(fd, out + sent, c->n - sent > 65536 ? 65536 : c->n - sent, MSG_DONTWAIT);
             if (w > 0)
                 sent += (size_t)w;
             if (sent == c->n)
@@ -419,7 +420,8 @@ static void mux_adapter_holds_input_while_paused(void **state)
     bw_mux_config_default(&cc, 1);
     bw_mux_config_default(&sc, 0);
     bw_mux_callbacks_t ccb = {.send = wire_send, .send_queued = wire_queued};
-    bw_mux_callbacks_t scb = {.send = wire_send, .send_queued = wire_queued, .on_stream = on_stream};
+    bw_mux_callbacks_t scb = {
+        .send = wire_send, .send_queued = wire_queued, .on_stream = on_stream};
     bw_mux_t *cli = bw_mux_new(&cc, &ccb, &to_srv);
     bw_mux_t *srv = bw_mux_new(&sc, &scb, &to_cli);
     to_srv.peer = srv;
@@ -486,7 +488,8 @@ static void mux_pair_open(mux_pair_t *p)
     bw_mux_config_default(&cc, 1);
     bw_mux_config_default(&sc, 0);
     bw_mux_callbacks_t ccb = {.send = wire_send, .send_queued = wire_queued};
-    bw_mux_callbacks_t scb = {.send = wire_send, .send_queued = wire_queued, .on_stream = on_stream};
+    bw_mux_callbacks_t scb = {
+        .send = wire_send, .send_queued = wire_queued, .on_stream = on_stream};
     memset(p, 0, sizeof *p);
     p->cli = bw_mux_new(&cc, &ccb, &p->to_srv);
     p->srv = bw_mux_new(&sc, &scb, &p->to_cli);

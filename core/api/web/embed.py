@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Embed a file into C as `const char NAME[]` and `const size_t NAME_len`.
+"""Embed a file into C as `const unsigned char NAME[]` and `const size_t NAME_len`.
+
+Unsigned, so bytes above 0x7f convert without overflow (-Woverflow).
 
 Usage: embed.py INPUT OUTPUT.c NAME
 """
@@ -16,7 +18,7 @@ def main():
     with open(out, "w") as f:
         f.write("/* Generated from %s by embed.py; do not edit. */\n" % src.split("/")[-1])
         f.write("#include <stddef.h>\n\n")
-        f.write("const char %s[] = {\n%s\n    0x00\n};\n" % (name, "\n".join(lines)))
+        f.write("const unsigned char %s[] = {\n%s\n    0x00\n};\n" % (name, "\n".join(lines)))
         f.write("const size_t %s_len = %d;\n" % (name, len(data)))
 
 
