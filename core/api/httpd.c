@@ -1,14 +1,5 @@
-/* Embedded HTTP/1.1 server for the agent API. See httpd.h.
- *
- * Layers, bottom up:
- *  - sess_t: one connection's protocol core. It consumes bytes, runs
- *    http-parser, dispatches requests and emits response bytes through two
- *    hooks (write, finish). It knows nothing of libuv, so the fuzzer drives
- *    it directly.
- *  - conn_t: a sess_t over a uv_tcp_t, with timers, read flow control and
- *    the close-callback lifetime rule.
- *  - the router and the olive-compatible responses.
- */
+/* Embedded HTTP/1.1 server for the agent API. See httpd.h for the API and
+ * httpd_int.h for its layers. */
 #include "httpd.h"
 
 #include <arpa/inet.h>
@@ -23,101 +14,9 @@
 #include <burrow/error.h>
 #include <http_parser.h>
 
+#include "httpd_int.h"
 #include "log.h"
 #include "util.h"
-
-#define DEF_MAX_HEADER (16u * 1024u)
-#define DEF_MAX_BODY   (1024u * 1024u)
-#define DEF_IDLE_MS    60000u
-#define DEF_HEADER_MS  15000u
-#define DEF_MAX_CONNS  256u
-#define MAX_HEADERS    100
-#define READ_BUF       65536
-/* Unparsed input held per connection before we stop reading. */
-#define IN_HWM (64u * 1024u)
-/* Response bytes queued per connection before we stop parsing. */
-#define OUT_HWM        (256u * 1024u)
-#define DEFAULT_PORT   4040
-#define FALLBACK_PORTS 9
-
-typedef struct strbuf {
-    char *p;
-    size_t len, cap;
-} strbuf_t;
-
-typedef struct hdr {
-    strbuf_t name, value;
-} hdr_t;
-
-typedef struct route {
-    char *method;
-    char *pattern;
-    unsigned flags;
-    bw_httpd_handler_fn fn;
-    void *ud;
-} route_t;
-
-typedef struct conn conn_t;
-
-struct bw_httpd {
-    uv_loop_t *loop; /* NULL for a detached server */
-    uv_tcp_t listener;
-    int listener_open;
-    int closing;
-    int local; /* listening on loopback: the DNS-rebinding guard applies */
-    size_t max_header, max_body;
-    unsigned idle_ms, header_ms, max_conns;
-    char **allow_hosts;
-    size_t nallow;
-    route_t *routes;
-    size_t nroutes;
-    conn_t *conns; /* open connections */
-    size_t nconns; /* open, counted against max_conns */
-    size_t live;   /* allocated connections, open or closing */
-    char addr[BW_ADDRSTRLEN];
-    char rbuf[READ_BUF];
-};
-
-enum phase { PH_IDLE, PH_HEAD, PH_BODY, PH_WAIT };
-
-typedef struct sess sess_t;
-struct sess {
-    bw_httpd_t *srv;
-    void (*write)(sess_t *s, char *buf, size_t len); /* takes buf */
-    void (*finish)(sess_t *s);                       /* flush, then close */
-    void (*kick)(sess_t *s);                         /* an async answer came */
-    http_parser parser;
-    bw_httpd_req_t *cur;      /* being parsed */
-    bw_httpd_req_t *inflight; /* at a handler */
-    strbuf_t in;
-    size_t in_off;
-    size_t hbytes;
-    int phase;
-    int fail_status;
-    int in_process;
-    int done;        /* no more requests: finish once the answer is out */
-    int finished;    /* finish() called */
-    int dead;        /* transport gone: drop output */
-    int out_blocked; /* too much output queued: do not parse more */
-    int last_was_value;
-    char remote[BW_ADDRSTRLEN];
-};
-
-struct bw_httpd_req {
-    sess_t *sess; /* NULL once the client has gone */
-    const route_t *route;
-    strbuf_t url;
-    char *path, *query, *param, *param_raw;
-    hdr_t *hdrs;
-    size_t nhdrs;
-    strbuf_t body;
-    char method[24];
-    char remote[BW_ADDRSTRLEN];
-    char id[17];
-    uint64_t t0;
-    int keep_alive;
-    int http_minor;
-};
 
 struct conn {
     sess_t s;
@@ -157,7 +56,7 @@ static int sb_reserve(strbuf_t *b, size_t n)
     return 0;
 }
 
-static int sb_append(strbuf_t *b, const char *d, size_t n)
+int bw__httpd_sb_append(strbuf_t *b, const char *d, size_t n)
 {
     if (sb_reserve(b, n) != 0)
         return BW_ENOMEM;
@@ -168,13 +67,12 @@ static int sb_append(strbuf_t *b, const char *d, size_t n)
     return 0;
 }
 
-static int sb_str(strbuf_t *b, const char *s)
+int bw__httpd_sb_str(strbuf_t *b, const char *s)
 {
-    return sb_append(b, s, strlen(s));
+    return bw__httpd_sb_append(b, s, strlen(s));
 }
 
-static int sb_fmt(strbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int sb_fmt(strbuf_t *b, const char *fmt, ...)
+int bw__httpd_sb_fmt(strbuf_t *b, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -191,12 +89,12 @@ static int sb_fmt(strbuf_t *b, const char *fmt, ...)
     return 0;
 }
 
-static const char *sb_cstr(const strbuf_t *b)
+const char *bw__httpd_sb_cstr(const strbuf_t *b)
 {
     return b->p ? b->p : "";
 }
 
-static void sb_free(strbuf_t *b)
+void bw__httpd_sb_free(strbuf_t *b)
 {
     free(b->p);
     b->p = NULL;
@@ -326,7 +224,7 @@ int bw_httpd_url_decode(const char *in, size_t len, int plus_space, char **out)
 
 /* ---- requests ---- */
 
-static bw_httpd_req_t *req_new(sess_t *s)
+bw_httpd_req_t *bw__httpd_req_new(sess_t *s)
 {
     bw_httpd_req_t *r = calloc(1, sizeof *r);
     if (!r)
@@ -338,17 +236,17 @@ static bw_httpd_req_t *req_new(sess_t *s)
     return r;
 }
 
-static void req_free(bw_httpd_req_t *r)
+void bw__httpd_req_free(bw_httpd_req_t *r)
 {
     if (!r)
         return;
     for (size_t i = 0; i < r->nhdrs; i++) {
-        sb_free(&r->hdrs[i].name);
-        sb_free(&r->hdrs[i].value);
+        bw__httpd_sb_free(&r->hdrs[i].name);
+        bw__httpd_sb_free(&r->hdrs[i].value);
     }
     free(r->hdrs);
-    sb_free(&r->url);
-    sb_free(&r->body);
+    bw__httpd_sb_free(&r->url);
+    bw__httpd_sb_free(&r->body);
     free(r->path);
     free(r->query);
     free(r->param);
@@ -374,8 +272,8 @@ const char *bw_httpd_req_query_string(const bw_httpd_req_t *req)
 const char *bw_httpd_req_header(const bw_httpd_req_t *req, const char *name)
 {
     for (size_t i = 0; i < req->nhdrs; i++)
-        if (strcasecmp(sb_cstr(&req->hdrs[i].name), name) == 0)
-            return sb_cstr(&req->hdrs[i].value);
+        if (strcasecmp(bw__httpd_sb_cstr(&req->hdrs[i].name), name) == 0)
+            return bw__httpd_sb_cstr(&req->hdrs[i].value);
     return NULL;
 }
 
@@ -383,7 +281,7 @@ const char *bw_httpd_req_body(const bw_httpd_req_t *req, size_t *len)
 {
     if (len)
         *len = req->body.len;
-    return sb_cstr(&req->body);
+    return bw__httpd_sb_cstr(&req->body);
 }
 
 const char *bw_httpd_req_remote(const bw_httpd_req_t *req)
@@ -438,10 +336,10 @@ int bw_httpd_req_query(const bw_httpd_req_t *req, const char *key, char **out)
 }
 
 /* Split the request target into path and query. */
-static int req_parse_target(bw_httpd_req_t *r, int is_connect)
+int bw__httpd_req_parse_target(bw_httpd_req_t *r, int is_connect)
 {
     struct http_parser_url u;
-    const char *url = sb_cstr(&r->url);
+    const char *url = bw__httpd_sb_cstr(&r->url);
     http_parser_url_init(&u);
     if (http_parser_parse_url(url, r->url.len, is_connect, &u) != 0)
         return BW_EINVAL;
@@ -510,34 +408,34 @@ static void http_date(char *buf, size_t len)
 }
 
 /* Build the whole response. Returns 0 or BW_ENOMEM/BW_EMSGSIZE. */
-static int build_response(strbuf_t *o, int status, const char *ctype, const void *body, size_t len,
-                          const char *extra, int keep, int http10, int head)
+int bw__httpd_build_response(strbuf_t *o, int status, const char *ctype, const void *body,
+                             size_t len, const char *extra, int keep, int http10, int head)
 {
     char date[64];
     int no_body = status == 204 || status == 304 || (status >= 100 && status < 200);
     int rc = 0;
     http_date(date, sizeof date);
-    rc |= sb_fmt(o, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, reason(status), date);
+    rc |= bw__httpd_sb_fmt(o, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, reason(status), date);
     if (ctype)
-        rc |= sb_fmt(o, "Content-Type: %s\r\n", ctype);
+        rc |= bw__httpd_sb_fmt(o, "Content-Type: %s\r\n", ctype);
     if (!no_body)
-        rc |= sb_fmt(o, "Content-Length: %zu\r\n", len);
+        rc |= bw__httpd_sb_fmt(o, "Content-Length: %zu\r\n", len);
     if (!keep)
-        rc |= sb_str(o, "Connection: close\r\n");
+        rc |= bw__httpd_sb_str(o, "Connection: close\r\n");
     else if (http10)
-        rc |= sb_str(o, "Connection: keep-alive\r\n");
+        rc |= bw__httpd_sb_str(o, "Connection: keep-alive\r\n");
     if (extra)
-        rc |= sb_str(o, extra);
-    rc |= sb_str(o, "\r\n");
+        rc |= bw__httpd_sb_str(o, extra);
+    rc |= bw__httpd_sb_str(o, "\r\n");
     if (!no_body && !head && len)
-        rc |= sb_append(o, body, len);
+        rc |= bw__httpd_sb_append(o, body, len);
     return rc ? BW_ENOMEM : 0;
 }
 
 /* json_dumps as Go's json.Encoder writes: HTML characters escaped and a
  * trailing newline. '<' '>' '&' can only occur inside JSON strings, so
  * replacing them everywhere is safe. Returns a new string or NULL. */
-static char *go_json(const json_t *v, size_t *len)
+char *bw__httpd_go_json(const json_t *v, size_t *len)
 {
     char *raw = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
     strbuf_t o = {0};
@@ -546,19 +444,19 @@ static char *go_json(const json_t *v, size_t *len)
         return NULL;
     for (const char *p = raw; *p && rc == 0; p++) {
         if (*p == '<')
-            rc = sb_str(&o, "\\u003c");
+            rc = bw__httpd_sb_str(&o, "\\u003c");
         else if (*p == '>')
-            rc = sb_str(&o, "\\u003e");
+            rc = bw__httpd_sb_str(&o, "\\u003e");
         else if (*p == '&')
-            rc = sb_str(&o, "\\u0026");
+            rc = bw__httpd_sb_str(&o, "\\u0026");
         else
-            rc = sb_append(&o, p, 1);
+            rc = bw__httpd_sb_append(&o, p, 1);
     }
     free(raw);
     if (rc == 0)
-        rc = sb_str(&o, "\n");
+        rc = bw__httpd_sb_str(&o, "\n");
     if (rc != 0) {
-        sb_free(&o);
+        bw__httpd_sb_free(&o);
         return NULL;
     }
     *len = o.len;
@@ -567,12 +465,10 @@ static char *go_json(const json_t *v, size_t *len)
 
 /* ---- sessions: the protocol core ---- */
 
-static void sess_process(sess_t *s);
-
-static void sess_emit(sess_t *s, strbuf_t *o)
+void bw__httpd_sess_emit(sess_t *s, strbuf_t *o)
 {
     if (s->dead) {
-        sb_free(o);
+        bw__httpd_sb_free(o);
         return;
     }
     s->write(s, o->p, o->len); /* takes o->p */
@@ -581,20 +477,21 @@ static void sess_emit(sess_t *s, strbuf_t *o)
 }
 
 /* Answer outside any request (bad input) and stop the connection. */
-static void sess_fail(sess_t *s, int status, const char *msg, const char *err)
+void bw__httpd_sess_fail(sess_t *s, int status, const char *msg, const char *err)
 {
     json_t *j = json_pack("{s:i, s:s}", "status_code", status, "msg", msg);
     if (j && err)
         json_object_set_new(j, "details", json_pack("{s:s}", "err", err));
     size_t blen = 0;
-    char *body = j ? go_json(j, &blen) : NULL;
+    char *body = j ? bw__httpd_go_json(j, &blen) : NULL;
     json_decref(j);
     strbuf_t o = {0};
-    if (build_response(&o, status, "application/json", body ? body : "", blen, NULL, 0, 0, 0) == 0)
-        sess_emit(s, &o);
-    sb_free(&o);
+    if (bw__httpd_build_response(&o, status, "application/json", body ? body : "", blen, NULL, 0, 0,
+                                 0) == 0)
+        bw__httpd_sess_emit(s, &o);
+    bw__httpd_sb_free(&o);
     free(body);
-    req_free(s->cur);
+    bw__httpd_req_free(s->cur);
     s->cur = NULL;
     s->done = 1;
 }
@@ -617,8 +514,8 @@ static int head_grow(sess_t *s, size_t n)
 static int on_message_begin(http_parser *p)
 {
     sess_t *s = psess(p);
-    req_free(s->cur);
-    s->cur = req_new(s);
+    bw__httpd_req_free(s->cur);
+    s->cur = bw__httpd_req_new(s);
     if (!s->cur) {
         s->fail_status = 500;
         return -1;
@@ -634,7 +531,7 @@ static int on_url(http_parser *p, const char *at, size_t n)
     sess_t *s = psess(p);
     if (head_grow(s, n) != 0)
         return -1;
-    return sb_append(&s->cur->url, at, n) ? (s->fail_status = 500, -1) : 0;
+    return bw__httpd_sb_append(&s->cur->url, at, n) ? (s->fail_status = 500, -1) : 0;
 }
 
 static int on_header_field(http_parser *p, const char *at, size_t n)
@@ -657,7 +554,7 @@ static int on_header_field(http_parser *p, const char *at, size_t n)
         memset(&h[r->nhdrs++], 0, sizeof *h);
         s->last_was_value = 0;
     }
-    return sb_append(&r->hdrs[r->nhdrs - 1].name, at, n) ? (s->fail_status = 500, -1) : 0;
+    return bw__httpd_sb_append(&r->hdrs[r->nhdrs - 1].name, at, n) ? (s->fail_status = 500, -1) : 0;
 }
 
 static int on_header_value(http_parser *p, const char *at, size_t n)
@@ -669,7 +566,8 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
     s->last_was_value = 1;
     if (r->nhdrs == 0)
         return 0;
-    return sb_append(&r->hdrs[r->nhdrs - 1].value, at, n) ? (s->fail_status = 500, -1) : 0;
+    return bw__httpd_sb_append(&r->hdrs[r->nhdrs - 1].value, at, n) ? (s->fail_status = 500, -1)
+                                                                    : 0;
 }
 
 static void trim_values(bw_httpd_req_t *r)
@@ -697,9 +595,9 @@ static int on_headers_complete(http_parser *p)
     const char *expect = bw_httpd_req_header(r, "Expect");
     if (expect && strcasecmp(expect, "100-continue") == 0 && p->http_minor >= 1 && !s->dead) {
         strbuf_t o = {0};
-        if (sb_str(&o, "HTTP/1.1 100 Continue\r\n\r\n") == 0)
-            sess_emit(s, &o);
-        sb_free(&o);
+        if (bw__httpd_sb_str(&o, "HTTP/1.1 100 Continue\r\n\r\n") == 0)
+            bw__httpd_sess_emit(s, &o);
+        bw__httpd_sb_free(&o);
     }
     s->phase = PH_BODY;
     return 0;
@@ -712,7 +610,7 @@ static int on_body(http_parser *p, const char *at, size_t n)
         s->fail_status = 413;
         return -1;
     }
-    return sb_append(&s->cur->body, at, n) ? (s->fail_status = 500, -1) : 0;
+    return bw__httpd_sb_append(&s->cur->body, at, n) ? (s->fail_status = 500, -1) : 0;
 }
 
 /* Pause so http_parser_execute returns here and the request is dispatched
@@ -733,9 +631,7 @@ static const http_parser_settings parser_settings = {
     .on_message_complete = on_message_complete,
 };
 
-static void dispatch(sess_t *s);
-
-static void sess_init(sess_t *s, bw_httpd_t *h)
+void bw__httpd_sess_init(sess_t *s, bw_httpd_t *h)
 {
     s->srv = h;
     http_parser_init(&s->parser, HTTP_REQUEST);
@@ -745,7 +641,7 @@ static void sess_init(sess_t *s, bw_httpd_t *h)
 
 /* The transport is gone: output is dropped and an in-flight request becomes
  * cancelled and stays with its handler. Safe inside parser callbacks. */
-static void sess_detach(sess_t *s)
+void bw__httpd_sess_detach(sess_t *s)
 {
     s->dead = 1;
     if (s->inflight)
@@ -754,27 +650,27 @@ static void sess_detach(sess_t *s)
 }
 
 /* Free what the session holds; never while the parser runs on it. */
-static void sess_cleanup(sess_t *s)
+void bw__httpd_sess_cleanup(sess_t *s)
 {
-    sess_detach(s);
-    req_free(s->cur);
+    bw__httpd_sess_detach(s);
+    bw__httpd_req_free(s->cur);
     s->cur = NULL;
-    sb_free(&s->in);
+    bw__httpd_sb_free(&s->in);
 }
 
 static void parse_error(sess_t *s)
 {
     enum http_errno e = HTTP_PARSER_ERRNO(&s->parser);
     if (s->fail_status == 431)
-        sess_fail(s, 431, "Request Header Fields Too Large", NULL);
+        bw__httpd_sess_fail(s, 431, "Request Header Fields Too Large", NULL);
     else if (s->fail_status == 413)
-        sess_fail(s, 413, "Request Entity Too Large", NULL);
+        bw__httpd_sess_fail(s, 413, "Request Entity Too Large", NULL);
     else if (s->fail_status == 500)
-        sess_fail(s, 500, "Internal Server Error", NULL);
+        bw__httpd_sess_fail(s, 500, "Internal Server Error", NULL);
     else if (e == HPE_HEADER_OVERFLOW)
-        sess_fail(s, 431, "Request Header Fields Too Large", NULL);
+        bw__httpd_sess_fail(s, 431, "Request Header Fields Too Large", NULL);
     else
-        sess_fail(s, 400, "Bad Request", http_errno_description(e));
+        bw__httpd_sess_fail(s, 400, "Bad Request", http_errno_description(e));
 }
 
 /* Parse held input while no request is at a handler. */
@@ -787,20 +683,20 @@ static void parse_some(sess_t *s)
         enum http_errno e = HTTP_PARSER_ERRNO(&s->parser);
         if (e == HPE_PAUSED) {
             http_parser_pause(&s->parser, 0);
-            dispatch(s);
+            bw__httpd_dispatch(s);
         } else if (e != HPE_OK) {
             parse_error(s);
         } else if (s->parser.upgrade) {
             /* An upgrade with no on_message_complete: we never upgrade. */
-            sess_fail(s, 400, "Bad Request", "upgrade not supported");
+            bw__httpd_sess_fail(s, 400, "Bad Request", "upgrade not supported");
         }
     }
 }
 
-static void sess_process(sess_t *s)
+void bw__httpd_sess_process(sess_t *s)
 {
     if (s->in_process)
-        return; /* a synchronous answer inside dispatch: the loop goes on */
+        return; /* a synchronous answer inside bw__httpd_dispatch: the loop goes on */
     s->in_process = 1;
     parse_some(s);
     s->in_process = 0;
@@ -817,13 +713,13 @@ static void sess_process(sess_t *s)
     }
 }
 
-static int sess_feed(sess_t *s, const void *data, size_t len)
+int bw__httpd_sess_input(sess_t *s, const void *data, size_t len)
 {
     if (s->done || s->dead)
         return 0;
-    if (sb_append(&s->in, data, len) != 0)
+    if (bw__httpd_sb_append(&s->in, data, len) != 0)
         return BW_ENOMEM;
-    sess_process(s);
+    bw__httpd_sess_process(s);
     return 0;
 }
 
@@ -865,8 +761,8 @@ static void respond_405(bw_httpd_req_t *r, strbuf_t *allowed)
 {
     char *extra = NULL;
     strbuf_t hdr = {0};
-    json_t *d = json_pack("{s:s, s:s}", "method", r->method, "allowed", sb_cstr(allowed));
-    if (sb_fmt(&hdr, "Allow: %s\r\n", sb_cstr(allowed)) == 0)
+    json_t *d = json_pack("{s:s, s:s}", "method", r->method, "allowed", bw__httpd_sb_cstr(allowed));
+    if (bw__httpd_sb_fmt(&hdr, "Allow: %s\r\n", bw__httpd_sb_cstr(allowed)) == 0)
         extra = hdr.p;
     json_t *j = json_pack("{s:i, s:s}", "status_code", 405, "msg", "Method Not Allowed");
     if (j && d)
@@ -874,13 +770,13 @@ static void respond_405(bw_httpd_req_t *r, strbuf_t *allowed)
     else
         json_decref(d);
     size_t len = 0;
-    char *body = j ? go_json(j, &len) : NULL;
+    char *body = j ? bw__httpd_go_json(j, &len) : NULL;
     json_decref(j);
     bw_log(BW_LOG_WARN, "Method Not Allowed", "pg", r->path, "id", r->id, "method", r->method,
-           "allowed", sb_cstr(allowed), NULL);
+           "allowed", bw__httpd_sb_cstr(allowed), NULL);
     bw_httpd_respond(r, 405, "application/json", body ? body : "", len, extra);
     free(body);
-    sb_free(&hdr);
+    bw__httpd_sb_free(&hdr);
 }
 
 /* Find the route; answers 404/405 itself and returns NULL then. */
@@ -899,16 +795,16 @@ static const route_t *route_find(bw_httpd_t *h, bw_httpd_req_t *r)
             found = &h->routes[i];
             ps = s;
             pl = l;
-        } else if (!strstr(sb_cstr(&allowed), h->routes[i].method)) {
-            sb_str(&allowed, allowed.len ? ", " : "");
-            sb_str(&allowed, h->routes[i].method);
+        } else if (!strstr(bw__httpd_sb_cstr(&allowed), h->routes[i].method)) {
+            bw__httpd_sb_str(&allowed, allowed.len ? ", " : "");
+            bw__httpd_sb_str(&allowed, h->routes[i].method);
         }
     }
     if (!found && allowed.len)
         respond_405(r, &allowed);
     else if (!found)
         bw_httpd_error(r, 404, "Not Found", json_pack("{s:s}", "path", r->path));
-    sb_free(&allowed);
+    bw__httpd_sb_free(&allowed);
     if (found && ps) {
         r->param_raw = strndup(ps, pl);
         if (bw_httpd_url_decode(ps, pl, 0, &r->param) == BW_ENOMEM || !r->param_raw) {
@@ -982,7 +878,7 @@ static int content_type_ok(bw_httpd_req_t *r)
     return 0;
 }
 
-static int is_local_host(const char *host)
+int bw__httpd_is_local_host(const char *host)
 {
     struct in_addr a4;
     struct in6_addr a6;
@@ -1021,17 +917,19 @@ static int host_ok(bw_httpd_t *h, bw_httpd_req_t *r)
     if (!h->local)
         return 0;
     host_only(bw_httpd_req_header(r, "Host"), host, sizeof host);
-    if (is_local_host(host))
+    if (bw__httpd_is_local_host(host))
         return 0;
     for (size_t i = 0; i < h->nallow; i++)
         if (strcasecmp(h->allow_hosts[i], host) == 0)
             return 0;
     strbuf_t o = {0};
-    sb_fmt(&o, "Rejected host \"%s\".\n\nIf this request should be permitted, please add ", host);
-    sb_fmt(&o, "\"%s\" to the \"web_allow_hosts\" option in your configuration file.\n", host);
-    bw_httpd_respond(r, 401, "text/plain; charset=utf-8", sb_cstr(&o), o.len,
+    bw__httpd_sb_fmt(
+        &o, "Rejected host \"%s\".\n\nIf this request should be permitted, please add ", host);
+    bw__httpd_sb_fmt(&o, "\"%s\" to the \"web_allow_hosts\" option in your configuration file.\n",
+                     host);
+    bw_httpd_respond(r, 401, "text/plain; charset=utf-8", bw__httpd_sb_cstr(&o), o.len,
                      "X-Content-Type-Options: nosniff\r\n");
-    sb_free(&o);
+    bw__httpd_sb_free(&o);
     return -1;
 }
 
@@ -1055,7 +953,7 @@ static void route_request(sess_t *s, bw_httpd_req_t *r)
     rt->fn(r, rt->ud);
 }
 
-static void dispatch(sess_t *s)
+void bw__httpd_dispatch(sess_t *s)
 {
     bw_httpd_req_t *r = s->cur;
     s->cur = NULL;
@@ -1064,9 +962,9 @@ static void dispatch(sess_t *s)
     int is_connect = s->parser.method == HTTP_CONNECT;
     if (s->parser.upgrade || is_connect || s->srv->closing)
         r->keep_alive = 0; /* we never switch protocols */
-    if (req_parse_target(r, is_connect) != 0) {
-        req_free(r);
-        sess_fail(s, 400, "Bad Request", "invalid request target");
+    if (bw__httpd_req_parse_target(r, is_connect) != 0) {
+        bw__httpd_req_free(r);
+        bw__httpd_sess_fail(s, 400, "Bad Request", "invalid request target");
         return;
     }
     s->inflight = r;
@@ -1101,24 +999,24 @@ int bw_httpd_respond(bw_httpd_req_t *req, int status, const char *content_type, 
     int head = strcmp(req->method, "HEAD") == 0;
     s->inflight = NULL;
     s->phase = PH_IDLE;
-    rc = build_response(&o, status, content_type, body, len, extra_headers, keep,
-                        req->http_minor == 0, head);
+    rc = bw__httpd_build_response(&o, status, content_type, body, len, extra_headers, keep,
+                                  req->http_minor == 0, head);
     if (rc == 0)
-        sess_emit(s, &o);
+        bw__httpd_sess_emit(s, &o);
     if (rc != 0 || !keep)
         s->done = 1;
     if (!s->in_process)
         s->kick(s);
 out:
-    sb_free(&o);
-    req_free(req);
+    bw__httpd_sb_free(&o);
+    bw__httpd_req_free(req);
     return rc;
 }
 
 int bw_httpd_json(bw_httpd_req_t *req, int status, json_t *body)
 {
     size_t len = 0;
-    char *txt = body ? go_json(body, &len) : NULL;
+    char *txt = body ? bw__httpd_go_json(body, &len) : NULL;
     json_decref(body);
     if (!txt)
         return bw_httpd_error(req, 500, "Internal Server Error", NULL);
@@ -1180,8 +1078,6 @@ int bw_httpd_error(bw_httpd_req_t *req, int status, const char *msg, json_t *det
 /* ---- libuv connections ---- */
 
 static void conn_drive(conn_t *c);
-static void conn_close(conn_t *c);
-static void srv_maybe_free(bw_httpd_t *h);
 
 static conn_t *sess_conn(sess_t *s)
 {
@@ -1194,19 +1090,19 @@ static void conn_handle_closed(uv_handle_t *hd)
     if (--c->handles > 0)
         return;
     bw_httpd_t *h = c->s.srv;
-    sess_cleanup(&c->s);
+    bw__httpd_sess_cleanup(&c->s);
     free(c);
     h->live--;
-    srv_maybe_free(h);
+    bw__httpd_srv_maybe_free(h);
 }
 
-static void conn_close(conn_t *c)
+void bw__httpd_conn_close(conn_t *c)
 {
     bw_httpd_t *h = c->s.srv;
     if (c->closing)
         return;
     c->closing = 1;
-    sess_detach(&c->s); /* we may be inside the parser: free later */
+    bw__httpd_sess_detach(&c->s); /* we may be inside the parser: free later */
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -1226,7 +1122,7 @@ static void write_done(uv_write_t *w, int status)
     free(wr->buf);
     free(wr);
     if (status < 0)
-        conn_close(c);
+        bw__httpd_conn_close(c);
     else if (!c->closing && c->s.out_blocked && c->wq < OUT_HWM / 4)
         conn_drive(c);
 }
@@ -1239,7 +1135,7 @@ static void conn_write(sess_t *s, char *buf, size_t len)
         free(buf);
         free(wr);
         if (!c->closing)
-            conn_close(c);
+            bw__httpd_conn_close(c);
         return;
     }
     wr->c = c;
@@ -1249,7 +1145,7 @@ static void conn_write(sess_t *s, char *buf, size_t len)
     if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, write_done) != 0) {
         free(buf);
         free(wr);
-        conn_close(c);
+        bw__httpd_conn_close(c);
         return;
     }
     c->wq += len;
@@ -1258,7 +1154,7 @@ static void conn_write(sess_t *s, char *buf, size_t len)
 
 static void shutdown_done(uv_shutdown_t *req, int status)
 {
-    conn_close(req->data);
+    bw__httpd_conn_close(req->data);
 }
 
 static void conn_finish(sess_t *s)
@@ -1270,7 +1166,7 @@ static void conn_finish(sess_t *s)
     c->shut.data = c;
     /* Shutdown waits for queued writes, so the last answer is not cut. */
     if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, shutdown_done) != 0)
-        conn_close(c);
+        bw__httpd_conn_close(c);
 }
 
 static void conn_kick(sess_t *s)
@@ -1280,7 +1176,7 @@ static void conn_kick(sess_t *s)
 
 static void timer_fired(uv_timer_t *t)
 {
-    conn_close(t->data);
+    bw__httpd_conn_close(t->data);
 }
 
 static void conn_timer(conn_t *c)
@@ -1315,14 +1211,14 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
             c->s.finished = 1;
             conn_finish(&c->s);
         } else {
-            conn_close(c);
+            bw__httpd_conn_close(c);
         }
         return;
     }
     if (nread == 0 || c->closing)
         return;
-    if (sess_feed(&c->s, buf->base, (size_t)nread) != 0) {
-        conn_close(c);
+    if (bw__httpd_sess_input(&c->s, buf->base, (size_t)nread) != 0) {
+        bw__httpd_conn_close(c);
         return;
     }
     conn_drive(c);
@@ -1330,7 +1226,7 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 
 static void conn_drive(conn_t *c)
 {
-    sess_process(&c->s);
+    bw__httpd_sess_process(&c->s);
     if (c->closing || c->s.finished)
         return;
     int stop = c->s.in.len - c->s.in_off > IN_HWM || c->s.out_blocked;
@@ -1339,7 +1235,7 @@ static void conn_drive(conn_t *c)
         c->reading = 0;
     } else if (!stop && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0) {
-            conn_close(c);
+            bw__httpd_conn_close(c);
             return;
         }
         c->reading = 1;
@@ -1364,7 +1260,7 @@ static void reject(bw_httpd_t *h, uv_stream_t *server)
     uv_close((uv_handle_t *)t, reject_closed);
 }
 
-static void on_connection(uv_stream_t *server, int status)
+void bw__httpd_on_connection(uv_stream_t *server, int status)
 {
     bw_httpd_t *h = server->data;
     if (status < 0 || h->closing)
@@ -1380,7 +1276,7 @@ static void on_connection(uv_stream_t *server, int status)
         reject(h, server);
         return;
     }
-    sess_init(&c->s, h);
+    bw__httpd_sess_init(&c->s, h);
     c->s.write = conn_write;
     c->s.finish = conn_finish;
     c->s.kick = conn_kick;
@@ -1399,7 +1295,7 @@ static void on_connection(uv_stream_t *server, int status)
     int sl = sizeof ss;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
         uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) != 0) {
-        conn_close(c);
+        bw__httpd_conn_close(c);
         return;
     }
     bw_sockaddr_str((struct sockaddr *)&ss, c->s.remote, sizeof c->s.remote);
@@ -1422,7 +1318,7 @@ static void srv_free(bw_httpd_t *h)
     free(h);
 }
 
-static void srv_maybe_free(bw_httpd_t *h)
+void bw__httpd_srv_maybe_free(bw_httpd_t *h)
 {
     if (h->closing && !h->listener_open && h->live == 0)
         srv_free(h);
@@ -1463,7 +1359,7 @@ static int try_listen(bw_httpd_t *h, const struct sockaddr_storage *ss)
 {
     int rc = uv_tcp_bind(&h->listener, (const struct sockaddr *)ss, 0);
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&h->listener, 128, on_connection);
+        rc = uv_listen((uv_stream_t *)&h->listener, 128, bw__httpd_on_connection);
     return rc;
 }
 
@@ -1501,7 +1397,7 @@ static int srv_listen(bw_httpd_t *h, const char *addr)
         return rc;
     bw_sockaddr_str((struct sockaddr *)&ss, h->addr, sizeof h->addr);
     char ip[BW_ADDRSTRLEN];
-    h->local = is_local_host(bw_sockaddr_ip((struct sockaddr *)&ss, ip, sizeof ip));
+    h->local = bw__httpd_is_local_host(bw_sockaddr_ip((struct sockaddr *)&ss, ip, sizeof ip));
     return 0;
 }
 
@@ -1509,7 +1405,7 @@ static void listener_closed(uv_handle_t *hd)
 {
     bw_httpd_t *h = hd->data;
     h->listener_open = 0;
-    srv_maybe_free(h);
+    bw__httpd_srv_maybe_free(h);
 }
 
 int bw_httpd_new(uv_loop_t *loop, const char *addr, const bw_httpd_cfg_t *cfg, bw_httpd_t **out)
@@ -1577,11 +1473,11 @@ void bw_httpd_close(bw_httpd_t *h)
         return;
     }
     while (h->conns)
-        conn_close(h->conns);
+        bw__httpd_conn_close(h->conns);
     if (h->listener_open)
         uv_close((uv_handle_t *)&h->listener, listener_closed);
     else
-        srv_maybe_free(h);
+        bw__httpd_srv_maybe_free(h);
 }
 
 /* ---- detached sessions (fuzzer, tests) ---- */
@@ -1606,7 +1502,7 @@ static void det_finish(sess_t *s)
 
 static void det_kick(sess_t *s)
 {
-    sess_process(s);
+    bw__httpd_sess_process(s);
 }
 
 bw_httpd_t *bw__httpd_new_detached(const bw_httpd_cfg_t *cfg)
@@ -1624,7 +1520,7 @@ bw__httpd_sess_t *bw__httpd_sess_new(bw_httpd_t *h, bw__httpd_out_fn out, void *
     bw__httpd_sess_t *d = calloc(1, sizeof *d);
     if (!d)
         return NULL;
-    sess_init(&d->s, h);
+    bw__httpd_sess_init(&d->s, h);
     d->s.write = det_write;
     d->s.finish = det_finish;
     d->s.kick = det_kick;
@@ -1636,7 +1532,7 @@ bw__httpd_sess_t *bw__httpd_sess_new(bw_httpd_t *h, bw__httpd_out_fn out, void *
 
 int bw__httpd_sess_feed(bw__httpd_sess_t *d, const void *data, size_t len)
 {
-    if (sess_feed(&d->s, data, len) != 0)
+    if (bw__httpd_sess_input(&d->s, data, len) != 0)
         return 1;
     return d->s.finished || d->s.done;
 }
@@ -1645,6 +1541,6 @@ void bw__httpd_sess_free(bw__httpd_sess_t *d)
 {
     if (!d)
         return;
-    sess_cleanup(&d->s);
+    bw__httpd_sess_cleanup(&d->s);
     free(d);
 }
