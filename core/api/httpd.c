@@ -1,5 +1,8 @@
-/* Embedded HTTP/1.1 server for the agent API. See httpd.h for the API and
- * httpd_int.h for its layers. */
+/* Embedded HTTP/1.1 server for the agent API (see httpd.h): the server's
+ * lifecycle and listener, the protocol core of one keep-alive connection
+ * (sess_t: http-parser callbacks, pipelined input held while a request is at
+ * a handler), and detached sessions for the fuzzer and tests. The layers and
+ * the files that hold the other parts are listed in httpd_int.h. */
 #include "httpd.h"
 
 #include <arpa/inet.h>

@@ -2,13 +2,15 @@
  * the API uses httpd.h only.
  *
  * Layers, bottom up:
- *  - sess_t: one connection's protocol core. It consumes bytes, runs
- *    http-parser, dispatches requests and emits response bytes through two
- *    hooks (write, finish). It knows nothing of libuv, so the fuzzer drives
- *    it directly.
- *  - conn_t: a sess_t over a uv_tcp_t, with timers, read flow control and
- *    the close-callback lifetime rule.
- *  - the router and the olive-compatible responses.
+ *  - httpd_msg.c: the message text (string buffer, URL decoding, the request
+ *    object, response bytes). No I/O, no connection state.
+ *  - httpd.c: sess_t, one connection's protocol core. It consumes bytes,
+ *    runs http-parser, dispatches requests and emits response bytes through
+ *    two hooks (write, finish). It knows nothing of libuv, so the fuzzer
+ *    drives it directly. Also the server's lifecycle and listener.
+ *  - httpd_conn.c: conn_t, a sess_t over a uv_tcp_t, with timers, read flow
+ *    control and the close-callback lifetime rule.
+ *  - httpd_router.c: the router and the olive-compatible responses.
  *
  * Everything runs on the loop thread.
  */
@@ -119,7 +121,7 @@ struct bw_httpd_req {
     int http_minor;
 };
 
-/* --- strings: a growable NUL-terminated buffer --- */
+/* --- httpd_msg.c: strings, a growable NUL-terminated buffer --- */
 
 /* Append n bytes of d (s: a C string; fmt: printf output) and keep the
  * buffer NUL-terminated. Return 0 or BW_ENOMEM (fmt: BW_EINVAL for a bad
@@ -132,7 +134,7 @@ const char *bw__httpd_sb_cstr(const strbuf_t *b);
 /* Free the contents and leave an empty buffer. */
 void bw__httpd_sb_free(strbuf_t *b);
 
-/* --- requests and response text --- */
+/* --- httpd_msg.c: requests and response text --- */
 
 /* A new, empty request of session s with its id and remote address, or NULL
  * on ENOMEM. Release with bw__httpd_req_free (NULL-safe). */
@@ -141,8 +143,9 @@ void bw__httpd_req_free(bw_httpd_req_t *r);
 /* Split the request target into r->path and r->query. Returns 0, BW_EINVAL
  * for a bad target or BW_ENOMEM. */
 int bw__httpd_req_parse_target(bw_httpd_req_t *r, int is_connect);
-/* Append a whole response (status line, Date, Content-Type when ctype is not
- * NULL, Content-Length, Connection, extra, body) to o. Returns 0 or
+/* Append a whole response to o: status line, Date, Content-Type when ctype
+ * is not NULL, Content-Length and body as the status and HEAD allow,
+ * Connection as keep and http10 need, the extra header lines. Returns 0 or
  * BW_ENOMEM. */
 int bw__httpd_build_response(strbuf_t *o, int status, const char *ctype, const void *body,
                              size_t len, const char *extra, int keep, int http10, int head);
@@ -150,7 +153,7 @@ int bw__httpd_build_response(strbuf_t *o, int status, const char *ctype, const v
  * *len bytes plus a NUL, or NULL on ENOMEM. */
 char *bw__httpd_go_json(const json_t *v, size_t *len);
 
-/* --- sessions --- */
+/* --- httpd.c: sessions and the server --- */
 
 /* Set up s for server h; the caller then fills the write/finish/kick hooks
  * and the remote address. */
@@ -173,8 +176,11 @@ void bw__httpd_sess_detach(sess_t *s);
 /* Free what the session holds (not s itself); never while the parser runs
  * on it. */
 void bw__httpd_sess_cleanup(sess_t *s);
+/* Free h once it is closing and neither its listener nor any connection is
+ * left. */
+void bw__httpd_srv_maybe_free(bw_httpd_t *h);
 
-/* --- routing --- */
+/* --- httpd_router.c --- */
 
 /* Take the parsed request off s and route it: it ends at a handler or is
  * answered here (400, 401, 404, 405, 406, 415, 500). */
@@ -182,14 +188,11 @@ void bw__httpd_dispatch(sess_t *s);
 /* True for "localhost", "localhost.localdomain" and loopback addresses. */
 int bw__httpd_is_local_host(const char *host);
 
-/* --- libuv connections and the server --- */
+/* --- httpd_conn.c --- */
 
 /* The listener's connection callback: accept, or reject over max_conns. */
 void bw__httpd_on_connection(uv_stream_t *server, int status);
 /* Close c (idempotent); its memory goes in the last close callback. */
 void bw__httpd_conn_close(conn_t *c);
-/* Free h once it is closing and neither its listener nor any connection is
- * left. */
-void bw__httpd_srv_maybe_free(bw_httpd_t *h);
 
 #endif /* BW_CORE_HTTPD_INT_H */
