@@ -100,8 +100,11 @@ def exchange(port, payload, timeout=20):
 
     th = threading.Thread(target=reader, daemon=True)
     th.start()
-    s.sendall(payload)
-    s.shutdown(socket.SHUT_WR)
+    try:
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+    except OSError as e:  # the tunnel may refuse before the payload is out
+        err.append(repr(e))
     th.join(H.t(timeout))
     s.close()
     assert not th.is_alive(), "no EOF after %d bytes" % len(got)
