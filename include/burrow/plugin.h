@@ -1,4 +1,4 @@
-/* burrow — protocol plugin ABI, version 1.
+/* burrow — protocol plugin ABI, version 1.2.
  *
  * A protocol plugin is a shared object exporting exactly one symbol,
  * BW_PLUGIN_ENTRY_SYMBOL, a function returning a pointer to a constant
@@ -42,15 +42,19 @@ extern "C" {
 #endif
 
 #define BW_PLUGIN_ABI_MAJOR 1
-#define BW_PLUGIN_ABI_MINOR 1
+#define BW_PLUGIN_ABI_MINOR 2
 
 /* The one symbol a plugin exports: const bw_plugin_t *bw_plugin_entry(void). */
 #define BW_PLUGIN_ENTRY_SYMBOL "bw_plugin_entry"
 
 #if defined(__GNUC__)
-#define BW_PLUGIN_EXPORT __attribute__((visibility("default")))
+#define BW_PLUGIN_EXPORT           __attribute__((visibility("default")))
+#define BW_PRINTF_ATTR(fmt, first) __attribute__((format(printf, fmt, first)))
+#define BW_SENTINEL_ATTR           __attribute__((sentinel))
 #else
 #define BW_PLUGIN_EXPORT
+#define BW_PRINTF_ATTR(fmt, first)
+#define BW_SENTINEL_ATTR
 #endif
 
 /* True when the host table `h` is new enough to hold member `field` and that
@@ -90,7 +94,11 @@ typedef enum bw_option_type {
 
 /* One declared tunnel option. Arrays of these end with an entry whose key is
  * NULL. The host validates config files and API input against the array and
- * serves it to API clients, so descriptions are user-facing text. */
+ * serves it to API clients, so descriptions are user-facing text. The array
+ * is the only schema of the plugin's keys: the host knows only its own
+ * (name, proto, addr, inspect, metadata, and the binding keys of the edge
+ * type; docs/plugin-abi.md) and refuses any other key the array lacks.
+ * Entries may grow: a 1.2 plugin sets bw_plugin_t.option_size. */
 typedef struct bw_option {
     const char *key; /* YAML/JSON key, dotted for nested maps */
     bw_option_type_t type;
@@ -182,9 +190,9 @@ typedef struct bw_host {
 
     /* Log one line: `msg` then NULL-terminated pairs of const char* key/value,
      * e.g. log(BW_LOG_INFO, "join connections", "l", local, "r", remote, NULL). */
-    void (*log)(bw_log_level_t level, const char *msg, ...);
+    void (*log)(bw_log_level_t level, const char *msg, ...) BW_SENTINEL_ATTR;
     /* Record why a call failed; printf-style. Safe with err == NULL. */
-    void (*error_set)(bw_error_t *err, const char *fmt, ...);
+    void (*error_set)(bw_error_t *err, const char *fmt, ...) BW_PRINTF_ATTR(2, 3);
     /* Static, human-readable text for a BW_E* code (never NULL). */
     const char *(*strerror)(int err);
 
@@ -276,6 +284,15 @@ typedef struct bw_host {
 
 /* ----- the plugin descriptor --------------------------------------------------- */
 
+/* One tunnel a definition becomes (ABI 1.2, bw_plugin_t.expand). */
+typedef struct bw_expansion {
+    const char *proto;       /* a loaded proto, e.g. "https"; static storage */
+    const char *name_suffix; /* appended to the definition's name: "" or " (http)" */
+} bw_expansion_t;
+
+/* At most this many tunnels per definition. */
+#define BW_EXPAND_MAX 4
+
 typedef struct bw_plugin {
     uint16_t abi_major;   /* BW_PLUGIN_ABI_MAJOR */
     uint16_t abi_minor;   /* BW_PLUGIN_ABI_MINOR */
@@ -321,12 +338,51 @@ typedef struct bw_plugin {
      * plugin to close the stream (30 s at most); plugins then need nothing
      * replay-specific. */
     int (*replay)(void *tstate, const void *raw, size_t len, bw_error_t *err);
+
+    /* ---- ABI 1.2 (the host reads these only when struct_size covers them) ---- */
+
+    /* Further protos provided by the same object, NULL-terminated, or NULL.
+     * Each is loaded as a plugin of its own (its own init, state and
+     * destroy) and the object stays loaded while any of them is. Their own
+     * `siblings` are ignored. One object may so serve e.g. http and https. */
+    const struct bw_plugin *const *siblings;
+    /* sizeof(bw_option_t) as the plugin was built; 0 means ABI 1.0's. */
+    uint32_t option_size;
+    /* Optional: the tunnels a definition of this proto becomes. Write up to
+     * `max` entries to `out` and return how many (1..max), or < 0 with a
+     * message in err. The first tunnel binds the public name (random or
+     * requested); every later one asks for the name the first got, so they
+     * all share it, and is named the definition's name plus its suffix.
+     * The last entry, and only it, has the suffix "": the tunnel the
+     * caller's request reports on. If any tunnel is refused the others are removed, so a
+     * definition runs whole or not at all. Without the slot: one tunnel of
+     * this proto. (http: "X (http)" over http, then "X" over https.) */
+    int (*expand)(void *state, const bw_conf_t *conf, const char *tunnel_name, bw_expansion_t *out,
+                  size_t max, bw_error_t *err);
 } bw_plugin_t;
 
 #define BW_PLUGIN_F_INSPECTS 0x1u /* captures traffic; `inspect` is meaningful */
 
 /* The entry point every plugin exports. */
 typedef const bw_plugin_t *(*bw_plugin_entry_fn)(void);
+
+/* Fill the ABI header of a descriptor and define the entry point:
+ *
+ *   static const bw_plugin_t my_plugin = {
+ *       BW_PLUGIN_HEADER,
+ *       .name = "redis", ...
+ *   };
+ *   BW_PLUGIN_DEFINE(my_plugin)
+ */
+#define BW_PLUGIN_HEADER                                                                           \
+    .abi_major = BW_PLUGIN_ABI_MAJOR, .abi_minor = BW_PLUGIN_ABI_MINOR,                            \
+    .struct_size = sizeof(bw_plugin_t), .option_size = sizeof(bw_option_t)
+#define BW_PLUGIN_DEFINE(descriptor)                                                               \
+    BW_PLUGIN_EXPORT const bw_plugin_t *bw_plugin_entry(void);                                     \
+    const bw_plugin_t *bw_plugin_entry(void)                                                       \
+    {                                                                                              \
+        return &(descriptor);                                                                      \
+    }
 
 #ifdef __cplusplus
 }

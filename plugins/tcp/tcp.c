@@ -143,9 +143,7 @@ static void tcp_conn_open(void *tstate, bw_stream_t *pub, const bw_conn_info_t *
 }
 
 static const bw_plugin_t tcp_plugin = {
-    .abi_major = BW_PLUGIN_ABI_MAJOR,
-    .abi_minor = BW_PLUGIN_ABI_MINOR,
-    .struct_size = sizeof(bw_plugin_t),
+    BW_PLUGIN_HEADER,
     .name = "tcp",
     .version = "1.0.0",
     .description = "raw TCP forwarding to a local address",
@@ -160,9 +158,4 @@ static const bw_plugin_t tcp_plugin = {
     .conn_open = tcp_conn_open,
 };
 
-BW_PLUGIN_EXPORT const bw_plugin_t *bw_plugin_entry(void);
-
-const bw_plugin_t *bw_plugin_entry(void)
-{
-    return &tcp_plugin;
-}
+BW_PLUGIN_DEFINE(tcp_plugin)

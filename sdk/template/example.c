@@ -139,9 +139,7 @@ static void ex_conn_open(void *tstate, bw_stream_t *pub, const bw_conn_info_t *i
 }
 
 static const bw_plugin_t ex_plugin = {
-    .abi_major = BW_PLUGIN_ABI_MAJOR,
-    .abi_minor = BW_PLUGIN_ABI_MINOR,
-    .struct_size = sizeof(bw_plugin_t),
+    BW_PLUGIN_HEADER,
     .name = "example",
     .version = "0.1.0",
     .description = "raw forwarding with an optional greeting (SDK template)",
@@ -155,9 +153,4 @@ static const bw_plugin_t ex_plugin = {
     .conn_open = ex_conn_open,
 };
 
-BW_PLUGIN_EXPORT const bw_plugin_t *bw_plugin_entry(void);
-
-const bw_plugin_t *bw_plugin_entry(void)
-{
-    return &ex_plugin;
-}
+BW_PLUGIN_DEFINE(ex_plugin)
