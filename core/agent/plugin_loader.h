@@ -17,9 +17,10 @@ typedef struct bw_registry bw_registry_t;
 /* What bw_registry_find returns: the loader's zero-extended copy of the
  * descriptor and the state its init() produced. */
 typedef struct bw_loaded_plugin {
-    bw_plugin_t desc;
+    bw_plugin_t desc;     /* desc.options points at `options` */
+    bw_option_t *options; /* the plugin's options in this host's layout */
     void *state;
-    void *dl;
+    void *dl; /* one reference per proto of the object */
     char *path;
 } bw_loaded_plugin_t;
 
@@ -30,10 +31,12 @@ struct bw_error {
 /* A new, empty registry whose plugins get `host`. NULL on ENOMEM. */
 bw_registry_t *bw_registry_new(const bw_host_t *host);
 
-/* Load one plugin object. Returns 0, or < 0 with the reason in err[errlen]
+/* Load one plugin object and every proto it provides (its entry's and, ABI
+ * 1.2, the siblings). Returns 0, or < 0 with the reason in err[errlen]
  * (also logged): BW_ENOENT (dlopen failed / no entry symbol), BW_EABI
- * (version), BW_EINVAL (bad descriptor), BW_EEXIST (duplicate proto), or the
- * code init() returned. A refused plugin is fully unloaded. */
+ * (version), BW_EINVAL (bad descriptor, or exports beyond the entry point),
+ * BW_EEXIST (duplicate proto), or the code an init() returned. All of an
+ * object or nothing: a refused object is fully unloaded. */
 int bw_registry_load(bw_registry_t *r, const char *path, char *err, size_t errlen);
 
 /* Load every "*.so" directly in `dir`, and in its immediate subdirectories
@@ -52,9 +55,17 @@ const bw_loaded_plugin_t *bw_registry_at(const bw_registry_t *r, size_t i);
  * sets BURROW_NO_DLCLOSE, so leak reports keep plugin symbols). NULL-safe. */
 void bw_registry_free(bw_registry_t *r);
 
-/* Default plugin search: $BURROW_PLUGIN_PATH (colon-separated), else the
- * build tree next to the executable (<exe dir>/../plugins), else the
- * installed plugin directory. Loads them all; returns the count loaded. */
+/* Count the defined, globally visible dynamic symbols of the 64-bit ELF
+ * object at `path`, their names space-separated into names[len]. Returns
+ * the count, or -1 when the file is not a readable 64-bit ELF object. */
+int bw_elf_exports(const char *path, char *names, size_t len);
+
+/* Default plugin search: the directories of $BURROW_PLUGIN_PATH (colon-
+ * separated) first, then the build tree next to the executable (<exe
+ * dir>/../plugins) or else the installed plugin directory; each directory
+ * once, its objects in name order. A proto found again later is refused
+ * with a warning naming both files, so the earlier copy wins. Returns the
+ * count of protos loaded. */
 int bw_registry_load_default(bw_registry_t *r);
 
 #endif /* BW_CORE_PLUGIN_LOADER_H */

@@ -399,6 +399,9 @@ static int check_definitions(const bw_config_t *cfg)
 {
     char err[512];
     int rc = 0;
+    /* `config check` answers on stdout and stderr only: of the loader's
+     * log, a refused plugin (a warning or worse) is worth a line. */
+    bw_log_open("stderr", BW_LOGFMT_LOGFMT, BW_LOG_WARN);
     bw_registry_t *reg = bw_registry_new(bw_host_table());
     if (!reg)
         return fail("out of memory");

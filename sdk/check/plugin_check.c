@@ -35,51 +35,10 @@ static void report(int ok, const char *check, const char *detail)
         failures++;
 }
 
-/* Count defined, globally visible dynamic symbols of a 64-bit ELF object. */
-static int exported_symbols(const char *path, char *names, size_t len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC), count = -1;
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0 || (size_t)st.st_size < sizeof(Elf64_Ehdr)) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    const uint8_t *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (m == MAP_FAILED)
-        return -1;
-    const Elf64_Ehdr *eh = (const Elf64_Ehdr *)m;
-    if (memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 || eh->e_ident[EI_CLASS] != ELFCLASS64 ||
-        eh->e_shoff + (size_t)eh->e_shnum * sizeof(Elf64_Shdr) > (size_t)st.st_size)
-        goto out;
-    const Elf64_Shdr *sh = (const Elf64_Shdr *)(m + eh->e_shoff);
-    names[0] = '\0';
-    for (int i = 0; i < eh->e_shnum; i++) {
-        if (sh[i].sh_type != SHT_DYNSYM || sh[i].sh_link >= eh->e_shnum)
-            continue;
-        const Elf64_Sym *sym = (const Elf64_Sym *)(m + sh[i].sh_offset);
-        const char *str = (const char *)(m + sh[sh[i].sh_link].sh_offset);
-        size_t n = sh[i].sh_size / sizeof(Elf64_Sym);
-        count = 0;
-        for (size_t k = 0; k < n; k++) {
-            int bind = ELF64_ST_BIND(sym[k].st_info);
-            if (sym[k].st_shndx == SHN_UNDEF || (bind != STB_GLOBAL && bind != STB_WEAK))
-                continue;
-            count++;
-            size_t used = strlen(names);
-            snprintf(names + used, len - used, "%s%s", used ? " " : "", str + sym[k].st_name);
-        }
-    }
-out:
-    munmap((void *)m, (size_t)st.st_size);
-    return count;
-}
-
 static void check_exports(const char *path)
 {
     char names[1024], detail[1100];
-    int n = exported_symbols(path, names, sizeof names);
+    int n = bw_elf_exports(path, names, sizeof names);
     snprintf(detail, sizeof detail, "%d exported: %s", n, n >= 0 ? names : "(unreadable ELF)");
     report(n == 1 && strcmp(names, BW_PLUGIN_ENTRY_SYMBOL) == 0, "exports only bw_plugin_entry",
            n == 1 && strcmp(names, BW_PLUGIN_ENTRY_SYMBOL) == 0 ? NULL : detail);
@@ -158,8 +117,9 @@ int main(int argc, char **argv)
         int rc = bw_registry_load(r, argv[1], err, sizeof err);
         if (round == 0)
             report(rc == 0, "loads (descriptor, ABI version, mandatory slots, init)", err);
-        if (rc == 0 && round == 0) {
-            const bw_loaded_plugin_t *p = bw_registry_at(r, 0);
+        /* Every proto the object provides (ABI 1.2 siblings) is checked. */
+        for (size_t i = 0; rc == 0 && round == 0 && i < bw_registry_count(r); i++) {
+            const bw_loaded_plugin_t *p = bw_registry_at(r, i);
             printf("      name=%s scheme=%s edge_type=%d abi=%u.%u version=%s\n", p->desc.name,
                    p->desc.public_scheme, (int)p->desc.edge_type, p->desc.abi_major,
                    p->desc.abi_minor, p->desc.version ? p->desc.version : "");

@@ -6,6 +6,12 @@
  *   MISSING_SLOT    lacks the mandatory conn_open slot
  *   DUPLICATE_PROTO claims proto "fixture" again (load it after GOOD)
  *   INIT_FAILS      init() fails with a message; destroy() must still run
+ *   SIBLINGS        one object, two protos: "fixture-a" and its sibling
+ *                   "fixture-b" (ABI 1.2)
+ *   SIBLING_FAILS   "fixture-c" whose sibling "fixture-d" fails to init:
+ *                   the whole object is refused
+ *   EXTRA_EXPORT    a valid plugin that also exports another symbol (built
+ *                   without the version script)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +25,7 @@ static int f_init(const bw_host_t *host, void **state, bw_error_t *err)
     H = host;
     int *counter = calloc(1, sizeof *counter);
     *state = counter;
-#ifdef FIXTURE_INIT_FAILS
+#if defined(FIXTURE_INIT_FAILS)
     host->error_set(err, "fixture refuses to start: %s", "no license");
     return BW_EINVAL;
 #else
@@ -58,6 +64,29 @@ static const bw_option_t f_options[] = {
     {.key = NULL},
 };
 
+__attribute__((unused)) static int f_init_fails(const bw_host_t *host, void **state,
+                                                bw_error_t *err)
+{
+    *state = calloc(1, sizeof(int));
+    host->error_set(err, "sibling refuses to start");
+    return BW_EINVAL;
+}
+
+__attribute__((unused)) static const bw_plugin_t sibling = {
+    BW_PLUGIN_HEADER,
+#ifdef FIXTURE_SIBLING_FAILS
+    .name = "fixture-d",      .init = f_init_fails,
+#else
+    .name = "fixture-b",
+    .init = f_init,
+#endif
+    .public_scheme = "tcp",   .edge_type = BW_EDGE_TCP,       .options = f_options,
+    .destroy = f_destroy,     .tunnel_start = f_tunnel_start, .tunnel_stop = f_tunnel_stop,
+    .conn_open = f_conn_open,
+};
+
+__attribute__((unused)) static const bw_plugin_t *const siblings[] = {&sibling, NULL};
+
 static const bw_plugin_t fixture = {
 #ifdef FIXTURE_ABI_TOO_NEW
     .abi_major = BW_PLUGIN_ABI_MAJOR + 1,
@@ -66,7 +95,15 @@ static const bw_plugin_t fixture = {
 #endif
     .abi_minor = BW_PLUGIN_ABI_MINOR,
     .struct_size = sizeof(bw_plugin_t),
+#if defined(FIXTURE_SIBLINGS)
+    .name = "fixture-a",
+    .siblings = siblings,
+#elif defined(FIXTURE_SIBLING_FAILS)
+    .name = "fixture-c",
+    .siblings = siblings,
+#else
     .name = "fixture",
+#endif
     .version = "0.0.1",
     .description = "loader test fixture",
     .public_scheme = "tcp",
@@ -88,6 +125,14 @@ const bw_plugin_t *bw_plugin_entry(void)
 {
     return &fixture;
 }
+#ifdef FIXTURE_EXTRA_EXPORT
+BW_PLUGIN_EXPORT int fixture_helper(void);
+
+int fixture_helper(void)
+{
+    return 42;
+}
+#endif
 #else
 /* Something else is exported so the object is otherwise a normal plugin. */
 BW_PLUGIN_EXPORT const bw_plugin_t *not_the_entry(void);

@@ -82,6 +82,46 @@ static void reports_init_failure_and_destroys(void **state)
     bw_registry_free(r);
 }
 
+static void loads_every_proto_of_an_object(void **state)
+{
+    bw_registry_t *r = bw_registry_new(bw_host_table());
+    assert_int_equal(load_fixture(r, "siblings"), 0);
+    assert_int_equal(bw_registry_count(r), 2);
+    const bw_loaded_plugin_t *a = bw_registry_find(r, "fixture-a");
+    const bw_loaded_plugin_t *b = bw_registry_find(r, "fixture-b");
+    assert_non_null(a);
+    assert_non_null(b);
+    /* Each proto has its own init and state, and the object's options. */
+    assert_non_null(a->state);
+    assert_non_null(b->state);
+    assert_ptr_not_equal(a->state, b->state);
+    assert_string_equal(b->desc.options[0].key, "greeting");
+    assert_string_equal(a->path, b->path);
+    bw_registry_free(r); /* both destroyed, the object closed twice: no leak */
+}
+
+static void refuses_whole_object_when_a_sibling_fails(void **state)
+{
+    bw_registry_t *r = bw_registry_new(bw_host_table());
+    assert_int_equal(load_fixture(r, "sibling-fails"), BW_EINVAL);
+    assert_non_null(strstr(err, "plugin 'fixture-d'"));
+    assert_non_null(strstr(err, "sibling refuses to start"));
+    /* fixture-c had initialised: it was destroyed again (LeakSanitizer). */
+    assert_int_equal(bw_registry_count(r), 0);
+    assert_null(bw_registry_find(r, "fixture-c"));
+    bw_registry_free(r);
+}
+
+static void refuses_extra_exports(void **state)
+{
+    bw_registry_t *r = bw_registry_new(bw_host_table());
+    assert_int_equal(load_fixture(r, "extra-export"), BW_EINVAL);
+    assert_non_null(strstr(err, "not just bw_plugin_entry"));
+    assert_non_null(strstr(err, "fixture_helper"));
+    assert_int_equal(bw_registry_count(r), 0);
+    bw_registry_free(r);
+}
+
 static void refuses_non_plugin_file(void **state)
 {
     bw_registry_t *r = bw_registry_new(bw_host_table());
@@ -93,12 +133,17 @@ static void refuses_non_plugin_file(void **state)
 static void loads_directory_skipping_refusals(void **state)
 {
     bw_registry_t *r = bw_registry_new(bw_host_table());
-    /* The fixture dir holds one good plugin plus five it must refuse; which
-     * "fixture" wins between good and duplicate-proto depends on order. The
-     * tcptls fixture sits in a subdirectory, which is searched too. */
+    /* The fixture dir holds good plugins and ones it must refuse. Objects
+     * load in name order, so of good and duplicate-proto (both "fixture")
+     * the first by name wins; siblings adds two protos. The tcptls fixture
+     * sits in a subdirectory, which is searched too. */
     int n = bw_registry_load_dir(r, BW_TEST_PLUGIN_DIR);
-    assert_int_equal(n, 2);
-    assert_non_null(bw_registry_find(r, "fixture"));
+    assert_int_equal(n, 4);
+    const bw_loaded_plugin_t *f = bw_registry_find(r, "fixture");
+    assert_non_null(f);
+    assert_non_null(strstr(f->path, "fixture-duplicate-proto.so"));
+    assert_non_null(bw_registry_find(r, "fixture-a"));
+    assert_non_null(bw_registry_find(r, "fixture-b"));
     assert_non_null(bw_registry_find(r, "tcptls"));
     bw_registry_free(r);
 }
@@ -167,6 +212,9 @@ int main(void)
         cmocka_unit_test(refuses_missing_mandatory_slot),
         cmocka_unit_test(refuses_duplicate_proto),
         cmocka_unit_test(reports_init_failure_and_destroys),
+        cmocka_unit_test(loads_every_proto_of_an_object),
+        cmocka_unit_test(refuses_whole_object_when_a_sibling_fails),
+        cmocka_unit_test(refuses_extra_exports),
         cmocka_unit_test(refuses_non_plugin_file),
         cmocka_unit_test(loads_directory_skipping_refusals),
         cmocka_unit_test(tcp_plugin_declares_options),

@@ -1,0 +1,315 @@
+/* burrow — protocol plugin ABI, version 1.
+ *
+ * A protocol plugin is a shared object exporting exactly one symbol,
+ * BW_PLUGIN_ENTRY_SYMBOL, a function returning a pointer to a constant
+ * bw_plugin_t. The agent dlopen()s the object, checks the descriptor's ABI
+ * version, calls init() with the host services table, and from then on drives
+ * the plugin through the descriptor's slots. The plugin reaches the agent only
+ * through the bw_host_t table it was given: it never calls symbols of the
+ * executable and never sees the agent's own structures.
+ *
+ * Versioning (see docs/plugin-abi.md):
+ *  - Both bw_plugin_t and bw_host_t begin with abi_major, abi_minor and
+ *    struct_size. Fields are only ever appended; a new field raises the minor.
+ *  - The loader accepts a plugin whose abi_major equals BW_PLUGIN_ABI_MAJOR and
+ *    whose abi_minor is not newer than the host's, copies
+ *    min(struct_size, sizeof(bw_plugin_t)) bytes over a zeroed descriptor, and
+ *    only calls a slot beyond version 1.0 after checking it is inside the
+ *    plugin's struct_size and not NULL. Plugins do the same with bw_host_t
+ *    (BW_HOST_HAS()).
+ *
+ * Conventions for every function in this header:
+ *  - Functions returning int return 0 on success or a negative BW_E* code
+ *    (include/burrow/error.h).
+ *  - Pointers passed in are borrowed for the duration of the call unless the
+ *    comment says otherwise. Strings returned by the host are owned by the host
+ *    and stay valid for the lifetime of the object they were read from.
+ *  - Error text crosses the boundary only through host->error_set(); plugins
+ *    never return a char* for the host to free.
+ *  - Every callback runs on the agent's single event loop thread. No function
+ *    of the host table may be called from another thread.
+ */
+#ifndef BURROW_PLUGIN_H
+#define BURROW_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <burrow/error.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BW_PLUGIN_ABI_MAJOR 1
+#define BW_PLUGIN_ABI_MINOR 0
+
+/* The one symbol a plugin exports: const bw_plugin_t *bw_plugin_entry(void). */
+#define BW_PLUGIN_ENTRY_SYMBOL "bw_plugin_entry"
+
+#if defined(__GNUC__)
+#define BW_PLUGIN_EXPORT __attribute__((visibility("default")))
+#else
+#define BW_PLUGIN_EXPORT
+#endif
+
+/* True when the host table `h` is new enough to hold member `field` and that
+ * member is set. Use it before calling any slot added after ABI 1.0. */
+#define BW_HOST_HAS(h, field)                                                                      \
+    ((h)->struct_size >= offsetof(bw_host_t, field) + sizeof((h)->field) && (h)->field != NULL)
+
+/* ----- opaque host objects ------------------------------------------------ */
+
+typedef struct bw_stream bw_stream_t;   /* a byte stream: public or local connection */
+typedef struct bw_tunnel bw_tunnel_t;   /* a running tunnel */
+typedef struct bw_conf bw_conf_t;       /* a validated tunnel definition */
+typedef struct bw_error bw_error_t;     /* where a failing call puts its message */
+typedef struct bw_capture bw_capture_t; /* one captured request/response exchange */
+typedef struct bw_timer bw_timer_t;     /* a one-shot or repeating timer */
+
+/* ----- static description --------------------------------------------------- */
+
+/* How the edge reaches the tunnel; chosen by the plugin, used when binding. */
+typedef enum bw_edge_type {
+    BW_EDGE_TCP = 1,   /* a public TCP port */
+    BW_EDGE_HTTP = 2,  /* public plain HTTP, routed by Host */
+    BW_EDGE_HTTPS = 3, /* public HTTPS terminated at the edge, routed by Host/SNI */
+    BW_EDGE_TLS = 4    /* public TLS routed by SNI, not terminated at the edge */
+} bw_edge_type_t;
+
+/* Option value types. Nested YAML maps use dotted keys ("request_header.add"). */
+typedef enum bw_option_type {
+    BW_OPT_STRING = 1,        /* a scalar, kept as text */
+    BW_OPT_BOOL = 2,          /* true/false (YAML and JSON forms) */
+    BW_OPT_INT = 3,           /* a signed 64-bit integer */
+    BW_OPT_STRING_LIST = 4,   /* a sequence of scalars */
+    BW_OPT_BOOL_OR_STRING = 5 /* a bool or a word, e.g. bind_tls: true|false|both */
+} bw_option_type_t;
+
+#define BW_OPT_F_REQUIRED 0x1u /* definition is invalid without it */
+
+/* One declared tunnel option. Arrays of these end with an entry whose key is
+ * NULL. The host validates config files and API input against the array and
+ * serves it to API clients, so descriptions are user-facing text. */
+typedef struct bw_option {
+    const char *key; /* YAML/JSON key, dotted for nested maps */
+    bw_option_type_t type;
+    const char *default_value; /* textual default, or NULL for none */
+    const char *description;
+    uint32_t flags; /* BW_OPT_F_* */
+} bw_option_t;
+
+/* Who is on the other end of a public connection. */
+typedef struct bw_conn_info {
+    uint32_t struct_size;
+    const char *client_addr; /* "ip:port" as the edge saw it */
+    const char *client_ip;   /* "ip" alone */
+    bw_edge_type_t edge_type;
+    const char *server_name; /* SNI or Host the edge routed on, or "" */
+} bw_conn_info_t;
+
+/* ----- streams ----------------------------------------------------------------- */
+
+/* Callbacks a plugin installs on a stream with host->stream_set_callbacks.
+ * None is called after host->stream_close() on that stream. */
+typedef struct bw_stream_cbs {
+    uint32_t struct_size;
+    /* Bytes arrived. `data` is valid only during the call. */
+    void (*on_read)(bw_stream_t *s, void *ud, const void *data, size_t len);
+    /* The peer will send no more bytes (half-close). Optional. */
+    void (*on_eof)(bw_stream_t *s, void *ud);
+    /* The bytes queued by writes fell below the low-water mark after a write
+     * returned BW_EAGAIN: resume the source. Optional. */
+    void (*on_drain)(bw_stream_t *s, void *ud);
+    /* The stream failed (reset, connection error, session gone) with `err`.
+     * No further on_read/on_eof follow; the plugin still calls stream_close. */
+    void (*on_error)(bw_stream_t *s, void *ud, int err);
+} bw_stream_cbs_t;
+
+/* Completion of host->connect: exactly one call per successful connect().
+ * On failure `s` is NULL and `status` < 0 (BW_ECONNREFUSED, BW_ECANCELED when
+ * the tunnel stopped first, ...). On success the plugin owns `s`. */
+typedef void (*bw_connect_cb)(void *ud, bw_stream_t *s, int status);
+
+/* Completion of host->stream_join: both streams are closed and freed by the
+ * host before this runs. `err` is 0 for a clean end, else the first error. */
+typedef void (*bw_join_cb)(void *ud, int err, uint64_t bytes_in, uint64_t bytes_out);
+
+#define BW_CONNECT_TLS        0x1u /* speak TLS to the local service (https:// upstream) */
+#define BW_CONNECT_TLS_VERIFY 0x2u /* with BW_CONNECT_TLS: verify its certificate */
+
+/* ----- capture (inspection) ------------------------------------------------------ */
+
+typedef enum bw_capture_dir { BW_CAPTURE_REQUEST = 1, BW_CAPTURE_RESPONSE = 2 } bw_capture_dir_t;
+
+typedef struct bw_http_header {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+} bw_http_header_t;
+
+/* A parsed HTTP/1.x head, passed to host->capture_head. */
+typedef struct bw_http_head {
+    uint32_t struct_size;
+    const char *method; /* request only, else NULL */
+    const char *uri;    /* request only, else NULL */
+    const char *proto;  /* "HTTP/1.1" */
+    int status;         /* response only, else 0 */
+    const char *reason; /* response only, else NULL */
+    const bw_http_header_t *headers;
+    size_t n_headers;
+} bw_http_head_t;
+
+/* ----- the host services table ------------------------------------------------- */
+
+typedef enum bw_log_level {
+    BW_LOG_CRIT = 0,
+    BW_LOG_ERROR = 1,
+    BW_LOG_WARN = 2,
+    BW_LOG_INFO = 3,
+    BW_LOG_DEBUG = 4
+} bw_log_level_t;
+
+typedef struct bw_host {
+    uint16_t abi_major;
+    uint16_t abi_minor;
+    uint32_t struct_size;
+
+    /* Log one line: `msg` then NULL-terminated pairs of const char* key/value,
+     * e.g. log(BW_LOG_INFO, "join connections", "l", local, "r", remote, NULL). */
+    void (*log)(bw_log_level_t level, const char *msg, ...);
+    /* Record why a call failed; printf-style. Safe with err == NULL. */
+    void (*error_set)(bw_error_t *err, const char *fmt, ...);
+    /* Static, human-readable text for a BW_E* code (never NULL). */
+    const char *(*strerror)(int err);
+
+    /* Monotonic clock, nanoseconds. */
+    uint64_t (*now_ns)(void);
+
+    /* ---- tunnel definitions (validated against the plugin's options) ---- */
+    /* Returns the option's text, the declared default when unset, or NULL. */
+    const char *(*conf_str)(const bw_conf_t *c, const char *key);
+    /* Returns 1/0, or `dflt` when unset. */
+    int (*conf_bool)(const bw_conf_t *c, const char *key, int dflt);
+    /* Returns the integer, or `dflt` when unset. */
+    int64_t (*conf_int)(const bw_conf_t *c, const char *key, int64_t dflt);
+    /* Number of items of a list option (0 when unset). */
+    size_t (*conf_list_len)(const bw_conf_t *c, const char *key);
+    /* Item `i` of a list option, or NULL when out of range. */
+    const char *(*conf_list_at)(const bw_conf_t *c, const char *key, size_t i);
+
+    /* ---- tunnels ---- */
+    const bw_conf_t *(*tunnel_conf)(bw_tunnel_t *t);
+    const char *(*tunnel_name)(bw_tunnel_t *t);
+    const char *(*tunnel_addr)(bw_tunnel_t *t); /* normalised local address */
+    const char *(*tunnel_public_url)(bw_tunnel_t *t);
+
+    /* ---- streams ---- */
+    /* Open a connection to `addr` ("host:port"); BW_CONNECT_* flags. Returns 0
+     * and later calls `cb` exactly once, or returns < 0 and never calls it. */
+    int (*connect)(bw_tunnel_t *t, const char *addr, uint32_t flags, bw_connect_cb cb, void *ud);
+    /* Install callbacks; reading starts with the first call. */
+    void (*stream_set_callbacks)(bw_stream_t *s, const bw_stream_cbs_t *cbs, void *ud);
+    /* Queue bytes. The host copies whatever it cannot send at once; the caller
+     * keeps ownership of `data`. Returns 0, BW_EAGAIN when the bytes were
+     * accepted but the queue is past its high-water mark (stop reading the
+     * source until on_drain), or BW_EPIPE after shutdown/close/error. */
+    int (*stream_write)(bw_stream_t *s, const void *data, size_t len);
+    /* Bytes accepted by stream_write and not yet handed to the kernel/peer. */
+    size_t (*stream_queued)(bw_stream_t *s);
+    /* Half-close: send EOF after the queued bytes. */
+    int (*stream_shutdown)(bw_stream_t *s);
+    /* Pause/resume on_read (backpressure towards the peer). */
+    void (*stream_read_stop)(bw_stream_t *s);
+    void (*stream_read_start)(bw_stream_t *s);
+    /* Done with the stream: flushes queued bytes then closes (abort != 0:
+     * discard them and reset). No callbacks after this call; the host frees. */
+    void (*stream_close)(bw_stream_t *s, int abort);
+    /* Forward bytes both ways between `a` and `b` with backpressure and
+     * half-close until both directions end, then close both and call `cb`.
+     * Takes ownership of both streams (do not close them yourself). */
+    int (*stream_join)(bw_stream_t *a, bw_stream_t *b, bw_join_cb cb, void *ud);
+    /* Peer address of a stream as "ip:port" (local streams: the service). */
+    const char *(*stream_peer)(bw_stream_t *s);
+
+    /* ---- timers ---- */
+    /* Call cb(ud) after `ms` and then every `repeat_ms` (0: once). Returns a
+     * new timer owned by the caller (stop it with timer_stop), or NULL. */
+    bw_timer_t *(*timer_start)(uint64_t ms, uint64_t repeat_ms, void (*cb)(void *ud), void *ud);
+    /* Stop and free a timer; safe from within its own callback. */
+    void (*timer_stop)(bw_timer_t *tm);
+
+    /* ---- metrics (ngrok semantics: counts, gauge, EWMA rates, percentiles) ---- */
+    void (*metric_conn_open)(bw_tunnel_t *t);
+    void (*metric_conn_close)(bw_tunnel_t *t, uint64_t duration_ns);
+    void (*metric_http)(bw_tunnel_t *t, uint64_t duration_ns);
+
+    /* ---- capture ---- */
+    /* Begin capturing one exchange on `t`. Returns a new capture owned by the
+     * plugin until capture_end, or NULL when inspection is off for this tunnel. */
+    bw_capture_t *(*capture_begin)(bw_tunnel_t *t, const bw_conn_info_t *info);
+    /* Parsed head of the request or response. */
+    int (*capture_head)(bw_capture_t *c, bw_capture_dir_t dir, const bw_http_head_t *head);
+    /* Append exact wire bytes (head and body) of one direction; the host may
+     * truncate long bodies and records that it did. */
+    int (*capture_raw)(bw_capture_t *c, bw_capture_dir_t dir, const void *data, size_t len);
+    /* Finish the exchange; `duration_ns` is request start to response end.
+     * The capture is released; the plugin must not use it again. */
+    void (*capture_end)(bw_capture_t *c, uint64_t duration_ns);
+} bw_host_t;
+
+/* ----- the plugin descriptor --------------------------------------------------- */
+
+typedef struct bw_plugin {
+    uint16_t abi_major;   /* BW_PLUGIN_ABI_MAJOR */
+    uint16_t abi_minor;   /* BW_PLUGIN_ABI_MINOR */
+    uint32_t struct_size; /* sizeof(bw_plugin_t) */
+
+    /* Static data. */
+    const char *name;    /* the proto name, unique among loaded plugins: "tcp" */
+    const char *version; /* the plugin's own version */
+    const char *description;
+    const char *public_scheme; /* scheme of public URLs: "tcp", "http", "https", "tls" */
+    bw_edge_type_t edge_type;
+    uint32_t flags;             /* BW_PLUGIN_F_* */
+    const bw_option_t *options; /* terminated by a NULL key; may be NULL */
+
+    /* Mandatory: set up plugin-wide state. `host` stays valid until destroy.
+     * On failure return < 0 and explain with host->error_set(err, ...);
+     * destroy() is still called. */
+    int (*init)(const bw_host_t *host, void **state, bw_error_t *err);
+    /* Mandatory: free plugin-wide state; called once, even after init failed
+     * (with *state as init left it). */
+    void (*destroy)(void *state);
+    /* Mandatory: a tunnel of this proto is starting. Returns 0 and sets
+     * *tstate, or < 0 with a message in err. */
+    int (*tunnel_start)(void *state, bw_tunnel_t *t, void **tstate, bw_error_t *err);
+    /* Mandatory: the tunnel stopped; connections already handed over stay the
+     * plugin's until it closes them. Free tstate once they are gone. */
+    void (*tunnel_stop)(void *tstate);
+    /* Mandatory: a public connection arrived; the plugin owns `pub` and must
+     * eventually close it (directly or through stream_join). */
+    void (*conn_open)(void *tstate, bw_stream_t *pub, const bw_conn_info_t *info);
+
+    /* Optional: cross-option checks the declared types cannot express. */
+    int (*validate)(void *state, const bw_conf_t *conf, const char *tunnel_name, bw_error_t *err);
+    /* Optional: normalise a user's `addr` (e.g. "80" -> "http://localhost:80")
+     * into out[outlen]. Without it the host uses "host:port" forms. */
+    int (*normalize_addr)(void *state, const char *in, char *out, size_t outlen,
+                          const char *tunnel_name, bw_error_t *err);
+    /* Optional: send a captured request (exact wire bytes) to the local
+     * service again, capturing the exchange as a new entry. */
+    int (*replay)(void *tstate, const void *raw, size_t len, bw_error_t *err);
+} bw_plugin_t;
+
+#define BW_PLUGIN_F_INSPECTS 0x1u /* captures traffic; `inspect` is meaningful */
+
+/* The entry point every plugin exports. */
+typedef const bw_plugin_t *(*bw_plugin_entry_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BURROW_PLUGIN_H */

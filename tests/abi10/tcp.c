@@ -1,0 +1,168 @@
+/* The tcp protocol plugin: raw bytes between a public TCP port on the edge
+ * and the local service, both ways, with backpressure and half-close (the
+ * host's stream_join), and connection metrics.
+ *
+ * Built like any third-party plugin: public headers only, one exported
+ * symbol. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <burrow/plugin.h>
+
+static const bw_host_t *H;
+
+typedef struct tcp_tunnel {
+    bw_tunnel_t *t; /* NULL once the tunnel stopped */
+    unsigned live;  /* connections still open */
+} tcp_tunnel_t;
+
+typedef struct tcp_conn {
+    tcp_tunnel_t *tt;
+    bw_stream_t *pub;
+    uint64_t start_ns;
+    char client[64];
+} tcp_conn_t;
+
+static const bw_option_t tcp_options[] = {
+    {.key = "remote_addr",
+     .type = BW_OPT_STRING,
+     .description = "bind this public address (host:port) instead of a random port"},
+    {.key = "inspect",
+     .type = BW_OPT_BOOL,
+     .default_value = "false",
+     .description = "tcp tunnels cannot inspect traffic; accepted for compatibility"},
+    {.key = NULL},
+};
+
+static int tcp_init(const bw_host_t *host, void **state, bw_error_t *err)
+{
+    if (host->abi_major != BW_PLUGIN_ABI_MAJOR) {
+        host->error_set(err, "host speaks ABI %u, plugin needs %d", host->abi_major,
+                        BW_PLUGIN_ABI_MAJOR);
+        return BW_EABI;
+    }
+    H = host;
+    *state = NULL;
+    return 0;
+}
+
+static void tcp_destroy(void *state)
+{
+    (void)state;
+}
+
+static void tunnel_unref(tcp_tunnel_t *tt)
+{
+    if (!tt->t && tt->live == 0)
+        free(tt);
+}
+
+static int tcp_tunnel_start(void *state, bw_tunnel_t *t, void **tstate, bw_error_t *err)
+{
+    tcp_tunnel_t *tt = calloc(1, sizeof *tt);
+    if (!tt) {
+        H->error_set(err, "out of memory");
+        return BW_ENOMEM;
+    }
+    if (H->conf_bool(H->tunnel_conf(t), "inspect", 0))
+        H->log(BW_LOG_WARN, "TCP tunnel cannot inspect traffic", "obj", "tunnels", "name",
+               H->tunnel_name(t), NULL);
+    tt->t = t;
+    *tstate = tt;
+    return 0;
+}
+
+static void tcp_tunnel_stop(void *tstate)
+{
+    tcp_tunnel_t *tt = tstate;
+    /* Open connections keep flowing; they just stop reporting metrics. */
+    tt->t = NULL;
+    tunnel_unref(tt);
+}
+
+static void conn_done(tcp_conn_t *c)
+{
+    tcp_tunnel_t *tt = c->tt;
+    if (tt->t)
+        H->metric_conn_close(tt->t, H->now_ns() - c->start_ns);
+    tt->live--;
+    free(c);
+    tunnel_unref(tt);
+}
+
+static void joined(void *ud, int err, uint64_t bytes_in, uint64_t bytes_out)
+{
+    tcp_conn_t *c = ud;
+    if (err && err != BW_ECONNRESET)
+        H->log(BW_LOG_DEBUG, "connection ended with error", "obj", "join", "r", c->client, "err",
+               H->strerror(err), NULL);
+    conn_done(c);
+}
+
+static void connected(void *ud, bw_stream_t *local, int status)
+{
+    tcp_conn_t *c = ud;
+    if (status < 0) {
+        /* Close the public side at once: the client learns promptly that
+         * nothing is listening, and the tunnel stays up. */
+        if (c->tt->t)
+            H->log(BW_LOG_WARN, "failed to dial local service", "obj", "join", "addr",
+                   H->tunnel_addr(c->tt->t), "r", c->client, "err", H->strerror(status), NULL);
+        H->stream_close(c->pub, 1);
+        conn_done(c);
+        return;
+    }
+    H->log(BW_LOG_DEBUG, "join connections", "obj", "join", "l", H->stream_peer(local), "r",
+           c->client, NULL);
+    if (H->stream_join(c->pub, local, joined, c) < 0)
+        conn_done(c);
+}
+
+static void tcp_conn_open(void *tstate, bw_stream_t *pub, const bw_conn_info_t *info)
+{
+    tcp_tunnel_t *tt = tstate;
+    tcp_conn_t *c = calloc(1, sizeof *c);
+    if (!c || !tt->t) {
+        free(c);
+        H->stream_close(pub, 1);
+        return;
+    }
+    c->tt = tt;
+    c->pub = pub;
+    c->start_ns = H->now_ns();
+    snprintf(c->client, sizeof c->client, "%s", info->client_addr ? info->client_addr : "");
+    tt->live++;
+    H->metric_conn_open(tt->t);
+    /* Bytes the client sends before the local side is up wait in the host,
+     * bounded by the session's flow-control window. */
+    int rc = H->connect(tt->t, H->tunnel_addr(tt->t), 0, connected, c);
+    if (rc < 0)
+        connected(c, NULL, rc);
+}
+
+static const bw_plugin_t tcp_plugin = {
+    .abi_major = BW_PLUGIN_ABI_MAJOR,
+    .abi_minor = BW_PLUGIN_ABI_MINOR,
+    .struct_size = sizeof(bw_plugin_t),
+    .name = "tcp",
+    .version = "1.0.0",
+    .description = "raw TCP forwarding to a local address",
+    .public_scheme = "tcp",
+    .edge_type = BW_EDGE_TCP,
+    .flags = 0,
+    .options = tcp_options,
+    .init = tcp_init,
+    .destroy = tcp_destroy,
+    .tunnel_start = tcp_tunnel_start,
+    .tunnel_stop = tcp_tunnel_stop,
+    .conn_open = tcp_conn_open,
+};
+
+BW_PLUGIN_EXPORT const bw_plugin_t *bw_plugin_entry(void);
+
+const bw_plugin_t *bw_plugin_entry(void)
+{
+    return &tcp_plugin;
+}
