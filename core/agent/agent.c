@@ -1,6 +1,8 @@
 /* The agent runtime. See agent.h and docs/protocol.md. */
 #include "agent.h"
 
+#include "addr.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -707,10 +709,8 @@ static int spec_addr(const bw_loaded_plugin_t *p, const bw_tunnel_spec_t *spec, 
             snprintf(err, errlen, "%s", e.msg);
         return rc;
     }
-    /* ngrok's rules (§1.3), keyed by the plugin's public scheme: http and
-     * https tunnels get URLs, the rest host:port. */
-    return bw_config_normalize_addr(p->desc.public_scheme, spec->addr, out, outlen, spec->name, err,
-                                    errlen);
+    /* ngrok's host:port rules (§1.3); URL forms are the plugin's. */
+    return bw_addr_normalize(spec->addr, out, outlen, spec->name, err, errlen);
 }
 
 int bw_agent_add_tunnel(bw_agent_t *a, const bw_tunnel_spec_t *spec, bw_agent_bind_cb cb, void *ud,
@@ -807,6 +807,11 @@ int bw_agent_remove_tunnel(bw_agent_t *a, const char *name)
     }
     tunnel_free(at);
     return 0;
+}
+
+bw_registry_t *bw_agent_registry(bw_agent_t *a)
+{
+    return a->reg;
 }
 
 bw_tunnel_t *bw_agent_find_tunnel(bw_agent_t *a, const char *name)

@@ -61,6 +61,9 @@ int bw_agent_add_tunnel(bw_agent_t *a, const bw_tunnel_spec_t *spec, bw_agent_bi
  * Returns 0 or BW_ENOENT. */
 int bw_agent_remove_tunnel(bw_agent_t *a, const char *name);
 
+/* The plugin registry the agent was created with. */
+bw_registry_t *bw_agent_registry(bw_agent_t *a);
+
 /* The tunnel named `name`, or NULL. */
 bw_tunnel_t *bw_agent_find_tunnel(bw_agent_t *a, const char *name);
 

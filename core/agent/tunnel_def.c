@@ -1,12 +1,12 @@
 /* From a tunnel definition (config file, command line or API body, all as
  * JSON in config-file keys) to the tunnels the agent runs.
  *
- * Most definitions are one tunnel. An http definition is one or two
- * (spec §2.2): `bind_tls` both (the default) or `schemes: [http, https]`
- * gives the https tunnel "X" and its plain-http twin "X (http)" on one host
- * name; `bind_tls: true` / `schemes: [https]` only "X" over https, and
- * `bind_tls: false` / `schemes: [http]` only "X" over http. The twin binds
- * first (ngrok logs it first) and the https tunnel follows on its host. */
+ * A definition is one tunnel of its proto, unless the proto's plugin has an
+ * expand slot (ABI 1.2): then the plugin says which tunnels it becomes. The
+ * first of them binds the public name and the others bind after it, on the
+ * name it got; the last, whose name suffix is "", reports to the caller, and
+ * if it is refused the others that bound are removed, so a definition runs
+ * whole or leaves nothing behind. The core knows no proto by name here. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,9 +14,6 @@
 #include "host.h"
 #include "tunnel_def.h"
 #include "util.h"
-
-#define SCHEME_HTTP  0x1u
-#define SCHEME_HTTPS 0x2u
 
 /* JSON gives `addr` as a number or a string; keep its text. */
 static const char *scalar_text(json_t *v, char *buf, size_t len)
@@ -28,48 +25,6 @@ static const char *scalar_text(json_t *v, char *buf, size_t len)
         return buf;
     }
     return NULL;
-}
-
-static unsigned scheme_bit(const char *s)
-{
-    if (s && strcasecmp(s, "http") == 0)
-        return SCHEME_HTTP;
-    if (s && strcasecmp(s, "https") == 0)
-        return SCHEME_HTTPS;
-    return 0;
-}
-
-/* Which public schemes an http definition asks for; 0 with err when the
- * value is not understood. `schemes` (v3) wins over `bind_tls` (v2). */
-static unsigned http_schemes(const char *name, json_t *def, char *err, size_t errlen)
-{
-    json_t *schemes = json_object_get(def, "schemes"), *v;
-    size_t i;
-    unsigned bits = 0;
-    if (json_is_array(schemes) && json_array_size(schemes) > 0) {
-        json_array_foreach(schemes, i, v)
-        {
-            unsigned b = scheme_bit(json_string_value(v));
-            if (!b) {
-                snprintf(err, errlen, "HTTP tunnel %s specifies an invalid scheme: %s", name,
-                         json_is_string(v) ? json_string_value(v) : "(not a string)");
-                return 0;
-            }
-            bits |= b;
-        }
-        return bits;
-    }
-    json_t *bt = json_object_get(def, "bind_tls");
-    const char *word = json_is_string(bt) ? json_string_value(bt) : NULL;
-    if (!bt || json_is_null(bt) || (word && (!*word || strcasecmp(word, "both") == 0)))
-        return SCHEME_HTTP | SCHEME_HTTPS;
-    if (json_is_true(bt) || (word && strcasecmp(word, "true") == 0))
-        return SCHEME_HTTPS;
-    if (json_is_false(bt) || (word && strcasecmp(word, "false") == 0))
-        return SCHEME_HTTP;
-    snprintf(err, errlen, "HTTP tunnel %s specifies invalid 'bind_tls': %s", name,
-             word ? word : "(not a string or bool)");
-    return 0;
 }
 
 static void spec_from_def(bw_tunnel_spec_t *spec, const char *name, const char *proto, json_t *def,
@@ -86,9 +41,10 @@ static void spec_from_def(bw_tunnel_spec_t *spec, const char *name, const char *
     };
 }
 
-/* The twin binds first; a refusal there is reported through the https
- * tunnel's own callback, so this one has nothing left to do. */
-static void twin_bound(void *ud, int status, const char *err, bw_tunnel_t *t)
+/* A tunnel of a group other than the one that reports: a refusal of one
+ * that binds first reaches the caller through the reporting tunnel, which
+ * cannot bind without it. */
+static void member_bound(void *ud, int status, const char *err, bw_tunnel_t *t)
 {
     (void)ud;
     (void)status;
@@ -96,63 +52,96 @@ static void twin_bound(void *ud, int status, const char *err, bw_tunnel_t *t)
     (void)t;
 }
 
-/* The caller's callback for the https tunnel of a pair started together:
- * when that one is refused, its twin goes too, so the definition either
- * runs whole or leaves nothing behind (and can be started again). */
-typedef struct pair {
+/* The caller's callback for the reporting tunnel of a group started
+ * together: when that one is refused, the rest of the group goes too. */
+typedef struct group {
     bw_agent_t *a;
     bw_agent_bind_cb cb;
     void *ud;
-    char twin[];
-} pair_t;
+    size_t n;
+    char names[BW_EXPAND_MAX][512];
+} group_t;
 
-static void pair_bound(void *ud, int status, const char *err, bw_tunnel_t *t)
+static void group_bound(void *ud, int status, const char *err, bw_tunnel_t *t)
 {
-    pair_t *p = ud;
-    /* Only a twin that did bind is removed here: a refused one is already
-     * on its way out (and may be the tunnel being handled right now). */
-    bw_tunnel_t *twin = status < 0 ? bw_agent_find_tunnel(p->a, p->twin) : NULL;
-    if (twin && twin->public_url && *twin->public_url)
-        bw_agent_remove_tunnel(p->a, p->twin);
-    p->cb(p->ud, status, err, t);
-    free(p);
+    group_t *g = ud;
+    for (size_t i = 0; status < 0 && i < g->n; i++) {
+        /* Only a member that did bind is removed here: a refused one is
+         * already on its way out (and may be the tunnel being handled). */
+        bw_tunnel_t *m = bw_agent_find_tunnel(g->a, g->names[i]);
+        if (m && m != t && m->public_url && *m->public_url)
+            bw_agent_remove_tunnel(g->a, g->names[i]);
+    }
+    g->cb(g->ud, status, err, t);
+    free(g);
 }
 
-static int add_twins(bw_agent_t *a, const char *name, json_t *def, bw_agent_bind_cb cb, void *ud,
-                     char *err, size_t errlen)
+static int add_group(bw_agent_t *a, const char *name, json_t *def, const bw_expansion_t *x,
+                     size_t n, bw_agent_bind_cb cb, void *ud, char *err, size_t errlen)
 {
-    char twin[512], addrbuf[32];
+    char addrbuf[32];
     bw_tunnel_spec_t spec;
-    pair_t *p = NULL;
-    if (bw_fmt(twin, sizeof twin, "%s (http)", name) != 0) {
-        snprintf(err, errlen, "tunnel name is too long");
-        return BW_EINVAL;
+    group_t *g = calloc(1, sizeof *g);
+    if (!g) {
+        snprintf(err, errlen, "out of memory");
+        return BW_ENOMEM;
     }
-    if (bw_agent_find_tunnel(a, name)) {
-        snprintf(err, errlen, "tunnel \"%s\" already exists", name);
-        return BW_EEXIST;
-    }
-    if (cb) {
-        size_t n = strlen(twin) + 1;
-        if (!(p = malloc(sizeof *p + n))) {
-            snprintf(err, errlen, "out of memory");
-            return BW_ENOMEM;
+    *g = (group_t){.a = a, .cb = cb, .ud = ud, .n = n};
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const char *suffix = x[i].name_suffix ? x[i].name_suffix : "";
+        if (bw_fmt(g->names[i], sizeof g->names[i], "%s%s", name, suffix) != 0) {
+            snprintf(err, errlen, "tunnel name is too long");
+            rc = BW_EINVAL;
+        } else if ((i + 1 == n) != !*suffix) {
+            snprintf(err, errlen,
+                     "plugin for tunnel \"%s\" must expand it with the tunnel of that name last",
+                     name);
+            rc = BW_EINVAL;
+        } else if (bw_agent_find_tunnel(a, g->names[i])) {
+            snprintf(err, errlen, "tunnel \"%s\" already exists", g->names[i]);
+            rc = BW_EEXIST;
         }
-        *p = (pair_t){.a = a, .cb = cb, .ud = ud};
-        memcpy(p->twin, twin, n);
     }
-    spec_from_def(&spec, twin, "http", def, addrbuf, sizeof addrbuf);
-    int rc = bw_agent_add_tunnel(a, &spec, cb ? twin_bound : NULL, NULL, err, errlen);
-    if (rc < 0) {
-        free(p);
+    /* In order: the first binds the name, the others follow it; the last
+     * reports to the caller, so nothing can fail once its callback is set. */
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        int last = i + 1 == n;
+        spec_from_def(&spec, g->names[i], x[i].proto, def, addrbuf, sizeof addrbuf);
+        spec.follows = i > 0 ? g->names[0] : NULL;
+        rc = bw_agent_add_tunnel(a, &spec,
+                                 !cb    ? NULL
+                                 : last ? group_bound
+                                        : member_bound,
+                                 last && cb ? g : NULL, err, errlen);
+        if (rc < 0)
+            while (i-- > 0)
+                bw_agent_remove_tunnel(a, g->names[i]);
+        else if (last && cb)
+            return 0; /* g is group_bound's now */
+    }
+    free(g);
+    return rc;
+}
+
+/* The tunnels definition `def` of `p`'s proto becomes (expand slot).
+ * Returns how many (>= 1) or < 0 with err. */
+static int expand(const bw_loaded_plugin_t *p, const char *name, json_t *def, bw_expansion_t *x,
+                  char *err, size_t errlen)
+{
+    bw_conf_t conf;
+    bw_error_t e = {{0}};
+    int rc = bw_conf_build(p->desc.options, def, 0, &conf, err, errlen);
+    if (rc < 0)
         return rc;
-    }
-    spec_from_def(&spec, name, "https", def, addrbuf, sizeof addrbuf);
-    spec.follows = twin;
-    rc = bw_agent_add_tunnel(a, &spec, p ? pair_bound : NULL, p, err, errlen);
-    if (rc < 0) {
-        free(p);
-        bw_agent_remove_tunnel(a, twin);
+    rc = p->desc.expand(p->state, &conf, name, x, BW_EXPAND_MAX, &e);
+    bw_conf_free(&conf);
+    if (rc < 0)
+        snprintf(err, errlen, "%s", e.msg[0] ? e.msg : "invalid tunnel definition");
+    else if (rc == 0 || rc > BW_EXPAND_MAX) {
+        snprintf(err, errlen, "plugin %s expanded tunnel \"%s\" into %d tunnels", p->desc.name,
+                 name, rc);
+        rc = BW_EINVAL;
     }
     return rc;
 }
@@ -162,16 +151,18 @@ int bw_agent_add_definition(bw_agent_t *a, const char *name, json_t *def, bw_age
 {
     char addrbuf[32];
     bw_tunnel_spec_t spec;
+    bw_expansion_t x[BW_EXPAND_MAX];
     const char *proto = json_string_value(json_object_get(def, "proto"));
+    const bw_loaded_plugin_t *p = bw_registry_find(bw_agent_registry(a), proto);
     if (!proto)
         proto = "";
-    if (strcmp(proto, "http") == 0) {
-        unsigned schemes = http_schemes(name, def, err, errlen);
-        if (!schemes)
-            return BW_EINVAL;
-        if (schemes == (SCHEME_HTTP | SCHEME_HTTPS))
-            return add_twins(a, name, def, cb, ud, err, errlen);
-        proto = schemes == SCHEME_HTTPS ? "https" : "http";
+    if (p && p->desc.expand) {
+        int n = expand(p, name, def, x, err, errlen);
+        if (n < 0)
+            return n;
+        if (n > 1)
+            return add_group(a, name, def, x, (size_t)n, cb, ud, err, errlen);
+        proto = x[0].proto;
     }
     spec_from_def(&spec, name, proto, def, addrbuf, sizeof addrbuf);
     return bw_agent_add_tunnel(a, &spec, cb, ud, err, errlen);

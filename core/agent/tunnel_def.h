@@ -1,5 +1,5 @@
-/* Tunnel definitions (JSON in config-file keys) into running tunnels,
- * including http's twin tunnels (spec §2.2). */
+/* Tunnel definitions (JSON in config-file keys) into running tunnels; a
+ * plugin may expand one definition into several (http's twins, spec §2.2). */
 #ifndef BW_CORE_TUNNEL_DEF_H
 #define BW_CORE_TUNNEL_DEF_H
 
@@ -8,9 +8,9 @@
 #include "agent.h"
 
 /* Start the tunnel(s) of definition `def` named `name`. `cb` (may be NULL;
- * see bw_agent_add_tunnel) reports the bind of the tunnel named `name`; for
- * an http definition with both schemes that is the https one, bound after
- * its twin "name (http)". Returns 0, or < 0 with err[errlen]. */
+ * see bw_agent_add_tunnel) reports the bind of the tunnel named `name`; when
+ * the plugin expands the definition (an http definition with both schemes)
+ * the others bind first ("name (http)"). Returns 0, or < 0 with err[errlen]. */
 int bw_agent_add_definition(bw_agent_t *a, const char *name, json_t *def, bw_agent_bind_cb cb,
                             void *ud, char *err, size_t errlen);
 

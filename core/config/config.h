@@ -120,15 +120,4 @@ const bw_config_tunnel_t *bw_config_find_tunnel(const bw_config_t *cfg, const ch
  * cannot be done safely on), BW_EMSGSIZE or a negative errno, with err set. */
 int bw_config_add_authtoken(const char *path, const char *token, char *err, size_t errlen);
 
-/* Normalise a tunnel's `addr` as ngrok does (the API shows the result):
- *   http:  "80" -> "http://localhost:80", "443" -> "https://localhost:443",
- *          "host:port" -> "http://host:port", "host" -> "http://host:80",
- *          http(s):// URLs and file:///dir (the directory must exist) kept;
- *   other: "22" -> "localhost:22", "host:port" kept, URLs rejected.
- * `proto` "http" and "https" take the http rules. Writes out[outlen].
- * Returns 0, BW_EINVAL with ngrok's message (naming `tunnel_name`) in err,
- * or BW_EMSGSIZE. */
-int bw_config_normalize_addr(const char *proto, const char *in, char *out, size_t outlen,
-                             const char *tunnel_name, char *err, size_t errlen);
-
 #endif /* BW_CORE_CONFIG_H */

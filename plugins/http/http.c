@@ -1,8 +1,10 @@
-/* The http and https protocol plugins: one source tree, two descriptors
- * (HTTP_PLUGIN_HTTPS picks https; HTTP_PLUGIN_TCP_TEST builds the test-only
- * "httptcp" variant reached through a tcp edge). This file holds the
- * descriptor, the options and the tunnel state; conn.c forwards requests,
- * files.c serves file:// tunnels.
+/* The http and https protocol plugins: one object providing two protos
+ * (http's descriptor lists https as its sibling), and an http definition
+ * expands to the twin tunnels ngrok 2 gives (expand slot). The test-only
+ * "httptcp" variant reached through a tcp edge is built with
+ * HTTP_PLUGIN_TCP_TEST. This file holds the descriptors, the options and the
+ * tunnel state; conn.c forwards requests, files.c serves file:// tunnels,
+ * upstream.c normalises local addresses.
  *
  * Built like any third-party plugin: public headers only, one exported
  * symbol. */
@@ -320,55 +322,28 @@ static void http_conn_open(void *tstate, bw_stream_t *pub, const bw_conn_info_t 
     bw__http_conn_open(tstate, pub, info);
 }
 
-#ifdef HTTP_PLUGIN_TCP_TEST
-/* The tcp edge normalises addr as host:port; the test variant applies the
- * http forms it needs itself: a port, host:port, http(s):// or file://. */
+/* ngrok's address forms for http: ports, host[:port], http(s):// URLs and
+ * file:///dir (upstream.c). */
 static int http_normalize_addr(void *state, const char *in, char *out, size_t outlen,
                                const char *name, bw_error_t *err)
 {
-    struct stat st;
-    int n;
-    if (strncmp(in, "file://", 7) == 0) {
-        if (stat(in + 7, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            H->error_set(err, "File tunnel %s points to a non-existing directory '%s'", name,
-                         in + 7);
-            return BW_EINVAL;
-        }
-        n = snprintf(out, outlen, "%s", in);
-    } else if (strstr(in, "://")) {
-        n = snprintf(out, outlen, "%s", in);
-    } else if (strspn(in, "0123456789") == strlen(in)) {
-        n = snprintf(out, outlen, "http://localhost:%s", in);
-    } else {
-        n = snprintf(out, outlen, "http://%s", in);
-    }
-    return n < 0 || (size_t)n >= outlen ? BW_EMSGSIZE : 0;
+    char why[512] = "";
+    int rc = http_addr_normalize(in, out, outlen, name, why, sizeof why);
+    if (rc < 0)
+        H->error_set(err, "%s", why);
+    return rc;
 }
-#define NAME      "httptcp"
-#define SCHEME    "tcp"
-#define EDGE      BW_EDGE_TCP
-#define NORMALIZE http_normalize_addr
-#elif defined(HTTP_PLUGIN_HTTPS)
-#define NAME      "https"
-#define SCHEME    "https"
-#define EDGE      BW_EDGE_HTTPS
-#define NORMALIZE NULL
-#else
-#define NAME      "http"
-#define SCHEME    "http"
-#define EDGE      BW_EDGE_HTTP
-#define NORMALIZE NULL
-#endif
 
+#ifdef HTTP_PLUGIN_TCP_TEST
+/* The test variant sits behind a tcp edge: one tunnel, http's address
+ * forms. */
 static const bw_plugin_t http_plugin = {
-    .abi_major = BW_PLUGIN_ABI_MAJOR,
-    .abi_minor = BW_PLUGIN_ABI_MINOR,
-    .struct_size = sizeof(bw_plugin_t),
-    .name = NAME,
+    BW_PLUGIN_HEADER,
+    .name = "httptcp",
     .version = "1.0.0",
-    .description = "HTTP/1.x forwarding with inspection, auth, header rules and file serving",
-    .public_scheme = SCHEME,
-    .edge_type = EDGE,
+    .description = "HTTP/1.x forwarding behind a tcp edge (tests only)",
+    .public_scheme = "tcp",
+    .edge_type = BW_EDGE_TCP,
     .flags = BW_PLUGIN_F_INSPECTS,
     .options = http_options,
     .init = http_init,
@@ -377,12 +352,86 @@ static const bw_plugin_t http_plugin = {
     .tunnel_stop = http_tunnel_stop,
     .conn_open = http_conn_open,
     .validate = http_validate,
-    .normalize_addr = NORMALIZE,
+    .normalize_addr = http_normalize_addr,
+};
+#else
+enum { SCHEME_HTTP = 0x1, SCHEME_HTTPS = 0x2 };
+
+/* Which public schemes a definition asks for: `schemes` (v3) wins over
+ * `bind_tls` (v2: true, false or both, the default); 0 with err when a
+ * value is not understood. */
+static unsigned wanted_schemes(const bw_conf_t *conf, const char *name, bw_error_t *err)
+{
+    size_t n = H->conf_list_len(conf, "schemes");
+    unsigned bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *s = H->conf_list_at(conf, "schemes", i);
+        unsigned b = strcasecmp(s, "http") == 0    ? SCHEME_HTTP
+                     : strcasecmp(s, "https") == 0 ? SCHEME_HTTPS
+                                                   : 0;
+        if (!b) {
+            H->error_set(err, "HTTP tunnel %s specifies an invalid scheme: %s", name, s);
+            return 0;
+        }
+        bits |= b;
+    }
+    if (bits)
+        return bits;
+    const char *bt = H->conf_str(conf, "bind_tls");
+    if (!bt || !*bt || strcasecmp(bt, "both") == 0)
+        return SCHEME_HTTP | SCHEME_HTTPS;
+    if (strcasecmp(bt, "true") == 0)
+        return SCHEME_HTTPS;
+    if (strcasecmp(bt, "false") == 0)
+        return SCHEME_HTTP;
+    H->error_set(err, "HTTP tunnel %s specifies invalid 'bind_tls': %s", name, bt);
+    return 0;
+}
+
+/* An http definition is "X (http)" over http and then "X" over https on the
+ * same host name, or one of them alone (spec §2.2). */
+static int http_expand(void *state, const bw_conf_t *conf, const char *name, bw_expansion_t *out,
+                       size_t max, bw_error_t *err)
+{
+    unsigned schemes = wanted_schemes(conf, name, err);
+    if (!schemes)
+        return BW_EINVAL;
+    if (schemes == SCHEME_HTTPS) {
+        out[0] = (bw_expansion_t){.proto = "https", .name_suffix = ""};
+        return 1;
+    }
+    if (schemes == SCHEME_HTTP || max < 2) {
+        out[0] = (bw_expansion_t){.proto = "http", .name_suffix = ""};
+        return 1;
+    }
+    out[0] = (bw_expansion_t){.proto = "http", .name_suffix = " (http)"};
+    out[1] = (bw_expansion_t){.proto = "https", .name_suffix = ""};
+    return 2;
+}
+
+#define HTTP_DESCRIPTOR_COMMON                                                                     \
+    BW_PLUGIN_HEADER, .version = "1.2.0",                                                          \
+                      .description = "HTTP/1.x forwarding with inspection, auth, header rules "    \
+                                     "and file serving",                                           \
+                      .flags = BW_PLUGIN_F_INSPECTS, .options = http_options, .init = http_init,   \
+                      .destroy = http_destroy, .tunnel_start = http_tunnel_start,                  \
+                      .tunnel_stop = http_tunnel_stop, .conn_open = http_conn_open,                \
+                      .validate = http_validate, .normalize_addr = http_normalize_addr
+
+static const bw_plugin_t https_plugin = {
+    HTTP_DESCRIPTOR_COMMON,
+    .name = "https",
+    .public_scheme = "https",
+    .edge_type = BW_EDGE_HTTPS,
 };
 
-BW_PLUGIN_EXPORT const bw_plugin_t *bw_plugin_entry(void);
+static const bw_plugin_t *const http_siblings[] = {&https_plugin, NULL};
 
-const bw_plugin_t *bw_plugin_entry(void)
-{
-    return &http_plugin;
-}
+static const bw_plugin_t http_plugin = {
+    HTTP_DESCRIPTOR_COMMON,    .name = "http",
+    .public_scheme = "http",   .edge_type = BW_EDGE_HTTP,
+    .siblings = http_siblings, .expand = http_expand,
+};
+#endif
+
+BW_PLUGIN_DEFINE(http_plugin)

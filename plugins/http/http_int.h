@@ -10,6 +10,7 @@
 
 #include "h1.h"
 #include "policy.h"
+#include "upstream.h"
 
 extern const bw_host_t *bw__http_host;
 #define H bw__http_host

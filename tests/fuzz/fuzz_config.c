@@ -12,6 +12,7 @@
 
 #include <burrow/error.h>
 
+#include "addr.h"
 #include "config.h"
 #include "log.h"
 
@@ -32,7 +33,6 @@ static void check_tunnels(const bw_config_t *cfg)
     for (size_t i = 0; i < cfg->n_tunnels; i++) {
         const bw_config_tunnel_t *t = &cfg->tunnels[i];
         const char *addr = json_string_value(json_object_get(t->def, "addr"));
-        const char *proto = json_string_value(json_object_get(t->def, "proto"));
         int rc;
 
         CHECK(t->name && json_is_object(t->def) && t->line > 0);
@@ -40,7 +40,7 @@ static void check_tunnels(const bw_config_t *cfg)
         if (!addr)
             continue;
         err[0] = '\0';
-        rc = bw_config_normalize_addr(proto, addr, out, sizeof out, t->name, err, sizeof err);
+        rc = bw_addr_normalize(addr, out, sizeof out, t->name, err, sizeof err);
         CHECK(rc == 0 || rc == BW_EINVAL || rc == BW_EMSGSIZE);
         CHECK(rc == 0 || err[0] != '\0');
     }

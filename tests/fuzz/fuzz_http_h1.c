@@ -6,8 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "h1.h"
+#include "upstream.h"
 
 static void run(h1_kind_t kind, const char *data, size_t len, size_t step, int skip)
 {
@@ -63,5 +65,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *in = (const char *)data + 1;
     run(H1_REQUEST, in, size - 1, step, 0);
     run(H1_RESPONSE, in, size - 1, step, data[0] & 0x40);
+    /* The same bytes as an http tunnel's local address (upstream.c). */
+    if (size - 1 < 512) {
+        char addr[512], out[600], err[600];
+        memcpy(addr, in, size - 1);
+        addr[size - 1] = '\0';
+        int rc = http_addr_normalize(addr, out, sizeof out, "t", err, sizeof err);
+        if (rc != 0 && rc != BW_EINVAL && rc != BW_EMSGSIZE)
+            abort();
+    }
     return 0;
 }
