@@ -742,6 +742,7 @@ int bw_agent_add_tunnel(bw_agent_t *a, const bw_tunnel_spec_t *spec, bw_agent_bi
         bw_conf_free(&conf);
         return rc;
     }
+    bw_conf_warn_unused(&conf, spec->name);
     agent_tunnel_t *at = calloc(1, sizeof *at);
     if (!at || !(at->t = bw_tunnel_new(spec->name, addr, p, &conf))) {
         free(at);

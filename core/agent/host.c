@@ -141,6 +141,8 @@ static const char *type_word(bw_option_type_t t)
         return "a list of strings";
     case BW_OPT_BOOL_OR_STRING:
         return "a boolean or a string";
+    case BW_OPT_ANY:
+        return "any value";
     default:
         return "a string";
     }
@@ -159,6 +161,9 @@ static int conf_put(const bw_option_t *o, const json_t *v, json_t *out, char *er
     case BW_OPT_STRING_LIST:
         c = coerce_list(v);
         break;
+    case BW_OPT_ANY:
+        c = json_deep_copy(v);
+        break;
     default:
         c = json_is_array(v) || json_is_object(v) || json_is_null(v) ? NULL : scalar_text(v);
         break;
@@ -171,10 +176,17 @@ static int conf_put(const bw_option_t *o, const json_t *v, json_t *out, char *er
     return 0;
 }
 
-/* Keys every tunnel definition has; the agent handles them itself. */
+/* Keys the core owns in every definition, whatever the plugin: the ones it
+ * acts on (proto, addr, name, metadata, inspect) and ngrok's endpoint keys
+ * it accepts without acting on them. Binding keys (remote_addr, subdomain,
+ * hostname, domain) are declared by the plugins whose edge type uses them;
+ * the core reads them by name when it binds (docs/plugin-abi.md). */
 static int is_common_key(const char *k)
 {
-    static const char *const common[] = {"proto", "addr", "name", "metadata"};
+    static const char *const common[] = {
+        "proto",       "addr",         "name",           "metadata",       "inspect",
+        "ip_policy",   "labels",       "policy",         "bindings",       "proxy_proto",
+        "description", "app_protocol", "traffic_policy", "pooling_enabled"};
     for (size_t i = 0; i < BW_ARRAY_SIZE(common); i++)
         if (strcmp(k, common[i]) == 0)
             return 1;
@@ -244,6 +256,39 @@ int bw_conf_build(const bw_option_t *opts, const json_t *input, int strict, bw_c
 fail:
     bw_conf_free(out);
     return rc;
+}
+
+const char *bw_conf_unknown_key(const bw_option_t *opts, const json_t *input)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)input, k, v)
+    {
+        if (is_common_key(k) || find_option(opts, k))
+            continue;
+        if (!is_option_group(opts, k))
+            return k;
+        const char *sub;
+        json_t *sv;
+        char full[256];
+        if (!json_is_object(v))
+            continue; /* bw_conf_build names the type error */
+        json_object_foreach(v, sub, sv)
+        {
+            snprintf(full, sizeof full, "%s.%s", k, sub);
+            if (!find_option(opts, full))
+                return k;
+        }
+    }
+    return NULL;
+}
+
+void bw_conf_warn_unused(const bw_conf_t *c, const char *tunnel_name)
+{
+    for (size_t i = 0; c && c->opts && c->opts[i].key; i++)
+        if (c->opts[i].type == BW_OPT_ANY && json_object_get(c->obj, c->opts[i].key))
+            bw_log(BW_LOG_WARN, "option has no effect in burrow", "obj", "tunnels", "name",
+                   tunnel_name, "option", c->opts[i].key, NULL);
 }
 
 void bw_conf_free(bw_conf_t *c)

@@ -51,6 +51,14 @@ int bw_conf_build(const bw_option_t *opts, const json_t *input, int strict, bw_c
                   char *err, size_t errlen);
 void bw_conf_free(bw_conf_t *c);
 
+/* The first top-level key of `input` that neither the core owns nor `opts`
+ * declares (a dotted group counts as declared when all its members are),
+ * or NULL. The pointer is into `input`. */
+const char *bw_conf_unknown_key(const bw_option_t *opts, const json_t *input);
+
+/* Warn (log) about each BW_OPT_ANY option set in `c`: accepted, no effect. */
+void bw_conf_warn_unused(const bw_conf_t *c, const char *tunnel_name);
+
 /* Create a tunnel record for `plugin` (not yet started). Returns NULL on
  * ENOMEM. Takes ownership of `conf`. */
 bw_tunnel_t *bw_tunnel_new(const char *name, const char *addr, const bw_loaded_plugin_t *plugin,

@@ -75,7 +75,7 @@ static int valid_proto_name(const char *s)
 static int check_options(const bw_option_t *opts, char *err, size_t errlen)
 {
     for (size_t i = 0; opts && opts[i].key; i++)
-        if (opts[i].type < BW_OPT_STRING || opts[i].type > BW_OPT_BOOL_OR_STRING)
+        if (opts[i].type < BW_OPT_STRING || opts[i].type > BW_OPT_ANY)
             return fail(err, errlen, BW_EINVAL, "option '%s' has unknown type %d", opts[i].key,
                         (int)opts[i].type);
     return 0;

@@ -168,13 +168,23 @@ int bw_agent_add_definition(bw_agent_t *a, const char *name, json_t *def, bw_age
     return bw_agent_add_tunnel(a, &spec, cb, ud, err, errlen);
 }
 
-int bw_definition_check(bw_registry_t *reg, const char *name, json_t *def, char *err, size_t errlen)
+int bw_definition_check(bw_registry_t *reg, const char *name, json_t *def, int strict,
+                        const char **key, char *err, size_t errlen)
 {
     const char *proto = json_string_value(json_object_get(def, "proto"));
     const bw_loaded_plugin_t *p = proto ? bw_registry_find(reg, proto) : NULL;
     bw_conf_t conf;
+    *key = NULL;
     if (!p)
         return 0; /* no such plugin here: `burrow start` says so */
+    /* The plugin's declarations are the only schema of its keys. */
+    const char *unknown = strict ? bw_conf_unknown_key(p->desc.options, def) : NULL;
+    if (unknown) {
+        *key = unknown;
+        snprintf(err, errlen, "field %s not found in tunnel \"%s\" (proto %s)", unknown, name,
+                 proto);
+        return BW_EINVAL;
+    }
     int rc = bw_conf_build(p->desc.options, def, 0, &conf, err, errlen);
     if (rc < 0)
         return rc;

@@ -15,11 +15,13 @@ int bw_agent_add_definition(bw_agent_t *a, const char *name, json_t *def, bw_age
                             void *ud, char *err, size_t errlen);
 
 /* Check definition `def` named `name` with its protocol plugin from `reg`
- * (declared option types, then the plugin's own validate slot) without
- * starting anything: what `burrow config check` adds to the file checks.
- * Returns 0 (also when no plugin of that proto is loaded) or < 0 with the
- * plugin's message in err[errlen]. */
-int bw_definition_check(bw_registry_t *reg, const char *name, json_t *def, char *err,
-                        size_t errlen);
+ * without starting anything: with `strict` (a `version: "2"` file) every key
+ * must be the core's or declared by the plugin ("field X not found in
+ * tunnel ..."), then the declared option types, then the plugin's own
+ * validate slot. Returns 0 (also when no plugin of that proto is loaded) or
+ * < 0 with the message in err[errlen]; *key is then the offending key when
+ * one is known (a pointer into `def`), else NULL. */
+int bw_definition_check(bw_registry_t *reg, const char *name, json_t *def, int strict,
+                        const char **key, char *err, size_t errlen);
 
 #endif /* BW_CORE_TUNNEL_DEF_H */

@@ -681,105 +681,10 @@ static int node_to_json(const ctx_t *c, const ynode_t *n, json_t **out)
     return 0;
 }
 
-/* The keys ngrok's agent knows per proto: the classic v2 structs plus the v3
- * `version: "2"` ones (legacy bind_tls/auth/client_cas stay accepted, as
- * burrow's plugins read them). */
-static const char *const common_keys[] = {
-    "proto",       "addr",           "inspect",         "metadata", "ip_policy",
-    "proxy_proto", "traffic_policy", "policy",          "name",     "labels",
-    "description", "app_protocol",   "pooling_enabled", "bindings", NULL};
-static const char *const http_keys[] = {"domain",
-                                        "subdomain",
-                                        "hostname",
-                                        "host_header",
-                                        "schemes",
-                                        "compression",
-                                        "circuit_breaker",
-                                        "ip_restriction",
-                                        "basic_auth",
-                                        "oauth",
-                                        "oidc",
-                                        "verify_webhook",
-                                        "request_header",
-                                        "response_header",
-                                        "websocket_tcp_converter",
-                                        "mutual_tls_cas",
-                                        "user_agent_filter",
-                                        "bind_tls",
-                                        "auth",
-                                        NULL};
-static const char *const tcp_keys[] = {"remote_addr", "ip_restriction", NULL};
-static const char *const tls_keys[] = {
-    "domain",         "subdomain",    "hostname",       "crt",        "key",
-    "mutual_tls_cas", "terminate_at", "ip_restriction", "client_cas", NULL};
-
-static int in_list(const char *const *list, const char *key)
-{
-    for (size_t i = 0; list[i]; i++)
-        if (strcmp(list[i], key) == 0)
-            return 1;
-    return 0;
-}
-
-/* `version: "2"` files are strict, as ngrok 3 is; protos of other plugins
- * are left to the plugin's own option checks. */
-static int check_known_keys(const ctx_t *c, const char *name, const ynode_t *def, const char *proto)
-{
-    const char *const *extra;
-
-    if (c->version != 2 || !proto)
-        return 0;
-    if (strcmp(proto, "http") == 0)
-        extra = http_keys;
-    else if (strcmp(proto, "tcp") == 0)
-        extra = tcp_keys;
-    else if (strcmp(proto, "tls") == 0)
-        extra = tls_keys;
-    else
-        return 0;
-    for (size_t i = 0; i + 1 < def->n; i += 2) {
-        const char *key = def->kids[i]->text;
-        if (!in_list(common_keys, key) && !in_list(extra, key))
-            return fail(c, def->kids[i], "field %s not found in tunnel \"%s\" (proto %s)", key,
-                        name, proto);
-    }
-    return 0;
-}
-
 static int has(const json_t *obj, const char *key)
 {
     const json_t *v = json_object_get(obj, key);
     return v && !json_is_null(v);
-}
-
-static int check_bind_tls(const ctx_t *c, const char *name, const ynode_t *def, const json_t *obj)
-{
-    const json_t *v = json_object_get(obj, "bind_tls");
-    const char *s;
-
-    if (!v || json_is_null(v) || json_is_boolean(v))
-        return 0;
-    s = json_string_value(v);
-    if (s && (strcmp(s, "true") == 0 || strcmp(s, "false") == 0 || strcmp(s, "both") == 0))
-        return 0;
-    return fail(c, map_value(def, "bind_tls"),
-                "HTTP tunnel %s specifies invalid 'bind_tls': %s (must be true, false or both)",
-                name, node_desc(map_value(def, "bind_tls")));
-}
-
-static int check_tls(const ctx_t *c, const char *name, const ynode_t *def, const json_t *obj)
-{
-    int crt = has(obj, "crt"), key = has(obj, "key");
-
-    if (crt != key)
-        return fail(c, map_key(def, crt ? "crt" : "key"),
-                    "TLS tunnel %s must supply both 'crt' and 'key' or neither", name);
-    if (has(obj, "client_cas") && !crt)
-        return fail(c, map_key(def, "client_cas"),
-                    "TLS tunnel %s specified client CA roots but no crt and key for TLS "
-                    "termination",
-                    name);
-    return 0;
 }
 
 /* What every tunnel needs, whatever plugin serves it (ngrok's texts). */
@@ -787,7 +692,6 @@ static int check_tunnel(const ctx_t *c, const ynode_t *kname, const ynode_t *def
 {
     const char *name = kname->text;
     const json_t *proto = json_object_get(obj, "proto"), *addr = json_object_get(obj, "addr");
-    const char *p;
 
     if (!has(obj, "proto") && !has(obj, "labels"))
         return fail(c, kname, "Tunnel %s does not specify a protocol ('proto')", name);
@@ -798,15 +702,28 @@ static int check_tunnel(const ctx_t *c, const ynode_t *kname, const ynode_t *def
     if (!json_is_string(addr) && !json_is_integer(addr))
         return fail(c, map_value(def, "addr"), "Tunnel %s: 'addr' must be a port or an address",
                     name);
+    /* Binding keys are the core's (it sends them to the edge), whatever
+     * plugin serves the tunnel. */
     if (has(obj, "hostname") && has(obj, "subdomain"))
         return fail(c, map_key(def, "hostname"),
                     "Tunnel %s must not specify both hostname and subdomain.", name);
-    p = json_string_value(proto);
-    if (p && strcmp(p, "http") == 0)
-        return check_bind_tls(c, name, def, obj);
-    if (p && strcmp(p, "tls") == 0)
-        return check_tls(c, name, def, obj);
     return 0;
+}
+
+/* Where each key of the tunnel mapping `def` and its value stand:
+ * {key: [key line, key col, value line, value col]}. NULL on ENOMEM. */
+static json_t *key_marks(const ynode_t *def)
+{
+    json_t *marks = json_object();
+    for (size_t i = 0; marks && i + 1 < def->n; i += 2) {
+        const ynode_t *k = def->kids[i], *v = def->kids[i + 1];
+        json_t *m = json_pack("[iiii]", k->line, k->col, v->line, v->col);
+        if (!m || json_object_set_new(marks, k->text, m) != 0) {
+            json_decref(marks);
+            return NULL;
+        }
+    }
+    return marks;
 }
 
 static bw_config_tunnel_t *find_tunnel(bw_config_t *cfg, const char *name)
@@ -817,19 +734,21 @@ static bw_config_tunnel_t *find_tunnel(bw_config_t *cfg, const char *name)
     return NULL;
 }
 
-/* Replace the tunnel called `name` or append it. Takes `def`'s reference. */
-static int upsert_tunnel(const ctx_t *c, const ynode_t *kname, json_t *def)
+/* Replace the tunnel called `name` or append it. Takes the references of
+ * `def` and `marks`. */
+static int upsert_tunnel(const ctx_t *c, const ynode_t *kname, json_t *def, json_t *marks)
 {
     bw_config_t *cfg = c->cfg;
     bw_config_tunnel_t *t = find_tunnel(cfg, kname->text), *arr;
     char *file = strdup(c->file), *name = NULL;
 
-    if (!file)
+    if (!file || !marks)
         goto err_nomem;
     if (!t) {
         if (cfg->n_tunnels >= BW_CONFIG_MAX_TUNNELS) {
             free(file);
             json_decref(def);
+            json_decref(marks);
             return fail(c, kname, "more than %d tunnels", BW_CONFIG_MAX_TUNNELS);
         }
         name = strdup(kname->text);
@@ -841,16 +760,20 @@ static int upsert_tunnel(const ctx_t *c, const ynode_t *kname, json_t *def)
         *t = (bw_config_tunnel_t){.name = name};
     }
     json_decref(t->def);
+    json_decref(t->marks);
     free(t->file);
     t->def = def;
+    t->marks = marks;
     t->file = file;
     t->line = kname->line;
+    t->strict = c->version == 2;
     return 0;
 
 err_nomem:
     free(name);
     free(file);
     json_decref(def);
+    json_decref(marks);
     return nomem(c);
 }
 
@@ -866,15 +789,12 @@ static int apply_tunnel(ctx_t *c, const ynode_t *kname, const ynode_t *def)
                     is_null(def) ? "empty" : node_desc(def));
     rc = node_to_json(c, def, &obj);
     if (rc == 0)
-        rc =
-            check_known_keys(c, kname->text, def, json_string_value(json_object_get(obj, "proto")));
-    if (rc == 0)
         rc = check_tunnel(c, kname, def, obj);
     if (rc != 0) {
         json_decref(obj);
         return rc;
     }
-    return upsert_tunnel(c, kname, obj);
+    return upsert_tunnel(c, kname, obj, key_marks(def));
 }
 
 static int apply_tunnels(ctx_t *c, const ynode_t *k, const ynode_t *v)
@@ -1010,11 +930,23 @@ void bw_config_free(bw_config_t *cfg)
     for (size_t i = 0; i < cfg->n_tunnels; i++) {
         free(cfg->tunnels[i].name);
         json_decref(cfg->tunnels[i].def);
+        json_decref(cfg->tunnels[i].marks);
         free(cfg->tunnels[i].file);
     }
     free(cfg->tunnels);
     free_list(cfg->files, cfg->n_files);
     bw_config_init(cfg);
+}
+
+int bw_config_tunnel_mark(const bw_config_tunnel_t *t, const char *key, int value, int *line,
+                          int *col)
+{
+    json_t *m = t->marks ? json_object_get(t->marks, key) : NULL;
+    if (!json_is_array(m) || json_array_size(m) != 4)
+        return BW_ENOENT;
+    *line = (int)json_integer_value(json_array_get(m, value ? 2 : 0));
+    *col = (int)json_integer_value(json_array_get(m, value ? 3 : 1));
+    return 0;
 }
 
 const bw_config_tunnel_t *bw_config_find_tunnel(const bw_config_t *cfg, const char *name)

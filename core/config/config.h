@@ -10,10 +10,12 @@
  * Every error message starts with "FILE:LINE:COL: " (1-based) when it is
  * about a place in a file, or "FILE: " when it is about the whole file.
  *
- * The loader checks what every tunnel needs whatever its plugin (proto and
- * addr present, bind_tls, hostname vs subdomain, crt/key/client_cas); the
- * caller checks that the proto names a loaded plugin and validates the
- * definition against that plugin's options (bw_conf_build).
+ * The loader checks only what every tunnel needs whatever its plugin (proto
+ * and addr present, hostname vs subdomain): it knows no proto. The caller
+ * checks that the proto names a loaded plugin and validates the definition
+ * against that plugin's declared options and validate slot
+ * (bw_definition_check), strictly for `version: "2"` files, and reports at
+ * the positions bw_config_tunnel_mark gives.
  */
 #ifndef BW_CORE_CONFIG_H
 #define BW_CORE_CONFIG_H
@@ -39,9 +41,11 @@ typedef enum bw_console_ui {
 /* One tunnel definition, in file order. */
 typedef struct bw_config_tunnel {
     char *name;
-    json_t *def; /* owned: a JSON object, YAML keys as written (proto, addr, ...) */
-    char *file;  /* the file that defined it last */
-    int line;    /* line of the tunnel's name in that file */
+    json_t *def;   /* owned: a JSON object, YAML keys as written (proto, addr, ...) */
+    char *file;    /* the file that defined it last */
+    int line;      /* line of the tunnel's name in that file */
+    int strict;    /* from a `version: "2"` file: unknown keys are errors (ngrok 3) */
+    json_t *marks; /* owned: where each key and value stands (bw_config_tunnel_mark) */
 } bw_config_tunnel_t;
 
 /* Agent settings. Strings are owned and NULL when no file set them; numbers
@@ -106,6 +110,12 @@ int bw_config_default_path(char *out, size_t outlen);
  * default config path, could not stat it"), or bw_config_load's errors.
  * The path tried is written to path[pathlen] either way (may be ""). */
 int bw_config_load_default(bw_config_t *cfg, char *path, size_t pathlen, char *err, size_t errlen);
+
+/* Where key `key` of tunnel `t` (value != 0: its value) stands in t->file:
+ * 1-based *line and *col. Returns 0, or BW_ENOENT for a key the file did
+ * not give. */
+int bw_config_tunnel_mark(const bw_config_tunnel_t *t, const char *key, int value, int *line,
+                          int *col);
 
 /* The tunnel called `name`, or NULL. The pointer stays valid until the next
  * load into or free of cfg. */

@@ -253,6 +253,46 @@ static json_t *cli_tunnel(const cli_t *c, const char *proto, const char *addr)
     return d;
 }
 
+/* The value position of the first key of `t` that `msg` quotes ('key' or
+ * 'key.sub'): plugin messages name the option they refuse. */
+static int quoted_key_mark(const bw_config_tunnel_t *t, const char *msg, int *line, int *col)
+{
+    const char *k;
+    json_t *v;
+    char q[160];
+    json_object_foreach(t->def, k, v)
+    {
+        snprintf(q, sizeof q, "'%s'", k);
+        if (strstr(msg, q))
+            return bw_config_tunnel_mark(t, k, 1, line, col);
+        snprintf(q, sizeof q, "'%s.", k);
+        if (strstr(msg, q))
+            return bw_config_tunnel_mark(t, k, 1, line, col);
+    }
+    return BW_ENOENT;
+}
+
+/* Check config tunnel `t` with its plugin from `reg` (keys, option types,
+ * the plugin's validate). Prints FILE:LINE[:COL]: message and returns 1 on
+ * error: at the offending key, or the value of the option the message
+ * names, else at the tunnel's name. */
+static int check_config_tunnel(bw_registry_t *reg, const bw_config_tunnel_t *t)
+{
+    char err[512];
+    const char *key;
+    int line = t->line, col = 0;
+    if (bw_definition_check(reg, t->name, t->def, t->strict, &key, err, sizeof err) == 0)
+        return 0;
+    if (key ? bw_config_tunnel_mark(t, key, 0, &line, &col) != 0
+            : quoted_key_mark(t, err, &line, &col) != 0) {
+        line = t->line;
+        col = 0;
+    }
+    if (col)
+        return fail("%s:%d:%d: %s", t->file, line, col, err);
+    return fail("%s:%d: %s", t->file, line, err);
+}
+
 /* Run the agent with `tunnels` (name/definition pairs; may be empty). */
 static int run(const cli_t *c, const bw_config_t *cfg, const char *used, json_t *tunnels)
 {
@@ -285,6 +325,14 @@ static int run(const cli_t *c, const bw_config_t *cfg, const char *used, json_t 
     }
     const char *name;
     json_t *def;
+    /* Definitions from files are checked as `config check` does first, so
+     * start refuses exactly what check refuses, at the same place. */
+    json_object_foreach(tunnels, name, def)
+    {
+        const bw_config_tunnel_t *t = bw_config_find_tunnel(cfg, name);
+        if (t && t->def == def && check_config_tunnel(reg, t) != 0)
+            goto out_reg;
+    }
     json_object_foreach(tunnels, name, def)
     {
         if (bw_agent_add_definition(g.agent, name, def, NULL, NULL, err, sizeof err) < 0) {
@@ -397,7 +445,6 @@ static int save_authtoken(const cli_t *c, const char *token)
  * to `burrow start`. Returns 0, or 1 after printing the first error. */
 static int check_definitions(const bw_config_t *cfg)
 {
-    char err[512];
     int rc = 0;
     /* `config check` answers on stdout and stderr only: of the loader's
      * log, a refused plugin (a warning or worse) is worth a line. */
@@ -406,11 +453,8 @@ static int check_definitions(const bw_config_t *cfg)
     if (!reg)
         return fail("out of memory");
     bw_registry_load_default(reg);
-    for (size_t i = 0; i < cfg->n_tunnels && rc == 0; i++) {
-        const bw_config_tunnel_t *t = &cfg->tunnels[i];
-        if (bw_definition_check(reg, t->name, t->def, err, sizeof err) < 0)
-            rc = fail("%s:%d: %s", t->file, t->line, err);
-    }
+    for (size_t i = 0; i < cfg->n_tunnels && rc == 0; i++)
+        rc = check_config_tunnel(reg, &cfg->tunnels[i]);
     bw_registry_free(reg);
     return rc;
 }

@@ -83,11 +83,14 @@ typedef enum bw_edge_type {
 
 /* Option value types. Nested YAML maps use dotted keys ("request_header.add"). */
 typedef enum bw_option_type {
-    BW_OPT_STRING = 1,        /* a scalar, kept as text */
-    BW_OPT_BOOL = 2,          /* true/false (YAML and JSON forms) */
-    BW_OPT_INT = 3,           /* a signed 64-bit integer */
-    BW_OPT_STRING_LIST = 4,   /* a sequence of scalars */
-    BW_OPT_BOOL_OR_STRING = 5 /* a bool or a word, e.g. bind_tls: true|false|both */
+    BW_OPT_STRING = 1,         /* a scalar, kept as text */
+    BW_OPT_BOOL = 2,           /* true/false (YAML and JSON forms) */
+    BW_OPT_INT = 3,            /* a signed 64-bit integer */
+    BW_OPT_STRING_LIST = 4,    /* a sequence of scalars */
+    BW_OPT_BOOL_OR_STRING = 5, /* a bool or a word, e.g. bind_tls: true|false|both */
+    BW_OPT_ANY = 6 /* 1.2: any value, kept as given and not interpreted: a key the plugin
+                      accepts for compatibility but does not act on (the agent warns
+                      when it is set) */
 } bw_option_type_t;
 
 #define BW_OPT_F_REQUIRED 0x1u /* definition is invalid without it */

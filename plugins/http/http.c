@@ -59,6 +59,19 @@ static const bw_option_t http_options[] = {
     {.key = "ip_restriction.deny_cidrs",
      .type = BW_OPT_STRING_LIST,
      .description = "clients in these CIDRs are refused"},
+    /* ngrok's keys that burrow accepts in config files but does not act on
+     * (the agent warns when one is set). */
+    {.key = "domain", .type = BW_OPT_ANY, .description = "ngrok reserved domain; no effect"},
+    {.key = "compression", .type = BW_OPT_ANY, .description = "ngrok option; no effect"},
+    {.key = "circuit_breaker", .type = BW_OPT_ANY, .description = "ngrok option; no effect"},
+    {.key = "oauth", .type = BW_OPT_ANY, .description = "ngrok option; no effect"},
+    {.key = "oidc", .type = BW_OPT_ANY, .description = "ngrok option; no effect"},
+    {.key = "verify_webhook", .type = BW_OPT_ANY, .description = "ngrok option; no effect"},
+    {.key = "websocket_tcp_converter",
+     .type = BW_OPT_ANY,
+     .description = "ngrok option; no effect"},
+    {.key = "mutual_tls_cas", .type = BW_OPT_ANY, .description = "ngrok option; no effect"},
+    {.key = "user_agent_filter", .type = BW_OPT_ANY, .description = "ngrok option; no effect"},
     {.key = NULL},
 };
 

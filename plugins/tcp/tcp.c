@@ -33,6 +33,7 @@ static const bw_option_t tcp_options[] = {
      .type = BW_OPT_BOOL,
      .default_value = "false",
      .description = "tcp tunnels cannot inspect traffic; accepted for compatibility"},
+    {.key = "ip_restriction", .type = BW_OPT_ANY, .description = "ngrok option; no effect"},
     {.key = NULL},
 };
 

@@ -18,7 +18,12 @@
 
 static const bw_host_t *H;
 
-static const bw_option_t options[] = {{.key = NULL}};
+/* Only the binding keys its http/https edge type uses. */
+static const bw_option_t options[] = {
+    {.key = "subdomain", .type = BW_OPT_STRING, .description = "request this subdomain"},
+    {.key = "hostname", .type = BW_OPT_STRING, .description = "request this full hostname"},
+    {.key = NULL},
+};
 
 static int init(const bw_host_t *host, void **state, bw_error_t *err)
 {

@@ -400,25 +400,60 @@ def test_invalid_options_are_refused(start_edge, procs, tmp_path, options, expec
     assert rc != 0 or agent.find_log("started tunnel") is None
 
 
+def _config_check(tmp_path, text, cmd=("config", "check")):
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(text)
+    return subprocess.run([H.BURROW, *cmd, "--config", str(cfg)],
+                          capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL,
+                          env=dict(os.environ, HOME=str(tmp_path)))
+
+
 def test_config_check_refuses_http_errors(tmp_path):
-    cases = [("bind_tls: sometimes", "specifies invalid 'bind_tls'"),
-             ("hostname: a.example\n    subdomain: a",
+    """The plugin's declarations are the only schema of its keys: config
+    check loads the plugins and reports at the key or value it refuses."""
+    head = 'version: "2"\ntunnels:\n  web:\n    proto: http\n    addr: 80\n'
+    cases = [("    bind_tls: sometimes\n",
+              "c.yml:6:15: HTTP tunnel web specifies invalid 'bind_tls': sometimes"),
+             ("    hostname: a.example\n    subdomain: a\n",
               "must not specify both hostname and subdomain."),
-             # values only the plugin understands: checked by the plugin, with file:line
-             ("ip_restriction:\n      allow_cidrs: [10.0.0.0/33]",
-              "c.yml:3: Tunnel web specifies an invalid CIDR in 'ip_restriction.allow_cidrs': "
+             ("    ip_restriction:\n      allow_cidrs: [10.0.0.0/33]\n",
+              "c.yml:7:7: Tunnel web specifies an invalid CIDR in 'ip_restriction.allow_cidrs': "
               "10.0.0.0/33"),
-             ("request_header:\n      add: [no-colon-here]",
-              "c.yml:3: Tunnel web specifies an invalid header in 'request_header.add'")]
+             ("    request_header:\n      add: [no-colon-here]\n",
+              "c.yml:7:7: Tunnel web specifies an invalid header in 'request_header.add'"),
+             # ngrok 3 files are strict: a key neither the core nor the plugin knows
+             ("    options: x\n", 'c.yml:6:5: field options not found in tunnel "web" (proto http)'),
+             ("    request_header:\n      addd: [X-A: 1]\n",
+              'c.yml:6:5: field request_header not found in tunnel "web" (proto http)')]
     for extra, expected in cases:
-        cfg = tmp_path / "c.yml"
-        cfg.write_text('version: "2"\ntunnels:\n  web:\n    proto: http\n    addr: 80\n    %s\n'
-                       % extra)
-        r = subprocess.run([H.BURROW, "config", "check", "--config", str(cfg)],
-                           capture_output=True, text=True, timeout=20,
-                           env=dict(os.environ, HOME=str(tmp_path)))
-        assert r.returncode == 1 and expected in r.stderr, r.stderr
+        r = _config_check(tmp_path, head + extra)
+        assert r.returncode == 1 and expected in r.stderr, (extra, r.stderr)
         assert r.stdout == "", r.stdout
+
+
+def test_config_keys_strict_only_in_versioned_files(tmp_path):
+    """Classic (unversioned) files ignore unknown keys, as ngrok 2 does; a
+    tcp tunnel knows no hostname; ngrok keys burrow accepts but does not act
+    on pass."""
+    r = _config_check(tmp_path, "tunnels:\n  web:\n    proto: http\n    addr: 80\n"
+                                "    options: x\n")
+    assert r.returncode == 0, r.stderr
+    r = _config_check(tmp_path, 'version: "2"\ntunnels:\n  s: {proto: tcp, addr: 22, '
+                                'hostname: h}\n')
+    assert r.returncode == 1, r.stderr
+    assert 'c.yml:3:29: field hostname not found in tunnel "s" (proto tcp)' in r.stderr
+    r = _config_check(tmp_path, 'version: "2"\ntunnels:\n  web:\n    proto: http\n'
+                                '    addr: 80\n    compression: true\n    oauth: {provider: x}\n'
+                                '    labels: [a=b]\n')
+    assert r.returncode == 0, r.stderr
+
+
+def test_start_refuses_what_config_check_refuses(tmp_path):
+    r = _config_check(tmp_path, 'version: "2"\nserver_addr: 127.0.0.1:9\ntunnels:\n  web:\n'
+                                '    proto: http\n    addr: 80\n    options: x\n',
+                      cmd=("start", "--all", "--log", "false"))
+    assert r.returncode == 1, r.stderr
+    assert 'c.yml:7:5: field options not found in tunnel "web" (proto http)' in r.stderr
 
 
 def test_http_and_https_plugins_conform():

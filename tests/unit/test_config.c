@@ -308,14 +308,6 @@ static void tunnel_validation(void **state)
                  "mem.yml:2:44: Tunnel w must not specify both hostname and subdomain.");
     expect_error("tunnels:\n  w: {proto: tls, addr: 80, subdomain: a, hostname: a.b}\n",
                  "must not specify both hostname and subdomain.");
-    expect_error("tunnels:\n  w: {proto: http, addr: 80, bind_tls: yes}\n",
-                 "mem.yml:2:40: HTTP tunnel w specifies invalid 'bind_tls': yes");
-    expect_error("tunnels:\n  w: {proto: http, addr: 80, bind_tls: [true]}\n",
-                 "invalid 'bind_tls': a sequence");
-    expect_error("tunnels:\n  w: {proto: tls, addr: 80, key: k}\n",
-                 "mem.yml:2:29: TLS tunnel w must supply both 'crt' and 'key' or neither");
-    expect_error("tunnels:\n  w: {proto: tls, addr: 80, client_cas: c}\n",
-                 "TLS tunnel w specified client CA roots but no crt and key");
     expect_error("tunnels:\n  w: 80\n", "mem.yml:2:6: tunnel \"w\" must be a mapping");
     expect_error("tunnels:\n  w:\n", "tunnel \"w\" must be a mapping of options, not empty");
     expect_error("tunnels:\n  ? [a]\n  : {proto: http, addr: 1}\n",
@@ -344,22 +336,35 @@ static void tunnel_checks_are_proto_aware(void **state)
     bw_config_free(&cfg);
 }
 
-static void strict_keys_only_in_v2(void **state)
+/* The config layer knows no plugin's keys: it records which files are
+ * strict (version "2") and where each key stands, for the plugin check. */
+static void tunnels_record_strictness_and_positions(void **state)
 {
     bw_config_t cfg;
     char err[512] = "";
-    const char *yaml = "tunnels:\n  web:\n    proto: http\n    addr: 80\n    options: x\n";
+    int line = 0, col = 0;
 
     bw_config_init(&cfg);
-    assert_int_equal(parse(&cfg, yaml, err, sizeof err), 0); /* classic ignores it */
+    assert_int_equal(
+        parse(&cfg, "tunnels:\n  web:\n    proto: http\n    addr: 80\n", err, sizeof err), 0);
+    assert_false(cfg.tunnels[0].strict);
     bw_config_free(&cfg);
-    expect_error("version: \"2\"\ntunnels:\n  web:\n    proto: http\n    addr: 80\n"
-                 "    options: x\n",
-                 "mem.yml:6:5: field options not found in tunnel \"web\"");
-    expect_error("version: \"2\"\ntunnels:\n  s: {proto: tcp, addr: 22, hostname: h}\n",
-                 "field hostname not found in tunnel \"s\" (proto tcp)");
-    expect_error("version: \"2\"\ntunnels:\n  s: {proto: tls, addr: 22, host_header: h}\n",
-                 "field host_header not found in tunnel \"s\"");
+    bw_config_init(&cfg);
+    assert_int_equal(parse(&cfg,
+                           "version: \"2\"\ntunnels:\n  web:\n    proto: http\n    addr: 80\n"
+                           "    options: {a: b}\n",
+                           err, sizeof err),
+                     0);
+    const bw_config_tunnel_t *t = bw_config_find_tunnel(&cfg, "web");
+    assert_true(t->strict);
+    assert_int_equal(bw_config_tunnel_mark(t, "options", 0, &line, &col), 0);
+    assert_int_equal(line, 6);
+    assert_int_equal(col, 5);
+    assert_int_equal(bw_config_tunnel_mark(t, "options", 1, &line, &col), 0);
+    assert_int_equal(line, 6);
+    assert_int_equal(col, 14);
+    assert_int_equal(bw_config_tunnel_mark(t, "hostname", 0, &line, &col), BW_ENOENT);
+    bw_config_free(&cfg);
 }
 
 static void settings_validation(void **state)
@@ -654,7 +659,7 @@ int main(void)
         cmocka_unit_test(default_file_loads),
         cmocka_unit_test(tunnel_validation),
         cmocka_unit_test(tunnel_checks_are_proto_aware),
-        cmocka_unit_test(strict_keys_only_in_v2),
+        cmocka_unit_test(tunnels_record_strictness_and_positions),
         cmocka_unit_test(settings_validation),
         cmocka_unit_test(metadata_limit),
         cmocka_unit_test(yaml_errors),
