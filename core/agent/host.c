@@ -74,7 +74,14 @@ static json_t *scalar_text(const json_t *v)
         return json_string(buf);
     }
     if (json_is_real(v)) {
-        snprintf(buf, sizeof buf, "%.17g", json_real_value(v));
+        /* The shortest text that reads back as the same double: 0.1, not
+         * 0.10000000000000001. */
+        double d = json_real_value(v);
+        for (int prec = 15; prec <= 17; prec++) {
+            snprintf(buf, sizeof buf, "%.*g", prec, d);
+            if (strtod(buf, NULL) == d)
+                break;
+        }
         return json_string(buf);
     }
     if (json_is_boolean(v))

@@ -27,16 +27,26 @@ static const char *scalar_text(json_t *v, char *buf, size_t len)
     return NULL;
 }
 
+/* Text of a definition's scalars, kept for the spec's lifetime: a number
+ * given for `addr`, `subdomain`, ... (YAML `subdomain: 123`, API JSON)
+ * binds as its text, as the plugin's options read it. */
+typedef struct spec_text {
+    char addr[32], remote_addr[32], subdomain[32], hostname[32];
+} spec_text_t;
+
 static void spec_from_def(bw_tunnel_spec_t *spec, const char *name, const char *proto, json_t *def,
-                          char *addrbuf, size_t addrlen)
+                          spec_text_t *text)
 {
     *spec = (bw_tunnel_spec_t){
         .name = name,
         .proto = proto,
-        .addr = scalar_text(json_object_get(def, "addr"), addrbuf, addrlen),
-        .remote_addr = json_string_value(json_object_get(def, "remote_addr")),
-        .subdomain = json_string_value(json_object_get(def, "subdomain")),
-        .hostname = json_string_value(json_object_get(def, "hostname")),
+        .addr = scalar_text(json_object_get(def, "addr"), text->addr, sizeof text->addr),
+        .remote_addr = scalar_text(json_object_get(def, "remote_addr"), text->remote_addr,
+                                   sizeof text->remote_addr),
+        .subdomain =
+            scalar_text(json_object_get(def, "subdomain"), text->subdomain, sizeof text->subdomain),
+        .hostname =
+            scalar_text(json_object_get(def, "hostname"), text->hostname, sizeof text->hostname),
         .options = def,
     };
 }
@@ -79,7 +89,7 @@ static void group_bound(void *ud, int status, const char *err, bw_tunnel_t *t)
 static int add_group(bw_agent_t *a, const char *name, json_t *def, const bw_expansion_t *x,
                      size_t n, bw_agent_bind_cb cb, void *ud, char *err, size_t errlen)
 {
-    char addrbuf[32];
+    spec_text_t text;
     bw_tunnel_spec_t spec;
     group_t *g = calloc(1, sizeof *g);
     if (!g) {
@@ -107,7 +117,7 @@ static int add_group(bw_agent_t *a, const char *name, json_t *def, const bw_expa
      * reports to the caller, so nothing can fail once its callback is set. */
     for (size_t i = 0; i < n && rc == 0; i++) {
         int last = i + 1 == n;
-        spec_from_def(&spec, g->names[i], x[i].proto, def, addrbuf, sizeof addrbuf);
+        spec_from_def(&spec, g->names[i], x[i].proto, def, &text);
         spec.follows = i > 0 ? g->names[0] : NULL;
         rc = bw_agent_add_tunnel(a, &spec,
                                  !cb    ? NULL
@@ -149,7 +159,7 @@ static int expand(const bw_loaded_plugin_t *p, const char *name, json_t *def, bw
 int bw_agent_add_definition(bw_agent_t *a, const char *name, json_t *def, bw_agent_bind_cb cb,
                             void *ud, char *err, size_t errlen)
 {
-    char addrbuf[32];
+    spec_text_t text;
     bw_tunnel_spec_t spec;
     bw_expansion_t x[BW_EXPAND_MAX];
     const char *proto = json_string_value(json_object_get(def, "proto"));
@@ -164,7 +174,7 @@ int bw_agent_add_definition(bw_agent_t *a, const char *name, json_t *def, bw_age
             return add_group(a, name, def, x, (size_t)n, cb, ud, err, errlen);
         proto = x[0].proto;
     }
-    spec_from_def(&spec, name, proto, def, addrbuf, sizeof addrbuf);
+    spec_from_def(&spec, name, proto, def, &text);
     return bw_agent_add_tunnel(a, &spec, cb, ud, err, errlen);
 }
 

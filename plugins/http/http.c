@@ -151,28 +151,50 @@ static int check_auth(const bw_conf_t *conf, const char *name, bw_error_t *err)
     return 0;
 }
 
+enum { SCHEME_HTTP = 0x1, SCHEME_HTTPS = 0x2 };
+
+/* Which public schemes a definition asks for: `schemes` (v3) wins over
+ * `bind_tls` (v2: true, false or both, the default); 0 with err when a
+ * value is not understood. */
+static unsigned wanted_schemes(const bw_conf_t *conf, const char *name, bw_error_t *err)
+{
+    size_t n = H->conf_list_len(conf, "schemes");
+    unsigned bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *s = H->conf_list_at(conf, "schemes", i);
+        unsigned b = strcasecmp(s, "http") == 0    ? SCHEME_HTTP
+                     : strcasecmp(s, "https") == 0 ? SCHEME_HTTPS
+                                                   : 0;
+        if (!b) {
+            H->error_set(err, "HTTP tunnel %s specifies an invalid scheme: %s", name, s);
+            return 0;
+        }
+        bits |= b;
+    }
+    if (bits)
+        return bits;
+    const char *bt = H->conf_str(conf, "bind_tls");
+    if (!bt || !*bt || strcasecmp(bt, "both") == 0)
+        return SCHEME_HTTP | SCHEME_HTTPS;
+    if (strcasecmp(bt, "true") == 0)
+        return SCHEME_HTTPS;
+    if (strcasecmp(bt, "false") == 0)
+        return SCHEME_HTTP;
+    H->error_set(err, "HTTP tunnel %s specifies invalid 'bind_tls': %s", name, bt);
+    return 0;
+}
+
 static int http_validate(void *state, const bw_conf_t *conf, const char *name, bw_error_t *err)
 {
     static const char *const lists[] = {"request_header.add",         "request_header.remove",
                                         "response_header.add",        "response_header.remove",
                                         "ip_restriction.allow_cidrs", "ip_restriction.deny_cidrs"};
-    const char *bt = H->conf_str(conf, "bind_tls");
-    if (bt && strcmp(bt, "true") && strcmp(bt, "false") && strcmp(bt, "both")) {
-        H->error_set(err, "HTTP tunnel %s specifies invalid 'bind_tls': %s", name, bt);
+    /* One rule, one text for both checks: here and in expand. */
+    if (!wanted_schemes(conf, name, err))
         return BW_EINVAL;
-    }
     if (H->conf_str(conf, "subdomain") && H->conf_str(conf, "hostname")) {
         H->error_set(err, "Tunnel %s must not specify both hostname and subdomain.", name);
         return BW_EINVAL;
-    }
-    size_t n = H->conf_list_len(conf, "schemes");
-    for (size_t i = 0; i < n; i++) {
-        const char *s = H->conf_list_at(conf, "schemes", i);
-        if (strcmp(s, "http") && strcmp(s, "https")) {
-            H->error_set(err, "Tunnel %s specifies invalid scheme '%s' (want http or https)", name,
-                         s);
-            return BW_EINVAL;
-        }
     }
     for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++)
         if (check_list(conf, lists[i], name, err) < 0)
@@ -368,39 +390,6 @@ static const bw_plugin_t http_plugin = {
     .normalize_addr = http_normalize_addr,
 };
 #else
-enum { SCHEME_HTTP = 0x1, SCHEME_HTTPS = 0x2 };
-
-/* Which public schemes a definition asks for: `schemes` (v3) wins over
- * `bind_tls` (v2: true, false or both, the default); 0 with err when a
- * value is not understood. */
-static unsigned wanted_schemes(const bw_conf_t *conf, const char *name, bw_error_t *err)
-{
-    size_t n = H->conf_list_len(conf, "schemes");
-    unsigned bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *s = H->conf_list_at(conf, "schemes", i);
-        unsigned b = strcasecmp(s, "http") == 0    ? SCHEME_HTTP
-                     : strcasecmp(s, "https") == 0 ? SCHEME_HTTPS
-                                                   : 0;
-        if (!b) {
-            H->error_set(err, "HTTP tunnel %s specifies an invalid scheme: %s", name, s);
-            return 0;
-        }
-        bits |= b;
-    }
-    if (bits)
-        return bits;
-    const char *bt = H->conf_str(conf, "bind_tls");
-    if (!bt || !*bt || strcasecmp(bt, "both") == 0)
-        return SCHEME_HTTP | SCHEME_HTTPS;
-    if (strcasecmp(bt, "true") == 0)
-        return SCHEME_HTTPS;
-    if (strcasecmp(bt, "false") == 0)
-        return SCHEME_HTTP;
-    H->error_set(err, "HTTP tunnel %s specifies invalid 'bind_tls': %s", name, bt);
-    return 0;
-}
-
 /* An http definition is "X (http)" over http and then "X" over https on the
  * same host name, or one of them alone (spec §2.2). */
 static int http_expand(void *state, const bw_conf_t *conf, const char *name, bw_expansion_t *out,

@@ -85,6 +85,7 @@ static void numbers_and_booleans_become_text(void **state)
     expect_text("{\"s\": 80}", "s", "80");
     expect_text("{\"s\": -3}", "s", "-3");
     expect_text("{\"s\": 1.5}", "s", "1.5");
+    expect_text("{\"s\": 0.1}", "s", "0.1"); /* the shortest text that reads back */
     expect_text("{\"s\": true}", "s", "true");
     expect_text("{\"s\": false}", "s", "false");
     expect_text("{\"s\": \"\"}", "s", "");

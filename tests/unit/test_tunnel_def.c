@@ -183,6 +183,7 @@ static void schemes_choose_the_tunnels(void **state)
     expect_one(*state, "{\"proto\": \"http\", \"addr\": 80, \"schemes\": [\"https\"]}", "https");
     expect_one(*state, "{\"proto\": \"http\", \"addr\": 80, \"schemes\": [\"http\"]}", "http");
     expect_one(*state, "{\"proto\": \"http\", \"addr\": 80, \"schemes\": \"http\"}", "http");
+    expect_one(*state, "{\"proto\": \"http\", \"addr\": 80, \"schemes\": [\"HTTPS\"]}", "https");
 }
 
 static void schemes_win_over_bind_tls(void **state)
@@ -214,6 +215,12 @@ static void invalid_scheme_is_refused(void **state)
     assert_string_equal(err, "HTTP tunnel web specifies an invalid scheme: ftp");
     assert_int_equal(bw_agent_tunnel_count(e->a), 0);
     assert_int_equal(c.n, 0);
+    /* config check says the same as start (one rule in the plugin). */
+    assert_int_equal(check(e, "web", "{\"proto\": \"http\", \"addr\": 80, \"schemes\": [\"ftp\"]}"),
+                     BW_EINVAL);
+    assert_string_equal(err, "HTTP tunnel web specifies an invalid scheme: ftp");
+    assert_int_equal(
+        check(e, "web", "{\"proto\": \"http\", \"addr\": 80, \"schemes\": [\"HTTPS\"]}"), 0);
 }
 
 /* An existing tunnel named `taken` (a tcp one) makes the twin definition
