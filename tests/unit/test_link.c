@@ -7,7 +7,10 @@
  * Nothing waits on time except the heartbeat tests, and those only need time
  * to pass: every wait runs the loop until a condition holds, bounded by a
  * watchdog that fails the test with the condition's name. Every test ends
- * with uv_loop_close() == 0, which proves each handle was closed. */
+ * with uv_loop_close() == 0, which proves each handle was closed.
+ *
+ * Over 600 lines on purpose: the scenarios share one fixture and its
+ * callbacks, and splitting them would mean two copies of it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
