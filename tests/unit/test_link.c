@@ -27,6 +27,7 @@
 
 #include "burrow/error.h"
 #include "control.h"
+#include "dev_certs.h"
 #include "link.h"
 #include "tls.h"
 
@@ -66,9 +67,6 @@ struct fixture {
     const bw_tls_cbs_t *srv_raw_cbs;
     side_t srv, cli;
 };
-
-static char g_dir[PATH_MAX];   /* the server's certificates and CA */
-static char g_other[PATH_MAX]; /* an unrelated CA */
 
 /* ---- link callbacks: count, remember ---- */
 
@@ -604,43 +602,6 @@ static void test_heartbeat_rtt(void **state)
     assert_int_equal(fx->srv.closes, 0);
 }
 
-/* ---- group: dev certificates in temporary directories ---- */
-
-static int rm_rf(const char *dir)
-{
-    static const char *const files[] = {"ca.pem", "ca.key", "server.pem", "server.key"};
-    char p[PATH_MAX];
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
-        unlink(p);
-    }
-    return rmdir(dir);
-}
-
-static int group_setup(void **state)
-{
-    const char *names[] = {"localhost", "127.0.0.1", NULL};
-    char err[256] = "";
-    int created = 0;
-    snprintf(g_dir, sizeof g_dir, "/tmp/bw-link-XXXXXX");
-    snprintf(g_other, sizeof g_other, "/tmp/bw-link-other-XXXXXX");
-    if (!mkdtemp(g_dir) || !mkdtemp(g_other))
-        return -1;
-    if (bw_tls_dev_certs(g_dir, names, &created, err, sizeof err) < 0 ||
-        bw_tls_dev_certs(g_other, names, &created, err, sizeof err) < 0) {
-        fprintf(stderr, "dev certs: %s\n", err);
-        return -1;
-    }
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    rm_rf(g_dir);
-    rm_rf(g_other);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -654,5 +615,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_server_idle_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heartbeat_rtt, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, dev_certs_group_setup, dev_certs_group_teardown);
 }
