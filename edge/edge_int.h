@@ -1,6 +1,8 @@
-/* What the edge's parts share: edge.c (sessions, binds) offers routing of
- * http/https requests to a tunnel's session; http_edge.c runs the public
- * HTTP and HTTPS listeners on top of it. */
+/* What the edge's parts share: edge.c (setup), edge_session.c (agent
+ * sessions, control messages, binds) and edge_public.c (ports, reservations,
+ * public connections) share the edge's state and offer routing of http/https
+ * requests to a tunnel's session; http_edge.c runs the public HTTP and HTTPS
+ * listeners on top of it. */
 #ifndef BW_EDGE_EDGE_INT_H
 #define BW_EDGE_EDGE_INT_H
 
@@ -10,12 +12,16 @@
 #include <openssl/ssl.h>
 #include <uv.h>
 
+#include "control.h"
 #include "edge.h"
+#include "hostnames.h"
+#include "link.h"
 #include "stream.h"
+#include "util.h"
 
 #define BW_TUNNEL_ID_LEN 33
 
-/* ---- edge.c ---- */
+/* ---- edge_public.c ---- */
 
 /* The tunnel serving `host` (lowercased, no port) on the listener of
  * `scheme` (BW_SCHEME_*): 0 with its id in tunnel_id, BW_ENOENT when no one
@@ -70,5 +76,91 @@ void bw_certs_host_remove(bw_certs_t *c, const char *host);
 /* The context to accept with; picks the certificate by SNI. Owned by c. */
 SSL_CTX *bw_certs_ctx(const bw_certs_t *c);
 void bw_certs_free(bw_certs_t *c);
+
+/* ---- the edge's state (edge.c, edge_session.c, edge_public.c) ---- */
+
+#define BW_EDGE_MAX_TOKENS 1024
+
+typedef struct edge_session edge_session_t;
+
+typedef struct edge_tunnel {
+    edge_session_t *sess;
+    char id[33];
+    char url[320];
+    int port;
+    int scheme;        /* BW_SCHEME_* for http/https tunnels, -1 for tcp */
+    uv_tcp_t listener; /* tcp tunnels only */
+    struct edge_tunnel *next;
+} edge_tunnel_t;
+
+/* A lost session's port, kept for its client for the grace period. */
+typedef struct reservation {
+    char client_id[33];
+    char *token;
+    int port;
+    uint64_t expires_ms;
+    struct reservation *next;
+} reservation_t;
+
+struct edge_session {
+    bw_edge_t *e;
+    bw_link_t *link;
+    bw_mux_stream_t *ctl;
+    bw_frame_reader_t reader;
+    char id[13];
+    char client_id[33];
+    char *token;
+    char peer[BW_ADDRSTRLEN];
+    int authed;
+    int ending;
+    uv_timer_t timer; /* auth timeout, then the delayed close of a refusal */
+    edge_tunnel_t *tunnels;
+    unsigned n_tunnels;
+    edge_session_t *next, *prev;
+};
+
+struct bw_edge {
+    uv_loop_t *loop;
+    bw_edge_config_t cfg;
+    char *domain, *tcp_addr;
+    SSL_CTX *ctx;
+    uv_tcp_t agents;
+    int agents_open; /* `agents` is initialised and must be closed */
+    char *tokens[BW_EDGE_MAX_TOKENS];
+    size_t n_tokens;
+    edge_session_t *sessions;
+    reservation_t *reservations;
+    bw_hosts_t *hosts;
+    bw_http_edge_t *http;
+    int stopping;
+};
+
+/* edge_public.c: ports and reservations. */
+void bw__edge_reservation_free(reservation_t *r);
+/* Who may bind `port`: returns 0 when free for this session's client,
+ * BW_EEXIST when a live tunnel or another client's reservation holds it. */
+int bw__edge_port_available(bw_edge_t *e, edge_session_t *s, int port);
+/* The client's reservation of `port`, if any, is used up: forget it. */
+void bw__edge_reservation_take(bw_edge_t *e, int port);
+/* Keep `port` for s's client (and token) for the grace period. */
+void bw__edge_reserve(bw_edge_t *e, edge_session_t *s, int port);
+/* A listening socket on tcp_addr:port, or < 0. */
+int bw__edge_listen_port(bw_edge_t *e, int port);
+
+/* edge_public.c: public connections. */
+/* A tcp tunnel's listener accepted a public connection. */
+void bw__edge_public_conn(uv_stream_t *server, int status);
+/* bw_hosts_on_gone callback (arg: the edge). */
+void bw__edge_host_gone(void *arg, const char *host, int scheme);
+/* Release t's name or close its listener; frees t. */
+void bw__edge_tunnel_close(edge_tunnel_t *t);
+
+/* edge_session.c */
+/* End s: reserve its addresses (when authenticated and the edge is not
+ * stopping), close its tunnels and link; s is freed from a close callback.
+ * Safe to call again. */
+void bw__edge_session_end(edge_session_t *s, const char *reason);
+/* The agent listener accepted a connection: a new session. */
+void bw__edge_agent_conn(uv_stream_t *server, int status);
 
 #endif /* BW_EDGE_EDGE_INT_H */

@@ -20,6 +20,7 @@
 #include <openssl/x509v3.h>
 
 #include "burrow/error.h"
+#include "dev_certs.h"
 #include "tls.h"
 
 #define ECHO_BYTES    (8u * 1024u * 1024u)
@@ -54,9 +55,6 @@ struct fixture {
     size_t q_max;     /* largest bw_tls_queued() seen by the writer */
     int srv_rx_while_paused, drains_while_paused;
 };
-
-static char g_dir[PATH_MAX];   /* certificates the server uses */
-static char g_other[PATH_MAX]; /* an unrelated CA */
 
 static void path_in(char *out, const char *dir, const char *name)
 {
@@ -854,8 +852,6 @@ static int mode_of(const char *dir, const char *name)
     return st.st_mode & 0777;
 }
 
-static void rm_rf(const char *dir);
-
 static void test_dev_certs(void **state)
 {
     char base[] = "/tmp/bw-tls-certs-XXXXXX", dir[PATH_MAX], err[256] = "";
@@ -921,42 +917,6 @@ static void test_dev_certs(void **state)
     rm_rf(base);
 }
 
-static int group_setup(void **state)
-{
-    const char *names[] = {"localhost", "127.0.0.1", NULL};
-    char err[256] = "";
-    int created = 0;
-
-    snprintf(g_dir, sizeof(g_dir), "/tmp/bw-tls-XXXXXX");
-    snprintf(g_other, sizeof(g_other), "/tmp/bw-tls-other-XXXXXX");
-    if (mkdtemp(g_dir) == NULL || mkdtemp(g_other) == NULL)
-        return -1;
-    if (bw_tls_dev_certs(g_dir, names, &created, err, sizeof(err)) < 0 ||
-        bw_tls_dev_certs(g_other, names, &created, err, sizeof(err)) < 0) {
-        fprintf(stderr, "dev certs: %s\n", err);
-        return -1;
-    }
-    return 0;
-}
-
-static void rm_rf(const char *dir)
-{
-    char cmd[PATH_MAX + 16];
-
-    if (strncmp(dir, "/tmp/bw-tls-", 12) != 0)
-        return;
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
-}
-
-static int group_teardown(void **state)
-{
-    rm_rf(g_dir);
-    rm_rf(g_other);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -977,5 +937,5 @@ int main(void)
         cmocka_unit_test(test_dev_certs),
     };
 
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, dev_certs_group_setup, dev_certs_group_teardown);
 }

@@ -1,0 +1,94 @@
+/* What the parts of the capture store share: capture.c (ids, the ring,
+ * entries and their heads), capture_raw.c (raw bytes, replay, downloads) and
+ * capture_json.c (the JSON shapes of entries). */
+#ifndef BW_CAPTURE_CAPTURE_INT_H
+#define BW_CAPTURE_CAPTURE_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "capture.h"
+
+#define KSUID_EPOCH   1400000000LL
+#define KSUID_PAYLOAD 16
+#define ID_PREFIX     "airt_"
+#define BASE62_LEN    27
+#define CHUNK_MIN     512
+#define CHUNK_MAX     65536 /* growth stops here: chunks stay cheap to allocate */
+#define NS_PER_SEC    1000000000LL
+
+/* The first bw_http_head_t: every field up to n_headers. */
+#define HEAD_V1_SIZE (offsetof(bw_http_head_t, n_headers) + sizeof(size_t))
+
+typedef struct hdr {
+    char *name; /* canonical */
+    size_t name_len;
+    char *value;
+    size_t value_len;
+} hdr_t;
+
+/* A parsed head and all its strings in one allocation. */
+typedef struct head {
+    size_t size; /* bytes of the allocation, for accounting */
+    const char *method, *uri, *proto, *reason;
+    int status;
+    size_t n;
+    hdr_t *h;
+} head_t;
+
+typedef struct chunk {
+    struct chunk *next;
+    size_t len, cap;
+    unsigned char data[];
+} chunk_t;
+
+typedef struct rawbuf {
+    chunk_t *first, *last;
+    uint64_t seen, kept;
+} rawbuf_t;
+
+struct bw_capture {
+    bw_capture_store_t *store; /* NULL once evicted, cleared or the store freed */
+    unsigned refs;             /* the store's listing + the writer's handle */
+    int ended;
+    bw_capture_req_t req;
+    char id[BW_CAPTURE_ID_LEN + 1];
+    char *tunnel_name, *remote_addr;
+    int64_t start_ns;
+    uint64_t duration_ns;
+    head_t *head[2];
+    rawbuf_t raw[2];
+    size_t bytes; /* accounted to the store while listed */
+};
+
+struct bw_capture_store {
+    int disabled;
+    size_t budget, max_raw;
+    size_t bytes;
+    /* Listed entries oldest first, which is id order: a ring so eviction
+     * pops the front in O(1) and lookups binary-search by id. */
+    bw_capture_t **ring;
+    size_t ring_cap, ring_head, count;
+    /* KSUID state: ids within one second count up from a random payload. */
+    int have_last;
+    uint32_t last_ts;
+    unsigned char last_payload[KSUID_PAYLOAD];
+    uint64_t rng; /* fallback when getrandom() fails */
+};
+
+/* capture.c */
+
+/* a / b rounded towards minus infinity. */
+int64_t bw__capture_floor_div(int64_t a, int64_t b);
+/* The i-th listed entry, oldest first (i < s->count). */
+bw_capture_t *bw__capture_ring_at(const bw_capture_store_t *s, size_t i);
+/* The listed entry with this id, or NULL. */
+bw_capture_t *bw__capture_lookup(const bw_capture_store_t *s, const char *id);
+/* Add `add` and remove `sub` bytes from the entry's share of the store. */
+void bw__capture_account(bw_capture_t *e, size_t add, size_t sub);
+/* Evict the oldest entries until the store is within its budget. */
+void bw__capture_enforce(bw_capture_store_t *s);
+/* 0 when c may still record `dir`, < 0 otherwise. */
+int bw__capture_check_dir(const bw_capture_t *c, bw_capture_dir_t dir);
+
+#endif /* BW_CAPTURE_CAPTURE_INT_H */

@@ -1,0 +1,192 @@
+/* burrowd: the public side of tunnels. The ports tcp tunnels listen on and
+ * the reservations that keep a lost session's ports for its client, then the
+ * public connections: accepted on a tcp tunnel's port, or routed to an
+ * http/https tunnel by http_conn.c. See edge.h and docs/protocol.md. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "edge_int.h"
+#include "hostnames.h"
+#include "link.h"
+#include "log.h"
+#include "stream.h"
+#include "util.h"
+
+/* ---------------------------------------------------------------------------
+ * Ports and reservations
+ * ------------------------------------------------------------------------- */
+
+void bw__edge_reservation_free(reservation_t *r)
+{
+    free(r->token);
+    free(r);
+}
+
+/* Who may bind `port`: returns 0 when free for this session's client,
+ * BW_EEXIST when a live tunnel or another client's reservation holds it. */
+int bw__edge_port_available(bw_edge_t *e, edge_session_t *s, int port)
+{
+    uint64_t now = uv_now(e->loop);
+    for (reservation_t **rp = &e->reservations; *rp;) {
+        reservation_t *r = *rp;
+        if (r->expires_ms <= now) {
+            *rp = r->next;
+            bw__edge_reservation_free(r);
+            continue;
+        }
+        if (r->port == port && (strcmp(r->client_id, s->client_id) != 0 ||
+                                strcmp(r->token, s->token ? s->token : "") != 0))
+            return BW_EEXIST;
+        rp = &r->next;
+    }
+    for (edge_session_t *o = e->sessions; o; o = o->next)
+        for (edge_tunnel_t *t = o->tunnels; t; t = t->next)
+            if (t->port == port)
+                return BW_EEXIST;
+    return 0;
+}
+
+void bw__edge_reservation_take(bw_edge_t *e, int port)
+{
+    for (reservation_t **rp = &e->reservations; *rp; rp = &(*rp)->next)
+        if ((*rp)->port == port) {
+            reservation_t *r = *rp;
+            *rp = r->next;
+            bw__edge_reservation_free(r);
+            return;
+        }
+}
+
+void bw__edge_reserve(bw_edge_t *e, edge_session_t *s, int port)
+{
+    reservation_t *r = calloc(1, sizeof *r);
+    if (!r || !(r->token = bw_strdup(s->token ? s->token : ""))) {
+        free(r);
+        return;
+    }
+    snprintf(r->client_id, sizeof r->client_id, "%s", s->client_id);
+    r->port = port;
+    r->expires_ms = uv_now(e->loop) + e->cfg.grace_ms;
+    r->next = e->reservations;
+    e->reservations = r;
+}
+
+/* A listening socket on tcp_addr:port, or < 0. A raw socket lets us probe
+ * ports cheaply before handing the winner to libuv. */
+int bw__edge_listen_port(bw_edge_t *e, int port)
+{
+    struct sockaddr_storage ss;
+    if (bw_resolve(e->tcp_addr, port, &ss) != 0)
+        return BW_EINVAL;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    socklen_t len =
+        ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 511) != 0) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+/* ---------------------------------------------------------------------------
+ * Public connections
+ * ------------------------------------------------------------------------- */
+
+/* A stream to t's agent that starts with the Conn header, or NULL. */
+static bw_stream_t *open_conn(edge_tunnel_t *t, const char *client, const char *edge_type,
+                              const char *server_name)
+{
+    edge_session_t *s = t->sess;
+    bw_mux_stream_t *ms = s->link ? bw_mux_stream_open(bw_link_mux(s->link)) : NULL;
+    if (!ms)
+        return NULL;
+    json_t *m = bw_msg_conn(t->id, client, edge_type, server_name);
+    int rc = m ? bw_link_send_msg(ms, m) : BW_ENOMEM;
+    json_decref(m);
+    bw_stream_t *priv = bw_stream_mux_new(ms, s->peer);
+    if (priv && rc < 0) {
+        bw_stream_close(priv, 1);
+        priv = NULL;
+    }
+    return priv;
+}
+
+void bw__edge_public_conn(uv_stream_t *server, int status)
+{
+    edge_tunnel_t *t = BW_CONTAINER_OF(server, edge_tunnel_t, listener);
+    edge_session_t *s = t->sess;
+    if (status < 0)
+        return;
+    bw_stream_t *pub = bw_stream_tcp_new();
+    if (!pub)
+        return;
+    if (uv_accept(server, (uv_stream_t *)bw_stream_tcp_handle(pub)) != 0 || !s->link) {
+        bw_stream_close(pub, 1);
+        return;
+    }
+    bw_stream_tcp_ready(pub);
+    bw_stream_t *priv = open_conn(t, bw_stream_peer(pub), "tcp", "");
+    if (!priv) {
+        bw_stream_close(pub, 1);
+        return;
+    }
+    bw_stream_join(pub, priv, NULL, NULL);
+}
+
+int bw__edge_http_route(bw_edge_t *e, int scheme, const char *host,
+                        char tunnel_id[BW_TUNNEL_ID_LEN])
+{
+    int held;
+    edge_tunnel_t *t = bw_hosts_find(e->hosts, host, scheme, uv_now(e->loop), &held);
+    if (!t)
+        return held ? BW_ECONNABORTED : BW_ENOENT;
+    snprintf(tunnel_id, BW_TUNNEL_ID_LEN, "%s", t->id);
+    return t->sess->link ? 0 : BW_ECONNABORTED;
+}
+
+int bw__edge_http_open(bw_edge_t *e, int scheme, const char *host, const char *client_addr,
+                       const char *server_name, char tunnel_id[BW_TUNNEL_ID_LEN], bw_stream_t **out)
+{
+    int held;
+    edge_tunnel_t *t = bw_hosts_find(e->hosts, host, scheme, uv_now(e->loop), &held);
+    if (!t)
+        return held ? BW_ECONNABORTED : BW_ENOENT;
+    *out = open_conn(t, client_addr, scheme ? "https" : "http", server_name);
+    if (!*out)
+        return BW_ECONNABORTED;
+    snprintf(tunnel_id, BW_TUNNEL_ID_LEN, "%s", t->id);
+    return 0;
+}
+
+/* An https name is gone for good (not merely reserved): drop its cert. */
+void bw__edge_host_gone(void *arg, const char *host, int scheme)
+{
+    bw_edge_t *e = arg;
+    if (scheme == BW_SCHEME_HTTPS)
+        bw_certs_host_remove(bw_http_edge_certs(e->http), host);
+}
+
+static void tunnel_closed(uv_handle_t *h)
+{
+    free(BW_CONTAINER_OF(h, edge_tunnel_t, listener));
+}
+
+void bw__edge_tunnel_close(edge_tunnel_t *t)
+{
+    if (t->scheme >= 0) {
+        bw_hosts_release(t->sess->e->hosts, t);
+        free(t);
+        return;
+    }
+    uv_close((uv_handle_t *)&t->listener, tunnel_closed);
+}

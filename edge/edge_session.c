@@ -1,0 +1,458 @@
+/* burrowd: agent sessions. Each accepted agent connection becomes a link
+ * (TLS + yamux); its control stream carries Auth, Bind and Unbind, which bind
+ * public addresses for the session's tunnels. See docs/protocol.md. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "control.h"
+#include "edge_int.h"
+#include "hostnames.h"
+#include "link.h"
+#include "log.h"
+#include "stream.h"
+#include "util.h"
+
+#define CLOSE_DELAY_MS 200 /* lets a refusal reach the agent before we hang up */
+
+/* ---------------------------------------------------------------------------
+ * Control messages
+ * ------------------------------------------------------------------------- */
+
+static int send_msg(edge_session_t *s, json_t *m)
+{
+    int rc = m && s->ctl ? bw_link_send_msg(s->ctl, m) : BW_ENOMEM;
+    json_decref(m);
+    return rc;
+}
+
+static int token_ok(bw_edge_t *e, const char *token)
+{
+    if (e->n_tokens == 0)
+        return 1;
+    size_t n = strlen(token);
+    int ok = 0;
+    for (size_t i = 0; i < e->n_tokens; i++)
+        if (strlen(e->tokens[i]) == n && CRYPTO_memcmp(e->tokens[i], token, n) == 0)
+            ok = 1;
+    return ok;
+}
+
+static void close_later(uv_timer_t *h)
+{
+    edge_session_t *s = BW_CONTAINER_OF(h, edge_session_t, timer);
+    bw__edge_session_end(s, "authentication refused"); /* only refusals close later */
+}
+
+static int client_known(bw_edge_t *e, const char *cid, const char *token)
+{
+    for (reservation_t *r = e->reservations; r; r = r->next)
+        if (strcmp(r->client_id, cid) == 0 && strcmp(r->token, token) == 0)
+            return 1;
+    if (bw_hosts_reserved_for(e->hosts, cid, token, uv_now(e->loop)))
+        return 1;
+    for (edge_session_t *o = e->sessions; o; o = o->next)
+        if (o->authed && strcmp(o->client_id, cid) == 0 && strcmp(o->token, token) == 0)
+            return 1;
+    return 0;
+}
+
+static void on_auth(edge_session_t *s, const json_t *m)
+{
+    bw_edge_t *e = s->e;
+    const char *token = bw_msg_str(m, "token"), *cid = bw_msg_str(m, "client_id");
+    if (!token_ok(e, token)) {
+        bw_log(BW_LOG_WARN, "authentication failed", "obj", "session", "id", s->id, "r", s->peer,
+               NULL);
+        send_msg(s, bw_msg_auth_resp("", BW_VERSION, "invalid authtoken"));
+        s->ending = 1;
+        uv_timer_start(&s->timer, close_later, CLOSE_DELAY_MS, 0);
+        return;
+    }
+    s->token = bw_strdup(token);
+    /* Only ids this edge issued and still remembers (a live session or a
+     * reservation, under the same token) are resumed; any other gets a
+     * fresh id, which tells the agent nothing was resumed. */
+    if (*cid && client_known(e, cid, token))
+        snprintf(s->client_id, sizeof s->client_id, "%s", cid);
+    else
+        bw_random_hex(s->client_id, 16);
+    /* The same agent reconnecting before we noticed its old session died:
+     * end the old one so its addresses pass to this one. */
+    for (edge_session_t *o = e->sessions; o; o = o->next)
+        if (o != s && o->authed && strcmp(o->client_id, s->client_id) == 0 &&
+            strcmp(o->token ? o->token : "", s->token ? s->token : "") == 0) {
+            bw__edge_session_end(o, "replaced by a new session of the same agent");
+            break;
+        }
+    s->authed = 1;
+    uv_timer_stop(&s->timer);
+    bw_log(BW_LOG_INFO, "session established", "obj", "session", "id", s->id, "client_id",
+           s->client_id, "r", s->peer, NULL);
+    send_msg(s, bw_msg_auth_resp(s->client_id, BW_VERSION, ""));
+}
+
+/* Choose and open the public port for a tcp bind. Returns an fd or < 0 with
+ * err. */
+static int bind_tcp_port(edge_session_t *s, const char *remote_addr, int *port_out, char *err,
+                         size_t errlen)
+{
+    bw_edge_t *e = s->e;
+    int lo = e->cfg.tcp_port_lo, hi = e->cfg.tcp_port_hi, port, fd;
+    char host[256];
+    if (*remote_addr) {
+        if (bw_split_hostport(remote_addr, host, sizeof host, &port) != 0) {
+            snprintf(err, errlen, "invalid remote_addr \"%s\" (expected host:port)", remote_addr);
+            return BW_EINVAL;
+        }
+        if (port < lo || port > hi) {
+            snprintf(err, errlen, "remote address port %d is outside this edge's range %d-%d", port,
+                     lo, hi);
+            return BW_EINVAL;
+        }
+        if (bw__edge_port_available(e, s, port) != 0 || (fd = bw__edge_listen_port(e, port)) < 0) {
+            snprintf(err, errlen, "remote address %s is already bound", remote_addr);
+            return BW_EEXIST;
+        }
+        *port_out = port;
+        return fd;
+    }
+    char hex[9];
+    bw_random_hex(hex, 4);
+    unsigned span = (unsigned)(hi - lo + 1), start = (unsigned)strtoul(hex, NULL, 16) % span;
+    for (unsigned i = 0; i < span; i++) {
+        port = lo + (int)((start + i) % span);
+        if (bw__edge_port_available(e, s, port) == 0 && (fd = bw__edge_listen_port(e, port)) >= 0) {
+            *port_out = port;
+            return fd;
+        }
+    }
+    snprintf(err, errlen, "no free port left in this edge's range %d-%d", lo, hi);
+    return BW_EEXIST;
+}
+
+/* An http/https tunnel: a hostname on that listener, no port of its own. */
+static int bind_http(edge_session_t *s, const json_t *m, int scheme, edge_tunnel_t **out, char *err,
+                     size_t errlen)
+{
+    bw_edge_t *e = s->e;
+    int port = bw_http_edge_port(e->http, scheme);
+    char host[BW_HOSTNAME_MAX + 1];
+    if (port == 0) {
+        snprintf(err, errlen, "%s tunnels are disabled on this edge (no %s)",
+                 scheme ? "https" : "http", scheme ? "--https-addr" : "--http-addr");
+        return BW_ENOTSUP;
+    }
+    edge_tunnel_t *t = calloc(1, sizeof *t);
+    if (!t) {
+        snprintf(err, errlen, "out of memory");
+        return BW_ENOMEM;
+    }
+    bw_host_req_t q = {.domain = e->domain,
+                       .subdomain = bw_msg_str(m, "subdomain"),
+                       .hostname = bw_msg_str(m, "hostname"),
+                       .scheme = scheme,
+                       .sess = s,
+                       .client = s->client_id,
+                       .token = s->token ? s->token : "",
+                       .tunnel = t,
+                       .now = uv_now(e->loop)};
+    int rc = bw_hosts_bind(e->hosts, &q, host, err, errlen);
+    if (rc != 0) {
+        free(t);
+        return rc;
+    }
+    t->sess = s;
+    t->scheme = scheme;
+    if (scheme == BW_SCHEME_HTTPS)
+        bw_certs_host_add(bw_http_edge_certs(e->http), host);
+    bw_random_hex(t->id, 16);
+    if (port == (scheme ? 443 : 80))
+        snprintf(t->url, sizeof t->url, "%s://%s", scheme ? "https" : "http", host);
+    else
+        snprintf(t->url, sizeof t->url, "%s://%s:%d", scheme ? "https" : "http", host, port);
+    *out = t;
+    return 0;
+}
+
+static int bind_tunnel(edge_session_t *s, const json_t *m, edge_tunnel_t **out, char *err,
+                       size_t errlen)
+{
+    bw_edge_t *e = s->e;
+    const char *edge_type = bw_msg_str(m, "edge_type");
+    int port, fd;
+    if (s->n_tunnels >= e->cfg.max_tunnels) {
+        snprintf(err, errlen, "tunnel limit reached (%u per session)", e->cfg.max_tunnels);
+        return BW_EINVAL;
+    }
+    if (strcmp(edge_type, "http") == 0 || strcmp(edge_type, "https") == 0)
+        return bind_http(s, m, edge_type[4] == 's', out, err, errlen);
+    if (strcmp(edge_type, "tcp") != 0) {
+        snprintf(err, errlen,
+                 "unsupported edge type \"%s\" (this edge serves tcp, http and "
+                 "https)",
+                 edge_type);
+        return BW_ENOTSUP;
+    }
+    fd = bind_tcp_port(s, bw_msg_str(m, "remote_addr"), &port, err, errlen);
+    if (fd < 0)
+        return fd;
+    edge_tunnel_t *t = calloc(1, sizeof *t);
+    if (!t) {
+        close(fd);
+        snprintf(err, errlen, "out of memory");
+        return BW_ENOMEM;
+    }
+    t->sess = s;
+    t->port = port;
+    t->scheme = -1;
+    bw_random_hex(t->id, 16);
+    snprintf(t->url, sizeof t->url, "tcp://%s:%d", e->domain, port);
+    uv_tcp_init(e->loop, &t->listener);
+    if (uv_tcp_open(&t->listener, fd) != 0 ||
+        uv_listen((uv_stream_t *)&t->listener, 511, bw__edge_public_conn) != 0) {
+        snprintf(err, errlen, "cannot listen on port %d", port);
+        bw__edge_tunnel_close(t); /* closes fd with the handle */
+        return BW_EINVAL;
+    }
+    bw__edge_reservation_take(e, port);
+    *out = t;
+    return 0;
+}
+
+static void on_bind(edge_session_t *s, const json_t *m)
+{
+    char err[256] = "";
+    edge_tunnel_t *t = NULL;
+    const char *req = bw_msg_str(m, "req_id");
+    if (bind_tunnel(s, m, &t, err, sizeof err) < 0) {
+        bw_log(BW_LOG_INFO, "bind refused", "obj", "session", "id", s->id, "err", err, NULL);
+        send_msg(s, bw_msg_bind_resp(req, "", "", err));
+        return;
+    }
+    t->next = s->tunnels;
+    s->tunnels = t;
+    s->n_tunnels++;
+    bw_log(BW_LOG_INFO, "tunnel bound", "obj", "session", "id", s->id, "name",
+           bw_msg_str(m, "name"), "url", t->url, NULL);
+    send_msg(s, bw_msg_bind_resp(req, t->id, t->url, ""));
+}
+
+static void on_unbind(edge_session_t *s, const json_t *m)
+{
+    const char *id = bw_msg_str(m, "tunnel_id");
+    for (edge_tunnel_t **tp = &s->tunnels; *tp; tp = &(*tp)->next)
+        if (strcmp((*tp)->id, id) == 0) {
+            edge_tunnel_t *t = *tp;
+            *tp = t->next;
+            s->n_tunnels--;
+            bw_log(BW_LOG_INFO, "tunnel unbound", "obj", "session", "id", s->id, "url", t->url,
+                   NULL);
+            bw__edge_tunnel_close(t);
+            send_msg(s, bw_msg_unbind_resp(id, ""));
+            return;
+        }
+    send_msg(s, bw_msg_unbind_resp(id, "no such tunnel"));
+}
+
+static void protocol_error(edge_session_t *s, const char *why)
+{
+    if (s->link)
+        bw_link_close(s->link, BW_MUX_GOAWAY_PROTO_ERROR);
+    s->link = NULL;
+    bw__edge_session_end(s, why);
+}
+
+static void on_msg(edge_session_t *s, const json_t *m)
+{
+    char err[256];
+    if (bw_msg_validate(m, err, sizeof err) != 0) {
+        protocol_error(s, err);
+        return;
+    }
+    bw_msg_type_t type = bw_msg_type(m);
+    if (s->ending || type == BW_MSG_UNKNOWN)
+        return;
+    if (!s->authed && type != BW_MSG_AUTH) {
+        snprintf(err, sizeof err, "%s before Auth", bw_msg_type_name(type));
+        protocol_error(s, err);
+        return;
+    }
+    switch (type) {
+    case BW_MSG_AUTH:
+        if (s->authed)
+            protocol_error(s, "second Auth on one session");
+        else
+            on_auth(s, m);
+        break;
+    case BW_MSG_BIND:
+        on_bind(s, m);
+        break;
+    case BW_MSG_UNBIND:
+        on_unbind(s, m);
+        break;
+    default:
+        snprintf(err, sizeof err, "unexpected %s from an agent", bw_msg_type_name(type));
+        protocol_error(s, err);
+        break;
+    }
+}
+
+/* Handle one control message; stop once it ended the session. */
+static int ctl_msg(void *ud, const json_t *m)
+{
+    edge_session_t *s = ud;
+    on_msg(s, m);
+    return s->ctl == NULL;
+}
+
+static void ctl_data(bw_mux_stream_t *ms, void *ud, const uint8_t *data, size_t len)
+{
+    edge_session_t *s = ud;
+    char err[256];
+    if (bw_frame_reader_each(&s->reader, data, len, ctl_msg, s, err, sizeof err) < 0) {
+        protocol_error(s, err);
+        return;
+    }
+    if (s->ctl == ms)
+        bw_mux_stream_consumed(ms, len);
+}
+
+static void ctl_eof(bw_mux_stream_t *ms, void *ud)
+{
+    bw__edge_session_end(ud, "agent closed the control stream");
+}
+
+static void ctl_close(bw_mux_stream_t *ms, void *ud, int err)
+{
+    edge_session_t *s = ud;
+    s->ctl = NULL;
+    bw__edge_session_end(s, "control stream reset");
+}
+
+static const bw_mux_stream_cbs_t ctl_cbs = {
+    .on_data = ctl_data,
+    .on_eof = ctl_eof,
+    .on_close = ctl_close,
+};
+
+/* ---------------------------------------------------------------------------
+ * Sessions
+ * ------------------------------------------------------------------------- */
+
+static void on_stream(bw_link_t *l, void *ud, bw_mux_stream_t *ms)
+{
+    edge_session_t *s = ud;
+    if (s->ctl || s->ending) {
+        /* Only the control stream may be opened by an agent. */
+        bw_mux_stream_reset(ms);
+        return;
+    }
+    s->ctl = ms;
+    bw_frame_reader_init(&s->reader, 0);
+    bw_mux_stream_set_callbacks(ms, &ctl_cbs, s);
+}
+
+static void on_closed(bw_link_t *l, void *ud, int err, const char *reason)
+{
+    edge_session_t *s = ud;
+    s->link = NULL; /* dead: it frees itself */
+    bw__edge_session_end(s, reason);
+}
+
+static void on_ready(bw_link_t *l, void *ud, int status)
+{
+    edge_session_t *s = ud;
+    if (status == 0)
+        snprintf(s->peer, sizeof s->peer, "%s", bw_link_peer(l));
+}
+
+static const bw_link_cbs_t link_cbs = {
+    .on_ready = on_ready,
+    .on_stream = on_stream,
+    .on_closed = on_closed,
+};
+
+static void session_timer_closed(uv_handle_t *h)
+{
+    edge_session_t *s = BW_CONTAINER_OF(h, edge_session_t, timer);
+    bw_frame_reader_free(&s->reader);
+    free(s->token);
+    free(s);
+}
+
+void bw__edge_session_end(edge_session_t *s, const char *reason)
+{
+    bw_edge_t *e = s->e;
+    if (uv_is_closing((uv_handle_t *)&s->timer))
+        return; /* already ended */
+    bw_log(s->authed ? BW_LOG_INFO : BW_LOG_WARN, "session closed", "obj", "session", "id", s->id,
+           "r", s->peer, "err", reason, NULL);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        e->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    while (s->tunnels) {
+        edge_tunnel_t *t = s->tunnels;
+        s->tunnels = t->next;
+        if (s->authed && !e->stopping && t->scheme < 0)
+            bw__edge_reserve(e, s, t->port);
+        if (s->authed && !e->stopping && t->scheme >= 0)
+            bw_hosts_reserve(e->hosts, t, uv_now(e->loop) + e->cfg.grace_ms);
+        bw__edge_tunnel_close(t);
+    }
+    if (s->ctl) {
+        bw_mux_stream_t *ctl = s->ctl;
+        s->ctl = NULL;
+        bw_mux_stream_reset(ctl);
+    }
+    if (s->link)
+        bw_link_close(s->link, BW_MUX_GOAWAY_NORMAL);
+    s->link = NULL;
+    uv_close((uv_handle_t *)&s->timer, session_timer_closed);
+}
+
+static void auth_timeout(uv_timer_t *h)
+{
+    edge_session_t *s = BW_CONTAINER_OF(h, edge_session_t, timer);
+    bw__edge_session_end(s, "authentication timeout");
+}
+
+void bw__edge_agent_conn(uv_stream_t *server, int status)
+{
+    bw_edge_t *e = BW_CONTAINER_OF(server, bw_edge_t, agents);
+    if (status < 0 || e->stopping)
+        return;
+    edge_session_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return;
+    s->e = e;
+    bw_random_hex(s->id, 6);
+    bw_link_config_t lc = {
+        .is_client = 0,
+        .idle_ms = e->cfg.idle_ms,
+        .max_window = e->cfg.max_window,
+    };
+    s->link = bw_link_new(e->loop, e->ctx, &lc, &link_cbs, s);
+    if (!s->link) {
+        free(s);
+        return;
+    }
+    uv_timer_init(e->loop, &s->timer);
+    s->next = e->sessions;
+    if (e->sessions)
+        e->sessions->prev = s;
+    e->sessions = s;
+    if (uv_accept(server, (uv_stream_t *)bw_link_tcp(s->link)) != 0 ||
+        bw_link_start(s->link, NULL) != 0) {
+        bw__edge_session_end(s, "accept failed");
+        return;
+    }
+    snprintf(s->peer, sizeof s->peer, "%s", bw_link_peer(s->link));
+    uv_timer_start(&s->timer, auth_timeout, e->cfg.auth_timeout_ms, 0);
+}
