@@ -16,7 +16,7 @@ static struct {
     bw_stream_t *defer_head;
     /* One read buffer for every TCP stream: on_read consumes it before the
      * next read is issued, so idle connections cost no buffer at all. */
-    char rbuf[64 * 1024];
+    char rbuf[BW_READ_BUF_SIZE];
     int rbuf_busy;
 } g;
 
@@ -483,13 +483,12 @@ static int tcp_send(tcp_stream_t *t, const void *data, size_t len)
 
 /* ---- Write coalescing ----
  * A proxy turn often writes one message in pieces (a response head, then its
- * body; several yamux frames for one stream). Writes below CORK_MAX wait in
- * the stream's cork buffer (at most CORK_MAX bytes; a write that would
+ * body; several yamux frames for one stream). Writes below BW_CORK_MAX wait in
+ * the stream's cork buffer (at most BW_CORK_MAX bytes; a write that would
  * overflow it sends the buffer first) until the loop turn's callbacks are done: the
  * check handle (after I/O callbacks) and the prepare handle (before the loop
  * blocks, for writes made by timers and idle work) send each corked stream
  * with one system call. Nothing waits past the current turn. */
-#define CORK_MAX (16u * 1024u)
 
 static struct {
     tcp_stream_t *head;
@@ -584,9 +583,9 @@ static void cork_done(void)
 static int cork_append(tcp_stream_t *t, const void *data, size_t len)
 {
     if (!t->cork) {
-        /* At most CORK_MAX: a bulk stream's writes go straight out, so the
+        /* At most BW_CORK_MAX: a bulk stream's writes go straight out, so the
          * buffer stays a small, cheap allocation. */
-        if (!(t->cork = malloc(CORK_MAX)))
+        if (!(t->cork = malloc(BW_CORK_MAX)))
             return BW_ENOMEM;
     }
     memcpy(t->cork + t->cork_len, data, len);
@@ -610,7 +609,7 @@ static int tcp_write(bw_stream_t *s, const void *data, size_t len)
     int rc;
     if (t->shut)
         return BW_EPIPE;
-    if (t->queued == 0 && t->cork_len + len <= CORK_MAX)
+    if (t->queued == 0 && t->cork_len + len <= BW_CORK_MAX)
         rc = cork_append(t, data, len);
     else if ((rc = cork_flush(t)) == 0)
         rc = tcp_send(t, data, len);

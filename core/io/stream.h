@@ -25,11 +25,9 @@
 #include <burrow/plugin.h>
 #include <uv.h>
 
+#include "bw_limits.h"
 #include "util.h"
 #include "yamux.h"
-
-#define BW_STREAM_HWM (256u * 1024u)
-#define BW_STREAM_LWM (64u * 1024u)
 
 /* Bind the stream machinery to `loop` (once per process, before any stream).
  * Returns 0 or a negative libuv code. */

@@ -23,6 +23,7 @@
 #include <uv.h>
 
 #include "burrow/error.h"
+#include "bw_limits.h"
 
 #define CHUNK_MIN       (16u * 1024u)
 #define MAX_SEGS        8          /* payload segments gathered per frame */
@@ -134,8 +135,8 @@ void bw_mux_config_default(bw_mux_config_t *c, int is_client)
     c->is_client = is_client;
     c->max_window = 16u * 1024u * 1024u;
     c->max_streams = 65536;
-    c->stream_hwm = 256u * 1024u;
-    c->transport_hwm = 1024u * 1024u;
+    c->stream_hwm = BW_STREAM_HWM;
+    c->transport_hwm = BW_TLS_HIGH_WATER;
     c->max_frame = 64u * 1024u;
 }
 

@@ -44,14 +44,10 @@
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
-#define READ_BUF_SIZE  (64u * 1024u)
 #define PLAIN_BUF_SIZE (64u * 1024u)
 #define RECORD_SIZE    16384u /* largest TLS plaintext record */
-/* Flush ciphertext to the socket at least this often inside one large write,
- * so the kernel starts sending while we still encrypt. */
-#define FLUSH_EVERY (256u * 1024u)
 
-static _Thread_local uint8_t read_buf[READ_BUF_SIZE];
+static _Thread_local uint8_t read_buf[BW_READ_BUF_SIZE];
 static _Thread_local uint8_t plain_buf[PLAIN_BUF_SIZE];
 
 struct write_req {
@@ -765,7 +761,7 @@ int bw_tls_start(bw_tls_t *t)
 static int ssl_write_all(bw_tls_t *t, const uint8_t *p, size_t len)
 {
     while (len > 0) {
-        size_t n = len < FLUSH_EVERY ? len : FLUSH_EVERY;
+        size_t n = len < BW_TLS_FLUSH_EVERY ? len : BW_TLS_FLUSH_EVERY;
         int r;
 
         /* Room for the records up front: growing while SSL appends would
@@ -777,7 +773,7 @@ static int ssl_write_all(bw_tls_t *t, const uint8_t *p, size_t len)
             return ssl_failure(t, SSL_get_error(t->ssl, r), "TLS write failed");
         p += r;
         len -= (size_t)r;
-        if (t->out_len >= FLUSH_EVERY && (r = flush(t)) < 0)
+        if (t->out_len >= BW_TLS_FLUSH_EVERY && (r = flush(t)) < 0)
             return r;
     }
     return 0;

@@ -31,10 +31,9 @@
 #include <openssl/ssl.h>
 #include <uv.h>
 
-typedef struct bw_tls bw_tls_t;
+#include "bw_limits.h" /* BW_TLS_HIGH_WATER, BW_TLS_LOW_WATER */
 
-#define BW_TLS_HIGH_WATER (1024u * 1024u) /* queued() above this arms on_drain */
-#define BW_TLS_LOW_WATER  (256u * 1024u)  /* on_drain fires at or below this */
+typedef struct bw_tls bw_tls_t;
 
 typedef struct bw_tls_cbs {
     /* Handshake finished: status 0, or < 0 (message in bw_tls_error()). */
