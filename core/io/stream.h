@@ -2,7 +2,7 @@
  * over a libuv TCP handle or a yamux stream, and the join that forwards
  * between two of them with backpressure.
  *
- * Every stream shares one discipline, implemented once here:
+ * Every stream shares one discipline, implemented once (stream.c):
  *  - callbacks run with a depth counter held, so the owner may close the
  *    stream from inside any of them; the memory goes once the stack unwinds;
  *  - the owner's pointer stays valid until it calls bw_stream_close, even

@@ -1,5 +1,6 @@
-/* Internals shared by the stream backends (stream.c: TCP, pipes, yamux;
- * tls_stream.c: TLS to local services). Not part of the plugin ABI: the
+/* Internals shared by the stream backends (tcp.c: TCP and pipes;
+ * mux_stream.c: yamux; tls_stream.c: TLS to local services), the shared
+ * discipline in stream.c, and connect.c. Not part of the plugin ABI: the
  * plugin only ever sees bw_stream_t as an opaque pointer.
  *
  * A backend embeds struct bw_stream first in its own struct, fills `ops`,
@@ -16,6 +17,7 @@
 #include <stdint.h>
 
 #include <burrow/plugin.h>
+#include <uv.h>
 
 #include "util.h"
 
@@ -66,5 +68,13 @@ void bw__stream_drain(bw_stream_t *s);
 void bw__stream_released(bw_stream_t *s);
 /* Free if closed, released and idle; call after dropping s->depth. */
 void bw__stream_maybe_free(bw_stream_t *s);
+
+/* tcp.c: the loop-wide write-coalescing handles (from bw_stream_loop_init
+ * and bw_stream_loop_done). Returns 0 or a negative libuv code. */
+int bw__tcp_loop_init(uv_loop_t *loop);
+void bw__tcp_loop_done(void);
+/* tcp.c: drop a TCP stream never handed to an owner (a failed connect):
+ * its handle closes and the memory goes from the close callback. */
+void bw__tcp_discard(bw_stream_t *s);
 
 #endif /* BW_CORE_STREAM_IMPL_H */
