@@ -23,12 +23,7 @@ static void stream_flush_input(bw_stream_t *s);
 
 static void stream_free(bw_stream_t *s)
 {
-    chunk_t *c = s->in_head;
-    while (c) {
-        chunk_t *n = c->next;
-        free(c);
-        c = n;
-    }
+    bw_chunkq_clear(&s->in);
     free(s);
 }
 
@@ -115,37 +110,13 @@ static int stream_live(const bw_stream_t *s)
     return !s->closed && s->has_cbs;
 }
 
-static int hold_input(bw_stream_t *s, const uint8_t *data, size_t len, int front)
-{
-    chunk_t *c = malloc(sizeof *c + len);
-    if (!c)
-        return BW_ENOMEM;
-    memcpy(c->data, data, len);
-    c->len = len;
-    c->off = 0;
-    c->next = NULL;
-    if (front) {
-        c->next = s->in_head;
-        s->in_head = c;
-        if (!s->in_tail)
-            s->in_tail = c;
-    } else {
-        if (s->in_tail)
-            s->in_tail->next = c;
-        else
-            s->in_head = c;
-        s->in_tail = c;
-    }
-    return 0;
-}
-
 /* The transport read `len` bytes. */
 void bw__stream_input(bw_stream_t *s, const uint8_t *data, size_t len)
 {
     if (s->closed)
         return;
-    if (!s->reading || !s->has_cbs || s->in_head) {
-        if (hold_input(s, data, len, 0) != 0 && s->cbs.on_error && s->has_cbs) {
+    if (!s->reading || !s->has_cbs || !bw_chunkq_empty(&s->in)) {
+        if (bw_chunkq_push(&s->in, data, len, 0) != 0 && s->cbs.on_error && s->has_cbs) {
             s->failed = 1;
             s->depth++;
             s->cbs.on_error(s, s->ud, BW_ENOMEM);
@@ -164,7 +135,7 @@ void bw__stream_eof(bw_stream_t *s)
 {
     if (s->closed)
         return;
-    if (!s->reading || !s->has_cbs || s->in_head) {
+    if (!s->reading || !s->has_cbs || !bw_chunkq_empty(&s->in)) {
         s->eof_held = 1;
         return;
     }
@@ -206,17 +177,14 @@ void bw__stream_drain(bw_stream_t *s)
 /* Deliver held input while the owner reads; called with depth held. */
 static void stream_flush_input(bw_stream_t *s)
 {
-    while (s->in_head && s->reading && stream_live(s)) {
-        chunk_t *c = s->in_head;
-        s->in_head = c->next;
-        if (!s->in_head)
-            s->in_tail = NULL;
+    while (!bw_chunkq_empty(&s->in) && s->reading && stream_live(s)) {
+        bw_chunk_t *c = bw_chunkq_pop(&s->in);
         s->cbs.on_read(s, s->ud, c->data + c->off, c->len - c->off);
         if (s->ops->consumed && !s->released)
             s->ops->consumed(s, c->len - c->off);
         free(c);
     }
-    if (s->in_head || !s->reading || !stream_live(s))
+    if (!bw_chunkq_empty(&s->in) || !s->reading || !stream_live(s))
         return;
     if (s->eof_held) {
         s->eof_held = 0;
@@ -245,7 +213,7 @@ void bw_stream_set_callbacks(bw_stream_t *s, const bw_stream_cbs_t *cbs, void *u
         if (!s->released && s->ops->read_ctl)
             s->ops->read_ctl(s, 1);
     }
-    if (s->in_head || s->eof_held || s->err_held)
+    if (!bw_chunkq_empty(&s->in) || s->eof_held || s->err_held)
         stream_defer(s);
 }
 
@@ -289,7 +257,7 @@ void bw_stream_read_start(bw_stream_t *s)
     s->reading = 1;
     if (!s->released && s->ops->read_ctl && s->has_cbs)
         s->ops->read_ctl(s, 1);
-    if (s->in_head || s->eof_held || s->err_held)
+    if (!bw_chunkq_empty(&s->in) || s->eof_held || s->err_held)
         stream_defer(s);
 }
 
@@ -315,7 +283,7 @@ int bw_stream_unread(bw_stream_t *s, const void *data, size_t len)
 {
     if (len == 0)
         return 0;
-    int rc = hold_input(s, data, len, 1);
+    int rc = bw_chunkq_push_front(&s->in, data, len);
     if (rc == 0 && s->reading && s->has_cbs)
         stream_defer(s);
     return rc;

@@ -19,13 +19,8 @@
 #include <burrow/plugin.h>
 #include <uv.h>
 
+#include "chunkq.h"
 #include "util.h"
-
-typedef struct chunk {
-    struct chunk *next;
-    size_t len, off;
-    uint8_t data[];
-} chunk_t;
 
 typedef struct bw__stream_ops {
     int (*write)(bw_stream_t *s, const void *data, size_t len);
@@ -45,8 +40,8 @@ struct bw_stream {
     bw_stream_cbs_t cbs;
     void *ud;
     char peer[BW_ADDRSTRLEN];
-    chunk_t *in_head, *in_tail; /* held input, delivered when reading */
-    unsigned depth;             /* our callbacks in progress */
+    bw_chunkq_t in; /* held input, delivered when reading */
+    unsigned depth; /* our callbacks in progress */
     unsigned has_cbs : 1;
     unsigned reading : 1;  /* the owner wants on_read */
     unsigned closed : 1;   /* the owner called close: no more callbacks */

@@ -1,0 +1,66 @@
+/* The containers of core/base: the chunk queue. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "chunkq.h"
+
+static void chunkq_fifo_fills_tail_first(void **state)
+{
+    bw_chunkq_t q = {0};
+    assert_true(bw_chunkq_empty(&q));
+    assert_int_equal(bw_chunkq_push(&q, "abc", 3, 8), 0);
+    assert_int_equal(bw_chunkq_push(&q, "defgh", 5, 8), 0); /* fits the first chunk */
+    assert_ptr_equal(q.head, q.tail);
+    assert_int_equal(bw_chunkq_push(&q, "ij", 2, 8), 0); /* a second chunk */
+    assert_ptr_not_equal(q.head, q.tail);
+    assert_int_equal(q.bytes, 10);
+
+    const void *segs[4];
+    size_t lens[4], total;
+    assert_int_equal(bw_chunkq_gather(&q, 9, segs, lens, 4, &total), 2);
+    assert_int_equal(total, 9);
+    assert_memory_equal(segs[0], "abcdefgh", 8);
+    assert_memory_equal(segs[1], "i", 1);
+
+    bw_chunkq_drop(&q, 5);
+    assert_int_equal(q.bytes, 5);
+    assert_int_equal(bw_chunkq_gather(&q, 100, segs, lens, 1, &total), 1);
+    assert_memory_equal(segs[0], "fgh", 3);
+    assert_int_equal(total, 3);
+    bw_chunkq_drop(&q, 3); /* frees the first chunk */
+    assert_ptr_equal(q.head, q.tail);
+    bw_chunkq_clear(&q);
+    assert_true(bw_chunkq_empty(&q));
+    assert_int_equal(q.bytes, 0);
+}
+
+static void chunkq_push_front_and_pop(void **state)
+{
+    bw_chunkq_t q = {0};
+    assert_int_equal(bw_chunkq_push(&q, "world", 5, 0), 0);
+    assert_int_equal(bw_chunkq_push_front(&q, "hello ", 6), 0);
+    bw_chunk_t *c = bw_chunkq_pop(&q);
+    assert_memory_equal(c->data + c->off, "hello ", c->len);
+    free(c);
+    c = bw_chunkq_pop(&q);
+    assert_memory_equal(c->data + c->off, "world", c->len);
+    free(c);
+    assert_null(bw_chunkq_pop(&q));
+    assert_null(q.tail);
+    assert_int_equal(q.bytes, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(chunkq_fifo_fills_tail_first),
+        cmocka_unit_test(chunkq_push_front_and_pop),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
