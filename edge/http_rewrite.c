@@ -15,6 +15,7 @@
 #include <http_parser.h>
 
 #include "burrow/error.h"
+#include "http_text.h"
 
 enum { S_IDLE, S_HEAD, S_BODY, S_RAW, S_ERR };
 enum { EV_NONE, EV_BEGIN, EV_HEADERS };
@@ -280,15 +281,9 @@ static int emit_head(bw_hrw_t *r, const hdr_t *hs, int n, const hdr_t *host, siz
  * that disagree on such names are how requests get smuggled. */
 static int valid_name(const bw_hrw_t *r, const hdr_t *h)
 {
-    static const char tchar[] = "!#$%&'*+-.^_`|~";
     if (h->name_len == 0 || h->start + h->name_len >= h->eol)
         return 0;
-    for (size_t i = 0; i < h->name_len; i++) {
-        unsigned char c = (unsigned char)r->head[h->start + i];
-        if (!c || (!isalnum(c) && !strchr(tchar, c)))
-            return 0;
-    }
-    return 1;
+    return bw_http_is_token(r->head + h->start, h->name_len);
 }
 
 /* A whole head (request line to the final LF) is in r->head. */

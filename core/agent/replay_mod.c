@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "http_text.h"
 #include "replay.h"
 #include "util.h"
 
@@ -91,20 +92,9 @@ static int parse_request(const char *p, size_t len, parsed_t *pr, char *err, siz
 
 /* ---- validation ---- */
 
-static int is_tchar(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
 static int is_token(const char *s)
 {
-    if (!*s)
-        return 0;
-    for (; *s; s++)
-        if (!is_tchar((unsigned char)*s))
-            return 0;
-    return 1;
+    return bw_http_is_token(s, strlen(s));
 }
 
 static int is_uri(const char *s)

@@ -1,4 +1,4 @@
-/* The containers of core/base: the chunk queue. */
+/* The containers and tables of core/base: the chunk queue, HTTP text. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "chunkq.h"
+#include "http_text.h"
 
 static void chunkq_fifo_fills_tail_first(void **state)
 {
@@ -56,11 +57,26 @@ static void chunkq_push_front_and_pop(void **state)
     assert_int_equal(q.bytes, 0);
 }
 
+static void http_reasons_and_tokens(void **state)
+{
+    assert_string_equal(bw_http_reason(404), "Not Found");
+    assert_string_equal(bw_http_reason(421), "Misdirected Request");
+    assert_null(bw_http_reason(299));
+    assert_true(bw_http_is_token("X-Forwarded-For", 15));
+    assert_true(bw_http_is_token("!#$%&'*+-.^_`|~", 15));
+    assert_false(bw_http_is_token("", 0));
+    assert_false(bw_http_is_token("Bad Name", 8));
+    assert_false(bw_http_is_token("a:b", 3));
+    assert_false(bw_http_is_token("a\0b", 3));
+    assert_false(bw_http_is_tchar(0x80));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(chunkq_fifo_fills_tail_first),
         cmocka_unit_test(chunkq_push_front_and_pop),
+        cmocka_unit_test(http_reasons_and_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
