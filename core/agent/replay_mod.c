@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base64.h"
 #include "http_text.h"
 #include "replay.h"
 #include "util.h"
@@ -182,43 +183,6 @@ static int check_mods(const json_t *m, char *err, size_t errlen)
     return h ? check_headers(h, err, errlen) : 0;
 }
 
-/* ---- base64 ---- */
-
-static int b64val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
-/* Standard base64, padding optional. Returns the decoded length or -1. */
-static long b64decode(const char *in, size_t n, unsigned char *out)
-{
-    size_t o = 0, i;
-    unsigned acc = 0;
-    int bits = 0;
-    while (n && in[n - 1] == '=')
-        n--;
-    if (n % 4 == 1)
-        return -1;
-    for (i = 0; i < n; i++) {
-        int v = b64val((unsigned char)in[i]);
-        if (v < 0)
-            return -1;
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(acc >> bits);
-        }
-    }
-    return (long)o;
-}
-
 /* ---- rebuilding ---- */
 
 static int name_is(line_t l, const char *name)
@@ -327,12 +291,12 @@ int bw_replay_modify(const void *raw, size_t len, const json_t *mods, void **out
     } else if (j64) {
         size_t n = json_string_length(j64);
         long d;
-        decoded = malloc(n / 4 * 3 + 3);
+        decoded = malloc(BW_BASE64_DECODED_MAX(n));
         if (!decoded) {
             rc = BW_ENOMEM;
             goto out;
         }
-        if ((d = b64decode(json_string_value(j64), n, decoded)) < 0) {
+        if ((d = bw_base64_decode(json_string_value(j64), n, decoded)) < 0) {
             rc = fail(err, errlen, "modifications.body_base64 is not valid base64");
             goto out;
         }

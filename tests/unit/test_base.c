@@ -1,4 +1,4 @@
-/* The containers and tables of core/base: the chunk queue, HTTP text. */
+/* The containers and tables of core/base: the chunk queue, HTTP text, base64. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include "base64.h"
 #include "chunkq.h"
 #include "http_text.h"
 
@@ -71,12 +72,47 @@ static void http_reasons_and_tokens(void **state)
     assert_false(bw_http_is_tchar(0x80));
 }
 
+static void base64_round_trips(void **state)
+{
+    static const struct {
+        const char *plain, *enc;
+    } t[] = {{"", ""},
+             {"f", "Zg=="},
+             {"fo", "Zm8="},
+             {"foo", "Zm9v"},
+             {"foob", "Zm9vYg=="},
+             {"fooba", "Zm9vYmE="},
+             {"foobar", "Zm9vYmFy"},
+             {"\xff\xfe", "//4="}};
+    char out[32];
+    unsigned char dec[32];
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        size_t n = strlen(t[i].plain);
+        assert_int_equal(bw_base64_encode(t[i].plain, n, out), strlen(t[i].enc));
+        assert_memory_equal(out, t[i].enc, strlen(t[i].enc));
+        assert_int_equal(bw_base64_decode(t[i].enc, strlen(t[i].enc), dec), (long)n);
+        assert_memory_equal(dec, t[i].plain, n);
+    }
+    /* In pieces, as over a chunk list. */
+    bw_base64_enc_t e = {0};
+    size_t o = bw_base64_encode_update(&e, "fo", 2, out);
+    o += bw_base64_encode_update(&e, "oba", 3, out + o);
+    o += bw_base64_encode_final(&e, out + o);
+    assert_int_equal(o, 8);
+    assert_memory_equal(out, "Zm9vYmE=", 8);
+    /* Padding optional; bad characters and lengths refused. */
+    assert_int_equal(bw_base64_decode("Zm8", 3, dec), 2);
+    assert_true(bw_base64_decode("Zm9v!", 5, dec) < 0);
+    assert_true(bw_base64_decode("Zm9vY", 5, dec) < 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(chunkq_fifo_fills_tail_first),
         cmocka_unit_test(chunkq_push_front_and_pop),
         cmocka_unit_test(http_reasons_and_tokens),
+        cmocka_unit_test(base64_round_trips),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
