@@ -76,7 +76,8 @@ SSL *bw_tls_ssl(bw_tls_t *t);
  * connected. Connection failures arrive as on_handshake(status < 0). */
 int bw_tls_connect(bw_tls_t *t, const struct sockaddr *addr);
 
-/* Start the handshake on an accepted handle and begin reading. */
+/* Start the handshake on an accepted handle, or on one already connected
+ * (uv_tcp_open of a connected socket, as a client), and begin reading. */
 int bw_tls_start(bw_tls_t *t);
 
 /* Encrypt and queue `n` buffers. The bytes are copied; small buffers share
