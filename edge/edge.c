@@ -64,6 +64,7 @@ struct edge_session {
 };
 
 struct bw_edge {
+    bw_io_t *io; /* borrowed */
     uv_loop_t *loop;
     bw_edge_config_t cfg;
     char *domain, *tcp_addr;
@@ -177,7 +178,7 @@ static bw_stream_t *open_conn(edge_tunnel_t *t, const char *client, const char *
     json_t *m = bw_msg_conn(t->id, client, edge_type, server_name);
     int rc = m ? bw_link_send_msg(ms, m) : BW_ENOMEM;
     json_decref(m);
-    bw_stream_t *priv = bw_stream_mux_new(ms, s->peer);
+    bw_stream_t *priv = bw_stream_mux_new(s->e->io, ms, s->peer);
     if (priv && rc < 0) {
         bw_stream_close(priv, 1);
         priv = NULL;
@@ -191,7 +192,7 @@ static void public_conn(uv_stream_t *server, int status)
     edge_session_t *s = t->sess;
     if (status < 0)
         return;
-    bw_stream_t *pub = bw_stream_tcp_new();
+    bw_stream_t *pub = bw_stream_tcp_new(s->e->io);
     if (!pub)
         return;
     if (uv_accept(server, (uv_stream_t *)bw_stream_tcp_handle(pub)) != 0 || !s->link) {
@@ -826,14 +827,15 @@ static void close_agents(bw_edge_t *e)
         uv_close((uv_handle_t *)&e->agents, NULL);
 }
 
-bw_edge_t *bw_edge_new(uv_loop_t *loop, const bw_edge_config_t *cfg, char *err, size_t errlen)
+bw_edge_t *bw_edge_new(bw_io_t *io, const bw_edge_config_t *cfg, char *err, size_t errlen)
 {
     bw_edge_t *e = calloc(1, sizeof *e);
     if (!e) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    e->loop = loop;
+    e->io = io;
+    e->loop = bw_io_loop(io);
     e->cfg = *cfg;
     e->domain = bw_strdup(cfg->domain ? cfg->domain : "localhost");
     e->tcp_addr = bw_strdup(cfg->tcp_addr ? cfg->tcp_addr : "127.0.0.1");
@@ -849,7 +851,7 @@ bw_edge_t *bw_edge_new(uv_loop_t *loop, const bw_edge_config_t *cfg, char *err, 
         goto fail;
     if (setup_tls(e, err, errlen) != 0)
         goto fail;
-    if (!(e->http = bw_http_edge_new(loop, e, cfg, err, errlen)))
+    if (!(e->http = bw_http_edge_new(io, e, cfg, err, errlen)))
         goto fail;
     if (listen_agents(e, err, errlen) != 0)
         goto fail;
@@ -858,7 +860,7 @@ bw_edge_t *bw_edge_new(uv_loop_t *loop, const bw_edge_config_t *cfg, char *err, 
 fail:
     close_agents(e);
     bw_http_edge_stop(e->http);
-    uv_run(loop, UV_RUN_NOWAIT);
+    uv_run(e->loop, UV_RUN_NOWAIT);
     bw_edge_free(e);
     return NULL;
 }

@@ -41,6 +41,7 @@ typedef struct agent_tunnel {
 } agent_tunnel_t;
 
 struct bw_agent {
+    bw_io_t *io; /* borrowed */
     uv_loop_t *loop;
     bw_registry_t *reg;
     bw_agent_config_t cfg;
@@ -323,7 +324,7 @@ static void incoming_dispatch(incoming_t *in, json_t *m, const uint8_t *rest, si
     int port;
     if (bw_split_hostport(client, ip, sizeof ip, &port) != 0)
         snprintf(ip, sizeof ip, "%s", client);
-    bw_stream_t *s = bw_stream_mux_new(in->ms, client);
+    bw_stream_t *s = bw_stream_mux_new(in->a->io, in->ms, client);
     if (!s)
         return;
     if (bw_stream_unread(s, rest, rest_len) != 0) {
@@ -647,15 +648,16 @@ static SSL_CTX *client_ctx(const char *root_cas, char *err, size_t errlen)
     return ctx;
 }
 
-bw_agent_t *bw_agent_new(uv_loop_t *loop, bw_registry_t *reg, const bw_agent_config_t *cfg,
-                         char *err, size_t errlen)
+bw_agent_t *bw_agent_new(bw_io_t *io, bw_registry_t *reg, const bw_agent_config_t *cfg, char *err,
+                         size_t errlen)
 {
     bw_agent_t *a = calloc(1, sizeof *a);
     if (!a) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    a->loop = loop;
+    a->io = io;
+    a->loop = bw_io_loop(io);
     a->reg = reg;
     a->cfg = *cfg;
     a->server_addr = bw_strdup(cfg->server_addr ? cfg->server_addr : "localhost:4443");
@@ -683,7 +685,7 @@ bw_agent_t *bw_agent_new(uv_loop_t *loop, bw_registry_t *reg, const bw_agent_con
     a->ctx = client_ctx(cfg->root_cas, err, errlen);
     if (!a->ctx)
         goto fail;
-    uv_timer_init(loop, &a->retry);
+    uv_timer_init(a->loop, &a->retry);
     return a;
 fail:
     bw_capture_store_free(a->captures);

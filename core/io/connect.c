@@ -10,6 +10,7 @@
 typedef struct connect_req {
     uv_connect_t req;
     uv_getaddrinfo_t gai;
+    bw_io_t *io;
     bw_stream_t *s;
     bw_connect_cb cb;
     void *ud;
@@ -21,7 +22,7 @@ static void connect_done(uv_connect_t *req, int status);
 
 static int connect_start(connect_req_t *c, const struct sockaddr *sa)
 {
-    c->s = bw_stream_tcp_new();
+    c->s = bw_stream_tcp_new(c->io);
     if (!c->s)
         return BW_ENOMEM;
     int rc = uv_tcp_connect(&c->req, bw_stream_tcp_handle(c->s), sa, connect_done);
@@ -78,12 +79,13 @@ static void resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *res)
         connect_finish(c, rc);
 }
 
-int bw_stream_tcp_connect(const char *host, int port, bw_connect_cb cb, void *ud)
+int bw_stream_tcp_connect(bw_io_t *io, const char *host, int port, bw_connect_cb cb, void *ud)
 {
     struct sockaddr_storage ss;
     connect_req_t *c = calloc(1, sizeof *c);
     if (!c)
         return BW_ENOMEM;
+    c->io = io;
     c->cb = cb;
     c->ud = ud;
     c->port = port;
@@ -99,7 +101,7 @@ int bw_stream_tcp_connect(const char *host, int port, bw_connect_cb cb, void *ud
         struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
         char sport[8];
         snprintf(sport, sizeof sport, "%d", port);
-        rc = uv_getaddrinfo(bw_stream_loop(), &c->gai, resolved, host, sport, &hints);
+        rc = uv_getaddrinfo(io->loop, &c->gai, resolved, host, sport, &hints);
     }
     if (rc < 0)
         free(c);

@@ -113,7 +113,7 @@ static const bw__stream_ops_t mux_ops = {
     .close = mux_close,
 };
 
-bw_stream_t *bw_stream_mux_new(bw_mux_stream_t *ms, const char *peer)
+bw_stream_t *bw_stream_mux_new(bw_io_t *io, bw_mux_stream_t *ms, const char *peer)
 {
     mux_stream_t *m = calloc(1, sizeof *m);
     if (!m) {
@@ -121,6 +121,7 @@ bw_stream_t *bw_stream_mux_new(bw_mux_stream_t *ms, const char *peer)
         return NULL;
     }
     m->base.ops = &mux_ops;
+    m->base.io = io;
     m->ms = ms;
     if (peer)
         snprintf(m->base.peer, sizeof m->base.peer, "%s", peer);

@@ -13,12 +13,6 @@
  * The shared part of every stream
  * ------------------------------------------------------------------------- */
 
-static struct {
-    uv_loop_t *loop;
-    uv_idle_t idle;
-    bw_stream_t *defer_head;
-} g;
-
 static void stream_flush_input(bw_stream_t *s);
 
 static void stream_free(bw_stream_t *s)
@@ -43,7 +37,7 @@ static void defer_unlink(bw_stream_t *s)
     if (s->defer_prev)
         s->defer_prev->defer_next = s->defer_next;
     else
-        g.defer_head = s->defer_next;
+        s->io->defer_head = s->defer_next;
     if (s->defer_next)
         s->defer_next->defer_prev = s->defer_prev;
     s->defer_next = s->defer_prev = NULL;
@@ -52,10 +46,11 @@ static void defer_unlink(bw_stream_t *s)
 
 static void on_idle(uv_idle_t *h)
 {
+    bw_io_t *io = BW_CONTAINER_OF(h, bw_io_t, idle);
     /* Streams deferred while running these are handled on the next turn. */
-    bw_stream_t *list = g.defer_head;
-    g.defer_head = NULL;
-    uv_idle_stop(&g.idle);
+    bw_stream_t *list = io->defer_head;
+    io->defer_head = NULL;
+    uv_idle_stop(&io->idle);
     while (list) {
         bw_stream_t *s = list;
         list = s->defer_next;
@@ -77,32 +72,61 @@ static void stream_defer(bw_stream_t *s)
         return;
     s->deferred = 1;
     s->defer_prev = NULL;
-    s->defer_next = g.defer_head;
-    if (g.defer_head)
-        g.defer_head->defer_prev = s;
-    g.defer_head = s;
-    uv_idle_start(&g.idle, on_idle);
+    s->defer_next = s->io->defer_head;
+    if (s->io->defer_head)
+        s->io->defer_head->defer_prev = s;
+    s->io->defer_head = s;
+    uv_idle_start(&s->io->idle, on_idle);
 }
 
-int bw_stream_loop_init(uv_loop_t *loop)
+static void io_handle_closed(uv_handle_t *h)
 {
-    g.loop = loop;
-    /* Only active while deliveries are pending, so it never holds the
-     * loop open by itself. */
-    int rc = uv_idle_init(loop, &g.idle);
-    return rc < 0 ? rc : bw__tcp_loop_init(loop);
+    bw_io_t *io = h->data;
+    if (--io->handles == 0)
+        free(io);
 }
 
-void bw_stream_loop_done(void)
+static void io_close_handles(bw_io_t *io)
 {
-    if (g.loop && !uv_is_closing((uv_handle_t *)&g.idle))
-        uv_close((uv_handle_t *)&g.idle, NULL);
-    bw__tcp_loop_done();
+    uv_handle_t *h[] = {(uv_handle_t *)&io->idle, (uv_handle_t *)&io->cork_check,
+                        (uv_handle_t *)&io->cork_prepare};
+    for (int i = 0; i < io->handles; i++) {
+        h[i]->data = io;
+        uv_close(h[i], io_handle_closed);
+    }
 }
 
-uv_loop_t *bw_stream_loop(void)
+bw_io_t *bw_io_new(uv_loop_t *loop)
 {
-    return g.loop;
+    bw_io_t *io = calloc(1, sizeof *io);
+    if (!io)
+        return NULL;
+    io->loop = loop;
+    /* Only active while there is work, so they never hold the loop open by
+     * themselves. */
+    int rc = uv_idle_init(loop, &io->idle);
+    if (rc == 0 && ++io->handles)
+        rc = uv_check_init(loop, &io->cork_check);
+    if (rc == 0 && ++io->handles)
+        rc = uv_prepare_init(loop, &io->cork_prepare);
+    if (rc == 0 && ++io->handles)
+        return io;
+    if (io->handles == 0)
+        free(io);
+    else
+        io_close_handles(io); /* frees io from the last close callback */
+    return NULL;
+}
+
+void bw_io_free(bw_io_t *io)
+{
+    if (io)
+        io_close_handles(io);
+}
+
+uv_loop_t *bw_io_loop(const bw_io_t *io)
+{
+    return io->loop;
 }
 
 static int stream_live(const bw_stream_t *s)

@@ -19,8 +19,27 @@
 #include <burrow/plugin.h>
 #include <uv.h>
 
+#include "bw_limits.h"
 #include "chunkq.h"
+#include "stream.h"
 #include "util.h"
+
+/* The context of bw_io_new (stream.h), shared by the backends. */
+struct bw_io {
+    uv_loop_t *loop;
+    uv_idle_t idle; /* delivers held input on a later turn (stream.c) */
+    struct bw_stream *defer_head;
+    /* tcp.c: corked streams, sent after the turn's I/O callbacks (check)
+     * or before the loop blocks (prepare). */
+    uv_check_t cork_check;
+    uv_prepare_t cork_prepare;
+    struct tcp_stream *cork_head;
+    int handles; /* initialised handles; freed when the last has closed */
+    /* One read buffer for every TCP stream: on_read consumes it before the
+     * next read is issued, so idle connections cost no buffer at all. */
+    int rbuf_busy;
+    char rbuf[BW_READ_BUF_SIZE];
+};
 
 typedef struct bw__stream_ops {
     int (*write)(bw_stream_t *s, const void *data, size_t len);
@@ -37,6 +56,7 @@ typedef struct bw__stream_ops {
 
 struct bw_stream {
     const bw__stream_ops_t *ops;
+    bw_io_t *io;
     bw_stream_cbs_t cbs;
     void *ud;
     char peer[BW_ADDRSTRLEN];
@@ -64,10 +84,6 @@ void bw__stream_released(bw_stream_t *s);
 /* Free if closed, released and idle; call after dropping s->depth. */
 void bw__stream_maybe_free(bw_stream_t *s);
 
-/* tcp.c: the loop-wide write-coalescing handles (from bw_stream_loop_init
- * and bw_stream_loop_done). Returns 0 or a negative libuv code. */
-int bw__tcp_loop_init(uv_loop_t *loop);
-void bw__tcp_loop_done(void);
 /* tcp.c: drop a TCP stream never handed to an owner (a failed connect):
  * its handle closes and the memory goes from the close callback. */
 void bw__tcp_discard(bw_stream_t *s);

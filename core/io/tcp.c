@@ -28,13 +28,6 @@ typedef struct tcp_stream {
     unsigned reading : 1;
 } tcp_stream_t;
 
-/* One read buffer for every TCP stream: on_read consumes it before the
- * next read is issued, so idle connections cost no buffer at all. */
-static struct {
-    char buf[BW_READ_BUF_SIZE];
-    int busy;
-} rbuf;
-
 typedef struct wreq {
     uv_write_t req;
     tcp_stream_t *t;
@@ -61,15 +54,16 @@ static void tcp_close_handle(tcp_stream_t *t)
 
 static void tcp_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-    if (rbuf.busy) {
+    bw_io_t *io = BW_CONTAINER_OF(h, tcp_stream_t, h)->base.io;
+    if (io->rbuf_busy) {
         /* Cannot happen with libuv's read loop; stay safe if it ever does. */
         buf->base = NULL;
         buf->len = 0;
         return;
     }
-    rbuf.busy = 1;
-    buf->base = rbuf.buf;
-    buf->len = sizeof rbuf.buf;
+    io->rbuf_busy = 1;
+    buf->base = io->rbuf;
+    buf->len = sizeof io->rbuf;
 }
 
 static void tcp_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
@@ -88,8 +82,8 @@ static void tcp_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
         t->reading = 0;
         bw__stream_error(s, (int)n);
     }
-    if (buf->base == rbuf.buf)
-        rbuf.busy = 0;
+    if (buf->base == s->io->rbuf)
+        s->io->rbuf_busy = 0;
     s->depth--;
     bw__stream_maybe_free(s);
 }
@@ -166,13 +160,6 @@ static int tcp_send(tcp_stream_t *t, const void *data, size_t len)
  * blocks, for writes made by timers and idle work) send each corked stream
  * with one system call. Nothing waits past the current turn. */
 
-static struct {
-    tcp_stream_t *head;
-    uv_check_t check;
-    uv_prepare_t prepare;
-    int init;
-} cork;
-
 static void cork_unlink(tcp_stream_t *t)
 {
     if (!t->corked)
@@ -180,7 +167,7 @@ static void cork_unlink(tcp_stream_t *t)
     if (t->cork_prev)
         t->cork_prev->cork_next = t->cork_next;
     else
-        cork.head = t->cork_next;
+        t->base.io->cork_head = t->cork_next;
     if (t->cork_next)
         t->cork_next->cork_prev = t->cork_prev;
     t->cork_next = t->cork_prev = NULL;
@@ -209,11 +196,11 @@ static int cork_flush(tcp_stream_t *t)
     return rc;
 }
 
-static void cork_run(void)
+static void cork_run(bw_io_t *io)
 {
     tcp_stream_t *t;
     /* Streams corked by callbacks run here join the list and are sent too. */
-    while ((t = cork.head)) {
+    while ((t = io->cork_head)) {
         bw_stream_t *s = &t->base;
         s->depth++;
         int rc = cork_flush(t);
@@ -222,38 +209,18 @@ static void cork_run(void)
         s->depth--;
         bw__stream_maybe_free(s);
     }
-    uv_check_stop(&cork.check);
-    uv_prepare_stop(&cork.prepare);
+    uv_check_stop(&io->cork_check);
+    uv_prepare_stop(&io->cork_prepare);
 }
 
 static void cork_check(uv_check_t *h)
 {
-    (void)h;
-    cork_run();
+    cork_run(BW_CONTAINER_OF(h, bw_io_t, cork_check));
 }
 
 static void cork_prepare(uv_prepare_t *h)
 {
-    (void)h;
-    cork_run();
-}
-
-int bw__tcp_loop_init(uv_loop_t *loop)
-{
-    int rc = uv_check_init(loop, &cork.check);
-    if (rc == 0)
-        rc = uv_prepare_init(loop, &cork.prepare);
-    cork.init = rc == 0;
-    return rc;
-}
-
-void bw__tcp_loop_done(void)
-{
-    if (!cork.init)
-        return;
-    cork.init = 0;
-    uv_close((uv_handle_t *)&cork.check, NULL);
-    uv_close((uv_handle_t *)&cork.prepare, NULL);
+    cork_run(BW_CONTAINER_OF(h, bw_io_t, cork_prepare));
 }
 
 static int cork_append(tcp_stream_t *t, const void *data, size_t len)
@@ -269,12 +236,13 @@ static int cork_append(tcp_stream_t *t, const void *data, size_t len)
     if (!t->corked) {
         t->corked = 1;
         t->cork_prev = NULL;
-        t->cork_next = cork.head;
-        if (cork.head)
-            cork.head->cork_prev = t;
-        cork.head = t;
-        uv_check_start(&cork.check, cork_check);
-        uv_prepare_start(&cork.prepare, cork_prepare);
+        bw_io_t *io = t->base.io;
+        t->cork_next = io->cork_head;
+        if (io->cork_head)
+            io->cork_head->cork_prev = t;
+        io->cork_head = t;
+        uv_check_start(&io->cork_check, cork_check);
+        uv_prepare_start(&io->cork_prepare, cork_prepare);
     }
     return 0;
 }
@@ -350,13 +318,14 @@ static const bw__stream_ops_t tcp_ops = {
     .close = tcp_close,
 };
 
-bw_stream_t *bw_stream_tcp_new(void)
+bw_stream_t *bw_stream_tcp_new(bw_io_t *io)
 {
     tcp_stream_t *t = calloc(1, sizeof *t);
     if (!t)
         return NULL;
     t->base.ops = &tcp_ops;
-    if (uv_tcp_init(bw_stream_loop(), &t->h.tcp) != 0) {
+    t->base.io = io;
+    if (uv_tcp_init(io->loop, &t->h.tcp) != 0) {
         free(t);
         return NULL;
     }
@@ -368,14 +337,15 @@ uv_tcp_t *bw_stream_tcp_handle(bw_stream_t *s)
     return &as_tcp(s)->h.tcp;
 }
 
-bw_stream_t *bw_stream_pipe_open(int fd, const char *peer)
+bw_stream_t *bw_stream_pipe_open(bw_io_t *io, int fd, const char *peer)
 {
     tcp_stream_t *t = calloc(1, sizeof *t);
     if (!t)
         return NULL;
     t->base.ops = &tcp_ops;
+    t->base.io = io;
     t->is_pipe = 1;
-    if (uv_pipe_init(bw_stream_loop(), &t->h.pipe, 0) != 0) {
+    if (uv_pipe_init(io->loop, &t->h.pipe, 0) != 0) {
         free(t);
         return NULL;
     }

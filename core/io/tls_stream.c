@@ -213,7 +213,7 @@ static void ts_close(bw_stream_t *s, int abort)
     if (!abort) {
         bw_tls_shutdown(ts->tls);
         if (bw_tls_queued(ts->tls) > 0 && (ts->linger = malloc(sizeof *ts->linger))) {
-            uv_timer_init(bw_stream_loop(), ts->linger);
+            uv_timer_init(s->io->loop, ts->linger);
             ts->linger->data = ts;
             uv_timer_start(ts->linger, linger_tick, LINGER_POLL_MS, LINGER_POLL_MS);
             return;
@@ -269,7 +269,8 @@ static void tcp_connected(void *ud, bw_stream_t *tcp, int status)
         finish_connect(ts, status);
 }
 
-int bw_stream_tls_connect(const char *host, int port, int verify, bw_connect_cb cb, void *ud)
+int bw_stream_tls_connect(bw_io_t *io, const char *host, int port, int verify, bw_connect_cb cb,
+                          void *ud)
 {
     SSL_CTX *ctx = client_ctx(verify != 0);
     if (!ctx)
@@ -278,16 +279,17 @@ int bw_stream_tls_connect(const char *host, int port, int verify, bw_connect_cb 
     if (!ts)
         return BW_ENOMEM;
     ts->base.ops = &tls_ops;
+    ts->base.io = io;
     ts->cb = cb;
     ts->ud = ud;
     ts->port = port;
     snprintf(ts->host, sizeof ts->host, "%s", host && *host ? host : "localhost");
-    ts->tls = bw_tls_new(bw_stream_loop(), ctx, 0, ts->host, &tls_cbs, ts);
+    ts->tls = bw_tls_new(io->loop, ctx, 0, ts->host, &tls_cbs, ts);
     if (!ts->tls) {
         free(ts);
         return BW_ENOMEM;
     }
-    int rc = bw_stream_tcp_connect(ts->host, port, tcp_connected, ts);
+    int rc = bw_stream_tcp_connect(io, ts->host, port, tcp_connected, ts);
     if (rc < 0) {
         /* No callback: on_close frees the stream on a later turn. */
         ts->cb = NULL;

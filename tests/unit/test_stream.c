@@ -29,6 +29,7 @@
 #include "yamux.h"
 
 static uv_loop_t loop;
+static bw_io_t *io;
 
 /* ---- an echo service made of bw_streams ---- */
 
@@ -70,7 +71,7 @@ static const bw_stream_cbs_t echo_cbs = {
 static void echo_conn(uv_stream_t *server, int status)
 {
     echo_t *e = (echo_t *)server;
-    bw_stream_t *s = bw_stream_tcp_new();
+    bw_stream_t *s = bw_stream_tcp_new(io);
     assert_int_equal(uv_accept(server, (uv_stream_t *)bw_stream_tcp_handle(s)), 0);
     bw_stream_tcp_ready(s);
     e->last = s;
@@ -123,11 +124,11 @@ static void proxy_connected(void *ud, bw_stream_t *s, int status)
 static void proxy_conn(uv_stream_t *server, int status)
 {
     proxy_t *p = (proxy_t *)server;
-    bw_stream_t *s = bw_stream_tcp_new();
+    bw_stream_t *s = bw_stream_tcp_new(io);
     assert_int_equal(uv_accept(server, (uv_stream_t *)bw_stream_tcp_handle(s)), 0);
     bw_stream_tcp_ready(s);
     p->pending_pub = s;
-    assert_int_equal(bw_stream_tcp_connect("localhost", p->target_port, proxy_connected, p), 0);
+    assert_int_equal(bw_stream_tcp_connect(io, "localhost", p->target_port, proxy_connected, p), 0);
 }
 
 /* ---- the client thread ---- */
@@ -333,7 +334,7 @@ static void connect_refused_reports_once(void **state)
     int port = listen_on(&h, echo_conn);
     uv_close((uv_handle_t *)&h, NULL); /* nothing listens there any more */
     uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(bw_stream_tcp_connect("127.0.0.1", port, refused_cb, &r), 0);
+    assert_int_equal(bw_stream_tcp_connect(io, "127.0.0.1", port, refused_cb, &r), 0);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(r.calls, 1);
     assert_int_equal(r.status, BW_ECONNREFUSED);
@@ -430,7 +431,7 @@ static void tls_connect_localhost_falls_back_to_v6(void **state)
     v.sctx = bw_tls_server_ctx(cert, key, err, sizeof err);
     assert_non_null(v.sctx);
 
-    assert_int_equal(bw_stream_tls_connect("localhost", port, 0, v6_connected, &v), 0);
+    assert_int_equal(bw_stream_tls_connect(io, "localhost", port, 0, v6_connected, &v), 0);
     run_until(&v.done, NULL, "the TLS connection over ::1 to end");
     uv_close((uv_handle_t *)&v.server, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -479,7 +480,7 @@ static bw_stream_t *g_accepted;
 /* As the agent does: wrap the peer's stream before returning. */
 static void on_stream(void *ud, bw_mux_stream_t *s)
 {
-    g_accepted = bw_stream_mux_new(s, "1.2.3.4:5");
+    g_accepted = bw_stream_mux_new(io, s, "1.2.3.4:5");
 }
 
 static void pump(wire_t *a, wire_t *b)
@@ -797,7 +798,7 @@ static void burst_conn(uv_stream_t *server, int status)
 {
     static const bw_stream_cbs_t cbs = {.struct_size = sizeof cbs, .on_drain = burst_drain};
     burst_t *b = (burst_t *)server;
-    b->s = bw_stream_tcp_new();
+    b->s = bw_stream_tcp_new(io);
     assert_int_equal(uv_accept(server, (uv_stream_t *)bw_stream_tcp_handle(b->s)), 0);
     bw_stream_tcp_ready(b->s);
     bw_stream_set_callbacks(b->s, &cbs, b);
@@ -837,12 +838,13 @@ static void small_writes_coalesce_in_order_and_drain(void **state)
 static int setup(void **state)
 {
     uv_loop_init(&loop);
-    return bw_stream_loop_init(&loop);
+    io = bw_io_new(&loop);
+    return io ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
-    bw_stream_loop_done();
+    bw_io_free(io);
     bw_stream_tls_done();
     uv_run(&loop, UV_RUN_DEFAULT);
     return uv_loop_close(&loop);
