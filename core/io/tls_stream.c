@@ -2,6 +2,7 @@
  * BW_CONNECT_TLS): the plugin sees the plaintext, exactly like a TCP
  * stream. See stream.h. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,14 +245,14 @@ static void tcp_connected(void *ud, bw_stream_t *tcp, int status)
         char addr[300];
         snprintf(addr, sizeof addr, "%s:%d", ts->host, ts->port);
         bw_log(BW_LOG_WARN, "TLS connection to local service failed", "obj", "join", "addr", addr,
-               "err", bw_strerror(status), NULL);
+               "err", uv_strerror(status), NULL);
         finish_connect(ts, status);
         return;
     }
     /* The TLS layer owns its handle: give it a duplicate of the socket and
      * close the TCP stream's (the connection stays up while one is open). */
     status = uv_fileno((uv_handle_t *)bw_stream_tcp_handle(tcp), &fd);
-    if (status == 0 && (nfd = dup(fd)) < 0)
+    if (status == 0 && (nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
         status = -errno;
     bw_stream_close(tcp, 0);
     if (status < 0) {
