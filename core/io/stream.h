@@ -88,7 +88,8 @@ bw_stream_t *bw_stream_pipe_open(bw_io_t *io, int fd, const char *peer);
 
 /* --- TLS to a local service (tls_stream.c) --- */
 
-/* Connect to host:port and run a TLS client handshake: SNI = host unless
+/* Connect to host:port exactly as bw_stream_tcp_connect does (same address
+ * choice), then run a TLS client handshake over it: SNI = host unless
  * it is an IP literal, ALPN http/1.1, the certificate verified against the
  * system store and host name only when `verify`. `cb` runs once, after the
  * handshake (a failed handshake is a failed connect: the reason is logged

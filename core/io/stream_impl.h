@@ -3,9 +3,9 @@
  * discipline in stream.c, and connect.c. Not part of the plugin ABI: the
  * plugin only ever sees bw_stream_t as an opaque pointer.
  *
- * A backend embeds struct bw_stream first in its own struct, fills `ops`,
- * and reports transport events through the bw__stream_* calls below with
- * s->depth held, then calls bw__stream_maybe_free(s). Once its transport is
+ * A backend embeds struct bw_stream first in its own struct, fills `ops`
+ * and `io`, and reports transport events through the bw__stream_* calls
+ * below with s->depth held, then calls bw__stream_maybe_free(s). Once its transport is
  * gone it calls bw__stream_released(). The shared code frees the whole
  * allocation (free(s)) once the stream is both released and closed by its
  * owner, and no callback is running: a transport that ends on its own (a
