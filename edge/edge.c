@@ -157,14 +157,15 @@ static void close_agents(bw_edge_t *e)
         uv_close((uv_handle_t *)&e->agents, NULL);
 }
 
-bw_edge_t *bw_edge_new(uv_loop_t *loop, const bw_edge_config_t *cfg, char *err, size_t errlen)
+bw_edge_t *bw_edge_new(bw_io_t *io, const bw_edge_config_t *cfg, char *err, size_t errlen)
 {
     bw_edge_t *e = calloc(1, sizeof *e);
     if (!e) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    e->loop = loop;
+    e->io = io;
+    e->loop = bw_io_loop(io);
     e->cfg = *cfg;
     e->domain = bw_strdup(cfg->domain ? cfg->domain : "localhost");
     e->tcp_addr = bw_strdup(cfg->tcp_addr ? cfg->tcp_addr : "127.0.0.1");
@@ -180,7 +181,7 @@ bw_edge_t *bw_edge_new(uv_loop_t *loop, const bw_edge_config_t *cfg, char *err, 
         goto fail;
     if (setup_tls(e, err, errlen) != 0)
         goto fail;
-    if (!(e->http = bw_http_edge_new(loop, e, cfg, err, errlen)))
+    if (!(e->http = bw_http_edge_new(io, e, cfg, err, errlen)))
         goto fail;
     if (listen_agents(e, err, errlen) != 0)
         goto fail;
@@ -189,7 +190,7 @@ bw_edge_t *bw_edge_new(uv_loop_t *loop, const bw_edge_config_t *cfg, char *err, 
 fail:
     close_agents(e);
     bw_http_edge_stop(e->http);
-    uv_run(loop, UV_RUN_NOWAIT);
+    uv_run(e->loop, UV_RUN_NOWAIT);
     bw_edge_free(e);
     return NULL;
 }

@@ -8,6 +8,8 @@
 
 #include <uv.h>
 
+#include "stream.h"
+
 typedef struct bw_edge bw_edge_t;
 
 typedef struct bw_edge_config {
@@ -36,10 +38,11 @@ typedef struct bw_edge_config {
  * < 0 with err[errlen] naming the flag and the value. */
 int bw_edge_config_check(const bw_edge_config_t *cfg, char *err, size_t errlen);
 
-/* Create the edge: settings checked, files loaded, then the listeners
- * opened. Returns NULL with err[errlen] when anything is wrong, having
- * closed whatever it opened. */
-bw_edge_t *bw_edge_new(uv_loop_t *loop, const bw_edge_config_t *cfg, char *err, size_t errlen);
+/* Create the edge on `io` (its loop and streams; the caller keeps it):
+ * settings checked, files loaded, then the listeners opened. Returns NULL
+ * with err[errlen] when anything is wrong, having closed whatever it
+ * opened. */
+bw_edge_t *bw_edge_new(bw_io_t *io, const bw_edge_config_t *cfg, char *err, size_t errlen);
 
 /* Close every listener and session; the loop then runs dry. */
 void bw_edge_stop(bw_edge_t *e);

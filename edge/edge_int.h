@@ -46,8 +46,8 @@ typedef struct bw_http_edge bw_http_edge_t;
 int bw_http_edge_config_check(const bw_edge_config_t *cfg, char *err, size_t errlen);
 /* Load the certificates, then start the listeners cfg asks for (http_addr/https_addr; NULL or "" is
  * off). Returns NULL with err[errlen] on failure. */
-bw_http_edge_t *bw_http_edge_new(uv_loop_t *loop, bw_edge_t *e, const bw_edge_config_t *cfg,
-                                 char *err, size_t errlen);
+bw_http_edge_t *bw_http_edge_new(bw_io_t *io, bw_edge_t *e, const bw_edge_config_t *cfg, char *err,
+                                 size_t errlen);
 /* Bound port of the listener for `scheme`, 0 when it is off. */
 int bw_http_edge_port(const bw_http_edge_t *h, int scheme);
 /* Close the listeners and every public connection. */
@@ -120,6 +120,7 @@ struct edge_session {
 };
 
 struct bw_edge {
+    bw_io_t *io; /* borrowed */
     uv_loop_t *loop;
     bw_edge_config_t cfg;
     char *domain, *tcp_addr;

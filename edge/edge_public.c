@@ -113,7 +113,7 @@ static bw_stream_t *open_conn(edge_tunnel_t *t, const char *client, const char *
     json_t *m = bw_msg_conn(t->id, client, edge_type, server_name);
     int rc = m ? bw_link_send_msg(ms, m) : BW_ENOMEM;
     json_decref(m);
-    bw_stream_t *priv = bw_stream_mux_new(ms, s->peer);
+    bw_stream_t *priv = bw_stream_mux_new(s->e->io, ms, s->peer);
     if (priv && rc < 0) {
         bw_stream_close(priv, 1);
         priv = NULL;
@@ -127,7 +127,7 @@ void bw__edge_public_conn(uv_stream_t *server, int status)
     edge_session_t *s = t->sess;
     if (status < 0)
         return;
-    bw_stream_t *pub = bw_stream_tcp_new();
+    bw_stream_t *pub = bw_stream_tcp_new(s->e->io);
     if (!pub)
         return;
     if (uv_accept(server, (uv_stream_t *)bw_stream_tcp_handle(pub)) != 0 || !s->link) {

@@ -8,6 +8,7 @@
 
 #include "hostnames.h"
 #include "http_conn.h"
+#include "http_text.h"
 #include "log.h"
 
 #define DRAIN_MS      5000 /* how long an error answer waits for the response before it */
@@ -185,24 +186,8 @@ static void on_timer(uv_timer_t *h)
 
 static const char *status_text(int status)
 {
-    switch (status) {
-    case 400:
-        return "Bad Request";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 421:
-        return "Misdirected Request";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 502:
-        return "Bad Gateway";
-    default:
-        return "Internal Server Error";
-    }
+    const char *t = bw_http_reason(status);
+    return t ? t : "Internal Server Error";
 }
 
 /* Write the answer now, then close after the client had time to read it. */

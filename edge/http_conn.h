@@ -23,6 +23,7 @@ typedef struct listener {
 } listener_t;
 
 struct bw_http_edge {
+    bw_io_t *io; /* borrowed */
     uv_loop_t *loop;
     bw_edge_t *edge;
     listener_t *l[2];

@@ -130,7 +130,7 @@ static void on_public(uv_stream_t *server, int status)
             bw__hconn_close(c, 1);
         return;
     }
-    c->tcp = bw_stream_tcp_new();
+    c->tcp = bw_stream_tcp_new(l->he->io);
     if (!c->tcp) {
         bw__hconn_close(c, 1);
         return;
@@ -217,15 +217,16 @@ int bw_http_edge_config_check(const bw_edge_config_t *cfg, char *err, size_t err
     return rc ? rc : addr_check("--https-addr", cfg->https_addr, err, errlen);
 }
 
-bw_http_edge_t *bw_http_edge_new(uv_loop_t *loop, bw_edge_t *e, const bw_edge_config_t *cfg,
-                                 char *err, size_t errlen)
+bw_http_edge_t *bw_http_edge_new(bw_io_t *io, bw_edge_t *e, const bw_edge_config_t *cfg, char *err,
+                                 size_t errlen)
 {
     bw_http_edge_t *he = calloc(1, sizeof *he);
     if (!he) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    he->loop = loop;
+    he->io = io;
+    he->loop = bw_io_loop(io);
     he->edge = e;
     he->header_ms = cfg->http_header_timeout_ms ? cfg->http_header_timeout_ms : 10000;
     he->idle_ms = cfg->http_idle_ms ? cfg->http_idle_ms : 90000;
@@ -244,7 +245,7 @@ bw_http_edge_t *bw_http_edge_new(uv_loop_t *loop, bw_edge_t *e, const bw_edge_co
     return he;
 fail:
     bw_http_edge_stop(he);
-    uv_run(loop, UV_RUN_NOWAIT);
+    uv_run(he->loop, UV_RUN_NOWAIT);
     bw_http_edge_free(he);
     return NULL;
 }

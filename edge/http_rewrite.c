@@ -15,6 +15,8 @@
 #include <http_parser.h>
 
 #include "burrow/error.h"
+#include "http_text.h"
+#include "util.h"
 
 enum { S_IDLE, S_HEAD, S_BODY, S_RAW, S_ERR };
 enum { EV_NONE, EV_BEGIN, EV_HEADERS };
@@ -26,8 +28,7 @@ struct bw_hrw {
     char reason[128];
     char head[BW_HRW_MAX_HEAD];
     size_t head_len;
-    char *out;
-    size_t out_len, out_cap;
+    bw_buf_t out; /* what to forward, rebuilt on every feed */
     bw_hrw_head_t *heads;
     size_t n_heads, heads_cap;
 };
@@ -88,7 +89,7 @@ void bw_hrw_free(bw_hrw_t *r)
 {
     if (!r)
         return;
-    free(r->out);
+    free(r->out.p);
     free(r->heads);
     free(r);
 }
@@ -107,19 +108,8 @@ static int fail(bw_hrw_t *r, int status, const char *reason)
 
 static int out_put(bw_hrw_t *r, const char *data, size_t len)
 {
-    if (r->out_len + len > r->out_cap) {
-        size_t cap = r->out_cap ? r->out_cap : 4096;
-        while (cap < r->out_len + len)
-            cap *= 2;
-        char *n = realloc(r->out, cap);
-        if (!n)
-            return fail(r, 500, "out of memory");
-        r->out = n;
-        r->out_cap = cap;
-    }
-    memcpy(r->out + r->out_len, data, len);
-    r->out_len += len;
-    return 0;
+    bw_buf_put(&r->out, data, len);
+    return r->out.oom ? fail(r, 500, "out of memory") : 0;
 }
 
 static int out_str(bw_hrw_t *r, const char *s)
@@ -280,15 +270,9 @@ static int emit_head(bw_hrw_t *r, const hdr_t *hs, int n, const hdr_t *host, siz
  * that disagree on such names are how requests get smuggled. */
 static int valid_name(const bw_hrw_t *r, const hdr_t *h)
 {
-    static const char tchar[] = "!#$%&'*+-.^_`|~";
     if (h->name_len == 0 || h->start + h->name_len >= h->eol)
         return 0;
-    for (size_t i = 0; i < h->name_len; i++) {
-        unsigned char c = (unsigned char)r->head[h->start + i];
-        if (!c || (!isalnum(c) && !strchr(tchar, c)))
-            return 0;
-    }
-    return 1;
+    return bw_http_is_token(r->head + h->start, h->name_len);
 }
 
 /* A whole head (request line to the final LF) is in r->head. */
@@ -326,7 +310,7 @@ static int finish_head(bw_hrw_t *r)
     bw_hrw_head_t *h = &r->heads[r->n_heads];
     if (host_name(r->head + host->value, host->value_len, h->host) != 0)
         return fail(r, 400, "invalid Host header");
-    h->off = r->out_len;
+    h->off = r->out.len;
     if (emit_head(r, hs, n, host, final, pos) != 0)
         return fail(r, 500, "out of memory");
     r->n_heads++;
@@ -423,7 +407,7 @@ static int step(bw_hrw_t *r, const char *data, size_t len, size_t *used)
 
 int bw_hrw_feed(bw_hrw_t *r, const char *data, size_t len)
 {
-    r->out_len = 0;
+    r->out.len = 0;
     r->n_heads = 0;
     if (r->state == S_ERR)
         return BW_EINVAL;
@@ -433,7 +417,7 @@ int bw_hrw_feed(bw_hrw_t *r, const char *data, size_t len)
     while (off < len && r->state != S_RAW) {
         size_t used;
         if (step(r, data + off, len - off, &used) != 0) {
-            r->out_len = 0;
+            r->out.len = 0;
             r->n_heads = 0;
             return BW_EINVAL;
         }
@@ -446,8 +430,8 @@ int bw_hrw_feed(bw_hrw_t *r, const char *data, size_t len)
 
 const char *bw_hrw_out(const bw_hrw_t *r, size_t *len)
 {
-    *len = r->out_len;
-    return r->out ? r->out : ""; /* never NULL: callers memcpy and offset it */
+    *len = r->out.len;
+    return r->out.p ? r->out.p : ""; /* never NULL: callers memcpy and offset it */
 }
 
 size_t bw_hrw_heads(const bw_hrw_t *r)

@@ -171,12 +171,14 @@ int main(int argc, char **argv)
         return 1;
     }
     uv_loop_t *loop = uv_default_loop();
-    bw_stream_loop_init(loop);
-    edge = bw_edge_new(loop, &cfg, err, sizeof err);
+    bw_io_t *io = bw_io_new(loop);
+    edge = io ? bw_edge_new(io, &cfg, err, sizeof err) : NULL;
     if (!edge) {
+        if (!io)
+            snprintf(err, sizeof err, "out of memory");
         bw_log(BW_LOG_CRIT, "edge failed to start", "obj", "edge", "err", err, NULL);
         fprintf(stderr, "ERROR:  %s\n", err);
-        bw_stream_loop_done();
+        bw_io_free(io);
         uv_run(loop, UV_RUN_DEFAULT);
         uv_loop_close(loop);
         return 1;
@@ -187,7 +189,7 @@ int main(int argc, char **argv)
     uv_signal_start(&sigterm_h, on_signal, SIGTERM);
     bw_log(BW_LOG_INFO, "edge ready", "obj", "edge", NULL);
     uv_run(loop, UV_RUN_DEFAULT);
-    bw_stream_loop_done();
+    bw_io_free(io);
     uv_walk(loop, close_walk, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     bw_edge_free(edge);

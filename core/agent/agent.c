@@ -44,15 +44,16 @@ static SSL_CTX *client_ctx(const char *root_cas, char *err, size_t errlen)
     return ctx;
 }
 
-bw_agent_t *bw_agent_new(uv_loop_t *loop, bw_registry_t *reg, const bw_agent_config_t *cfg,
-                         char *err, size_t errlen)
+bw_agent_t *bw_agent_new(bw_io_t *io, bw_registry_t *reg, const bw_agent_config_t *cfg, char *err,
+                         size_t errlen)
 {
     bw_agent_t *a = calloc(1, sizeof *a);
     if (!a) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    a->loop = loop;
+    a->io = io;
+    a->loop = bw_io_loop(io);
     a->reg = reg;
     a->cfg = *cfg;
     a->server_addr = bw_strdup(cfg->server_addr ? cfg->server_addr : "localhost:4443");
@@ -80,7 +81,7 @@ bw_agent_t *bw_agent_new(uv_loop_t *loop, bw_registry_t *reg, const bw_agent_con
     a->ctx = client_ctx(cfg->root_cas, err, errlen);
     if (!a->ctx)
         goto fail;
-    uv_timer_init(loop, &a->retry);
+    uv_timer_init(a->loop, &a->retry);
     return a;
 fail:
     bw_capture_store_free(a->captures);

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "plugin_loader.h"
+#include "stream.h"
 
 typedef struct bw_agent bw_agent_t;
 
@@ -38,10 +39,11 @@ typedef struct bw_tunnel_spec {
     const char *follows; /* twin: bind after this tunnel, on its host name */
 } bw_tunnel_spec_t;
 
-/* Create an agent. Returns NULL with err[errlen] on failure (bad CA file,
- * bad server address). The registry stays owned by the caller. */
-bw_agent_t *bw_agent_new(uv_loop_t *loop, bw_registry_t *reg, const bw_agent_config_t *cfg,
-                         char *err, size_t errlen);
+/* Create an agent on `io` (its loop and streams). Returns NULL with
+ * err[errlen] on failure (bad CA file, bad server address). The registry and
+ * the I/O context stay owned by the caller. */
+bw_agent_t *bw_agent_new(bw_io_t *io, bw_registry_t *reg, const bw_agent_config_t *cfg, char *err,
+                         size_t errlen);
 
 /* Outcome of binding a tunnel started with a callback: status 0 and the
  * tunnel, or < 0 with the edge's (or the session's) reason in `err`; the

@@ -33,6 +33,7 @@ typedef struct agent_tunnel {
 } agent_tunnel_t;
 
 struct bw_agent {
+    bw_io_t *io; /* borrowed */
     uv_loop_t *loop;
     bw_registry_t *reg;
     bw_agent_config_t cfg;

@@ -62,7 +62,7 @@ static void incoming_dispatch(incoming_t *in, json_t *m, const uint8_t *rest, si
     int port;
     if (bw_split_hostport(client, ip, sizeof ip, &port) != 0)
         snprintf(ip, sizeof ip, "%s", client);
-    bw_stream_t *s = bw_stream_mux_new(in->ms, client);
+    bw_stream_t *s = bw_stream_mux_new(in->a->io, in->ms, client);
     if (!s)
         return;
     if (bw_stream_unread(s, rest, rest_len) != 0) {

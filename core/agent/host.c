@@ -496,6 +496,18 @@ static void connected(void *ud, bw_stream_t *s, int status)
         tunnel_release(t);
 }
 
+static bw_io_t *g_io;
+
+void bw_host_set_io(bw_io_t *io)
+{
+    g_io = io;
+}
+
+bw_io_t *bw_host_io(void)
+{
+    return g_io;
+}
+
 static int h_connect(bw_tunnel_t *t, const char *addr, uint32_t flags, bw_connect_cb cb, void *ud)
 {
     char host[256];
@@ -510,10 +522,10 @@ static int h_connect(bw_tunnel_t *t, const char *addr, uint32_t flags, bw_connec
     pc->t = t;
     pc->cb = cb;
     pc->ud = ud;
-    int rc =
-        flags & BW_CONNECT_TLS
-            ? bw_stream_tls_connect(host, port, (flags & BW_CONNECT_TLS_VERIFY) != 0, connected, pc)
-            : bw_stream_tcp_connect(host, port, connected, pc);
+    int rc = flags & BW_CONNECT_TLS
+                 ? bw_stream_tls_connect(g_io, host, port, (flags & BW_CONNECT_TLS_VERIFY) != 0,
+                                         connected, pc)
+                 : bw_stream_tcp_connect(g_io, host, port, connected, pc);
     if (rc < 0) {
         free(pc);
         return rc;
@@ -548,7 +560,7 @@ static bw_timer_t *h_timer_start(uint64_t ms, uint64_t repeat_ms, void (*cb)(voi
         return NULL;
     tm->cb = cb;
     tm->ud = ud;
-    uv_timer_init(bw_stream_loop(), &tm->h);
+    uv_timer_init(bw_io_loop(g_io), &tm->h);
     uv_timer_start(&tm->h, timer_fired, ms, repeat_ms);
     return tm;
 }

@@ -10,6 +10,7 @@
 
 #include "metrics.h"
 #include "plugin_loader.h"
+#include "stream.h"
 
 /* A validated tunnel definition: option values as JSON, typed per the
  * plugin's declarations (strings, booleans, integers, string arrays; dotted
@@ -41,6 +42,13 @@ struct bw_tunnel {
 
 /* The process-wide host table handed to every plugin. */
 const bw_host_t *bw_host_table(void);
+
+/* The I/O context behind the table's connect and timer slots and replay.
+ * The table is process-wide and its timer slot names no tunnel, so there is
+ * one: set it before plugins run, and back to NULL before bw_io_free. The
+ * context stays the caller's. */
+void bw_host_set_io(bw_io_t *io);
+bw_io_t *bw_host_io(void);
 
 /* Build a conf from `input` (a JSON object with option values) against
  * `opts`: unknown keys are ignored unless `strict`; types are checked and

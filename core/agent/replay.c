@@ -122,14 +122,14 @@ static bw_replay_t *replay_new(const void *raw, size_t len, uint64_t timeout_ms,
     if (!r)
         return NULL;
     r->raw = malloc(len ? len : 1);
-    if (!r->raw || uv_pipe_init(bw_stream_loop(), &r->pipe, 0) != 0) {
+    if (!r->raw || uv_pipe_init(bw_io_loop(bw_host_io()), &r->pipe, 0) != 0) {
         free(r->raw);
         free(r);
         return NULL;
     }
     memcpy(r->raw, raw, len);
     r->len = len;
-    uv_timer_init(bw_stream_loop(), &r->timer);
+    uv_timer_init(bw_io_loop(bw_host_io()), &r->timer);
     r->pipe.data = r->timer.data = r;
     r->open_handles = 2;
     if (uv_pipe_open(&r->pipe, fd) != 0) {
@@ -169,7 +169,7 @@ int bw_replay_start(bw_tunnel_t *t, const void *raw, size_t len, const char *cli
     }
     bw_replay_t *r = replay_new(raw, len, timeout_ms, fds[1]);
     snprintf(peer, sizeof peer, strchr(ip, ':') ? "[%s]:0" : "%s:0", ip);
-    bw_stream_t *s = r ? bw_stream_pipe_open(fds[0], peer) : NULL;
+    bw_stream_t *s = r ? bw_stream_pipe_open(bw_host_io(), fds[0], peer) : NULL;
     if (!s) {
         close(fds[0]);
         if (r)

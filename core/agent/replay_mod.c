@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base64.h"
+#include "http_text.h"
 #include "replay.h"
 #include "util.h"
 
@@ -91,20 +93,9 @@ static int parse_request(const char *p, size_t len, parsed_t *pr, char *err, siz
 
 /* ---- validation ---- */
 
-static int is_tchar(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
 static int is_token(const char *s)
 {
-    if (!*s)
-        return 0;
-    for (; *s; s++)
-        if (!is_tchar((unsigned char)*s))
-            return 0;
-    return 1;
+    return bw_http_is_token(s, strlen(s));
 }
 
 static int is_uri(const char *s)
@@ -190,43 +181,6 @@ static int check_mods(const json_t *m, char *err, size_t errlen)
         return fail(err, errlen, "give modifications.body or modifications.body_base64, not both");
     json_t *h = json_object_get(m, "headers");
     return h ? check_headers(h, err, errlen) : 0;
-}
-
-/* ---- base64 ---- */
-
-static int b64val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
-/* Standard base64, padding optional. Returns the decoded length or -1. */
-static long b64decode(const char *in, size_t n, unsigned char *out)
-{
-    size_t o = 0, i;
-    unsigned acc = 0;
-    int bits = 0;
-    while (n && in[n - 1] == '=')
-        n--;
-    if (n % 4 == 1)
-        return -1;
-    for (i = 0; i < n; i++) {
-        int v = b64val((unsigned char)in[i]);
-        if (v < 0)
-            return -1;
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(acc >> bits);
-        }
-    }
-    return (long)o;
 }
 
 /* ---- rebuilding ---- */
@@ -337,12 +291,12 @@ int bw_replay_modify(const void *raw, size_t len, const json_t *mods, void **out
     } else if (j64) {
         size_t n = json_string_length(j64);
         long d;
-        decoded = malloc(n / 4 * 3 + 3);
+        decoded = malloc(BW_BASE64_DECODED_MAX(n));
         if (!decoded) {
             rc = BW_ENOMEM;
             goto out;
         }
-        if ((d = b64decode(json_string_value(j64), n, decoded)) < 0) {
+        if ((d = bw_base64_decode(json_string_value(j64), n, decoded)) < 0) {
             rc = fail(err, errlen, "modifications.body_base64 is not valid base64");
             goto out;
         }

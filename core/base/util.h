@@ -52,7 +52,7 @@ char *bw_strdup(const char *s);
  * output did not fit (buf is still NUL-terminated). */
 int bw_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* A growable byte buffer for building text. Appends never fail loudly: on
+/* The one growable byte buffer (text or bytes). Appends never fail loudly: on
  * ENOMEM the buffer sets `oom`, ignores later appends, and the caller checks
  * `oom` once at the end. Start from {0}; the caller frees `p`. `p` is
  * NUL-terminated after bw_buf_printf, not after bw_buf_put. */

@@ -1,10 +1,11 @@
-/* Internals shared by the stream backends (stream.c: TCP, pipes, yamux;
- * tls_stream.c: TLS to local services). Not part of the plugin ABI: the
+/* Internals shared by the stream backends (tcp.c: TCP and pipes;
+ * mux_stream.c: yamux; tls_stream.c: TLS to local services), the shared
+ * discipline in stream.c, and connect.c. Not part of the plugin ABI: the
  * plugin only ever sees bw_stream_t as an opaque pointer.
  *
- * A backend embeds struct bw_stream first in its own struct, fills `ops`,
- * and reports transport events through the bw__stream_* calls below with
- * s->depth held, then calls bw__stream_maybe_free(s). Once its transport is
+ * A backend embeds struct bw_stream first in its own struct, fills `ops`
+ * and `io`, and reports transport events through the bw__stream_* calls
+ * below with s->depth held, then calls bw__stream_maybe_free(s). Once its transport is
  * gone it calls bw__stream_released(). The shared code frees the whole
  * allocation (free(s)) once the stream is both released and closed by its
  * owner, and no callback is running: a transport that ends on its own (a
@@ -16,14 +17,29 @@
 #include <stdint.h>
 
 #include <burrow/plugin.h>
+#include <uv.h>
 
+#include "bw_limits.h"
+#include "chunkq.h"
+#include "stream.h"
 #include "util.h"
 
-typedef struct chunk {
-    struct chunk *next;
-    size_t len, off;
-    uint8_t data[];
-} chunk_t;
+/* The context of bw_io_new (stream.h), shared by the backends. */
+struct bw_io {
+    uv_loop_t *loop;
+    uv_idle_t idle; /* delivers held input on a later turn (stream.c) */
+    struct bw_stream *defer_head;
+    /* tcp.c: corked streams, sent after the turn's I/O callbacks (check)
+     * or before the loop blocks (prepare). */
+    uv_check_t cork_check;
+    uv_prepare_t cork_prepare;
+    struct tcp_stream *cork_head;
+    int handles; /* initialised handles; freed when the last has closed */
+    /* One read buffer for every TCP stream: on_read consumes it before the
+     * next read is issued, so idle connections cost no buffer at all. */
+    int rbuf_busy;
+    char rbuf[BW_READ_BUF_SIZE];
+};
 
 typedef struct bw__stream_ops {
     int (*write)(bw_stream_t *s, const void *data, size_t len);
@@ -40,11 +56,12 @@ typedef struct bw__stream_ops {
 
 struct bw_stream {
     const bw__stream_ops_t *ops;
+    bw_io_t *io;
     bw_stream_cbs_t cbs;
     void *ud;
     char peer[BW_ADDRSTRLEN];
-    chunk_t *in_head, *in_tail; /* held input, delivered when reading */
-    unsigned depth;             /* our callbacks in progress */
+    bw_chunkq_t in; /* held input, delivered when reading */
+    unsigned depth; /* our callbacks in progress */
     unsigned has_cbs : 1;
     unsigned reading : 1;  /* the owner wants on_read */
     unsigned closed : 1;   /* the owner called close: no more callbacks */
@@ -66,5 +83,9 @@ void bw__stream_drain(bw_stream_t *s);
 void bw__stream_released(bw_stream_t *s);
 /* Free if closed, released and idle; call after dropping s->depth. */
 void bw__stream_maybe_free(bw_stream_t *s);
+
+/* tcp.c: drop a TCP stream never handed to an owner (a failed connect):
+ * its handle closes and the memory goes from the close callback. */
+void bw__tcp_discard(bw_stream_t *s);
 
 #endif /* BW_CORE_STREAM_IMPL_H */

@@ -1,10 +1,12 @@
 /* bw_stream over TLS to a local service (host->connect with
  * BW_CONNECT_TLS): the plugin sees the plaintext, exactly like a TCP
  * stream. See stream.h. */
-#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/ssl.h>
 
@@ -21,7 +23,6 @@ typedef struct tls_stream {
     bw_tls_t *tls;
     bw_connect_cb cb; /* until the handshake ends */
     void *ud;
-    uv_getaddrinfo_t gai;
     uv_timer_t *linger; /* closing once the queue drains */
     uint64_t linger_ms;
     char host[256];
@@ -213,7 +214,7 @@ static void ts_close(bw_stream_t *s, int abort)
     if (!abort) {
         bw_tls_shutdown(ts->tls);
         if (bw_tls_queued(ts->tls) > 0 && (ts->linger = malloc(sizeof *ts->linger))) {
-            uv_timer_init(bw_stream_loop(), ts->linger);
+            uv_timer_init(s->io->loop, ts->linger);
             ts->linger->data = ts;
             uv_timer_start(ts->linger, linger_tick, LINGER_POLL_MS, LINGER_POLL_MS);
             return;
@@ -232,35 +233,46 @@ static const bw__stream_ops_t tls_ops = {
 
 /* ---- connecting ---- */
 
-static void start_at(tls_stream_t *ts, const struct sockaddr *sa)
+/* The TCP connection is up (connect.c, the same path and address choice as
+ * a plain TCP connection: "localhost" tries 127.0.0.1, then ::1): move its
+ * socket under the TLS connection and start the client handshake. */
+static void tcp_connected(void *ud, bw_stream_t *tcp, int status)
 {
-    int rc = bw_tls_connect(ts->tls, sa);
-    if (rc < 0)
-        finish_connect(ts, rc);
-}
-
-static void resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *res)
-{
-    tls_stream_t *ts = BW_CONTAINER_OF(gai, tls_stream_t, gai);
+    tls_stream_t *ts = ud;
+    uv_os_fd_t fd;
+    int nfd = -1;
     if (status < 0) {
-        bw_log(BW_LOG_WARN, "cannot resolve local service", "obj", "join", "host", ts->host, "err",
-               uv_strerror(status), NULL);
+        char addr[300];
+        snprintf(addr, sizeof addr, "%s:%d", ts->host, ts->port);
+        bw_log(BW_LOG_WARN, "TLS connection to local service failed", "obj", "join", "addr", addr,
+               "err", uv_strerror(status), NULL);
         finish_connect(ts, status);
         return;
     }
-    struct addrinfo *pick = res;
-    for (struct addrinfo *a = res; a; a = a->ai_next)
-        if (a->ai_family == AF_INET) {
-            pick = a;
-            break;
-        }
-    start_at(ts, pick->ai_addr);
-    uv_freeaddrinfo(res);
+    /* The TLS layer owns its handle: give it a duplicate of the socket and
+     * close the TCP stream's (the connection stays up while one is open). */
+    status = uv_fileno((uv_handle_t *)bw_stream_tcp_handle(tcp), &fd);
+    if (status == 0 && (nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+        status = -errno;
+    bw_stream_close(tcp, 0);
+    if (status < 0) {
+        finish_connect(ts, status);
+        return;
+    }
+    status = uv_tcp_open(bw_tls_tcp(ts->tls), nfd);
+    if (status < 0) {
+        close(nfd);
+        finish_connect(ts, status);
+        return;
+    }
+    status = bw_tls_start(ts->tls);
+    if (status < 0)
+        finish_connect(ts, status);
 }
 
-int bw_stream_tls_connect(const char *host, int port, int verify, bw_connect_cb cb, void *ud)
+int bw_stream_tls_connect(bw_io_t *io, const char *host, int port, int verify, bw_connect_cb cb,
+                          void *ud)
 {
-    struct sockaddr_storage ss;
     SSL_CTX *ctx = client_ctx(verify != 0);
     if (!ctx)
         return BW_ENOMEM;
@@ -268,30 +280,17 @@ int bw_stream_tls_connect(const char *host, int port, int verify, bw_connect_cb 
     if (!ts)
         return BW_ENOMEM;
     ts->base.ops = &tls_ops;
+    ts->base.io = io;
     ts->cb = cb;
     ts->ud = ud;
     ts->port = port;
     snprintf(ts->host, sizeof ts->host, "%s", host && *host ? host : "localhost");
-    ts->tls = bw_tls_new(bw_stream_loop(), ctx, 0, ts->host, &tls_cbs, ts);
+    ts->tls = bw_tls_new(io->loop, ctx, 0, ts->host, &tls_cbs, ts);
     if (!ts->tls) {
         free(ts);
         return BW_ENOMEM;
     }
-    int rc;
-    if (strcmp(ts->host, "localhost") == 0)
-        rc = uv_ip4_addr("127.0.0.1", port, (struct sockaddr_in *)&ss);
-    else if (uv_ip4_addr(ts->host, port, (struct sockaddr_in *)&ss) != 0)
-        rc = uv_ip6_addr(ts->host, port, (struct sockaddr_in6 *)&ss);
-    else
-        rc = 0;
-    if (rc == 0) {
-        rc = bw_tls_connect(ts->tls, (struct sockaddr *)&ss);
-    } else {
-        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-        char sport[8];
-        snprintf(sport, sizeof sport, "%d", port);
-        rc = uv_getaddrinfo(bw_stream_loop(), &ts->gai, resolved, ts->host, sport, &hints);
-    }
+    int rc = bw_stream_tcp_connect(io, ts->host, port, tcp_connected, ts);
     if (rc < 0) {
         /* No callback: on_close frees the stream on a later turn. */
         ts->cb = NULL;

@@ -302,7 +302,13 @@ static int run(const cli_t *c, const bw_config_t *cfg, const char *used, json_t 
     if (open_log(c, cfg) != 0)
         return 1;
     log_config_lines(c, cfg, used);
-    bw_stream_loop_init(loop);
+    bw_io_t *io = bw_io_new(loop);
+    if (!io) {
+        fail("out of memory");
+        bw_log_close();
+        return 1;
+    }
+    bw_host_set_io(io);
     bw_registry_t *reg = bw_registry_new(bw_host_table());
     if (!reg || bw_registry_load_default(reg) == 0) {
         fail("no protocol plugins found (set BURROW_PLUGIN_PATH)");
@@ -318,7 +324,7 @@ static int run(const cli_t *c, const bw_config_t *cfg, const char *used, json_t 
         .inspect_db_size = cfg->inspect_db_size,
         .on_stop = agent_stopped,
     };
-    g.agent = bw_agent_new(loop, reg, &ac, err, sizeof err);
+    g.agent = bw_agent_new(io, reg, &ac, err, sizeof err);
     if (!g.agent) {
         fail("%s", err);
         goto out_reg;
@@ -358,7 +364,8 @@ static int run(const cli_t *c, const bw_config_t *cfg, const char *used, json_t 
 out_agent:
     bw_agent_free(g.agent);
 out_reg:
-    bw_stream_loop_done();
+    bw_host_set_io(NULL);
+    bw_io_free(io);
     bw_stream_tls_done();
     uv_walk(loop, close_walk, NULL);
     uv_run(loop, UV_RUN_DEFAULT);

@@ -23,6 +23,8 @@
 #include <uv.h>
 
 #include "burrow/error.h"
+#include "bw_limits.h"
+#include "chunkq.h"
 
 #define CHUNK_MIN       (16u * 1024u)
 #define MAX_SEGS        8          /* payload segments gathered per frame */
@@ -40,13 +42,6 @@ enum stream_state {
     ST_RESET
 };
 
-/* A piece of the pending send buffer: bytes [off, off+len) of data. */
-typedef struct chunk {
-    struct chunk *next;
-    size_t off, len, cap;
-    uint8_t data[];
-} chunk_t;
-
 struct bw_mux_stream {
     bw_mux_t *m;
     uint32_t id;
@@ -63,8 +58,7 @@ struct bw_mux_stream {
     bw_mux_stream_t *qprev, *qnext;
     /* send side */
     uint32_t send_window;
-    chunk_t *head, *tail;
-    size_t pending;
+    bw_chunkq_t pending; /* bytes written, not yet framed */
     /* receive side; invariant: recv_window + owed + unconsumed <= recv_max */
     uint32_t recv_window; /* credit the peer still has */
     uint32_t recv_max;    /* window we advertise */
@@ -134,8 +128,8 @@ void bw_mux_config_default(bw_mux_config_t *c, int is_client)
     c->is_client = is_client;
     c->max_window = 16u * 1024u * 1024u;
     c->max_streams = 65536;
-    c->stream_hwm = 256u * 1024u;
-    c->transport_hwm = 1024u * 1024u;
+    c->stream_hwm = BW_STREAM_HWM;
+    c->transport_hwm = BW_TLS_HIGH_WATER;
     c->max_frame = 64u * 1024u;
 }
 
@@ -274,14 +268,7 @@ static void queue_remove(bw_mux_t *m, bw_mux_stream_t *s)
 
 static void pending_clear(bw_mux_stream_t *s)
 {
-    chunk_t *c = s->head;
-    while (c) {
-        chunk_t *next = c->next;
-        free(c);
-        c = next;
-    }
-    s->head = s->tail = NULL;
-    s->pending = 0;
+    bw_chunkq_clear(&s->pending);
 }
 
 static void stream_free(bw_mux_stream_t *s)
@@ -382,56 +369,6 @@ static bool can_write(const bw_mux_stream_t *s)
            !m->freeing;
 }
 
-static int pending_append(bw_mux_stream_t *s, const uint8_t *p, size_t len)
-{
-    chunk_t *t = s->tail;
-    if (t) {
-        size_t room = t->cap - t->off - t->len;
-        size_t n = len < room ? len : room;
-        memcpy(t->data + t->off + t->len, p, n);
-        t->len += n;
-        s->pending += n;
-        p += n;
-        len -= n;
-    }
-    if (len == 0)
-        return 0;
-    size_t cap = len > CHUNK_MIN ? len : CHUNK_MIN;
-    chunk_t *c = malloc(sizeof *c + cap);
-    if (!c)
-        return BW_ENOMEM;
-    c->next = NULL;
-    c->off = 0;
-    c->len = len;
-    c->cap = cap;
-    memcpy(c->data, p, len);
-    if (t)
-        t->next = c;
-    else
-        s->head = c;
-    s->tail = c;
-    s->pending += len;
-    return 0;
-}
-
-static void pending_drop(bw_mux_stream_t *s, size_t n)
-{
-    s->pending -= n;
-    while (n > 0) {
-        chunk_t *c = s->head;
-        size_t k = n < c->len ? n : c->len;
-        c->off += k;
-        c->len -= k;
-        n -= k;
-        if (c->len == 0) {
-            s->head = c->next;
-            if (!s->head)
-                s->tail = NULL;
-            free(c);
-        }
-    }
-}
-
 static size_t frame_budget(const bw_mux_stream_t *s, size_t want)
 {
     size_t n = want < s->send_window ? want : s->send_window;
@@ -444,33 +381,29 @@ static void send_pending_frame(bw_mux_stream_t *s)
 {
     const void *segs[MAX_SEGS];
     size_t lens[MAX_SEGS];
-    unsigned nseg = 0;
-    size_t budget = frame_budget(s, s->pending), n = 0;
-    for (chunk_t *c = s->head; c && n < budget && nseg < MAX_SEGS; c = c->next) {
-        size_t k = budget - n < c->len ? budget - n : c->len;
-        segs[nseg] = c->data + c->off;
-        lens[nseg++] = k;
-        n += k;
-    }
+    unsigned nseg;
+    size_t n;
+    nseg =
+        bw_chunkq_gather(&s->pending, frame_budget(s, s->pending.bytes), segs, lens, MAX_SEGS, &n);
     uint16_t flags = take_flags(s);
-    bool fin = s->shut_wr && n == s->pending;
+    bool fin = s->shut_wr && n == s->pending.bytes;
     if (fin)
         flags |= BW_MUX_FLAG_FIN;
     send_frame(s->m, BW_MUX_TYPE_DATA, flags, s->id, (uint32_t)n, segs, lens, nseg);
     s->send_window -= (uint32_t)n;
-    pending_drop(s, n);
+    bw_chunkq_drop(&s->pending, n);
     if (fin)
         fin_sent(s);
 }
 
 static bool sendable(const bw_mux_stream_t *s)
 {
-    return !s->finished && s->pending > 0 && s->send_window > 0;
+    return !s->finished && s->pending.bytes > 0 && s->send_window > 0;
 }
 
 static void after_pending_sent(bw_mux_stream_t *s)
 {
-    if (s->finished || s->pending > 0 || !s->want_drain)
+    if (s->finished || s->pending.bytes > 0 || !s->want_drain)
         return;
     s->want_drain = false;
     if (!s->released && !s->shut_wr && s->cbs.on_drain)
@@ -943,13 +876,13 @@ int bw_mux_stream_write(bw_mux_stream_t *s, const void *data, size_t len)
     size_t done = 0;
     int rc = 0;
     /* Queued streams go first, or a busy writer would starve them. */
-    if (s->pending == 0 && !m->qhead)
+    if (s->pending.bytes == 0 && !m->qhead)
         done = write_direct(s, data, len);
     if (done < len) {
-        rc = pending_append(s, (const uint8_t *)data + done, len - done);
+        rc = bw_chunkq_push(&s->pending, (const uint8_t *)data + done, len - done, CHUNK_MIN);
         schedule(s);
     }
-    if (rc == 0 && s->pending > m->cfg.stream_hwm) {
+    if (rc == 0 && s->pending.bytes > m->cfg.stream_hwm) {
         s->want_drain = true;
         rc = BW_EAGAIN;
     }
@@ -958,7 +891,7 @@ int bw_mux_stream_write(bw_mux_stream_t *s, const void *data, size_t len)
 
 size_t bw_mux_stream_pending(const bw_mux_stream_t *s)
 {
-    return s->pending;
+    return s->pending.bytes;
 }
 
 void bw_mux_stream_consumed(bw_mux_stream_t *s, size_t len)
@@ -980,7 +913,7 @@ int bw_mux_stream_shutdown(bw_mux_stream_t *s)
     if (s->shut_wr)
         return 0;
     s->shut_wr = true;
-    if (s->pending == 0) {
+    if (s->pending.bytes == 0) {
         enter(s->m);
         send_fin(s);
         leave(s->m);

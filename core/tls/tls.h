@@ -31,10 +31,9 @@
 #include <openssl/ssl.h>
 #include <uv.h>
 
-typedef struct bw_tls bw_tls_t;
+#include "bw_limits.h" /* BW_TLS_HIGH_WATER, BW_TLS_LOW_WATER */
 
-#define BW_TLS_HIGH_WATER (1024u * 1024u) /* queued() above this arms on_drain */
-#define BW_TLS_LOW_WATER  (256u * 1024u)  /* on_drain fires at or below this */
+typedef struct bw_tls bw_tls_t;
 
 typedef struct bw_tls_cbs {
     /* Handshake finished: status 0, or < 0 (message in bw_tls_error()). */
@@ -77,7 +76,8 @@ SSL *bw_tls_ssl(bw_tls_t *t);
  * connected. Connection failures arrive as on_handshake(status < 0). */
 int bw_tls_connect(bw_tls_t *t, const struct sockaddr *addr);
 
-/* Start the handshake on an accepted handle and begin reading. */
+/* Start the handshake on an accepted handle, or on one already connected
+ * (uv_tcp_open of a connected socket, as a client), and begin reading. */
 int bw_tls_start(bw_tls_t *t);
 
 /* Encrypt and queue `n` buffers. The bytes are copied; small buffers share

@@ -11,12 +11,8 @@
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
-#define READ_BUF_SIZE  (64u * 1024u)
 #define PLAIN_BUF_SIZE (64u * 1024u)
 #define RECORD_SIZE    16384u /* largest TLS plaintext record */
-/* Flush ciphertext to the socket at least this often inside one large write,
- * so the kernel starts sending while we still encrypt. */
-#define FLUSH_EVERY (256u * 1024u)
 
 struct write_req {
     uv_write_t req;

@@ -14,7 +14,7 @@ static void handshake(bw_tls_t *t);
 static void pump(bw_tls_t *t);
 static int seal_stage(bw_tls_t *t);
 
-static _Thread_local uint8_t read_buf[READ_BUF_SIZE];
+static _Thread_local uint8_t read_buf[BW_READ_BUF_SIZE];
 static _Thread_local uint8_t plain_buf[PLAIN_BUF_SIZE];
 
 /* ---- socket I/O ---- */
@@ -376,7 +376,7 @@ int bw_tls_start(bw_tls_t *t)
 static int ssl_write_all(bw_tls_t *t, const uint8_t *p, size_t len)
 {
     while (len > 0) {
-        size_t n = len < FLUSH_EVERY ? len : FLUSH_EVERY;
+        size_t n = len < BW_TLS_FLUSH_EVERY ? len : BW_TLS_FLUSH_EVERY;
         int r;
 
         /* Room for the records up front: growing while SSL appends would
@@ -388,7 +388,7 @@ static int ssl_write_all(bw_tls_t *t, const uint8_t *p, size_t len)
             return bw__tls_ssl_failure(t, SSL_get_error(t->ssl, r), "TLS write failed");
         p += r;
         len -= (size_t)r;
-        if (t->out_len >= FLUSH_EVERY && (r = flush(t)) < 0)
+        if (t->out_len >= BW_TLS_FLUSH_EVERY && (r = flush(t)) < 0)
             return r;
     }
     return 0;

@@ -110,7 +110,12 @@ int main(int argc, char **argv)
     }
     bw_log_open("stderr", BW_LOGFMT_LOGFMT, BW_LOG_WARN);
     uv_loop_t *loop = uv_default_loop();
-    bw_stream_loop_init(loop);
+    bw_io_t *io = bw_io_new(loop);
+    if (!io) {
+        fprintf(stderr, "out of memory\n");
+        return 2;
+    }
+    bw_host_set_io(io);
     check_exports(argv[1]);
     for (int round = 0; round < 2; round++) {
         bw_registry_t *r = bw_registry_new(bw_host_table());
@@ -132,7 +137,8 @@ int main(int argc, char **argv)
         if (rc != 0)
             break;
     }
-    bw_stream_loop_done();
+    bw_host_set_io(NULL);
+    bw_io_free(io);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
     printf("%s\n", failures ? "plugin does NOT conform" : "plugin conforms");

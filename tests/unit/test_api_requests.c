@@ -52,7 +52,7 @@ static env_t *env_new(int64_t db_size)
         bw_registry_load(e->reg, BW_TEST_PLUGIN_DIR "/tcptls/tcptls.so", err, sizeof err), 0);
     assert_int_equal(bw_registry_load(e->reg, BW_TCP_PLUGIN, err, sizeof err), 0);
     bw_agent_config_t cfg = {.server_addr = "127.0.0.1:9", .inspect_db_size = db_size};
-    e->a = bw_agent_new(uv_default_loop(), e->reg, &cfg, err, sizeof err);
+    e->a = bw_agent_new(bw_host_io(), e->reg, &cfg, err, sizeof err);
     assert_non_null(e->a);
     e->h = bw__httpd_new_detached(NULL);
     assert_int_equal(bw_api_register(e->h, e->a), 0);
@@ -366,9 +366,12 @@ int main(void)
         cmocka_unit_test(host_capture_slots),
     };
     bw_log_open("false", BW_LOGFMT_LOGFMT, BW_LOG_CRIT);
-    bw_stream_loop_init(uv_default_loop());
+    bw_io_t *io = bw_io_new(uv_default_loop());
+    assert_non_null(io);
+    bw_host_set_io(io);
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    bw_stream_loop_done();
+    bw_host_set_io(NULL);
+    bw_io_free(io);
     uv_run(uv_default_loop(), UV_RUN_DEFAULT);
     return rc;
 }

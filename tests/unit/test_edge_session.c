@@ -73,6 +73,7 @@ struct fixture {
 /* The stream layer binds to one loop per process: every test shares it,
  * and each test ends with nothing active on it. */
 static uv_loop_t g_loop;
+static bw_io_t *g_io; /* the stream layer on g_loop */
 
 /* ---- bounded waits ---- */
 
@@ -320,7 +321,7 @@ static int setup(void **state)
         .idle_ms = 0, /* no heartbeat: nothing here depends on time */
         .max_tunnels = 2,
     };
-    fx->e = bw_edge_new(fx->loop, &fx->cfg, err, sizeof err);
+    fx->e = bw_edge_new(g_io, &fx->cfg, err, sizeof err);
     if (!fx->e) {
         fprintf(stderr, "bw_edge_new: %s\n", err);
         return -1;
@@ -584,14 +585,14 @@ static void test_unknown_client_id_not_resumed(void **state)
 
 static int group_setup(void **state)
 {
-    if (uv_loop_init(&g_loop) != 0 || bw_stream_loop_init(&g_loop) != 0)
+    if (uv_loop_init(&g_loop) != 0 || !(g_io = bw_io_new(&g_loop)))
         return -1;
     return 0;
 }
 
 static int group_teardown(void **state)
 {
-    bw_stream_loop_done();
+    bw_io_free(g_io);
     uv_run(&g_loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&g_loop), 0);
     return 0;

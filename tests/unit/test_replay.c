@@ -296,9 +296,12 @@ int main(void)
         cmocka_unit_test(replay_prefers_plugin_slot),
     };
     bw_log_open("false", BW_LOGFMT_LOGFMT, BW_LOG_CRIT);
-    bw_stream_loop_init(uv_default_loop());
+    bw_io_t *io = bw_io_new(uv_default_loop());
+    assert_non_null(io);
+    bw_host_set_io(io);
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    bw_stream_loop_done();
+    bw_host_set_io(NULL);
+    bw_io_free(io);
     uv_run(uv_default_loop(), UV_RUN_DEFAULT);
     uv_loop_close(uv_default_loop());
     return rc;

@@ -25,9 +25,11 @@
 #include <uv.h>
 
 #include "stream.h"
+#include "tls.h"
 #include "yamux.h"
 
 static uv_loop_t loop;
+static bw_io_t *io;
 
 /* ---- an echo service made of bw_streams ---- */
 
@@ -69,7 +71,7 @@ static const bw_stream_cbs_t echo_cbs = {
 static void echo_conn(uv_stream_t *server, int status)
 {
     echo_t *e = (echo_t *)server;
-    bw_stream_t *s = bw_stream_tcp_new();
+    bw_stream_t *s = bw_stream_tcp_new(io);
     assert_int_equal(uv_accept(server, (uv_stream_t *)bw_stream_tcp_handle(s)), 0);
     bw_stream_tcp_ready(s);
     e->last = s;
@@ -122,11 +124,11 @@ static void proxy_connected(void *ud, bw_stream_t *s, int status)
 static void proxy_conn(uv_stream_t *server, int status)
 {
     proxy_t *p = (proxy_t *)server;
-    bw_stream_t *s = bw_stream_tcp_new();
+    bw_stream_t *s = bw_stream_tcp_new(io);
     assert_int_equal(uv_accept(server, (uv_stream_t *)bw_stream_tcp_handle(s)), 0);
     bw_stream_tcp_ready(s);
     p->pending_pub = s;
-    assert_int_equal(bw_stream_tcp_connect("localhost", p->target_port, proxy_connected, p), 0);
+    assert_int_equal(bw_stream_tcp_connect(io, "localhost", p->target_port, proxy_connected, p), 0);
 }
 
 /* ---- the client thread ---- */
@@ -332,10 +334,118 @@ static void connect_refused_reports_once(void **state)
     int port = listen_on(&h, echo_conn);
     uv_close((uv_handle_t *)&h, NULL); /* nothing listens there any more */
     uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(bw_stream_tcp_connect("127.0.0.1", port, refused_cb, &r), 0);
+    assert_int_equal(bw_stream_tcp_connect(io, "127.0.0.1", port, refused_cb, &r), 0);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(r.calls, 1);
     assert_int_equal(r.status, BW_ECONNREFUSED);
+}
+
+/* ---- TLS to a local service: the same connect path as TCP ---- */
+
+typedef struct v6_tls {
+    uv_tcp_t server;
+    SSL_CTX *sctx;
+    bw_tls_t *conn;
+    int handshakes, calls, status, done;
+} v6_tls_t;
+
+static void v6_handshake(bw_tls_t *t, void *ud, int status)
+{
+    v6_tls_t *v = ud;
+    if (status == 0)
+        v->handshakes++;
+}
+
+static void v6_gone(bw_tls_t *t, void *ud)
+{
+    bw_tls_close(t);
+}
+
+static void v6_error(bw_tls_t *t, void *ud, int err)
+{
+    bw_tls_close(t);
+}
+
+static void v6_closed(bw_tls_t *t, void *ud)
+{
+    v6_tls_t *v = ud;
+    v->conn = NULL;
+    v->done = 1;
+}
+
+static const bw_tls_cbs_t v6_cbs = {
+    .on_handshake = v6_handshake,
+    .on_eof = v6_gone,
+    .on_error = v6_error,
+    .on_close = v6_closed,
+};
+
+static void v6_conn(uv_stream_t *server, int status)
+{
+    v6_tls_t *v = BW_CONTAINER_OF(server, v6_tls_t, server);
+    assert_int_equal(status, 0);
+    v->conn = bw_tls_new(&loop, v->sctx, 1, NULL, &v6_cbs, v);
+    assert_non_null(v->conn);
+    assert_int_equal(uv_accept(server, (uv_stream_t *)bw_tls_tcp(v->conn)), 0);
+    assert_int_equal(bw_tls_start(v->conn), 0);
+}
+
+static void v6_connected(void *ud, bw_stream_t *s, int status)
+{
+    v6_tls_t *v = ud;
+    v->calls++;
+    v->status = status;
+    if (s)
+        bw_stream_close(s, 0);
+    else
+        v->done = 1;
+}
+
+/* "localhost" means 127.0.0.1, then ::1, for TLS exactly as for TCP: a
+ * service that listens on ::1 only is reached. */
+static void tls_connect_localhost_falls_back_to_v6(void **state)
+{
+    char dir[] = "/tmp/bw-test-stream-XXXXXX", cert[64], key[64], err[256];
+    const char *names[] = {"localhost", NULL};
+    int created;
+    v6_tls_t v = {0};
+    struct sockaddr_in6 a6;
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+
+    uv_tcp_init(&loop, &v.server);
+    uv_ip6_addr("::1", 0, &a6);
+    if (uv_tcp_bind(&v.server, (struct sockaddr *)&a6, UV_TCP_IPV6ONLY) != 0 ||
+        uv_listen((uv_stream_t *)&v.server, 8, v6_conn) != 0) {
+        uv_close((uv_handle_t *)&v.server, NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        skip(); /* no IPv6 loopback here */
+    }
+    uv_tcp_getsockname(&v.server, (struct sockaddr *)&ss, &len);
+    int port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(bw_tls_dev_certs(dir, names, &created, err, sizeof err), 0);
+    snprintf(cert, sizeof cert, "%s/server.pem", dir);
+    snprintf(key, sizeof key, "%s/server.key", dir);
+    v.sctx = bw_tls_server_ctx(cert, key, err, sizeof err);
+    assert_non_null(v.sctx);
+
+    assert_int_equal(bw_stream_tls_connect(io, "localhost", port, 0, v6_connected, &v), 0);
+    run_until(&v.done, NULL, "the TLS connection over ::1 to end");
+    uv_close((uv_handle_t *)&v.server, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    SSL_CTX_free(v.sctx);
+
+    assert_int_equal(v.calls, 1);
+    assert_int_equal(v.status, 0);
+    assert_int_equal(v.handshakes, 1);
+    const char *files[] = {"server.pem", "server.key", "ca.pem", "ca.key"};
+    for (size_t i = 0; i < BW_ARRAY_SIZE(files); i++) {
+        snprintf(cert, sizeof cert, "%s/%s", dir, files[i]);
+        unlink(cert);
+    }
+    rmdir(dir);
 }
 
 /* ---- yamux adapter: two engines wired back to back in memory ---- */
@@ -370,7 +480,7 @@ static bw_stream_t *g_accepted;
 /* As the agent does: wrap the peer's stream before returning. */
 static void on_stream(void *ud, bw_mux_stream_t *s)
 {
-    g_accepted = bw_stream_mux_new(s, "1.2.3.4:5");
+    g_accepted = bw_stream_mux_new(io, s, "1.2.3.4:5");
 }
 
 static void pump(wire_t *a, wire_t *b)
@@ -688,7 +798,7 @@ static void burst_conn(uv_stream_t *server, int status)
 {
     static const bw_stream_cbs_t cbs = {.struct_size = sizeof cbs, .on_drain = burst_drain};
     burst_t *b = (burst_t *)server;
-    b->s = bw_stream_tcp_new();
+    b->s = bw_stream_tcp_new(io);
     assert_int_equal(uv_accept(server, (uv_stream_t *)bw_stream_tcp_handle(b->s)), 0);
     bw_stream_tcp_ready(b->s);
     bw_stream_set_callbacks(b->s, &cbs, b);
@@ -728,12 +838,14 @@ static void small_writes_coalesce_in_order_and_drain(void **state)
 static int setup(void **state)
 {
     uv_loop_init(&loop);
-    return bw_stream_loop_init(&loop);
+    io = bw_io_new(&loop);
+    return io ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
-    bw_stream_loop_done();
+    bw_io_free(io);
+    bw_stream_tls_done();
     uv_run(&loop, UV_RUN_DEFAULT);
     return uv_loop_close(&loop);
 }
@@ -745,6 +857,7 @@ int main(void)
         cmocka_unit_test(small_writes_coalesce_in_order_and_drain),
         cmocka_unit_test(join_bounds_memory_when_reader_stalls),
         cmocka_unit_test(connect_refused_reports_once),
+        cmocka_unit_test(tls_connect_localhost_falls_back_to_v6),
         cmocka_unit_test(mux_adapter_holds_input_while_paused),
         cmocka_unit_test(mux_stream_outlives_peer_reset_before_callbacks),
         cmocka_unit_test(mux_stream_outlives_fin_both_ways_inside_shutdown),

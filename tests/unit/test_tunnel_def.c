@@ -18,9 +18,11 @@
 #include "agent.h"
 #include "host.h"
 #include "log.h"
+#include "stream.h"
 #include "tunnel_def.h"
 
 typedef struct env {
+    bw_io_t *io;
     bw_registry_t *reg;
     bw_agent_t *a;
 } env_t;
@@ -54,7 +56,9 @@ static int setup(void **state)
     assert_int_equal(bw_registry_load(e->reg, BW_TCP_PLUGIN, err, sizeof err), 0);
     /* Port 9 on loopback: nothing listens, and the agent is never started. */
     bw_agent_config_t cfg = {.server_addr = "127.0.0.1:9"};
-    e->a = bw_agent_new(uv_default_loop(), e->reg, &cfg, err, sizeof err);
+    e->io = bw_io_new(uv_default_loop());
+    assert_non_null(e->io);
+    e->a = bw_agent_new(e->io, e->reg, &cfg, err, sizeof err);
     assert_non_null(e->a);
     *state = e;
     return 0;
@@ -70,6 +74,8 @@ static int teardown(void **state)
         uv_run(loop, UV_RUN_NOWAIT);
     assert_false(uv_loop_alive(loop));
     bw_agent_free(e->a);
+    bw_io_free(e->io);
+    uv_run(loop, UV_RUN_NOWAIT); /* the context's handles close */
     bw_registry_free(e->reg);
     free(e);
     return 0;

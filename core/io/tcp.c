@@ -1,0 +1,376 @@
+/* TCP and AF_UNIX pipe streams, with write coalescing (see stream.h and
+ * stream_impl.h). */
+#include "stream.h"
+#include "stream_impl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* TCP, and AF_UNIX pipes (the synthetic connections of replay) which
+ * share everything but reset-on-abort and the peer address. */
+typedef struct tcp_stream {
+    bw_stream_t base;
+    union {
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h;
+    size_t queued;
+    /* Small writes of one loop turn, sent as one write when the turn's
+     * callbacks are done (see "Write coalescing" below). */
+    char *cork;
+    size_t cork_len;
+    struct tcp_stream *cork_next, *cork_prev;
+    unsigned corked : 1; /* on the cork list */
+    unsigned is_pipe : 1;
+    unsigned shut : 1;
+    unsigned linger : 1; /* closing once the queue drains */
+    unsigned reading : 1;
+} tcp_stream_t;
+
+typedef struct wreq {
+    uv_write_t req;
+    tcp_stream_t *t;
+    size_t len;
+    char data[];
+} wreq_t;
+
+static tcp_stream_t *as_tcp(bw_stream_t *s)
+{
+    return (tcp_stream_t *)s;
+}
+
+static void tcp_closed(uv_handle_t *h)
+{
+    tcp_stream_t *t = BW_CONTAINER_OF(h, tcp_stream_t, h);
+    bw__stream_released(&t->base);
+}
+
+static void tcp_close_handle(tcp_stream_t *t)
+{
+    if (!uv_is_closing((uv_handle_t *)&t->h))
+        uv_close((uv_handle_t *)&t->h, tcp_closed);
+}
+
+static void tcp_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    bw_io_t *io = BW_CONTAINER_OF(h, tcp_stream_t, h)->base.io;
+    if (io->rbuf_busy) {
+        /* Cannot happen with libuv's read loop; stay safe if it ever does. */
+        buf->base = NULL;
+        buf->len = 0;
+        return;
+    }
+    io->rbuf_busy = 1;
+    buf->base = io->rbuf;
+    buf->len = sizeof io->rbuf;
+}
+
+static void tcp_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
+{
+    tcp_stream_t *t = BW_CONTAINER_OF(h, tcp_stream_t, h);
+    bw_stream_t *s = &t->base;
+    s->depth++;
+    if (n > 0)
+        bw__stream_input(s, (const uint8_t *)buf->base, (size_t)n);
+    else if (n == UV_EOF) {
+        uv_read_stop(h);
+        t->reading = 0;
+        bw__stream_eof(s);
+    } else if (n < 0) {
+        uv_read_stop(h);
+        t->reading = 0;
+        bw__stream_error(s, (int)n);
+    }
+    if (buf->base == s->io->rbuf)
+        s->io->rbuf_busy = 0;
+    s->depth--;
+    bw__stream_maybe_free(s);
+}
+
+static void tcp_read_ctl(bw_stream_t *s, int on)
+{
+    tcp_stream_t *t = as_tcp(s);
+    if (on && !t->reading && !s->eof_held && !s->failed) {
+        if (uv_read_start((uv_stream_t *)&t->h, tcp_alloc, tcp_read) == 0)
+            t->reading = 1;
+    } else if (!on && t->reading) {
+        uv_read_stop((uv_stream_t *)&t->h);
+        t->reading = 0;
+    }
+}
+
+static void tcp_write_done(uv_write_t *req, int status)
+{
+    wreq_t *w = BW_CONTAINER_OF(req, wreq_t, req);
+    tcp_stream_t *t = w->t;
+    bw_stream_t *s = &t->base;
+    t->queued -= w->len;
+    free(w);
+    s->depth++;
+    if (status < 0 && status != UV_ECANCELED)
+        bw__stream_error(s, status);
+    else if (t->queued <= BW_STREAM_LWM)
+        bw__stream_drain(s);
+    if (t->linger && t->queued == 0)
+        tcp_close_handle(t);
+    s->depth--;
+    bw__stream_maybe_free(s);
+}
+
+/* Send data[len] now: straight to the socket when nothing is queued, the
+ * rest (or all of it) through a write request. Returns 0 or a libuv error. */
+static int tcp_send(tcp_stream_t *t, const void *data, size_t len)
+{
+    size_t off = 0;
+    if (t->queued == 0) {
+        /* Most writes fit in the socket buffer: no copy, no request. */
+        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+        int n = uv_try_write((uv_stream_t *)&t->h, &b, 1);
+        if (n >= 0)
+            off = (size_t)n;
+        else if (n != UV_EAGAIN)
+            return n;
+        if (off == len)
+            return 0;
+    }
+    size_t rest = len - off;
+    wreq_t *w = malloc(sizeof *w + rest);
+    if (!w)
+        return BW_ENOMEM;
+    memcpy(w->data, (const char *)data + off, rest);
+    w->t = t;
+    w->len = rest;
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)rest);
+    int rc = uv_write(&w->req, (uv_stream_t *)&t->h, &b, 1, tcp_write_done);
+    if (rc < 0) {
+        free(w);
+        return rc;
+    }
+    t->queued += rest;
+    return 0;
+}
+
+/* ---- Write coalescing ----
+ * A proxy turn often writes one message in pieces (a response head, then its
+ * body; several yamux frames for one stream). Writes below BW_CORK_MAX wait in
+ * the stream's cork buffer (at most BW_CORK_MAX bytes; a write that would
+ * overflow it sends the buffer first) until the loop turn's callbacks are done: the
+ * check handle (after I/O callbacks) and the prepare handle (before the loop
+ * blocks, for writes made by timers and idle work) send each corked stream
+ * with one system call. Nothing waits past the current turn. */
+
+static void cork_unlink(tcp_stream_t *t)
+{
+    if (!t->corked)
+        return;
+    if (t->cork_prev)
+        t->cork_prev->cork_next = t->cork_next;
+    else
+        t->base.io->cork_head = t->cork_next;
+    if (t->cork_next)
+        t->cork_next->cork_prev = t->cork_prev;
+    t->cork_next = t->cork_prev = NULL;
+    t->corked = 0;
+}
+
+static void cork_drop(tcp_stream_t *t)
+{
+    cork_unlink(t);
+    free(t->cork);
+    t->cork = NULL;
+    t->cork_len = 0;
+}
+
+/* Send what `t` has corked. Returns 0 or a libuv error. */
+static int cork_flush(tcp_stream_t *t)
+{
+    cork_unlink(t);
+    if (t->cork_len == 0)
+        return 0;
+    int rc = tcp_send(t, t->cork, t->cork_len);
+    /* An idle connection holds no buffer. */
+    free(t->cork);
+    t->cork = NULL;
+    t->cork_len = 0;
+    return rc;
+}
+
+static void cork_run(bw_io_t *io)
+{
+    tcp_stream_t *t;
+    /* Streams corked by callbacks run here join the list and are sent too. */
+    while ((t = io->cork_head)) {
+        bw_stream_t *s = &t->base;
+        s->depth++;
+        int rc = cork_flush(t);
+        if (rc < 0)
+            bw__stream_error(s, rc);
+        s->depth--;
+        bw__stream_maybe_free(s);
+    }
+    uv_check_stop(&io->cork_check);
+    uv_prepare_stop(&io->cork_prepare);
+}
+
+static void cork_check(uv_check_t *h)
+{
+    cork_run(BW_CONTAINER_OF(h, bw_io_t, cork_check));
+}
+
+static void cork_prepare(uv_prepare_t *h)
+{
+    cork_run(BW_CONTAINER_OF(h, bw_io_t, cork_prepare));
+}
+
+static int cork_append(tcp_stream_t *t, const void *data, size_t len)
+{
+    if (!t->cork) {
+        /* At most BW_CORK_MAX: a bulk stream's writes go straight out, so the
+         * buffer stays a small, cheap allocation. */
+        if (!(t->cork = malloc(BW_CORK_MAX)))
+            return BW_ENOMEM;
+    }
+    memcpy(t->cork + t->cork_len, data, len);
+    t->cork_len += len;
+    if (!t->corked) {
+        t->corked = 1;
+        t->cork_prev = NULL;
+        bw_io_t *io = t->base.io;
+        t->cork_next = io->cork_head;
+        if (io->cork_head)
+            io->cork_head->cork_prev = t;
+        io->cork_head = t;
+        uv_check_start(&io->cork_check, cork_check);
+        uv_prepare_start(&io->cork_prepare, cork_prepare);
+    }
+    return 0;
+}
+
+static int tcp_write(bw_stream_t *s, const void *data, size_t len)
+{
+    tcp_stream_t *t = as_tcp(s);
+    int rc;
+    if (t->shut)
+        return BW_EPIPE;
+    if (t->queued == 0 && t->cork_len + len <= BW_CORK_MAX)
+        rc = cork_append(t, data, len);
+    else if ((rc = cork_flush(t)) == 0)
+        rc = tcp_send(t, data, len);
+    if (rc < 0)
+        return rc;
+    return t->queued + t->cork_len >= BW_STREAM_HWM ? BW_EAGAIN : 0;
+}
+
+static size_t tcp_queued(bw_stream_t *s)
+{
+    return as_tcp(s)->queued + as_tcp(s)->cork_len;
+}
+
+static void tcp_shutdown_done(uv_shutdown_t *req, int status)
+{
+    free(req);
+}
+
+static int tcp_shutdown(bw_stream_t *s)
+{
+    tcp_stream_t *t = as_tcp(s);
+    if (t->shut)
+        return 0;
+    int rc = cork_flush(t); /* the FIN goes after every byte */
+    if (rc < 0)
+        return rc;
+    uv_shutdown_t *req = malloc(sizeof *req);
+    if (!req)
+        return BW_ENOMEM;
+    rc = uv_shutdown(req, (uv_stream_t *)&t->h, tcp_shutdown_done);
+    if (rc < 0) {
+        free(req);
+        return rc;
+    }
+    t->shut = 1;
+    return 0;
+}
+
+static void tcp_close(bw_stream_t *s, int abort)
+{
+    tcp_stream_t *t = as_tcp(s);
+    tcp_read_ctl(s, 0);
+    if (abort || cork_flush(t) < 0)
+        cork_drop(t);
+    if (!abort && t->queued > 0) {
+        t->linger = 1; /* tcp_write_done closes when the queue empties */
+        return;
+    }
+    /* An abort resets, so the peer learns the stream failed rather than
+     * ended; close_reset refuses after a shutdown, where FIN already went. */
+    if (abort && !t->is_pipe && !uv_is_closing((uv_handle_t *)&t->h) &&
+        uv_tcp_close_reset(&t->h.tcp, tcp_closed) == 0)
+        return;
+    tcp_close_handle(t);
+}
+
+static const bw__stream_ops_t tcp_ops = {
+    .write = tcp_write,
+    .queued = tcp_queued,
+    .shutdown = tcp_shutdown,
+    .read_ctl = tcp_read_ctl,
+    .close = tcp_close,
+};
+
+bw_stream_t *bw_stream_tcp_new(bw_io_t *io)
+{
+    tcp_stream_t *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->base.ops = &tcp_ops;
+    t->base.io = io;
+    if (uv_tcp_init(io->loop, &t->h.tcp) != 0) {
+        free(t);
+        return NULL;
+    }
+    return &t->base;
+}
+
+uv_tcp_t *bw_stream_tcp_handle(bw_stream_t *s)
+{
+    return &as_tcp(s)->h.tcp;
+}
+
+bw_stream_t *bw_stream_pipe_open(bw_io_t *io, int fd, const char *peer)
+{
+    tcp_stream_t *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->base.ops = &tcp_ops;
+    t->base.io = io;
+    t->is_pipe = 1;
+    if (uv_pipe_init(io->loop, &t->h.pipe, 0) != 0) {
+        free(t);
+        return NULL;
+    }
+    if (uv_pipe_open(&t->h.pipe, fd) != 0) {
+        /* The handle is initialised: it must be closed, not freed. */
+        t->base.closed = 1;
+        tcp_close_handle(t);
+        return NULL;
+    }
+    snprintf(t->base.peer, sizeof t->base.peer, "%s", peer ? peer : "");
+    return &t->base;
+}
+
+void bw_stream_tcp_ready(bw_stream_t *s)
+{
+    tcp_stream_t *t = as_tcp(s);
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    uv_tcp_nodelay(&t->h.tcp, 1);
+    if (uv_tcp_getpeername(&t->h.tcp, (struct sockaddr *)&ss, &len) == 0)
+        bw_sockaddr_str((struct sockaddr *)&ss, s->peer, sizeof s->peer);
+}
+
+void bw__tcp_discard(bw_stream_t *s)
+{
+    s->closed = 1;
+    tcp_close_handle(as_tcp(s));
+}

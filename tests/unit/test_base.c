@@ -1,0 +1,118 @@
+/* The containers and tables of core/base: the chunk queue, HTTP text, base64. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "base64.h"
+#include "chunkq.h"
+#include "http_text.h"
+
+static void chunkq_fifo_fills_tail_first(void **state)
+{
+    bw_chunkq_t q = {0};
+    assert_true(bw_chunkq_empty(&q));
+    assert_int_equal(bw_chunkq_push(&q, "abc", 3, 8), 0);
+    assert_int_equal(bw_chunkq_push(&q, "defgh", 5, 8), 0); /* fits the first chunk */
+    assert_ptr_equal(q.head, q.tail);
+    assert_int_equal(bw_chunkq_push(&q, "ij", 2, 8), 0); /* a second chunk */
+    assert_ptr_not_equal(q.head, q.tail);
+    assert_int_equal(q.bytes, 10);
+
+    const void *segs[4];
+    size_t lens[4], total;
+    assert_int_equal(bw_chunkq_gather(&q, 9, segs, lens, 4, &total), 2);
+    assert_int_equal(total, 9);
+    assert_memory_equal(segs[0], "abcdefgh", 8);
+    assert_memory_equal(segs[1], "i", 1);
+
+    bw_chunkq_drop(&q, 5);
+    assert_int_equal(q.bytes, 5);
+    assert_int_equal(bw_chunkq_gather(&q, 100, segs, lens, 1, &total), 1);
+    assert_memory_equal(segs[0], "fgh", 3);
+    assert_int_equal(total, 3);
+    bw_chunkq_drop(&q, 3); /* frees the first chunk */
+    assert_ptr_equal(q.head, q.tail);
+    bw_chunkq_clear(&q);
+    assert_true(bw_chunkq_empty(&q));
+    assert_int_equal(q.bytes, 0);
+}
+
+static void chunkq_push_front_and_pop(void **state)
+{
+    bw_chunkq_t q = {0};
+    assert_int_equal(bw_chunkq_push(&q, "world", 5, 0), 0);
+    assert_int_equal(bw_chunkq_push_front(&q, "hello ", 6), 0);
+    bw_chunk_t *c = bw_chunkq_pop(&q);
+    assert_memory_equal(c->data + c->off, "hello ", c->len);
+    free(c);
+    c = bw_chunkq_pop(&q);
+    assert_memory_equal(c->data + c->off, "world", c->len);
+    free(c);
+    assert_null(bw_chunkq_pop(&q));
+    assert_null(q.tail);
+    assert_int_equal(q.bytes, 0);
+}
+
+static void http_reasons_and_tokens(void **state)
+{
+    assert_string_equal(bw_http_reason(404), "Not Found");
+    assert_string_equal(bw_http_reason(421), "Misdirected Request");
+    assert_null(bw_http_reason(299));
+    assert_true(bw_http_is_token("X-Forwarded-For", 15));
+    assert_true(bw_http_is_token("!#$%&'*+-.^_`|~", 15));
+    assert_false(bw_http_is_token("", 0));
+    assert_false(bw_http_is_token("Bad Name", 8));
+    assert_false(bw_http_is_token("a:b", 3));
+    assert_false(bw_http_is_token("a\0b", 3));
+    assert_false(bw_http_is_tchar(0x80));
+}
+
+static void base64_round_trips(void **state)
+{
+    static const struct {
+        const char *plain, *enc;
+    } t[] = {{"", ""},
+             {"f", "Zg=="},
+             {"fo", "Zm8="},
+             {"foo", "Zm9v"},
+             {"foob", "Zm9vYg=="},
+             {"fooba", "Zm9vYmE="},
+             {"foobar", "Zm9vYmFy"},
+             {"\xff\xfe", "//4="}};
+    char out[32];
+    unsigned char dec[32];
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        size_t n = strlen(t[i].plain);
+        assert_int_equal(bw_base64_encode(t[i].plain, n, out), strlen(t[i].enc));
+        assert_memory_equal(out, t[i].enc, strlen(t[i].enc));
+        assert_int_equal(bw_base64_decode(t[i].enc, strlen(t[i].enc), dec), (long)n);
+        assert_memory_equal(dec, t[i].plain, n);
+    }
+    /* In pieces, as over a chunk list. */
+    bw_base64_enc_t e = {0};
+    size_t o = bw_base64_encode_update(&e, "fo", 2, out);
+    o += bw_base64_encode_update(&e, "oba", 3, out + o);
+    o += bw_base64_encode_final(&e, out + o);
+    assert_int_equal(o, 8);
+    assert_memory_equal(out, "Zm9vYmE=", 8);
+    /* Padding optional; bad characters and lengths refused. */
+    assert_int_equal(bw_base64_decode("Zm8", 3, dec), 2);
+    assert_true(bw_base64_decode("Zm9v!", 5, dec) < 0);
+    assert_true(bw_base64_decode("Zm9vY", 5, dec) < 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(chunkq_fifo_fills_tail_first),
+        cmocka_unit_test(chunkq_push_front_and_pop),
+        cmocka_unit_test(http_reasons_and_tokens),
+        cmocka_unit_test(base64_round_trips),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
