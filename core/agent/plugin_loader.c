@@ -128,6 +128,11 @@ static int copy_descriptor(const bw_plugin_t *d, const char *path, bw_plugin_t *
                     "%s needs plugin ABI %u.%u, newer than this agent's %d.%d (hint: upgrade "
                     "burrow)",
                     path, d->abi_major, d->abi_minor, BW_PLUGIN_ABI_MAJOR, BW_PLUGIN_ABI_MINOR);
+    if (d->struct_size == 0)
+        return fail(err, errlen, BW_EABI,
+                    "%s: descriptor struct_size is 0 (hint: set it to sizeof(bw_plugin_t), "
+                    "e.g. with BW_PLUGIN_HEADER)",
+                    path);
     if (d->struct_size < DESC_V1_0_SIZE)
         return fail(err, errlen, BW_EABI, "%s: descriptor struct_size %u is smaller than ABI 1.0's",
                     path, d->struct_size);

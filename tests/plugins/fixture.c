@@ -12,6 +12,7 @@
  *                   the whole object is refused
  *   EXTRA_EXPORT    a valid plugin that also exports another symbol (built
  *                   without the version script)
+ *   STRUCT_SIZE_ZERO a descriptor whose struct_size was never filled in
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,7 +95,11 @@ static const bw_plugin_t fixture = {
     .abi_major = BW_PLUGIN_ABI_MAJOR,
 #endif
     .abi_minor = BW_PLUGIN_ABI_MINOR,
+#ifdef FIXTURE_STRUCT_SIZE_ZERO
+    .struct_size = 0,
+#else
     .struct_size = sizeof(bw_plugin_t),
+#endif
 #if defined(FIXTURE_SIBLINGS)
     .name = "fixture-a",
     .siblings = siblings,

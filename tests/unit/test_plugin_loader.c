@@ -122,6 +122,16 @@ static void refuses_extra_exports(void **state)
     bw_registry_free(r);
 }
 
+static void refuses_zero_struct_size(void **state)
+{
+    bw_registry_t *r = bw_registry_new(bw_host_table());
+    assert_int_equal(load_fixture(r, "struct-size-zero"), BW_EABI);
+    assert_non_null(strstr(err, "struct_size is 0"));
+    assert_null(strstr(err, "smaller than"));
+    assert_int_equal(bw_registry_count(r), 0);
+    bw_registry_free(r);
+}
+
 static void refuses_non_plugin_file(void **state)
 {
     bw_registry_t *r = bw_registry_new(bw_host_table());
@@ -215,6 +225,7 @@ int main(void)
         cmocka_unit_test(loads_every_proto_of_an_object),
         cmocka_unit_test(refuses_whole_object_when_a_sibling_fails),
         cmocka_unit_test(refuses_extra_exports),
+        cmocka_unit_test(refuses_zero_struct_size),
         cmocka_unit_test(refuses_non_plugin_file),
         cmocka_unit_test(loads_directory_skipping_refusals),
         cmocka_unit_test(tcp_plugin_declares_options),
