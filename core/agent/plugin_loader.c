@@ -262,10 +262,16 @@ int bw_registry_load(bw_registry_t *r, const char *path, char *err, size_t errle
     int rc, n = 0;
     void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!dl) {
-        rc = fail(err, errlen, BW_ENOENT,
-                  "cannot load plugin: %s (hint: is it a shared object "
-                  "built for this system with all its libraries installed?)",
-                  dlerror());
+        const char *why = dlerror();
+        /* The agent exports nothing, so a plugin calling one of its
+         * functions (bw_strerror, ...) fails here rather than at run time. */
+        rc = fail(err, errlen, BW_ENOENT, "cannot load plugin: %s (hint: %s)", why,
+                  strstr(why, "undefined symbol")
+                      ? "a plugin reaches the agent only through the bw_host_t table "
+                        "(e.g. host->strerror), never through its symbols; link with "
+                        "-Wl,-z,defs to catch this when building"
+                      : "is it a shared object built for this system with all its "
+                        "libraries installed?");
         goto out;
     }
     if ((n = object_descriptors(dl, path, descs, BW_ARRAY_SIZE(descs), err, errlen)) < 0) {

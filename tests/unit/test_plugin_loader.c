@@ -132,6 +132,28 @@ static void refuses_zero_struct_size(void **state)
     bw_registry_free(r);
 }
 
+static void refuses_plugin_calling_agent_symbols(void **state)
+{
+    bw_registry_t *r = bw_registry_new(bw_host_table());
+    assert_int_equal(load_fixture(r, "calls-core"), BW_ENOENT);
+    assert_non_null(strstr(err, "undefined symbol: bw_strerror"));
+    assert_non_null(strstr(err, "only through the bw_host_t table"));
+    assert_int_equal(bw_registry_count(r), 0);
+    bw_registry_free(r);
+}
+
+/* What keeps the fixture above from loading inside the real agent: the
+ * executable exports none of its functions. */
+static void agent_exports_no_core_symbols(void **state)
+{
+    static char names[1 << 16];
+    int n = bw_elf_exports(BW_AGENT_EXE, names, sizeof names);
+    assert_true(n >= 0);
+    assert_true(strlen(names) + 1 < sizeof names); /* the whole list was read */
+    for (const char *p = names; (p = strstr(p, "bw_")) != NULL; p++)
+        fail_msg("the agent exports %.40s", p);
+}
+
 static void refuses_non_plugin_file(void **state)
 {
     bw_registry_t *r = bw_registry_new(bw_host_table());
@@ -226,6 +248,8 @@ int main(void)
         cmocka_unit_test(refuses_whole_object_when_a_sibling_fails),
         cmocka_unit_test(refuses_extra_exports),
         cmocka_unit_test(refuses_zero_struct_size),
+        cmocka_unit_test(refuses_plugin_calling_agent_symbols),
+        cmocka_unit_test(agent_exports_no_core_symbols),
         cmocka_unit_test(refuses_non_plugin_file),
         cmocka_unit_test(loads_directory_skipping_refusals),
         cmocka_unit_test(tcp_plugin_declares_options),
