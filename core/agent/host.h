@@ -39,8 +39,12 @@ struct bw_tunnel {
     void *owner;                       /* the agent's per-tunnel record */
 };
 
-/* The process-wide host table handed to every plugin. */
+/* The process-wide host table of this ABI version (1.2). */
 const bw_host_t *bw_host_table(void);
+/* The host table for a plugin built for 1.`abi_minor`: the same slots,
+ * except that stream_write says BW_EAGAIN instead of BW_PAUSE below 1.2.
+ * Static storage; never NULL. Pass it to bw_registry_new. */
+const bw_host_t *bw_host_table_for(uint16_t abi_minor);
 
 /* Build a conf from `input` (a JSON object with option values) against
  * `opts`: unknown keys are ignored unless `strict`; types are checked and

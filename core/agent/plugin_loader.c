@@ -24,7 +24,7 @@
 #define MAX_OPTIONS           256
 
 struct bw_registry {
-    const bw_host_t *host;
+    bw_host_select_fn host_for;
     bw_loaded_plugin_t *plugins[MAX_PLUGINS];
     size_t n;
 };
@@ -42,11 +42,11 @@ typedef struct option_v1_0 {
 } option_v1_0_t;
 #define DESC_OPTION_V1_0_SIZE sizeof(option_v1_0_t)
 
-bw_registry_t *bw_registry_new(const bw_host_t *host)
+bw_registry_t *bw_registry_new(bw_host_select_fn host_for)
 {
     bw_registry_t *r = calloc(1, sizeof *r);
     if (r)
-        r->host = host;
+        r->host_for = host_for;
     return r;
 }
 
@@ -240,7 +240,9 @@ static int register_one(bw_registry_t *r, const bw_plugin_t *d, const char *path
         rc = fail(err, errlen, BW_EINVAL, "too many plugins (at most %d)", MAX_PLUGINS);
         goto out;
     }
-    rc = p->desc.init(r->host, &p->state, &e);
+    /* A plugin built for an older minor gets that minor's semantics
+     * (stream_write's pause code); see bw_host_table_for. */
+    rc = p->desc.init(r->host_for(p->desc.abi_minor), &p->state, &e);
     if (rc < 0) {
         p->desc.destroy(p->state);
         rc = fail(err, errlen, rc, "plugin '%s' (%s) failed to initialise: %s", p->desc.name, path,

@@ -20,7 +20,8 @@
  *
  * Conventions for every function in this header:
  *  - Functions returning int return 0 on success or a negative BW_E* code
- *    (include/burrow/error.h).
+ *    (include/burrow/error.h); stream_write alone may also return the
+ *    positive BW_PAUSE, so `rc < 0` always means failure.
  *  - Pointers passed in are borrowed for the duration of the call unless the
  *    comment says otherwise. Strings returned by the host are owned by the host
  *    and stay valid for the lifetime of the object they were read from.
@@ -127,7 +128,8 @@ typedef struct bw_stream_cbs {
     /* The peer will send no more bytes (half-close). Optional. */
     void (*on_eof)(bw_stream_t *s, void *ud);
     /* The bytes queued by writes fell below the low-water mark after a write
-     * returned BW_EAGAIN: resume the source. Optional. */
+     * returned BW_PAUSE (BW_EAGAIN for 1.0/1.1 plugins): resume the source.
+     * Optional. */
     void (*on_drain)(bw_stream_t *s, void *ud);
     /* The stream failed (reset, connection error, session gone) with `err`.
      * No further on_read/on_eof follow; the plugin still calls stream_close. */
@@ -224,9 +226,13 @@ typedef struct bw_host {
     /* Install callbacks; reading starts with the first call. */
     void (*stream_set_callbacks)(bw_stream_t *s, const bw_stream_cbs_t *cbs, void *ud);
     /* Queue bytes. The host copies whatever it cannot send at once; the caller
-     * keeps ownership of `data`. Returns 0, BW_EAGAIN when the bytes were
-     * accepted but the queue is past its high-water mark (stop reading the
-     * source until on_drain), or BW_EPIPE after shutdown/close/error. */
+     * keeps ownership of `data`. Returns 0; BW_PAUSE (> 0) when the bytes
+     * were accepted but the queue is past its high-water mark (stop reading
+     * the source until on_drain); or BW_EPIPE after shutdown/close/error.
+     * A plugin whose descriptor says abi_minor 0 or 1 gets BW_EAGAIN instead
+     * of BW_PAUSE, as those versions defined: the loader hands each plugin
+     * the host table of the minor it was built for, and the tables differ
+     * only in this slot. */
     int (*stream_write)(bw_stream_t *s, const void *data, size_t len);
     /* Bytes accepted by stream_write and not yet handed to the kernel/peer. */
     size_t (*stream_queued)(bw_stream_t *s);

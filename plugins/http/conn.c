@@ -101,7 +101,7 @@ static void up_write(http_conn_t *c, const void *data, size_t len)
 {
     if (!len || !c->up)
         return;
-    if (H->stream_write(c->up, data, len) == BW_EAGAIN)
+    if (H->stream_write(c->up, data, len) == BW_PAUSE)
         c->up_full = 1;
 }
 
@@ -110,7 +110,7 @@ void bw__http_pub_write(http_conn_t *c, const void *data, size_t len)
     if (!len || !c->pub)
         return;
     c->sent_any = 1;
-    if (H->stream_write(c->pub, data, len) == BW_EAGAIN)
+    if (H->stream_write(c->pub, data, len) == BW_PAUSE)
         c->pub_full = 1;
 }
 

@@ -25,7 +25,7 @@ static int load_fixture(bw_registry_t *r, const char *name)
 
 static void loads_good_plugin(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(load_fixture(r, "good"), 0);
     assert_int_equal(bw_registry_count(r), 1);
     const bw_loaded_plugin_t *p = bw_registry_find(r, "fixture");
@@ -38,7 +38,7 @@ static void loads_good_plugin(void **state)
 
 static void refuses_missing_entry(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(load_fixture(r, "missing-entry"), BW_ENOENT);
     assert_non_null(strstr(err, "does not export bw_plugin_entry"));
     assert_int_equal(bw_registry_count(r), 0);
@@ -47,7 +47,7 @@ static void refuses_missing_entry(void **state)
 
 static void refuses_newer_abi_major(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(load_fixture(r, "abi-too-new"), BW_EABI);
     assert_non_null(strstr(err, "built for plugin ABI 2."));
     assert_non_null(strstr(err, "this agent speaks 1."));
@@ -56,7 +56,7 @@ static void refuses_newer_abi_major(void **state)
 
 static void refuses_missing_mandatory_slot(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(load_fixture(r, "missing-slot"), BW_EINVAL);
     assert_non_null(strstr(err, "lacks mandatory slot 'conn_open'"));
     bw_registry_free(r);
@@ -64,7 +64,7 @@ static void refuses_missing_mandatory_slot(void **state)
 
 static void refuses_duplicate_proto(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(load_fixture(r, "good"), 0);
     assert_int_equal(load_fixture(r, "duplicate-proto"), BW_EEXIST);
     assert_non_null(strstr(err, "provides proto 'fixture', already provided by"));
@@ -74,7 +74,7 @@ static void refuses_duplicate_proto(void **state)
 
 static void reports_init_failure_and_destroys(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(load_fixture(r, "init-fails"), BW_EINVAL);
     assert_non_null(strstr(err, "failed to initialise: fixture refuses to start: no license"));
     assert_int_equal(bw_registry_count(r), 0);
@@ -84,7 +84,7 @@ static void reports_init_failure_and_destroys(void **state)
 
 static void loads_every_proto_of_an_object(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(load_fixture(r, "siblings"), 0);
     assert_int_equal(bw_registry_count(r), 2);
     const bw_loaded_plugin_t *a = bw_registry_find(r, "fixture-a");
@@ -102,7 +102,7 @@ static void loads_every_proto_of_an_object(void **state)
 
 static void refuses_whole_object_when_a_sibling_fails(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(load_fixture(r, "sibling-fails"), BW_EINVAL);
     assert_non_null(strstr(err, "plugin 'fixture-d'"));
     assert_non_null(strstr(err, "sibling refuses to start"));
@@ -114,7 +114,7 @@ static void refuses_whole_object_when_a_sibling_fails(void **state)
 
 static void refuses_extra_exports(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(load_fixture(r, "extra-export"), BW_EINVAL);
     assert_non_null(strstr(err, "not just bw_plugin_entry"));
     assert_non_null(strstr(err, "fixture_helper"));
@@ -124,7 +124,7 @@ static void refuses_extra_exports(void **state)
 
 static void refuses_zero_struct_size(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(load_fixture(r, "struct-size-zero"), BW_EABI);
     assert_non_null(strstr(err, "struct_size is 0"));
     assert_null(strstr(err, "smaller than"));
@@ -134,7 +134,7 @@ static void refuses_zero_struct_size(void **state)
 
 static void refuses_plugin_calling_agent_symbols(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(load_fixture(r, "calls-core"), BW_ENOENT);
     assert_non_null(strstr(err, "undefined symbol: bw_strerror"));
     assert_non_null(strstr(err, "only through the bw_host_t table"));
@@ -156,7 +156,7 @@ static void agent_exports_no_core_symbols(void **state)
 
 static void refuses_non_plugin_file(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(bw_registry_load(r, "/nonexistent/x.so", err, sizeof err), BW_ENOENT);
     assert_non_null(strstr(err, "cannot load plugin"));
     bw_registry_free(r);
@@ -164,7 +164,7 @@ static void refuses_non_plugin_file(void **state)
 
 static void loads_directory_skipping_refusals(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     /* The fixture dir holds good plugins and ones it must refuse. Objects
      * load in name order, so of good and duplicate-proto (both "fixture")
      * the first by name wins; siblings adds two protos. The tcptls fixture
@@ -182,7 +182,7 @@ static void loads_directory_skipping_refusals(void **state)
 
 static void tcp_plugin_declares_options(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(bw_registry_load(r, BW_TCP_PLUGIN, err, sizeof err), 0);
     const bw_loaded_plugin_t *p = bw_registry_find(r, "tcp");
     assert_non_null(p);
@@ -193,7 +193,7 @@ static void tcp_plugin_declares_options(void **state)
 
 static void conf_validates_against_declared_options(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(load_fixture(r, "good"), 0);
     const bw_loaded_plugin_t *p = bw_registry_find(r, "fixture");
     const bw_host_t *h = bw_host_table();
