@@ -357,10 +357,10 @@ void bw_tunnel_conn(bw_tunnel_t *t, bw_stream_t *pub, const bw_conn_info_t *info
     t->plugin->desc.conn_open(t->tstate, pub, info);
 }
 
-static void tunnel_release(bw_tunnel_t *t)
+void bw__tunnel_release(bw_tunnel_t *t)
 {
-    if (t->pending_connects)
-        return; /* the last connect callback frees it */
+    if (t->pending_connects || t->pending_works)
+        return; /* the last connect or work callback frees it */
     bw_conf_free(&t->conf);
     free(t->name);
     free(t->addr);
@@ -374,10 +374,11 @@ void bw_tunnel_free(bw_tunnel_t *t)
         return;
     t->stopping = 1;
     bw_replay_cancel_all(t);
+    bw__host_work_cancel_all(t);
     if (t->tstate)
         t->plugin->desc.tunnel_stop(t->tstate);
     t->tstate = NULL;
-    tunnel_release(t);
+    bw__tunnel_release(t);
 }
 
 /* ---------------------------------------------------------------------------
@@ -441,7 +442,7 @@ static void connected(void *ud, bw_stream_t *s, int status)
     pc->cb(pc->ud, s, status);
     free(pc);
     if (t->stopping)
-        tunnel_release(t);
+        bw__tunnel_release(t);
 }
 
 static int h_connect(bw_tunnel_t *t, const char *addr, uint32_t flags, bw_connect_cb cb, void *ud)
@@ -559,7 +560,7 @@ static int h_stream_write(bw_stream_t *s, const void *data, size_t len)
     .metric_conn_close = h_metric_conn_close, .metric_http = h_metric_http,                        \
     .capture_begin = bw__host_capture_begin, .capture_head = bw__host_capture_head,                \
     .capture_raw = bw__host_capture_raw, .capture_end = bw__host_capture_end,                      \
-    .capture_request_done = bw__host_capture_request_done
+    .capture_request_done = bw__host_capture_request_done, .work_queue = bw__host_work_queue
 
 static const bw_host_t host_table = {HOST_SLOTS, .stream_write = h_stream_write};
 /* For plugins built for 1.0 and 1.1, which know only BW_EAGAIN. */

@@ -28,7 +28,8 @@
  *  - Error text crosses the boundary only through host->error_set(); plugins
  *    never return a char* for the host to free.
  *  - Every callback runs on the agent's single event loop thread. No function
- *    of the host table may be called from another thread.
+ *    of the host table may be called from another thread, including the
+ *    work function of host->work_queue, which runs on a pool thread.
  */
 #ifndef BURROW_PLUGIN_H
 #define BURROW_PLUGIN_H
@@ -144,6 +145,14 @@ typedef void (*bw_connect_cb)(void *ud, bw_stream_t *s, int status);
 /* Completion of host->stream_join: both streams are closed and freed by the
  * host before this runs. `err` is 0 for a clean end, else the first error. */
 typedef void (*bw_join_cb)(void *ud, int err, uint64_t bytes_in, uint64_t bytes_out);
+
+/* host->work_queue (ABI 1.2): the blocking part, run on a pool thread. It
+ * may touch only what `ud` holds: no host slot, no stream, no plugin state
+ * the loop thread uses meanwhile. */
+typedef void (*bw_work_fn)(void *ud);
+/* Its completion, on the loop thread: `status` 0 when the work ran, or
+ * BW_ECANCELED when it never ran because the tunnel stopped first. */
+typedef void (*bw_work_done_cb)(void *ud, int status);
 
 /* Speak TLS to the local service (https:// upstream): SNI = the host unless
  * it is an IP literal, ALPN http/1.1, no certificate check. The connect
@@ -286,6 +295,18 @@ typedef struct bw_host {
      * still being read; the API refuses to replay such an entry (error 110)
      * or a failed one (111). capture_end() without it implies success. */
     void (*capture_request_done)(bw_capture_t *c, int err);
+
+    /* ---- ABI 1.2 (check with BW_HOST_HAS) ---- */
+    /* Run work(ud) on a thread of the host's pool (blocking file or name
+     * lookups), then done(ud, status) on the loop thread. Returns 0 and
+     * calls `done` exactly once, or returns < 0 (BW_EINVAL, BW_ENOMEM,
+     * BW_ECANCELED when `t` is stopping) and calls neither. When the tunnel
+     * stops, requests no thread has started are cancelled: `done` follows
+     * with BW_ECANCELED on a later loop turn. One already running cannot be
+     * interrupted; it finishes and `done` gets 0, so release what the work
+     * produced either way. `ud` must stay valid until `done`. Requests do
+     * not keep `t` usable: after tunnel_stop, do not pass it to the host. */
+    int (*work_queue)(bw_tunnel_t *t, bw_work_fn work, bw_work_done_cb done, void *ud);
 } bw_host_t;
 
 /* ----- the plugin descriptor --------------------------------------------------- */
