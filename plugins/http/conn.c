@@ -38,6 +38,16 @@ static void unref(http_conn_t *c)
     bw__http_tunnel_unref(tt);
 }
 
+void bw__http_conn_ref(http_conn_t *c)
+{
+    c->refs++;
+}
+
+void bw__http_conn_unref(http_conn_t *c)
+{
+    unref(c);
+}
+
 /* Say once per exchange how reading the request ended. */
 static void report_request(http_conn_t *c, int err)
 {

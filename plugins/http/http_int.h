@@ -64,6 +64,9 @@ typedef struct http_conn {
 /* conn.c */
 void bw__http_conn_open(http_tunnel_t *tt, bw_stream_t *pub, const bw_conn_info_t *info);
 void bw__http_tunnel_unref(http_tunnel_t *tt);
+/* Keep `c` allocated across an asynchronous call; unref may free it. */
+void bw__http_conn_ref(http_conn_t *c);
+void bw__http_conn_unref(http_conn_t *c);
 /* Finish the current exchange when both its request and response ended. */
 void bw__http_finish_exchange(http_conn_t *c);
 /* Close the connection; abort resets the public side instead of flushing. */
