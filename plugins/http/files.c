@@ -231,7 +231,7 @@ static void files_work(void *ud)
 void bw__http_files_pump(http_conn_t *c)
 {
     char buf[CHUNK];
-    while (c->file_fd >= 0 && !c->pub_full && !c->closing) {
+    while (c->file_fd >= 0 && !c->pub_full && c->phase == C_HTTP) {
         ssize_t n = read(c->file_fd, buf, sizeof buf);
         if (n < 0 && errno == EINTR)
             continue;
@@ -294,9 +294,9 @@ static void files_done(void *ud, int status)
 {
     files_job_t *j = ud;
     http_conn_t *c = j->c;
-    if (status < 0 && !c->closing)
+    if (status < 0 && c->phase == C_HTTP)
         files_work(j);
-    if (!c->closing) {
+    if (c->phase == C_HTTP) {
         switch (j->what) {
         case FJ_STATUS:
             reply_text(c, j->status, NULL);
