@@ -409,10 +409,10 @@ void bw_tunnel_conn(bw_tunnel_t *t, bw_stream_t *pub, const bw_conn_info_t *info
     t->plugin->desc.conn_open(t->tstate, pub, info);
 }
 
-static void tunnel_release(bw_tunnel_t *t)
+void bw__tunnel_release(bw_tunnel_t *t)
 {
-    if (t->pending_connects)
-        return; /* the last connect callback frees it */
+    if (t->pending_connects || t->pending_works)
+        return; /* the last connect or work callback frees it */
     bw_conf_free(&t->conf);
     free(t->name);
     free(t->addr);
@@ -426,10 +426,11 @@ void bw_tunnel_free(bw_tunnel_t *t)
         return;
     t->stopping = 1;
     bw_replay_cancel_all(t);
+    bw__host_work_cancel_all(t);
     if (t->tstate)
         t->plugin->desc.tunnel_stop(t->tstate);
     t->tstate = NULL;
-    tunnel_release(t);
+    bw__tunnel_release(t);
 }
 
 /* ---------------------------------------------------------------------------
@@ -493,7 +494,7 @@ static void connected(void *ud, bw_stream_t *s, int status)
     pc->cb(pc->ud, s, status);
     free(pc);
     if (t->stopping)
-        tunnel_release(t);
+        bw__tunnel_release(t);
 }
 
 static bw_io_t *g_io;
@@ -597,46 +598,44 @@ static void h_metric_http(bw_tunnel_t *t, uint64_t duration_ns)
     bw_timer_metric_update(bw_host_total_http(), (int64_t)duration_ns, now);
 }
 
-static const bw_host_t host_table = {
-    .abi_major = BW_PLUGIN_ABI_MAJOR,
-    .abi_minor = BW_PLUGIN_ABI_MINOR,
-    .struct_size = sizeof(bw_host_t),
-    .log = h_log,
-    .error_set = h_error_set,
-    .strerror = bw_strerror,
-    .now_ns = now_ns,
-    .conf_str = h_conf_str,
-    .conf_bool = h_conf_bool,
-    .conf_int = h_conf_int,
-    .conf_list_len = h_conf_list_len,
-    .conf_list_at = h_conf_list_at,
-    .tunnel_conf = h_tunnel_conf,
-    .tunnel_name = h_tunnel_name,
-    .tunnel_addr = h_tunnel_addr,
-    .tunnel_public_url = h_tunnel_public_url,
-    .connect = h_connect,
-    .stream_set_callbacks = bw_stream_set_callbacks,
-    .stream_write = bw_stream_write,
-    .stream_queued = bw_stream_queued,
-    .stream_shutdown = bw_stream_shutdown,
-    .stream_read_stop = bw_stream_read_stop,
-    .stream_read_start = bw_stream_read_start,
-    .stream_close = bw_stream_close,
-    .stream_join = bw_stream_join,
-    .stream_peer = bw_stream_peer,
-    .timer_start = h_timer_start,
-    .timer_stop = h_timer_stop,
-    .metric_conn_open = h_metric_conn_open,
-    .metric_conn_close = h_metric_conn_close,
-    .metric_http = h_metric_http,
-    .capture_begin = bw__host_capture_begin,
-    .capture_head = bw__host_capture_head,
-    .capture_raw = bw__host_capture_raw,
-    .capture_end = bw__host_capture_end,
-    .capture_request_done = bw__host_capture_request_done,
-};
+/* ABI 1.2: "accepted, now pause" is BW_PAUSE, a success code, so a plugin's
+ * `rc < 0` means failure and nothing else. The streams underneath keep
+ * saying BW_EAGAIN; only what a 1.2 plugin sees changes. */
+static int h_stream_write(bw_stream_t *s, const void *data, size_t len)
+{
+    int rc = bw_stream_write(s, data, len);
+    return rc == BW_EAGAIN ? BW_PAUSE : rc;
+}
+
+/* Every slot but stream_write, whose pause code depends on the minor the
+ * plugin was built for (bw_host_table_for). */
+#define HOST_SLOTS                                                                                 \
+    .abi_major = BW_PLUGIN_ABI_MAJOR, .abi_minor = BW_PLUGIN_ABI_MINOR,                            \
+    .struct_size = sizeof(bw_host_t), .log = h_log, .error_set = h_error_set,                      \
+    .strerror = bw_strerror, .now_ns = now_ns, .conf_str = h_conf_str, .conf_bool = h_conf_bool,   \
+    .conf_int = h_conf_int, .conf_list_len = h_conf_list_len, .conf_list_at = h_conf_list_at,      \
+    .tunnel_conf = h_tunnel_conf, .tunnel_name = h_tunnel_name, .tunnel_addr = h_tunnel_addr,      \
+    .tunnel_public_url = h_tunnel_public_url, .connect = h_connect,                                \
+    .stream_set_callbacks = bw_stream_set_callbacks, .stream_queued = bw_stream_queued,            \
+    .stream_shutdown = bw_stream_shutdown, .stream_read_stop = bw_stream_read_stop,                \
+    .stream_read_start = bw_stream_read_start, .stream_close = bw_stream_close,                    \
+    .stream_join = bw_stream_join, .stream_peer = bw_stream_peer, .timer_start = h_timer_start,    \
+    .timer_stop = h_timer_stop, .metric_conn_open = h_metric_conn_open,                            \
+    .metric_conn_close = h_metric_conn_close, .metric_http = h_metric_http,                        \
+    .capture_begin = bw__host_capture_begin, .capture_head = bw__host_capture_head,                \
+    .capture_raw = bw__host_capture_raw, .capture_end = bw__host_capture_end,                      \
+    .capture_request_done = bw__host_capture_request_done, .work_queue = bw__host_work_queue
+
+static const bw_host_t host_table = {HOST_SLOTS, .stream_write = h_stream_write};
+/* For plugins built for 1.0 and 1.1, which know only BW_EAGAIN. */
+static const bw_host_t host_table_v1_1 = {HOST_SLOTS, .stream_write = bw_stream_write};
 
 const bw_host_t *bw_host_table(void)
 {
     return &host_table;
+}
+
+const bw_host_t *bw_host_table_for(uint16_t abi_minor)
+{
+    return abi_minor >= 2 ? &host_table : &host_table_v1_1;
 }

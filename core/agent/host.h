@@ -36,12 +36,18 @@ struct bw_tunnel {
     struct bw_capture_store *captures; /* the agent's store (borrowed), or NULL */
     struct bw_replay *replays;         /* replays in flight on this tunnel (replay.c) */
     unsigned pending_connects;         /* host->connect calls not yet called back */
-    struct bw_tunnel *next;            /* the owner's list */
-    void *owner;                       /* the agent's per-tunnel record */
+    struct bw_host_work *works;        /* host->work_queue requests not yet called back */
+    unsigned pending_works;
+    struct bw_tunnel *next; /* the owner's list */
+    void *owner;            /* the agent's per-tunnel record */
 };
 
-/* The process-wide host table handed to every plugin. */
+/* The process-wide host table of this ABI version (1.2). */
 const bw_host_t *bw_host_table(void);
+/* The host table for a plugin built for 1.`abi_minor`: the same slots,
+ * except that stream_write says BW_EAGAIN instead of BW_PAUSE below 1.2.
+ * Static storage; never NULL. Pass it to bw_registry_new. */
+const bw_host_t *bw_host_table_for(uint16_t abi_minor);
 
 /* The I/O context behind the table's connect and timer slots and replay.
  * The table is process-wide and its timer slot names no tunnel, so there is
@@ -91,6 +97,16 @@ int bw__host_capture_head(bw_capture_t *c, bw_capture_dir_t dir, const bw_http_h
 int bw__host_capture_raw(bw_capture_t *c, bw_capture_dir_t dir, const void *data, size_t len);
 void bw__host_capture_end(bw_capture_t *c, uint64_t duration_ns);
 void bw__host_capture_request_done(bw_capture_t *c, int err);
+
+/* The work_queue slot (host_work.c); see include/burrow/plugin.h. */
+typedef struct bw_host_work bw_host_work_t;
+int bw__host_work_queue(bw_tunnel_t *t, bw_work_fn work, bw_work_done_cb done, void *ud);
+/* Stopping `t`: cancel its requests no thread has started (their callbacks
+ * follow with BW_ECANCELED on a later loop turn). */
+void bw__host_work_cancel_all(bw_tunnel_t *t);
+/* Free a stopping tunnel's record unless connects or work requests are
+ * still to be called back; the last of them calls it again. */
+void bw__tunnel_release(bw_tunnel_t *t);
 
 /* Metrics across every tunnel (the API's aggregate). */
 bw_timer_metric_t *bw_host_total_conns(void);

@@ -24,7 +24,7 @@
 #define MAX_OPTIONS           256
 
 struct bw_registry {
-    const bw_host_t *host;
+    bw_host_select_fn host_for;
     bw_loaded_plugin_t *plugins[MAX_PLUGINS];
     size_t n;
 };
@@ -42,11 +42,11 @@ typedef struct option_v1_0 {
 } option_v1_0_t;
 #define DESC_OPTION_V1_0_SIZE sizeof(option_v1_0_t)
 
-bw_registry_t *bw_registry_new(const bw_host_t *host)
+bw_registry_t *bw_registry_new(bw_host_select_fn host_for)
 {
     bw_registry_t *r = calloc(1, sizeof *r);
     if (r)
-        r->host = host;
+        r->host_for = host_for;
     return r;
 }
 
@@ -128,6 +128,11 @@ static int copy_descriptor(const bw_plugin_t *d, const char *path, bw_plugin_t *
                     "%s needs plugin ABI %u.%u, newer than this agent's %d.%d (hint: upgrade "
                     "burrow)",
                     path, d->abi_major, d->abi_minor, BW_PLUGIN_ABI_MAJOR, BW_PLUGIN_ABI_MINOR);
+    if (d->struct_size == 0)
+        return fail(err, errlen, BW_EABI,
+                    "%s: descriptor struct_size is 0 (hint: set it to sizeof(bw_plugin_t), "
+                    "e.g. with BW_PLUGIN_HEADER)",
+                    path);
     if (d->struct_size < DESC_V1_0_SIZE)
         return fail(err, errlen, BW_EABI, "%s: descriptor struct_size %u is smaller than ABI 1.0's",
                     path, d->struct_size);
@@ -235,7 +240,9 @@ static int register_one(bw_registry_t *r, const bw_plugin_t *d, const char *path
         rc = fail(err, errlen, BW_EINVAL, "too many plugins (at most %d)", MAX_PLUGINS);
         goto out;
     }
-    rc = p->desc.init(r->host, &p->state, &e);
+    /* A plugin built for an older minor gets that minor's semantics
+     * (stream_write's pause code); see bw_host_table_for. */
+    rc = p->desc.init(r->host_for(p->desc.abi_minor), &p->state, &e);
     if (rc < 0) {
         p->desc.destroy(p->state);
         rc = fail(err, errlen, rc, "plugin '%s' (%s) failed to initialise: %s", p->desc.name, path,
@@ -257,10 +264,16 @@ int bw_registry_load(bw_registry_t *r, const char *path, char *err, size_t errle
     int rc, n = 0;
     void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!dl) {
-        rc = fail(err, errlen, BW_ENOENT,
-                  "cannot load plugin: %s (hint: is it a shared object "
-                  "built for this system with all its libraries installed?)",
-                  dlerror());
+        const char *why = dlerror();
+        /* The agent exports nothing, so a plugin calling one of its
+         * functions (bw_strerror, ...) fails here rather than at run time. */
+        rc = fail(err, errlen, BW_ENOENT, "cannot load plugin: %s (hint: %s)", why,
+                  strstr(why, "undefined symbol")
+                      ? "a plugin reaches the agent only through the bw_host_t table "
+                        "(e.g. host->strerror), never through its symbols; link with "
+                        "-Wl,-z,defs to catch this when building"
+                      : "is it a shared object built for this system with all its "
+                        "libraries installed?");
         goto out;
     }
     if ((n = object_descriptors(dl, path, descs, BW_ARRAY_SIZE(descs), err, errlen)) < 0) {

@@ -28,8 +28,12 @@ struct bw_error {
     char msg[512];
 };
 
-/* A new, empty registry whose plugins get `host`. NULL on ENOMEM. */
-bw_registry_t *bw_registry_new(const bw_host_t *host);
+/* Picks the host table for a plugin built for ABI 1.`abi_minor`. */
+typedef const bw_host_t *(*bw_host_select_fn)(uint16_t abi_minor);
+
+/* A new, empty registry; each plugin's init gets host_for(its abi_minor)
+ * (bw_host_table_for). NULL on ENOMEM. */
+bw_registry_t *bw_registry_new(bw_host_select_fn host_for);
 
 /* Load one plugin object and every proto it provides (its entry's and, ABI
  * 1.2, the siblings). Returns 0, or < 0 with the reason in err[errlen]

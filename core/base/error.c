@@ -9,6 +9,8 @@ const char *bw_strerror(int err)
     switch (err) {
     case BW_OK:
         return "success";
+    case BW_PAUSE:
+        return "accepted, pause the source";
     case BW_EABI:
         return "plugin ABI mismatch";
     case BW_EAGAIN:

@@ -309,7 +309,7 @@ static int run(const cli_t *c, const bw_config_t *cfg, const char *used, json_t 
         return 1;
     }
     bw_host_set_io(io);
-    bw_registry_t *reg = bw_registry_new(bw_host_table());
+    bw_registry_t *reg = bw_registry_new(bw_host_table_for);
     if (!reg || bw_registry_load_default(reg) == 0) {
         fail("no protocol plugins found (set BURROW_PLUGIN_PATH)");
         goto out_reg;
@@ -456,7 +456,7 @@ static int check_definitions(const bw_config_t *cfg)
     /* `config check` answers on stdout and stderr only: of the loader's
      * log, a refused plugin (a warning or worse) is worth a line. */
     bw_log_open("stderr", BW_LOGFMT_LOGFMT, BW_LOG_WARN);
-    bw_registry_t *reg = bw_registry_new(bw_host_table());
+    bw_registry_t *reg = bw_registry_new(bw_host_table_for);
     if (!reg)
         return fail("out of memory");
     bw_registry_load_default(reg);

@@ -2,7 +2,8 @@
  *
  * Every function of the plugin ABI returns 0 on success or a negative BW_E*
  * code. Where an errno exists for the condition the code equals -errno, so a
- * libuv or libc error can be passed through unchanged.
+ * libuv or libc error can be passed through unchanged. The one positive
+ * code, BW_PAUSE, is a success: `rc < 0` always means failure.
  */
 #ifndef BURROW_ERROR_H
 #define BURROW_ERROR_H
@@ -13,8 +14,13 @@
 extern "C" {
 #endif
 
-#define BW_OK           0
-#define BW_EAGAIN       (-EAGAIN)       /* accepted, but pause the source (backpressure) */
+#define BW_OK 0
+/* ABI 1.2: stream_write took the bytes, but the queue passed its high-water
+ * mark: stop reading the source until on_drain. A success, not an error. */
+#define BW_PAUSE 1
+/* What stream_write says instead of BW_PAUSE to plugins built for ABI 1.0
+ * and 1.1 (the bytes were accepted all the same). */
+#define BW_EAGAIN       (-EAGAIN)
 #define BW_ENOMEM       (-ENOMEM)       /* out of memory */
 #define BW_EINVAL       (-EINVAL)       /* invalid argument or configuration */
 #define BW_ENOENT       (-ENOENT)       /* no such object */

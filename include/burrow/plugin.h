@@ -20,14 +20,16 @@
  *
  * Conventions for every function in this header:
  *  - Functions returning int return 0 on success or a negative BW_E* code
- *    (include/burrow/error.h).
+ *    (include/burrow/error.h); stream_write alone may also return the
+ *    positive BW_PAUSE, so `rc < 0` always means failure.
  *  - Pointers passed in are borrowed for the duration of the call unless the
  *    comment says otherwise. Strings returned by the host are owned by the host
  *    and stay valid for the lifetime of the object they were read from.
  *  - Error text crosses the boundary only through host->error_set(); plugins
  *    never return a char* for the host to free.
  *  - Every callback runs on the agent's single event loop thread. No function
- *    of the host table may be called from another thread.
+ *    of the host table may be called from another thread, including the
+ *    work function of host->work_queue, which runs on a pool thread.
  */
 #ifndef BURROW_PLUGIN_H
 #define BURROW_PLUGIN_H
@@ -130,7 +132,8 @@ typedef struct bw_stream_cbs {
     /* The peer will send no more bytes (half-close). Optional. */
     void (*on_eof)(bw_stream_t *s, void *ud);
     /* The bytes queued by writes fell below the low-water mark after a write
-     * returned BW_EAGAIN: resume the source. Optional. */
+     * returned BW_PAUSE (BW_EAGAIN for 1.0/1.1 plugins): resume the source.
+     * Optional. */
     void (*on_drain)(bw_stream_t *s, void *ud);
     /* The stream failed (reset, connection error, session gone) with `err`.
      * No further on_read/on_eof follow; the plugin still calls stream_close. */
@@ -145,6 +148,14 @@ typedef void (*bw_connect_cb)(void *ud, bw_stream_t *s, int status);
 /* Completion of host->stream_join: both streams are closed and freed by the
  * host before this runs. `err` is 0 for a clean end, else the first error. */
 typedef void (*bw_join_cb)(void *ud, int err, uint64_t bytes_in, uint64_t bytes_out);
+
+/* host->work_queue (ABI 1.2): the blocking part, run on a pool thread. It
+ * may touch only what `ud` holds: no host slot, no stream, no plugin state
+ * the loop thread uses meanwhile. */
+typedef void (*bw_work_fn)(void *ud);
+/* Its completion, on the loop thread: `status` 0 when the work ran, or
+ * BW_ECANCELED when it never ran because the tunnel stopped first. */
+typedef void (*bw_work_done_cb)(void *ud, int status);
 
 /* Speak TLS to the local service (https:// upstream): SNI = the host unless
  * it is an IP literal, ALPN http/1.1, no certificate check. The connect
@@ -227,9 +238,13 @@ typedef struct bw_host {
     /* Install callbacks; reading starts with the first call. */
     void (*stream_set_callbacks)(bw_stream_t *s, const bw_stream_cbs_t *cbs, void *ud);
     /* Queue bytes. The host copies whatever it cannot send at once; the caller
-     * keeps ownership of `data`. Returns 0, BW_EAGAIN when the bytes were
-     * accepted but the queue is past its high-water mark (stop reading the
-     * source until on_drain), or BW_EPIPE after shutdown/close/error. */
+     * keeps ownership of `data`. Returns 0; BW_PAUSE (> 0) when the bytes
+     * were accepted but the queue is past its high-water mark (stop reading
+     * the source until on_drain); or BW_EPIPE after shutdown/close/error.
+     * A plugin whose descriptor says abi_minor 0 or 1 gets BW_EAGAIN instead
+     * of BW_PAUSE, as those versions defined: the loader hands each plugin
+     * the host table of the minor it was built for, and the tables differ
+     * only in this slot. */
     int (*stream_write)(bw_stream_t *s, const void *data, size_t len);
     /* Bytes accepted by stream_write and not yet handed to the kernel/peer. */
     size_t (*stream_queued)(bw_stream_t *s);
@@ -283,6 +298,18 @@ typedef struct bw_host {
      * still being read; the API refuses to replay such an entry (error 110)
      * or a failed one (111). capture_end() without it implies success. */
     void (*capture_request_done)(bw_capture_t *c, int err);
+
+    /* ---- ABI 1.2 (check with BW_HOST_HAS) ---- */
+    /* Run work(ud) on a thread of the host's pool (blocking file or name
+     * lookups), then done(ud, status) on the loop thread. Returns 0 and
+     * calls `done` exactly once, or returns < 0 (BW_EINVAL, BW_ENOMEM,
+     * BW_ECANCELED when `t` is stopping) and calls neither. When the tunnel
+     * stops, requests no thread has started are cancelled: `done` follows
+     * with BW_ECANCELED on a later loop turn. One already running cannot be
+     * interrupted; it finishes and `done` gets 0, so release what the work
+     * produced either way. `ud` must stay valid until `done`. Requests do
+     * not keep `t` usable: after tunnel_stop, do not pass it to the host. */
+    int (*work_queue)(bw_tunnel_t *t, bw_work_fn work, bw_work_done_cb done, void *ud);
 } bw_host_t;
 
 /* ----- the plugin descriptor --------------------------------------------------- */

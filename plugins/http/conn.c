@@ -38,6 +38,16 @@ static void unref(http_conn_t *c)
     bw__http_tunnel_unref(tt);
 }
 
+void bw__http_conn_ref(http_conn_t *c)
+{
+    c->refs++;
+}
+
+void bw__http_conn_unref(http_conn_t *c)
+{
+    unref(c);
+}
+
 /* Say once per exchange how reading the request ended. */
 static void report_request(http_conn_t *c, int err)
 {
@@ -59,9 +69,9 @@ void bw__http_end_capture(http_conn_t *c, int req_err)
 /* Close everything; abort resets the public side instead of flushing. */
 void bw__http_conn_close(http_conn_t *c, int abort)
 {
-    if (c->closing)
+    if (c->phase != C_HTTP)
         return;
-    c->closing = 1;
+    c->phase = C_CLOSED;
     bw__http_end_capture(c, c->rstate == R_BODY ? BW_ECONNRESET : 0);
     if (c->file_fd >= 0)
         close(c->file_fd);
@@ -78,13 +88,13 @@ void bw__http_conn_close(http_conn_t *c, int abort)
 
 static void update_reading(http_conn_t *c)
 {
-    if (c->closing)
+    if (c->phase != C_HTTP)
         return;
     /* Reading goes on while a response is awaited (pipelined bytes wait in
      * pin, bounded by IN_MAX): toggling it per request costs window updates. */
-    int want_pub = c->pub && !c->pub_eof && !c->connecting &&
+    int want_pub = c->pub && !c->pub_eof && c->lstate != L_CONNECTING &&
                    !(c->rstate == R_BODY && c->mode == X_UP && c->up_full) && c->pin.len < IN_MAX;
-    int want_up = c->up && !c->up_eof && !c->pub_full && c->uin.len < IN_MAX;
+    int want_up = c->up && c->lstate != L_EOF && !c->pub_full && c->uin.len < IN_MAX;
     if (c->pub && want_pub != c->pub_reading) {
         c->pub_reading = want_pub;
         (want_pub ? H->stream_read_start : H->stream_read_stop)(c->pub);
@@ -101,7 +111,7 @@ static void up_write(http_conn_t *c, const void *data, size_t len)
 {
     if (!len || !c->up)
         return;
-    if (H->stream_write(c->up, data, len) == BW_EAGAIN)
+    if (H->stream_write(c->up, data, len) == BW_PAUSE)
         c->up_full = 1;
 }
 
@@ -110,7 +120,7 @@ void bw__http_pub_write(http_conn_t *c, const void *data, size_t len)
     if (!len || !c->pub)
         return;
     c->sent_any = 1;
-    if (H->stream_write(c->pub, data, len) == BW_EAGAIN)
+    if (H->stream_write(c->pub, data, len) == BW_PAUSE)
         c->pub_full = 1;
 }
 
@@ -141,7 +151,8 @@ static void up_gone(http_conn_t *c)
     if (c->up)
         H->stream_close(c->up, 1);
     c->up = NULL;
-    c->up_reading = c->up_full = c->up_eof = 0;
+    c->lstate = L_NONE;
+    c->up_reading = c->up_full = 0;
     c->uin.len = 0;
     h1_free(&c->res);
     h1_init(&c->res, H1_RESPONSE);
@@ -150,8 +161,8 @@ static void up_gone(http_conn_t *c)
 static void connected(void *ud, bw_stream_t *s, int status)
 {
     http_conn_t *c = ud;
-    c->connecting = 0;
-    if (c->closing) {
+    c->lstate = L_NONE;
+    if (c->phase != C_HTTP) {
         if (s)
             H->stream_close(s, 1);
         unref(c);
@@ -167,6 +178,7 @@ static void connected(void *ud, bw_stream_t *s, int status)
         bw__http_reply_502(c, why);
     } else {
         c->up = s;
+        c->lstate = L_OPEN;
         c->up_reading = 1;
         H->stream_set_callbacks(s, &up_cbs, c);
         up_write(c, c->pending.data, c->pending.len);
@@ -181,7 +193,7 @@ static void start_connect(http_conn_t *c)
 {
     uint32_t flags = c->tt->kind == UP_HTTPS ? BW_CONNECT_TLS : 0;
     int rc = c->tt->t ? H->connect(c->tt->t, c->tt->addr, flags, connected, c) : BW_ECANCELED;
-    c->connecting = 1;
+    c->lstate = L_CONNECTING;
     c->refs++;
     if (rc < 0)
         connected(c, NULL, rc);
@@ -280,7 +292,7 @@ static void on_request_head(http_conn_t *c)
     if (c->up) {
         up_write(c, out->data, out->len);
         h1_buf_free(out);
-    } else if (!c->connecting) {
+    } else if (c->lstate != L_CONNECTING) {
         start_connect(c);
     }
 }
@@ -314,7 +326,7 @@ static int pub_step(http_conn_t *c)
 {
     h1_ev_t ev;
     int pending_done = c->req.done_pending && !c->req.in_head;
-    if (c->closing || c->rstate == R_WAIT || c->connecting)
+    if (c->phase != C_HTTP || c->rstate == R_WAIT || c->lstate == L_CONNECTING)
         return 0;
     if (c->rstate == R_BODY && c->mode == X_UP && c->up_full)
         return 0;
@@ -340,11 +352,12 @@ static int pub_step(http_conn_t *c)
 
 static void pub_eof_check(http_conn_t *c)
 {
-    if (!c->pub_eof || c->pin.len || c->closing)
+    if (!c->pub_eof || c->pin.len || c->phase != C_HTTP)
         return;
     if (c->rstate == R_HEAD) {
         bw__http_conn_close(c, h1_busy(&c->req));
-    } else if (c->rstate == R_BODY && !c->connecting && !(c->mode == X_UP && c->up_full)) {
+    } else if (c->rstate == R_BODY && c->lstate != L_CONNECTING &&
+               !(c->mode == X_UP && c->up_full)) {
         /* The client left in the middle of its request body. */
         report_request(c, BW_ECONNRESET);
         bw__http_conn_close(c, 1);
@@ -363,7 +376,7 @@ static void pump_pub(http_conn_t *c)
         c->pub_again = 0;
         while (pub_step(c))
             ;
-    } while (c->pub_again && !c->closing);
+    } while (c->pub_again && c->phase == C_HTTP);
     c->in_pub = 0;
     pub_eof_check(c);
     update_reading(c);
@@ -382,7 +395,7 @@ static void response_head(http_conn_t *c)
         return;
     }
     if (h->status >= 100 && h->status < 200) {
-        c->interim = 1; /* 100 Continue and friends: pass on, await the final head */
+        c->sstate = S_INTERIM; /* 100 Continue and friends: pass on, await the final head */
         bw__http_pub_write(c, h->raw.data, h->raw.len);
         return;
     }
@@ -426,7 +439,7 @@ static int up_step(http_conn_t *c)
 {
     h1_ev_t ev;
     int pending_done = c->res.done_pending && !c->res.in_head;
-    if (c->closing || c->pub_full || !c->up || c->sstate == S_DONE || c->mode != X_UP)
+    if (c->phase != C_HTTP || c->pub_full || !c->up || c->sstate == S_DONE || c->mode != X_UP)
         return 0;
     if (c->uin.len == 0 && !pending_done)
         return 0;
@@ -441,8 +454,8 @@ static int up_step(http_conn_t *c)
     if (ev == H1_EV_HEAD) {
         response_head(c);
     } else if (ev == H1_EV_DONE) {
-        if (c->interim) {
-            c->interim = 0;
+        if (c->sstate == S_INTERIM) {
+            c->sstate = S_HEAD;
         } else {
             c->sstate = S_DONE;
             bw__http_finish_exchange(c);
@@ -455,7 +468,7 @@ static int up_step(http_conn_t *c)
 
 static void up_eof_check(http_conn_t *c)
 {
-    if (!c->up_eof || c->uin.len || c->closing || c->pub_full)
+    if (c->lstate != L_EOF || c->uin.len || c->phase != C_HTTP || c->pub_full)
         return;
     if (c->mode != X_UP || c->sstate == S_DONE) {
         up_gone(c); /* closed between exchanges: reconnect for the next one */
@@ -469,9 +482,10 @@ static void up_eof_check(http_conn_t *c)
         bw__http_finish_exchange(c);
         return;
     }
-    response_error(c, c->sstate == S_HEAD ? "local service closed the connection before "
-                                            "responding"
-                                          : "local service closed the connection mid-response");
+    response_error(c, c->sstate == S_HEAD || c->sstate == S_INTERIM
+                          ? "local service closed the connection before "
+                            "responding"
+                          : "local service closed the connection mid-response");
 }
 
 static void pump_up(http_conn_t *c)
@@ -486,7 +500,7 @@ static void pump_up(http_conn_t *c)
         c->up_again = 0;
         while (up_step(c))
             ;
-    } while (c->up_again && !c->closing);
+    } while (c->up_again && c->phase == C_HTTP);
     c->in_up = 0;
     up_eof_check(c);
     update_reading(c);
@@ -519,7 +533,7 @@ static void upgrade(http_conn_t *c)
     c->uin.len = c->pin.len = 0;
     bw_stream_t *pub = c->pub, *up = c->up;
     c->pub = c->up = NULL;
-    c->closing = 1; /* no more HTTP on this connection */
+    c->phase = C_UPGRADED; /* no more HTTP on this connection */
     if (!c->pub_reading)
         H->stream_read_start(pub);
     if (!c->up_reading)
@@ -535,7 +549,7 @@ static void upgrade(http_conn_t *c)
 static void pub_read(bw_stream_t *s, void *ud, const void *data, size_t len)
 {
     http_conn_t *c = ud;
-    if (c->closing)
+    if (c->phase != C_HTTP)
         return;
     if (h1_buf_add(&c->pin, data, len) < 0) {
         bw__http_conn_close(c, 1);
@@ -574,7 +588,7 @@ static void pub_error(bw_stream_t *s, void *ud, int err)
 static void up_read(bw_stream_t *s, void *ud, const void *data, size_t len)
 {
     http_conn_t *c = ud;
-    if (c->closing)
+    if (c->phase != C_HTTP)
         return;
     if (h1_buf_add(&c->uin, data, len) < 0) {
         bw__http_conn_close(c, 1);
@@ -586,7 +600,7 @@ static void up_read(bw_stream_t *s, void *ud, const void *data, size_t len)
 static void up_eof(bw_stream_t *s, void *ud)
 {
     http_conn_t *c = ud;
-    c->up_eof = 1;
+    c->lstate = L_EOF;
     pump_up(c);
 }
 
@@ -600,7 +614,7 @@ static void up_drain(bw_stream_t *s, void *ud)
 static void up_error(bw_stream_t *s, void *ud, int err)
 {
     http_conn_t *c = ud;
-    c->up_eof = 1;
+    c->lstate = L_EOF;
     c->uin.len = 0;
     c->refs++;
     up_eof_check(c);

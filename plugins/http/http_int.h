@@ -37,9 +37,42 @@ typedef struct http_tunnel {
     size_t n_allow, n_deny;
 } http_tunnel_t;
 
-enum { R_HEAD, R_BODY, R_WAIT }; /* request side */
-enum { S_HEAD, S_BODY, S_DONE }; /* response side */
-enum { X_NONE, X_UP, X_LOCAL };  /* who answers the current request */
+/* The current request, as read from the public side. */
+typedef enum http_req_state {
+    R_HEAD, /* waiting for a request head (between exchanges, too) */
+    R_BODY, /* head seen; its body is being read */
+    R_WAIT  /* read completely; waiting for the response to end */
+} http_req_state_t;
+
+/* The response to it, as written to the public side. */
+typedef enum http_res_state {
+    S_HEAD,    /* no final head yet */
+    S_INTERIM, /* a 1xx head was passed on; after its end, S_HEAD again */
+    S_BODY,    /* final head sent; the body follows */
+    S_DONE     /* complete: the exchange ends once the request has too */
+} http_res_state_t;
+
+/* Who answers the current request. */
+typedef enum http_answer {
+    X_NONE, /* nobody yet (no head, or a refusal pending) */
+    X_UP,   /* the local service, over `up` */
+    X_LOCAL /* the plugin itself: an error page or the file server */
+} http_answer_t;
+
+/* The local connection (`up`). */
+typedef enum http_local_state {
+    L_NONE,       /* none: connect for the next request that needs one */
+    L_CONNECTING, /* host->connect in flight; the request head waits in `pending` */
+    L_OPEN,       /* connected and readable */
+    L_EOF         /* the service ended (EOF or error); closed between exchanges */
+} http_local_state_t;
+
+/* The public connection as a whole. */
+typedef enum http_conn_phase {
+    C_HTTP,     /* exchanging requests and responses */
+    C_UPGRADED, /* 101 Switching Protocols: both streams handed to stream_join */
+    C_CLOSED    /* bw__http_conn_close ran; freed with the last reference */
+} http_conn_phase_t;
 
 typedef struct http_conn {
     http_tunnel_t *tt;
@@ -49,12 +82,17 @@ typedef struct http_conn {
     uint64_t conn_start, x_start;
     h1_t req, res;
     h1_buf_t pin, uin; /* bytes read and not yet consumed */
-    int rstate, sstate, mode;
-    int refs, closing;
-    int connecting, up_full, pub_full, pub_eof, up_eof;
+    http_req_state_t rstate;
+    http_res_state_t sstate;
+    http_answer_t mode;
+    http_local_state_t lstate;
+    http_conn_phase_t phase;
+    int refs;
+    /* Independent bits, not phases: backpressure and read state per side. */
+    int up_full, pub_full, pub_eof;
     int pub_reading, up_reading;
     int in_pub, pub_again, in_up, up_again;
-    int close_after, is_head, req_upgrade, interim, sent_any;
+    int close_after, is_head, req_upgrade, sent_any;
     int forbidden, req_reported;
     bw_capture_t *cap;
     h1_buf_t pending; /* request head waiting for the local connection */
@@ -64,6 +102,9 @@ typedef struct http_conn {
 /* conn.c */
 void bw__http_conn_open(http_tunnel_t *tt, bw_stream_t *pub, const bw_conn_info_t *info);
 void bw__http_tunnel_unref(http_tunnel_t *tt);
+/* Keep `c` allocated across an asynchronous call; unref may free it. */
+void bw__http_conn_ref(http_conn_t *c);
+void bw__http_conn_unref(http_conn_t *c);
 /* Finish the current exchange when both its request and response ended. */
 void bw__http_finish_exchange(http_conn_t *c);
 /* Close the connection; abort resets the public side instead of flushing. */

@@ -118,7 +118,7 @@ int main(int argc, char **argv)
     bw_host_set_io(io);
     check_exports(argv[1]);
     for (int round = 0; round < 2; round++) {
-        bw_registry_t *r = bw_registry_new(bw_host_table());
+        bw_registry_t *r = bw_registry_new(bw_host_table_for);
         int rc = bw_registry_load(r, argv[1], err, sizeof err);
         if (round == 0)
             report(rc == 0, "loads (descriptor, ABI version, mandatory slots, init)", err);

@@ -112,7 +112,10 @@ static void connected(void *ud, bw_stream_t *local, int status)
     }
     if (c->et->greet) {
         static const char hello[] = "hello from burrow\n";
-        H->stream_write(c->pub, hello, sizeof hello - 1);
+        /* 0, BW_PAUSE (> 0: taken, but stop reading the source until
+         * on_drain) or < 0. A short greeting never needs the pause, and a
+         * failed write shows up again in the join below. */
+        (void)H->stream_write(c->pub, hello, sizeof hello - 1);
     }
     /* The host forwards both ways with backpressure and closes both ends. */
     if (H->stream_join(c->pub, local, joined, c) < 0)

@@ -26,7 +26,7 @@ static bw_httpd_t *server(void)
     if (h)
         return h;
     bw_log_open("false", BW_LOGFMT_LOGFMT, BW_LOG_CRIT);
-    bw_registry_t *reg = bw_registry_new(bw_host_table());
+    bw_registry_t *reg = bw_registry_new(bw_host_table_for);
     bw_io_t *io = bw_io_new(uv_default_loop());
     bw_agent_config_t cfg = {.server_addr = "127.0.0.1:9"};
     bw_host_set_io(io);

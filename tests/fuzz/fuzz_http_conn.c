@@ -101,13 +101,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             break;
         case 6:
-            g_pub.eagain = !g_pub.eagain;
-            if (!g_pub.eagain && g_pub.cbs && !g_pub.closed)
+            g_pub.paused = !g_pub.paused;
+            if (!g_pub.paused && g_pub.cbs && !g_pub.closed)
                 g_pub.cbs->on_drain(&g_pub, g_pub.ud);
             break;
         case 7:
-            g_up.eagain = !g_up.eagain;
-            if (!g_up.eagain && g_up.cbs && !g_up.closed && !up_dead)
+            g_up.paused = !g_up.paused;
+            if (!g_up.paused && g_up.cbs && !g_up.closed && !up_dead)
                 g_up.cbs->on_drain(&g_up, g_up.ud);
             break;
         default:

@@ -373,6 +373,23 @@ def test_file_server(tunnel, tmp_path):
     assert r.status == 200 and r.header("Content-Length") == str(len(data))
     r = get(t, "/missing", method="HEAD")
     assert r.status == 404 and int(r.header("Content-Length")) > 0 and r.body == b""
+    # Lookups run on the host's thread pool: pipelined requests on one
+    # connection are still answered in order, each once.
+    s = conn(t)
+    f = s.makefile("rb")
+    s.sendall(b"GET /a%20b.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+              b"HEAD /blob.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+              b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+              b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n"
+              b"GET /sub/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert A.read_response(f).body == b"spaced"
+    r = A.read_response(f, method="HEAD")
+    assert r.status == 200 and r.header("Content-Length") == str(len(data)) and r.body == b""
+    assert b'<a href="sub/">sub/</a>' in A.read_response(f).body
+    assert A.read_response(f).status == 404
+    assert A.read_response(f).body == b"<p>index</p>"
+    assert f.read() == b""  # Connection: close after the last one
+    s.close()
 
 
 # ---------------------------------------------------------------------------

@@ -12,6 +12,9 @@
  *                   the whole object is refused
  *   EXTRA_EXPORT    a valid plugin that also exports another symbol (built
  *                   without the version script)
+ *   STRUCT_SIZE_ZERO a descriptor whose struct_size was never filled in
+ *   CALLS_CORE      calls bw_strerror() directly instead of host->strerror:
+ *                   the agent exports no symbols, so dlopen must fail
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +26,11 @@ static const bw_host_t *H;
 static int f_init(const bw_host_t *host, void **state, bw_error_t *err)
 {
     H = host;
+#ifdef FIXTURE_CALLS_CORE
+    /* The mistake this fixture makes on purpose: error.h declares
+     * bw_strerror, but only the agent's own code may call it. */
+    host->log(BW_LOG_DEBUG, "fixture", "err", bw_strerror(BW_EINVAL), NULL);
+#endif
     int *counter = calloc(1, sizeof *counter);
     *state = counter;
 #if defined(FIXTURE_INIT_FAILS)
@@ -94,7 +102,11 @@ static const bw_plugin_t fixture = {
     .abi_major = BW_PLUGIN_ABI_MAJOR,
 #endif
     .abi_minor = BW_PLUGIN_ABI_MINOR,
+#ifdef FIXTURE_STRUCT_SIZE_ZERO
+    .struct_size = 0,
+#else
     .struct_size = sizeof(bw_plugin_t),
+#endif
 #if defined(FIXTURE_SIBLINGS)
     .name = "fixture-a",
     .siblings = siblings,

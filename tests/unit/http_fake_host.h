@@ -19,7 +19,7 @@ struct bw_stream {
     const bw_stream_cbs_t *cbs;
     void *ud;
     h1_buf_t written;
-    int reading, closed, aborted, eagain;
+    int reading, closed, aborted, paused;
 };
 
 struct bw_tunnel {
@@ -123,7 +123,7 @@ static int f_write(bw_stream_t *s, const void *d, size_t n)
 {
     alive(s);
     h1_buf_add(&s->written, d, n);
-    return s->eagain ? BW_EAGAIN : 0;
+    return s->paused ? BW_PAUSE : 0;
 }
 static size_t f_queued(bw_stream_t *s)
 {

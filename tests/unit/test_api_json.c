@@ -61,7 +61,7 @@ static void error_shape_and_key_order(void **state)
 static void tunnel_resource_shape(void **state)
 {
     char err[256];
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(bw_registry_load(r, BW_TCP_PLUGIN, err, sizeof err), 0);
     bw_conf_t conf;
     json_t *empty = json_object();

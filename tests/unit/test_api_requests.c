@@ -47,7 +47,7 @@ static env_t *env_new(int64_t db_size)
 {
     char err[256];
     env_t *e = calloc(1, sizeof *e);
-    e->reg = bw_registry_new(bw_host_table());
+    e->reg = bw_registry_new(bw_host_table_for);
     assert_int_equal(
         bw_registry_load(e->reg, BW_TEST_PLUGIN_DIR "/tcptls/tcptls.so", err, sizeof err), 0);
     assert_int_equal(bw_registry_load(e->reg, BW_TCP_PLUGIN, err, sizeof err), 0);

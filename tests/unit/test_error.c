@@ -20,6 +20,8 @@ static void strerror_names_codes(void **state)
     assert_string_equal(bw_strerror(BW_EPROTO), "protocol error");
     assert_string_equal(bw_strerror(-99999), "unknown error");
     assert_true(BW_EAGAIN == -EAGAIN); /* codes are -errno where one exists */
+    assert_true(BW_PAUSE > 0);         /* a success: rc < 0 still means failure */
+    assert_string_equal(bw_strerror(BW_PAUSE), "accepted, pause the source");
 }
 
 static void split_hostport_forms(void **state)

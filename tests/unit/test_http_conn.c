@@ -176,16 +176,16 @@ static void test_backpressure_both_ways(void **st)
 {
     client("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n");
     connect_ok();
-    g_up.eagain = 1;
+    g_up.paused = 1;
     client("0123456789");
     assert_int_equal(g_pub.reading, 0);
-    g_up.eagain = 0;
+    g_up.paused = 0;
     g_up.cbs->on_drain(&g_up, g_up.ud);
     assert_int_equal(g_pub.reading, 1);
-    g_pub.eagain = 1;
+    g_pub.paused = 1;
     server("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab");
     assert_int_equal(g_up.reading, 0);
-    g_pub.eagain = 0;
+    g_pub.paused = 0;
     g_pub.cbs->on_drain(&g_pub, g_pub.ud);
     assert_int_equal(g_up.reading, 1);
 }

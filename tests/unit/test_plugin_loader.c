@@ -25,7 +25,7 @@ static int load_fixture(bw_registry_t *r, const char *name)
 
 static void loads_good_plugin(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(load_fixture(r, "good"), 0);
     assert_int_equal(bw_registry_count(r), 1);
     const bw_loaded_plugin_t *p = bw_registry_find(r, "fixture");
@@ -38,7 +38,7 @@ static void loads_good_plugin(void **state)
 
 static void refuses_missing_entry(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(load_fixture(r, "missing-entry"), BW_ENOENT);
     assert_non_null(strstr(err, "does not export bw_plugin_entry"));
     assert_int_equal(bw_registry_count(r), 0);
@@ -47,7 +47,7 @@ static void refuses_missing_entry(void **state)
 
 static void refuses_newer_abi_major(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(load_fixture(r, "abi-too-new"), BW_EABI);
     assert_non_null(strstr(err, "built for plugin ABI 2."));
     assert_non_null(strstr(err, "this agent speaks 1."));
@@ -56,7 +56,7 @@ static void refuses_newer_abi_major(void **state)
 
 static void refuses_missing_mandatory_slot(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(load_fixture(r, "missing-slot"), BW_EINVAL);
     assert_non_null(strstr(err, "lacks mandatory slot 'conn_open'"));
     bw_registry_free(r);
@@ -64,7 +64,7 @@ static void refuses_missing_mandatory_slot(void **state)
 
 static void refuses_duplicate_proto(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(load_fixture(r, "good"), 0);
     assert_int_equal(load_fixture(r, "duplicate-proto"), BW_EEXIST);
     assert_non_null(strstr(err, "provides proto 'fixture', already provided by"));
@@ -74,7 +74,7 @@ static void refuses_duplicate_proto(void **state)
 
 static void reports_init_failure_and_destroys(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(load_fixture(r, "init-fails"), BW_EINVAL);
     assert_non_null(strstr(err, "failed to initialise: fixture refuses to start: no license"));
     assert_int_equal(bw_registry_count(r), 0);
@@ -84,7 +84,7 @@ static void reports_init_failure_and_destroys(void **state)
 
 static void loads_every_proto_of_an_object(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(load_fixture(r, "siblings"), 0);
     assert_int_equal(bw_registry_count(r), 2);
     const bw_loaded_plugin_t *a = bw_registry_find(r, "fixture-a");
@@ -102,7 +102,7 @@ static void loads_every_proto_of_an_object(void **state)
 
 static void refuses_whole_object_when_a_sibling_fails(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(load_fixture(r, "sibling-fails"), BW_EINVAL);
     assert_non_null(strstr(err, "plugin 'fixture-d'"));
     assert_non_null(strstr(err, "sibling refuses to start"));
@@ -114,7 +114,7 @@ static void refuses_whole_object_when_a_sibling_fails(void **state)
 
 static void refuses_extra_exports(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(load_fixture(r, "extra-export"), BW_EINVAL);
     assert_non_null(strstr(err, "not just bw_plugin_entry"));
     assert_non_null(strstr(err, "fixture_helper"));
@@ -122,9 +122,41 @@ static void refuses_extra_exports(void **state)
     bw_registry_free(r);
 }
 
+static void refuses_zero_struct_size(void **state)
+{
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
+    assert_int_equal(load_fixture(r, "struct-size-zero"), BW_EABI);
+    assert_non_null(strstr(err, "struct_size is 0"));
+    assert_null(strstr(err, "smaller than"));
+    assert_int_equal(bw_registry_count(r), 0);
+    bw_registry_free(r);
+}
+
+static void refuses_plugin_calling_agent_symbols(void **state)
+{
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
+    assert_int_equal(load_fixture(r, "calls-core"), BW_ENOENT);
+    assert_non_null(strstr(err, "undefined symbol: bw_strerror"));
+    assert_non_null(strstr(err, "only through the bw_host_t table"));
+    assert_int_equal(bw_registry_count(r), 0);
+    bw_registry_free(r);
+}
+
+/* What keeps the fixture above from loading inside the real agent: the
+ * executable exports none of its functions. */
+static void agent_exports_no_core_symbols(void **state)
+{
+    static char names[1 << 16];
+    int n = bw_elf_exports(BW_AGENT_EXE, names, sizeof names);
+    assert_true(n >= 0);
+    assert_true(strlen(names) + 1 < sizeof names); /* the whole list was read */
+    for (const char *p = names; (p = strstr(p, "bw_")) != NULL; p++)
+        fail_msg("the agent exports %.40s", p);
+}
+
 static void refuses_non_plugin_file(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(bw_registry_load(r, "/nonexistent/x.so", err, sizeof err), BW_ENOENT);
     assert_non_null(strstr(err, "cannot load plugin"));
     bw_registry_free(r);
@@ -132,7 +164,7 @@ static void refuses_non_plugin_file(void **state)
 
 static void loads_directory_skipping_refusals(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     /* The fixture dir holds good plugins and ones it must refuse. Objects
      * load in name order, so of good and duplicate-proto (both "fixture")
      * the first by name wins; siblings adds two protos. The tcptls fixture
@@ -150,7 +182,7 @@ static void loads_directory_skipping_refusals(void **state)
 
 static void tcp_plugin_declares_options(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(bw_registry_load(r, BW_TCP_PLUGIN, err, sizeof err), 0);
     const bw_loaded_plugin_t *p = bw_registry_find(r, "tcp");
     assert_non_null(p);
@@ -161,7 +193,7 @@ static void tcp_plugin_declares_options(void **state)
 
 static void conf_validates_against_declared_options(void **state)
 {
-    bw_registry_t *r = bw_registry_new(bw_host_table());
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
     assert_int_equal(load_fixture(r, "good"), 0);
     const bw_loaded_plugin_t *p = bw_registry_find(r, "fixture");
     const bw_host_t *h = bw_host_table();
@@ -215,6 +247,9 @@ int main(void)
         cmocka_unit_test(loads_every_proto_of_an_object),
         cmocka_unit_test(refuses_whole_object_when_a_sibling_fails),
         cmocka_unit_test(refuses_extra_exports),
+        cmocka_unit_test(refuses_zero_struct_size),
+        cmocka_unit_test(refuses_plugin_calling_agent_symbols),
+        cmocka_unit_test(agent_exports_no_core_symbols),
         cmocka_unit_test(refuses_non_plugin_file),
         cmocka_unit_test(loads_directory_skipping_refusals),
         cmocka_unit_test(tcp_plugin_declares_options),

@@ -50,7 +50,7 @@ static int setup(void **state)
 {
     env_t *e = calloc(1, sizeof *e);
     assert_non_null(e);
-    e->reg = bw_registry_new(bw_host_table());
+    e->reg = bw_registry_new(bw_host_table_for);
     assert_non_null(e->reg);
     assert_int_equal(bw_registry_load(e->reg, BW_HTTP_PLUGIN, err, sizeof err), 0);
     assert_int_equal(bw_registry_load(e->reg, BW_TCP_PLUGIN, err, sizeof err), 0);

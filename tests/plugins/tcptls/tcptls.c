@@ -101,7 +101,7 @@ static void on_read(bw_stream_t *s, void *ud, const void *data, size_t len)
     if (c->cap)
         H->capture_raw(c->cap, i ? BW_CAPTURE_RESPONSE : BW_CAPTURE_REQUEST, data, len);
     int rc = H->stream_write(c->s[!i], data, len);
-    if (rc == BW_EAGAIN)
+    if (rc == BW_PAUSE)
         H->stream_read_stop(s);
     else if (rc < 0)
         conn_finish(c, rc);
