@@ -70,6 +70,9 @@ void bw_conf_free(bw_conf_t *c);
  * or NULL. The pointer is into `input`. */
 const char *bw_conf_unknown_key(const bw_option_t *opts, const json_t *input);
 
+/* The declaration of `key` in `opts`, or NULL (conf.c, for the conf slots). */
+const bw_option_t *bw__conf_find_option(const bw_option_t *opts, const char *key);
+
 /* Warn (log) about each BW_OPT_ANY option set in `c`: accepted, no effect. */
 void bw_conf_warn_unused(const bw_conf_t *c, const char *tunnel_name);
 
