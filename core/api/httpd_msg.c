@@ -1,7 +1,7 @@
 /* HTTP messages of the agent API's server as text: the growable buffer they
  * are built in, Go duration formatting and URL decoding, the request object
- * with its accessors, and the bytes of a response (the reason phrases live
- * here and only here). Nothing here does I/O. */
+ * with its accessors, and the bytes of a response (reason phrases from the
+ * shared table in core/base/http_text.c). Nothing here does I/O. */
 #include "httpd.h"
 
 #include <ctype.h>
@@ -15,6 +15,7 @@
 #include <burrow/error.h>
 #include <http_parser.h>
 
+#include "http_text.h"
 #include "httpd_int.h"
 #include "util.h"
 
@@ -336,42 +337,11 @@ int bw__httpd_req_parse_target(bw_httpd_req_t *r, int is_connect)
 
 /* ---- response encoding ---- */
 
+/* httpd's own text for a code the shared table does not know. */
 static const char *reason(int status)
 {
-    static const struct {
-        int code;
-        const char *text;
-    } t[] = {
-        {100, "Continue"},
-        {200, "OK"},
-        {201, "Created"},
-        {202, "Accepted"},
-        {204, "No Content"},
-        {301, "Moved Permanently"},
-        {302, "Found"},
-        {304, "Not Modified"},
-        {400, "Bad Request"},
-        {401, "Unauthorized"},
-        {403, "Forbidden"},
-        {404, "Not Found"},
-        {405, "Method Not Allowed"},
-        {406, "Not Acceptable"},
-        {408, "Request Timeout"},
-        {409, "Conflict"},
-        {413, "Request Entity Too Large"},
-        {415, "Unsupported Media Type"},
-        {429, "Too Many Requests"},
-        {431, "Request Header Fields Too Large"},
-        {500, "Internal Server Error"},
-        {501, "Not Implemented"},
-        {502, "Bad Gateway"},
-        {503, "Service Unavailable"},
-        {504, "Gateway Timeout"},
-    };
-    for (size_t i = 0; i < BW_ARRAY_SIZE(t); i++)
-        if (t[i].code == status)
-            return t[i].text;
-    return "Unknown";
+    const char *text = bw_http_reason(status);
+    return text ? text : "Unknown";
 }
 
 /* RFC 7231 IMF-fixdate, built by hand so the locale cannot change it. */
