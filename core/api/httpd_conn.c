@@ -1,6 +1,6 @@
 /* A session of the agent API's server over a libuv TCP connection: reading
- * with flow control (stop above IN_HWM of unparsed input or OUT_HWM of
- * queued output), the write queue, the head and idle timers, accepting and
+ * with flow control (stop above BW_API_IN_HWM of unparsed input or
+ * BW_STREAM_HWM of queued output), the write queue, the head and idle timers, accepting and
  * rejecting connections, and the close-callback lifetime rule. */
 #include "httpd.h"
 
@@ -78,7 +78,7 @@ static void write_done(uv_write_t *w, int status)
     free(wr);
     if (status < 0)
         bw__httpd_conn_close(c);
-    else if (!c->closing && c->s.out_blocked && c->wq < OUT_HWM / 4)
+    else if (!c->closing && c->s.out_blocked && c->wq < BW_STREAM_LWM)
         conn_drive(c);
 }
 
@@ -104,7 +104,7 @@ static void conn_write(sess_t *s, char *buf, size_t len)
         return;
     }
     c->wq += len;
-    s->out_blocked = c->wq > OUT_HWM;
+    s->out_blocked = c->wq > BW_STREAM_HWM;
 }
 
 static void shutdown_done(uv_shutdown_t *req, int status)
@@ -154,7 +154,7 @@ static void alloc_cb(uv_handle_t *hd, size_t suggested, uv_buf_t *buf)
 {
     conn_t *c = hd->data;
     /* One loop thread, and read_cb consumes the bytes before returning. */
-    *buf = uv_buf_init(c->s.srv->rbuf, READ_BUF);
+    *buf = uv_buf_init(c->s.srv->rbuf, sizeof c->s.srv->rbuf);
 }
 
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
@@ -184,7 +184,7 @@ static void conn_drive(conn_t *c)
     bw__httpd_sess_process(&c->s);
     if (c->closing || c->s.finished)
         return;
-    int stop = c->s.in.len - c->s.in_off > IN_HWM || c->s.out_blocked;
+    int stop = c->s.in.len - c->s.in_off > BW_API_IN_HWM || c->s.out_blocked;
     if (stop && c->reading) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = 0;

@@ -24,21 +24,18 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "bw_limits.h"
 #include "httpd.h"
 #include "util.h"
 
-/* Limits: defaults for bw_httpd_cfg_t and the fixed ones. */
+/* Defaults for bw_httpd_cfg_t and the fixed limits; the flow-control
+ * watermarks and the read buffer are in bw_limits.h. */
 #define DEF_MAX_HEADER (16u * 1024u)
 #define DEF_MAX_BODY   (1024u * 1024u)
 #define DEF_IDLE_MS    60000u
 #define DEF_HEADER_MS  15000u
 #define DEF_MAX_CONNS  256u
 #define MAX_HEADERS    100
-#define READ_BUF       65536
-/* Unparsed input held per connection before we stop reading. */
-#define IN_HWM (64u * 1024u)
-/* Response bytes queued per connection before we stop parsing. */
-#define OUT_HWM        (256u * 1024u)
 #define DEFAULT_PORT   4040
 #define FALLBACK_PORTS 9
 
@@ -77,7 +74,7 @@ struct bw_httpd {
     size_t nconns; /* open, counted against max_conns */
     size_t live;   /* allocated connections, open or closing */
     char addr[BW_ADDRSTRLEN];
-    char rbuf[READ_BUF];
+    char rbuf[BW_READ_BUF_SIZE];
 };
 
 enum phase { PH_IDLE, PH_HEAD, PH_BODY, PH_WAIT };
