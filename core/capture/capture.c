@@ -152,17 +152,6 @@ void bw__capture_account(bw_capture_t *e, size_t add, size_t sub)
     e->store->bytes = e->store->bytes + add - sub;
 }
 
-static void raw_free(rawbuf_t *r)
-{
-    chunk_t *c = r->first;
-    while (c) {
-        chunk_t *next = c->next;
-        free(c);
-        c = next;
-    }
-    r->first = r->last = NULL;
-}
-
 /* Free what the entry holds and unlist it from the accounting; the shell
  * (id, flags) stays for a writer that still holds it. */
 static void detach(bw_capture_t *e)
@@ -175,7 +164,7 @@ static void detach(bw_capture_t *e)
     for (int d = 0; d < 2; d++) {
         free(e->head[d]);
         e->head[d] = NULL;
-        raw_free(&e->raw[d]);
+        bw_chunkq_clear(&e->raw[d].q);
     }
     free(e->tunnel_name);
     free(e->remote_addr);

@@ -129,8 +129,8 @@ static json_t *base64_json(const rawbuf_t *r)
     json_t *j;
     if (!out)
         return NULL;
-    for (const chunk_t *c = r->first; c; c = c->next)
-        o += bw_base64_encode_update(&enc, c->data, c->len, out + o);
+    for (const bw_chunk_t *c = r->q.head; c; c = c->next)
+        o += bw_base64_encode_update(&enc, c->data + c->off, c->len, out + o);
     o += bw_base64_encode_final(&enc, out + o);
     j = json_stringn_nocheck(out, o);
     free(out);
