@@ -1,6 +1,6 @@
-/* The containers and tables of core/base: the growable buffer, the chunk
- * queue, HTTP text, base64. Built with -Wl,--wrap=realloc so a test can make
- * the buffer's allocation fail. */
+/* The containers and tables of core/base: the growable buffer, the
+ * intrusive list, the chunk queue, HTTP text, base64. Built with -Wl,--wrap=realloc so a test can
+ * make the buffer's allocation fail. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +15,7 @@
 #include "base64.h"
 #include "chunkq.h"
 #include "http_text.h"
+#include "list.h"
 #include "util.h"
 
 void *__real_realloc(void *p, size_t n);
@@ -102,6 +103,63 @@ static void buf_out_of_memory_is_sticky(void **state)
     assert_int_equal(bw_buf_put(&b, big, SIZE_MAX), BW_ENOMEM);
     assert_null(b.p);
     bw_buf_free(&b);
+}
+
+typedef struct item {
+    int v;
+    bw_list_node_t node;
+} item_t;
+
+static int list_values(const bw_list_t *l, int *out)
+{
+    int n = 0;
+    BW_LIST_FOREACH (it, l, item_t, node) {
+        out[n++] = it->v;
+    }
+    return n;
+}
+
+static void list_push_remove_move(void **state)
+{
+    bw_list_t l = {0}, other = {0};
+    item_t a = {.v = 1}, b = {.v = 2}, c = {.v = 3};
+    int v[4];
+    assert_true(bw_list_empty(&l));
+    assert_null(BW_LIST_FIRST(&l, item_t, node));
+    assert_false(bw_list_linked(&a.node));
+    bw_list_remove(&a.node); /* unlinked: nothing happens */
+    bw_list_push(&l, &a.node);
+    bw_list_push(&l, &b.node);
+    bw_list_push(&l, &c.node);
+    assert_int_equal(list_values(&l, v), 3); /* newest first */
+    assert_int_equal(v[0], 3);
+    assert_int_equal(v[1], 2);
+    assert_int_equal(v[2], 1);
+
+    bw_list_remove(&b.node); /* the middle */
+    assert_false(bw_list_linked(&b.node));
+    assert_null(b.node.next);
+    assert_int_equal(list_values(&l, v), 2);
+    assert_int_equal(v[0] * 10 + v[1], 31);
+    bw_list_remove(&c.node); /* the front */
+    assert_ptr_equal(BW_LIST_FIRST(&l, item_t, node), &a);
+    bw_list_push(&l, &b.node);
+    bw_list_remove(&a.node); /* the back */
+    assert_int_equal(list_values(&l, v), 1);
+    assert_int_equal(v[0], 2);
+
+    /* Moved nodes unlink themselves from their new list. */
+    bw_list_push(&l, &c.node);
+    bw_list_move(&l, &other);
+    assert_true(bw_list_empty(&l));
+    assert_int_equal(list_values(&other, v), 2);
+    assert_int_equal(v[0] * 10 + v[1], 32);
+    bw_list_remove(&c.node);
+    assert_ptr_equal(BW_LIST_FIRST(&other, item_t, node), &b);
+    bw_list_remove(&b.node);
+    assert_true(bw_list_empty(&other));
+    bw_list_move(&l, &other); /* an empty move */
+    assert_true(bw_list_empty(&other));
 }
 
 static void chunkq_fifo_fills_tail_first(void **state)
@@ -201,13 +259,10 @@ static void base64_round_trips(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(buf_appends_and_terminates),
-        cmocka_unit_test(buf_too_big_is_sticky),
-        cmocka_unit_test(buf_out_of_memory_is_sticky),
-        cmocka_unit_test(chunkq_fifo_fills_tail_first),
-        cmocka_unit_test(chunkq_push_front_and_pop),
-        cmocka_unit_test(http_reasons_and_tokens),
-        cmocka_unit_test(base64_round_trips),
+        cmocka_unit_test(buf_appends_and_terminates),   cmocka_unit_test(buf_too_big_is_sticky),
+        cmocka_unit_test(buf_out_of_memory_is_sticky),  cmocka_unit_test(list_push_remove_move),
+        cmocka_unit_test(chunkq_fifo_fills_tail_first), cmocka_unit_test(chunkq_push_front_and_pop),
+        cmocka_unit_test(http_reasons_and_tokens),      cmocka_unit_test(base64_round_trips),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
