@@ -417,8 +417,7 @@ void bw_httpd_close(bw_httpd_t *h)
         srv_free(h);
         return;
     }
-    while (h->conns)
-        bw__httpd_conn_close(h->conns);
+    bw__httpd_conn_close_all(h);
     if (h->listener_open)
         uv_close((uv_handle_t *)&h->listener, listener_closed);
     else

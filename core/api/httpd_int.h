@@ -26,6 +26,7 @@
 
 #include "bw_limits.h"
 #include "httpd.h"
+#include "list.h"
 #include "util.h"
 
 /* Defaults for bw_httpd_cfg_t and the fixed limits; the flow-control
@@ -65,9 +66,9 @@ struct bw_httpd {
     size_t nallow;
     route_t *routes;
     size_t nroutes;
-    conn_t *conns; /* open connections */
-    size_t nconns; /* open, counted against max_conns */
-    size_t live;   /* allocated connections, open or closing */
+    bw_list_t conns; /* open connections (conn_t) */
+    size_t nconns;   /* open, counted against max_conns */
+    size_t live;     /* allocated connections, open or closing */
     char addr[BW_ADDRSTRLEN];
     char rbuf[BW_READ_BUF_SIZE];
 };
@@ -173,5 +174,7 @@ int bw__httpd_is_local_host(const char *host);
 void bw__httpd_on_connection(uv_stream_t *server, int status);
 /* Close c (idempotent); its memory goes in the last close callback. */
 void bw__httpd_conn_close(conn_t *c);
+/* Close every open connection of h (bw__httpd_conn_close each). */
+void bw__httpd_conn_close_all(bw_httpd_t *h);
 
 #endif /* BW_CORE_HTTPD_INT_H */
