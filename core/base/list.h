@@ -83,7 +83,8 @@ static inline void bw_list_move(bw_list_t *from, bw_list_t *to)
 /* The element at the front of l, or NULL when l is empty. */
 #define BW_LIST_FIRST(l, type, member) BW_LIST_ENTRY((l)->first, type, member)
 /* Declare `type *var` and visit every element of l, front first. The body
- * must not unlink var or any other element. */
+ * must not unlink var or any other element, unless it leaves the loop
+ * right after. */
 #define BW_LIST_FOREACH(var, l, type, member)                                                      \
     for (type *var = BW_LIST_FIRST(l, type, member); var;                                          \
          var = BW_LIST_ENTRY(var->member.next, type, member))
