@@ -160,6 +160,20 @@ static void list_push_remove_move(void **state)
     assert_true(bw_list_empty(&other));
     bw_list_move(&l, &other); /* an empty move */
     assert_true(bw_list_empty(&other));
+
+    /* Back pushes keep arrival order, as a FIFO. */
+    bw_list_push_back(&l, &a.node);
+    bw_list_push_back(&l, &b.node);
+    bw_list_push(&l, &c.node);
+    assert_int_equal(list_values(&l, v), 3);
+    assert_int_equal(v[0] * 100 + v[1] * 10 + v[2], 312);
+    bw_list_remove(&b.node); /* the back */
+    bw_list_push_back(&l, &b.node);
+    assert_int_equal(list_values(&l, v), 3);
+    assert_int_equal(v[0] * 100 + v[1] * 10 + v[2], 312);
+    while (!bw_list_empty(&l))
+        bw_list_remove(bw_list_first(&l));
+    assert_false(bw_list_linked(&a.node) || bw_list_linked(&b.node) || bw_list_linked(&c.node));
 }
 
 static void chunkq_fifo_fills_tail_first(void **state)
