@@ -202,8 +202,9 @@ void bw_edge_stop(bw_edge_t *e)
     e->stopping = 1;
     close_agents(e);
     bw_http_edge_stop(e->http);
-    while (e->sessions)
-        bw__edge_session_end(e->sessions, "edge shutting down");
+    edge_session_t *s;
+    while ((s = BW_LIST_FIRST(&e->sessions, edge_session_t, node)))
+        bw__edge_session_end(s, "edge shutting down"); /* unlinks s */
 }
 
 void bw_edge_free(bw_edge_t *e)

@@ -16,6 +16,7 @@
 #include "edge.h"
 #include "hostnames.h"
 #include "link.h"
+#include "list.h"
 #include "stream.h"
 #include "util.h"
 
@@ -116,7 +117,7 @@ struct edge_session {
     uv_timer_t timer; /* auth timeout, then the delayed close of a refusal */
     edge_tunnel_t *tunnels;
     unsigned n_tunnels;
-    edge_session_t *next, *prev;
+    bw_list_node_t node; /* on e->sessions until it ends */
 };
 
 struct bw_edge {
@@ -129,7 +130,7 @@ struct bw_edge {
     int agents_open; /* `agents` is initialised and must be closed */
     char *tokens[BW_EDGE_MAX_TOKENS];
     size_t n_tokens;
-    edge_session_t *sessions;
+    bw_list_t sessions; /* edge_session_t, newest first */
     reservation_t *reservations;
     bw_hosts_t *hosts;
     bw_http_edge_t *http;

@@ -44,7 +44,7 @@ int bw__edge_port_available(bw_edge_t *e, edge_session_t *s, int port)
             return BW_EEXIST;
         rp = &r->next;
     }
-    for (edge_session_t *o = e->sessions; o; o = o->next)
+    BW_LIST_FOREACH (o, &e->sessions, edge_session_t, node)
         for (edge_tunnel_t *t = o->tunnels; t; t = t->next)
             if (t->port == port)
                 return BW_EEXIST;

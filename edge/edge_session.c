@@ -54,7 +54,7 @@ static int client_known(bw_edge_t *e, const char *cid, const char *token)
             return 1;
     if (bw_hosts_reserved_for(e->hosts, cid, token, uv_now(e->loop)))
         return 1;
-    for (edge_session_t *o = e->sessions; o; o = o->next)
+    BW_LIST_FOREACH (o, &e->sessions, edge_session_t, node)
         if (o->authed && strcmp(o->client_id, cid) == 0 && strcmp(o->token, token) == 0)
             return 1;
     return 0;
@@ -82,7 +82,7 @@ static void on_auth(edge_session_t *s, const json_t *m)
         bw_random_hex(s->client_id, 16);
     /* The same agent reconnecting before we noticed its old session died:
      * end the old one so its addresses pass to this one. */
-    for (edge_session_t *o = e->sessions; o; o = o->next)
+    BW_LIST_FOREACH (o, &e->sessions, edge_session_t, node)
         if (o != s && o->authed && strcmp(o->client_id, s->client_id) == 0 &&
             strcmp(o->token ? o->token : "", s->token ? s->token : "") == 0) {
             bw__edge_session_end(o, "replaced by a new session of the same agent");
@@ -391,12 +391,7 @@ void bw__edge_session_end(edge_session_t *s, const char *reason)
         return; /* already ended */
     bw_log(s->authed ? BW_LOG_INFO : BW_LOG_WARN, "session closed", "obj", "session", "id", s->id,
            "r", s->peer, "err", reason, NULL);
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        e->sessions = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    bw_list_remove(&s->node);
     while (s->tunnels) {
         edge_tunnel_t *t = s->tunnels;
         s->tunnels = t->next;
@@ -444,10 +439,7 @@ void bw__edge_agent_conn(uv_stream_t *server, int status)
         return;
     }
     uv_timer_init(e->loop, &s->timer);
-    s->next = e->sessions;
-    if (e->sessions)
-        e->sessions->prev = s;
-    e->sessions = s;
+    bw_list_push(&e->sessions, &s->node);
     if (uv_accept(server, (uv_stream_t *)bw_link_tcp(s->link)) != 0 ||
         bw_link_start(s->link, NULL) != 0) {
         bw__edge_session_end(s, "accept failed");

@@ -98,13 +98,7 @@ void bw__hconn_close(hconn_t *c, int abort)
     if (c->closing)
         return;
     c->closing = 1;
-    bw_http_edge_t *he = c->he;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        he->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    bw_list_remove(&c->node);
     if (c->agent)
         bw_stream_close(c->agent, abort);
     c->agent = NULL;
@@ -435,10 +429,7 @@ hconn_t *bw__hconn_new(listener_t *l)
     c->scheme = l->scheme;
     c->refs = 1;
     uv_timer_init(he->loop, &c->timer);
-    c->next = he->conns;
-    if (he->conns)
-        he->conns->prev = c;
-    he->conns = c;
+    bw_list_push(&he->conns, &c->node);
     return c;
 }
 

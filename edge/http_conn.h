@@ -8,6 +8,7 @@
 
 #include "edge_int.h"
 #include "http_rewrite.h"
+#include "list.h"
 #include "tls.h"
 #include "util.h"
 
@@ -29,7 +30,7 @@ struct bw_http_edge {
     listener_t *l[2];
     bw_certs_t *certs;
     uint64_t header_ms, idle_ms;
-    hconn_t *conns;
+    bw_list_t conns; /* hconn_t, open ones */
     int stopping;
 };
 
@@ -52,7 +53,7 @@ struct hconn {
     unsigned client_eof : 1, agent_eof : 1, closing : 1, draining : 1, lingering : 1;
     unsigned pub_paused : 1, agent_paused : 1, shut : 1;
     unsigned handshaken : 1; /* https: TLS is up, answers can be written */
-    hconn_t *next, *prev;
+    bw_list_node_t node;     /* on he->conns until it closes */
 };
 
 /* A connection accepted on l, before its transport exists: the owner sets

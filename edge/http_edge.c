@@ -270,8 +270,9 @@ void bw_http_edge_stop(bw_http_edge_t *h)
             uv_close((uv_handle_t *)&h->l[i]->tcp, listener_closed);
             h->l[i] = NULL;
         }
-    while (h->conns)
-        bw__hconn_close(h->conns, 1);
+    hconn_t *c;
+    while ((c = BW_LIST_FIRST(&h->conns, hconn_t, node)))
+        bw__hconn_close(c, 1); /* unlinks c */
 }
 
 void bw_http_edge_free(bw_http_edge_t *h)

@@ -109,7 +109,7 @@ static int fail(bw_hrw_t *r, int status, const char *reason)
 static int out_put(bw_hrw_t *r, const char *data, size_t len)
 {
     bw_buf_put(&r->out, data, len);
-    return r->out.oom ? fail(r, 500, "out of memory") : 0;
+    return r->out.err ? fail(r, 500, "out of memory") : 0;
 }
 
 static int out_str(bw_hrw_t *r, const char *s)

@@ -265,7 +265,7 @@ static int rebuild(const parsed_t *pr, const json_t *mods, const char *body, siz
     }
     bw_buf_puts(b, "\r\n");
     bw_buf_put(b, body, body_len);
-    return b->oom ? BW_ENOMEM : 0;
+    return b->err; /* BW_ENOMEM: no bound is set */
 }
 
 int bw_replay_modify(const void *raw, size_t len, const json_t *mods, void **out, size_t *outlen,

@@ -224,7 +224,7 @@ char *bw_api_prometheus(bw_agent_t *a, uint64_t now_ns)
         }
     }
     free(rows);
-    if (b.oom) {
+    if (b.err) {
         free(b.p);
         return NULL;
     }

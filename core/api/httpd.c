@@ -19,15 +19,15 @@
 
 /* ---- sessions: the protocol core ---- */
 
-void bw__httpd_sess_emit(sess_t *s, strbuf_t *o)
+void bw__httpd_sess_emit(sess_t *s, bw_buf_t *o)
 {
     if (s->dead) {
-        bw__httpd_sb_free(o);
+        bw_buf_free(o);
         return;
     }
-    s->write(s, o->p, o->len); /* takes o->p */
-    o->p = NULL;
-    o->len = o->cap = 0;
+    size_t len;
+    char *p = bw_buf_take(o, &len);
+    s->write(s, p, len); /* takes p */
 }
 
 /* Answer outside any request (bad input) and stop the connection. */
@@ -39,11 +39,11 @@ void bw__httpd_sess_fail(sess_t *s, int status, const char *msg, const char *err
     size_t blen = 0;
     char *body = j ? bw__httpd_go_json(j, &blen) : NULL;
     json_decref(j);
-    strbuf_t o = {0};
+    bw_buf_t o = {0};
     if (bw__httpd_build_response(&o, status, "application/json", body ? body : "", blen, NULL, 0, 0,
                                  0) == 0)
         bw__httpd_sess_emit(s, &o);
-    bw__httpd_sb_free(&o);
+    bw_buf_free(&o);
     free(body);
     bw__httpd_req_free(s->cur);
     s->cur = NULL;
@@ -85,7 +85,7 @@ static int on_url(http_parser *p, const char *at, size_t n)
     sess_t *s = psess(p);
     if (head_grow(s, n) != 0)
         return -1;
-    return bw__httpd_sb_append(&s->cur->url, at, n) ? (s->fail_status = 500, -1) : 0;
+    return bw_buf_put(&s->cur->url, at, n) ? (s->fail_status = 500, -1) : 0;
 }
 
 static int on_header_field(http_parser *p, const char *at, size_t n)
@@ -108,7 +108,7 @@ static int on_header_field(http_parser *p, const char *at, size_t n)
         memset(&h[r->nhdrs++], 0, sizeof *h);
         s->last_was_value = 0;
     }
-    return bw__httpd_sb_append(&r->hdrs[r->nhdrs - 1].name, at, n) ? (s->fail_status = 500, -1) : 0;
+    return bw_buf_put(&r->hdrs[r->nhdrs - 1].name, at, n) ? (s->fail_status = 500, -1) : 0;
 }
 
 static int on_header_value(http_parser *p, const char *at, size_t n)
@@ -120,14 +120,13 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
     s->last_was_value = 1;
     if (r->nhdrs == 0)
         return 0;
-    return bw__httpd_sb_append(&r->hdrs[r->nhdrs - 1].value, at, n) ? (s->fail_status = 500, -1)
-                                                                    : 0;
+    return bw_buf_put(&r->hdrs[r->nhdrs - 1].value, at, n) ? (s->fail_status = 500, -1) : 0;
 }
 
 static void trim_values(bw_httpd_req_t *r)
 {
     for (size_t i = 0; i < r->nhdrs; i++) {
-        strbuf_t *v = &r->hdrs[i].value;
+        bw_buf_t *v = &r->hdrs[i].value;
         while (v->len && (v->p[v->len - 1] == ' ' || v->p[v->len - 1] == '\t'))
             v->p[--v->len] = '\0';
     }
@@ -148,10 +147,10 @@ static int on_headers_complete(http_parser *p)
     }
     const char *expect = bw_httpd_req_header(r, "Expect");
     if (expect && strcasecmp(expect, "100-continue") == 0 && p->http_minor >= 1 && !s->dead) {
-        strbuf_t o = {0};
-        if (bw__httpd_sb_str(&o, "HTTP/1.1 100 Continue\r\n\r\n") == 0)
+        bw_buf_t o = {0};
+        if (bw_buf_puts(&o, "HTTP/1.1 100 Continue\r\n\r\n") == 0)
             bw__httpd_sess_emit(s, &o);
-        bw__httpd_sb_free(&o);
+        bw_buf_free(&o);
     }
     s->phase = PH_BODY;
     return 0;
@@ -160,11 +159,10 @@ static int on_headers_complete(http_parser *p)
 static int on_body(http_parser *p, const char *at, size_t n)
 {
     sess_t *s = psess(p);
-    if (s->cur->body.len + n > s->srv->max_body) {
-        s->fail_status = 413;
-        return -1;
-    }
-    return bw__httpd_sb_append(&s->cur->body, at, n) ? (s->fail_status = 500, -1) : 0;
+    int rc = bw_buf_put(&s->cur->body, at, n); /* bounded by max_body */
+    if (rc != 0)
+        s->fail_status = rc == BW_EMSGSIZE ? 413 : 500;
+    return rc != 0 ? -1 : 0;
 }
 
 /* Pause so http_parser_execute returns here and the request is dispatched
@@ -209,7 +207,7 @@ void bw__httpd_sess_cleanup(sess_t *s)
     bw__httpd_sess_detach(s);
     bw__httpd_req_free(s->cur);
     s->cur = NULL;
-    bw__httpd_sb_free(&s->in);
+    bw_buf_free(&s->in);
 }
 
 static void parse_error(sess_t *s)
@@ -271,7 +269,7 @@ int bw__httpd_sess_input(sess_t *s, const void *data, size_t len)
 {
     if (s->done || s->dead)
         return 0;
-    if (bw__httpd_sb_append(&s->in, data, len) != 0)
+    if (bw_buf_put(&s->in, data, len) != 0)
         return BW_ENOMEM;
     bw__httpd_sess_process(s);
     return 0;
@@ -419,8 +417,7 @@ void bw_httpd_close(bw_httpd_t *h)
         srv_free(h);
         return;
     }
-    while (h->conns)
-        bw__httpd_conn_close(h->conns);
+    bw__httpd_conn_close_all(h);
     if (h->listener_open)
         uv_close((uv_handle_t *)&h->listener, listener_closed);
     else

@@ -1,7 +1,8 @@
 /* A session of the agent API's server over a libuv TCP connection: reading
- * with flow control (stop above IN_HWM of unparsed input or OUT_HWM of
- * queued output), the write queue, the head and idle timers, accepting and
- * rejecting connections, and the close-callback lifetime rule. */
+ * with flow control (stop above BW_API_IN_HWM of unparsed input or
+ * BW_STREAM_HWM of queued output), the write queue, the head and idle
+ * timers, accepting and rejecting connections, and the close-callback
+ * lifetime rule. */
 #include "httpd.h"
 
 #include <stdlib.h>
@@ -15,7 +16,7 @@ struct conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_shutdown_t shut;
-    conn_t *prev, *next;
+    bw_list_node_t node; /* on srv->conns while open */
     int handles;
     int closing;
     int reading;
@@ -58,15 +59,17 @@ void bw__httpd_conn_close(conn_t *c)
         return;
     c->closing = 1;
     bw__httpd_sess_detach(&c->s); /* we may be inside the parser: free later */
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        h->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    bw_list_remove(&c->node);
     h->nconns--;
     uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
     uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+}
+
+void bw__httpd_conn_close_all(bw_httpd_t *h)
+{
+    conn_t *c;
+    while ((c = BW_LIST_FIRST(&h->conns, conn_t, node)))
+        bw__httpd_conn_close(c); /* unlinks c */
 }
 
 static void write_done(uv_write_t *w, int status)
@@ -78,7 +81,7 @@ static void write_done(uv_write_t *w, int status)
     free(wr);
     if (status < 0)
         bw__httpd_conn_close(c);
-    else if (!c->closing && c->s.out_blocked && c->wq < OUT_HWM / 4)
+    else if (!c->closing && c->s.out_blocked && c->wq < BW_STREAM_LWM)
         conn_drive(c);
 }
 
@@ -104,7 +107,7 @@ static void conn_write(sess_t *s, char *buf, size_t len)
         return;
     }
     c->wq += len;
-    s->out_blocked = c->wq > OUT_HWM;
+    s->out_blocked = c->wq > BW_STREAM_HWM;
 }
 
 static void shutdown_done(uv_shutdown_t *req, int status)
@@ -154,7 +157,7 @@ static void alloc_cb(uv_handle_t *hd, size_t suggested, uv_buf_t *buf)
 {
     conn_t *c = hd->data;
     /* One loop thread, and read_cb consumes the bytes before returning. */
-    *buf = uv_buf_init(c->s.srv->rbuf, READ_BUF);
+    *buf = uv_buf_init(c->s.srv->rbuf, sizeof c->s.srv->rbuf);
 }
 
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
@@ -184,7 +187,7 @@ static void conn_drive(conn_t *c)
     bw__httpd_sess_process(&c->s);
     if (c->closing || c->s.finished)
         return;
-    int stop = c->s.in.len - c->s.in_off > IN_HWM || c->s.out_blocked;
+    int stop = c->s.in.len - c->s.in_off > BW_API_IN_HWM || c->s.out_blocked;
     if (stop && c->reading) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = 0;
@@ -242,10 +245,7 @@ void bw__httpd_on_connection(uv_stream_t *server, int status)
     c->timer_phase = -1;
     h->live++;
     h->nconns++;
-    c->next = h->conns;
-    if (h->conns)
-        h->conns->prev = c;
-    h->conns = c;
+    bw_list_push(&h->conns, &c->node);
     struct sockaddr_storage ss;
     int sl = sizeof ss;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||

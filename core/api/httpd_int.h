@@ -2,8 +2,8 @@
  * the API uses httpd.h only.
  *
  * Layers, bottom up:
- *  - httpd_msg.c: the message text (string buffer, URL decoding, the request
- *    object, response bytes). No I/O, no connection state.
+ *  - httpd_msg.c: the message text (URL decoding, the request object,
+ *    response bytes, all built in bw_buf_t). No I/O, no connection state.
  *  - httpd.c: sess_t, one connection's protocol core. It consumes bytes,
  *    runs http-parser, dispatches requests and emits response bytes through
  *    two hooks (write, finish). It knows nothing of libuv, so the fuzzer
@@ -24,31 +24,24 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "bw_limits.h"
 #include "httpd.h"
+#include "list.h"
 #include "util.h"
 
-/* Limits: defaults for bw_httpd_cfg_t and the fixed ones. */
+/* Defaults for bw_httpd_cfg_t and the fixed limits; the flow-control
+ * watermarks and the read buffer are in bw_limits.h. */
 #define DEF_MAX_HEADER (16u * 1024u)
 #define DEF_MAX_BODY   (1024u * 1024u)
 #define DEF_IDLE_MS    60000u
 #define DEF_HEADER_MS  15000u
 #define DEF_MAX_CONNS  256u
 #define MAX_HEADERS    100
-#define READ_BUF       65536
-/* Unparsed input held per connection before we stop reading. */
-#define IN_HWM (64u * 1024u)
-/* Response bytes queued per connection before we stop parsing. */
-#define OUT_HWM        (256u * 1024u)
 #define DEFAULT_PORT   4040
 #define FALLBACK_PORTS 9
 
-typedef struct strbuf {
-    char *p;
-    size_t len, cap;
-} strbuf_t;
-
 typedef struct hdr {
-    strbuf_t name, value;
+    bw_buf_t name, value;
 } hdr_t;
 
 typedef struct route {
@@ -73,11 +66,11 @@ struct bw_httpd {
     size_t nallow;
     route_t *routes;
     size_t nroutes;
-    conn_t *conns; /* open connections */
-    size_t nconns; /* open, counted against max_conns */
-    size_t live;   /* allocated connections, open or closing */
+    bw_list_t conns; /* open connections (conn_t) */
+    size_t nconns;   /* open, counted against max_conns */
+    size_t live;     /* allocated connections, open or closing */
     char addr[BW_ADDRSTRLEN];
-    char rbuf[READ_BUF];
+    char rbuf[BW_READ_BUF_SIZE];
 };
 
 enum phase { PH_IDLE, PH_HEAD, PH_BODY, PH_WAIT };
@@ -91,7 +84,7 @@ struct sess {
     http_parser parser;
     bw_httpd_req_t *cur;      /* being parsed */
     bw_httpd_req_t *inflight; /* at a handler */
-    strbuf_t in;
+    bw_buf_t in;
     size_t in_off;
     size_t hbytes;
     int phase;
@@ -108,11 +101,11 @@ struct sess {
 struct bw_httpd_req {
     sess_t *sess; /* NULL once the client has gone */
     const route_t *route;
-    strbuf_t url;
+    bw_buf_t url;
     char *path, *query, *param, *param_raw;
     hdr_t *hdrs;
     size_t nhdrs;
-    strbuf_t body;
+    bw_buf_t body;
     char method[24];
     char remote[BW_ADDRSTRLEN];
     char id[17];
@@ -120,19 +113,6 @@ struct bw_httpd_req {
     int keep_alive;
     int http_minor;
 };
-
-/* --- httpd_msg.c: strings, a growable NUL-terminated buffer --- */
-
-/* Append n bytes of d (s: a C string; fmt: printf output) and keep the
- * buffer NUL-terminated. Return 0 or BW_ENOMEM (fmt: BW_EINVAL for a bad
- * format). */
-int bw__httpd_sb_append(strbuf_t *b, const char *d, size_t n);
-int bw__httpd_sb_str(strbuf_t *b, const char *s);
-int bw__httpd_sb_fmt(strbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* The contents, "" for a buffer never written to. Borrowed. */
-const char *bw__httpd_sb_cstr(const strbuf_t *b);
-/* Free the contents and leave an empty buffer. */
-void bw__httpd_sb_free(strbuf_t *b);
 
 /* --- httpd_msg.c: requests and response text --- */
 
@@ -147,7 +127,7 @@ int bw__httpd_req_parse_target(bw_httpd_req_t *r, int is_connect);
  * is not NULL, Content-Length and body as the status and HEAD allow,
  * Connection as keep and http10 need, the extra header lines. Returns 0 or
  * BW_ENOMEM. */
-int bw__httpd_build_response(strbuf_t *o, int status, const char *ctype, const void *body,
+int bw__httpd_build_response(bw_buf_t *o, int status, const char *ctype, const void *body,
                              size_t len, const char *extra, int keep, int http10, int head);
 /* v encoded as Go's json.Encoder writes it, as a new malloc()ed string of
  * *len bytes plus a NUL, or NULL on ENOMEM. */
@@ -166,7 +146,7 @@ int bw__httpd_sess_input(sess_t *s, const void *data, size_t len);
 void bw__httpd_sess_process(sess_t *s);
 /* Hand the response bytes in o to the write hook (which takes them), or
  * drop them once the transport is gone; o is left empty. */
-void bw__httpd_sess_emit(sess_t *s, strbuf_t *o);
+void bw__httpd_sess_emit(sess_t *s, bw_buf_t *o);
 /* Answer outside any request (bad input) with olive's error shape and take
  * no more requests. */
 void bw__httpd_sess_fail(sess_t *s, int status, const char *msg, const char *err);
@@ -194,5 +174,7 @@ int bw__httpd_is_local_host(const char *host);
 void bw__httpd_on_connection(uv_stream_t *server, int status);
 /* Close c (idempotent); its memory goes in the last close callback. */
 void bw__httpd_conn_close(conn_t *c);
+/* Close every open connection of h (bw__httpd_conn_close each). */
+void bw__httpd_conn_close_all(bw_httpd_t *h);
 
 #endif /* BW_CORE_HTTPD_INT_H */

@@ -1,11 +1,10 @@
-/* HTTP messages of the agent API's server as text: the growable buffer they
- * are built in, Go duration formatting and URL decoding, the request object
- * with its accessors, and the bytes of a response (the reason phrases live
- * here and only here). Nothing here does I/O. */
+/* HTTP messages of the agent API's server as text (built in bw_buf_t): Go
+ * duration formatting and URL decoding, the request object with its
+ * accessors, and the bytes of a response (reason phrases from the
+ * shared table in core/base/http_text.c). Nothing here does I/O. */
 #include "httpd.h"
 
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,71 +14,9 @@
 #include <burrow/error.h>
 #include <http_parser.h>
 
+#include "http_text.h"
 #include "httpd_int.h"
 #include "util.h"
-
-/* ---- small containers ---- */
-
-/* Make room for n more bytes and a NUL. Returns 0 or BW_ENOMEM. */
-static int sb_reserve(strbuf_t *b, size_t n)
-{
-    if (b->len + n + 1 <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < b->len + n + 1)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p)
-        return BW_ENOMEM;
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-int bw__httpd_sb_append(strbuf_t *b, const char *d, size_t n)
-{
-    if (sb_reserve(b, n) != 0)
-        return BW_ENOMEM;
-    if (n)
-        memcpy(b->p + b->len, d, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
-}
-
-int bw__httpd_sb_str(strbuf_t *b, const char *s)
-{
-    return bw__httpd_sb_append(b, s, strlen(s));
-}
-
-int bw__httpd_sb_fmt(strbuf_t *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return BW_EINVAL;
-    if (sb_reserve(b, (size_t)n) != 0)
-        return BW_ENOMEM;
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-    return 0;
-}
-
-const char *bw__httpd_sb_cstr(const strbuf_t *b)
-{
-    return b->p ? b->p : "";
-}
-
-void bw__httpd_sb_free(strbuf_t *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-}
 
 /* ---- Go duration formatting (time.Duration.String) ---- */
 
@@ -210,6 +147,7 @@ bw_httpd_req_t *bw__httpd_req_new(sess_t *s)
     if (!r)
         return NULL;
     r->sess = s;
+    r->body.max = s->srv->max_body; /* past it: 413 */
     bw_fmt(r->remote, sizeof r->remote, "%s", s->remote);
     if (bw_random_hex(r->id, 8) != 0)
         bw_fmt(r->id, sizeof r->id, "%016llx", (unsigned long long)uv_hrtime());
@@ -221,12 +159,12 @@ void bw__httpd_req_free(bw_httpd_req_t *r)
     if (!r)
         return;
     for (size_t i = 0; i < r->nhdrs; i++) {
-        bw__httpd_sb_free(&r->hdrs[i].name);
-        bw__httpd_sb_free(&r->hdrs[i].value);
+        bw_buf_free(&r->hdrs[i].name);
+        bw_buf_free(&r->hdrs[i].value);
     }
     free(r->hdrs);
-    bw__httpd_sb_free(&r->url);
-    bw__httpd_sb_free(&r->body);
+    bw_buf_free(&r->url);
+    bw_buf_free(&r->body);
     free(r->path);
     free(r->query);
     free(r->param);
@@ -252,8 +190,8 @@ const char *bw_httpd_req_query_string(const bw_httpd_req_t *req)
 const char *bw_httpd_req_header(const bw_httpd_req_t *req, const char *name)
 {
     for (size_t i = 0; i < req->nhdrs; i++)
-        if (strcasecmp(bw__httpd_sb_cstr(&req->hdrs[i].name), name) == 0)
-            return bw__httpd_sb_cstr(&req->hdrs[i].value);
+        if (strcasecmp(bw_buf_cstr(&req->hdrs[i].name), name) == 0)
+            return bw_buf_cstr(&req->hdrs[i].value);
     return NULL;
 }
 
@@ -261,7 +199,7 @@ const char *bw_httpd_req_body(const bw_httpd_req_t *req, size_t *len)
 {
     if (len)
         *len = req->body.len;
-    return bw__httpd_sb_cstr(&req->body);
+    return bw_buf_cstr(&req->body);
 }
 
 const char *bw_httpd_req_remote(const bw_httpd_req_t *req)
@@ -319,7 +257,7 @@ int bw_httpd_req_query(const bw_httpd_req_t *req, const char *key, char **out)
 int bw__httpd_req_parse_target(bw_httpd_req_t *r, int is_connect)
 {
     struct http_parser_url u;
-    const char *url = bw__httpd_sb_cstr(&r->url);
+    const char *url = bw_buf_cstr(&r->url);
     http_parser_url_init(&u);
     if (http_parser_parse_url(url, r->url.len, is_connect, &u) != 0)
         return BW_EINVAL;
@@ -336,42 +274,11 @@ int bw__httpd_req_parse_target(bw_httpd_req_t *r, int is_connect)
 
 /* ---- response encoding ---- */
 
+/* httpd's own text for a code the shared table does not know. */
 static const char *reason(int status)
 {
-    static const struct {
-        int code;
-        const char *text;
-    } t[] = {
-        {100, "Continue"},
-        {200, "OK"},
-        {201, "Created"},
-        {202, "Accepted"},
-        {204, "No Content"},
-        {301, "Moved Permanently"},
-        {302, "Found"},
-        {304, "Not Modified"},
-        {400, "Bad Request"},
-        {401, "Unauthorized"},
-        {403, "Forbidden"},
-        {404, "Not Found"},
-        {405, "Method Not Allowed"},
-        {406, "Not Acceptable"},
-        {408, "Request Timeout"},
-        {409, "Conflict"},
-        {413, "Request Entity Too Large"},
-        {415, "Unsupported Media Type"},
-        {429, "Too Many Requests"},
-        {431, "Request Header Fields Too Large"},
-        {500, "Internal Server Error"},
-        {501, "Not Implemented"},
-        {502, "Bad Gateway"},
-        {503, "Service Unavailable"},
-        {504, "Gateway Timeout"},
-    };
-    for (size_t i = 0; i < BW_ARRAY_SIZE(t); i++)
-        if (t[i].code == status)
-            return t[i].text;
-    return "Unknown";
+    const char *text = bw_http_reason(status);
+    return text ? text : "Unknown";
 }
 
 /* RFC 7231 IMF-fixdate, built by hand so the locale cannot change it. */
@@ -388,28 +295,28 @@ static void http_date(char *buf, size_t len)
 }
 
 /* Build the whole response. Returns 0 or BW_ENOMEM/BW_EMSGSIZE. */
-int bw__httpd_build_response(strbuf_t *o, int status, const char *ctype, const void *body,
+int bw__httpd_build_response(bw_buf_t *o, int status, const char *ctype, const void *body,
                              size_t len, const char *extra, int keep, int http10, int head)
 {
     char date[64];
     int no_body = status == 204 || status == 304 || (status >= 100 && status < 200);
-    int rc = 0;
     http_date(date, sizeof date);
-    rc |= bw__httpd_sb_fmt(o, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, reason(status), date);
+    /* Errors are sticky in o: one check at the end covers every append. */
+    bw_buf_printf(o, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, reason(status), date);
     if (ctype)
-        rc |= bw__httpd_sb_fmt(o, "Content-Type: %s\r\n", ctype);
+        bw_buf_printf(o, "Content-Type: %s\r\n", ctype);
     if (!no_body)
-        rc |= bw__httpd_sb_fmt(o, "Content-Length: %zu\r\n", len);
+        bw_buf_printf(o, "Content-Length: %zu\r\n", len);
     if (!keep)
-        rc |= bw__httpd_sb_str(o, "Connection: close\r\n");
+        bw_buf_puts(o, "Connection: close\r\n");
     else if (http10)
-        rc |= bw__httpd_sb_str(o, "Connection: keep-alive\r\n");
+        bw_buf_puts(o, "Connection: keep-alive\r\n");
     if (extra)
-        rc |= bw__httpd_sb_str(o, extra);
-    rc |= bw__httpd_sb_str(o, "\r\n");
+        bw_buf_puts(o, extra);
+    bw_buf_puts(o, "\r\n");
     if (!no_body && !head && len)
-        rc |= bw__httpd_sb_append(o, body, len);
-    return rc ? BW_ENOMEM : 0;
+        bw_buf_put(o, body, len);
+    return o->err ? BW_ENOMEM : 0;
 }
 
 /* json_dumps as Go's json.Encoder writes: HTML characters escaped and a
@@ -418,27 +325,26 @@ int bw__httpd_build_response(strbuf_t *o, int status, const char *ctype, const v
 char *bw__httpd_go_json(const json_t *v, size_t *len)
 {
     char *raw = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    strbuf_t o = {0};
+    bw_buf_t o = {0};
     int rc = 0;
     if (!raw)
         return NULL;
     for (const char *p = raw; *p && rc == 0; p++) {
         if (*p == '<')
-            rc = bw__httpd_sb_str(&o, "\\u003c");
+            rc = bw_buf_puts(&o, "\\u003c");
         else if (*p == '>')
-            rc = bw__httpd_sb_str(&o, "\\u003e");
+            rc = bw_buf_puts(&o, "\\u003e");
         else if (*p == '&')
-            rc = bw__httpd_sb_str(&o, "\\u0026");
+            rc = bw_buf_puts(&o, "\\u0026");
         else
-            rc = bw__httpd_sb_append(&o, p, 1);
+            rc = bw_buf_put(&o, p, 1);
     }
     free(raw);
     if (rc == 0)
-        rc = bw__httpd_sb_str(&o, "\n");
+        rc = bw_buf_puts(&o, "\n");
     if (rc != 0) {
-        bw__httpd_sb_free(&o);
+        bw_buf_free(&o);
         return NULL;
     }
-    *len = o.len;
-    return o.p;
+    return bw_buf_take(&o, len);
 }

@@ -79,12 +79,12 @@ static int method_is(const route_t *rt, const char *m)
     return strcmp(m, "HEAD") == 0 && strcmp(rt->method, "GET") == 0;
 }
 
-static void respond_405(bw_httpd_req_t *r, strbuf_t *allowed)
+static void respond_405(bw_httpd_req_t *r, bw_buf_t *allowed)
 {
     char *extra = NULL;
-    strbuf_t hdr = {0};
-    json_t *d = json_pack("{s:s, s:s}", "method", r->method, "allowed", bw__httpd_sb_cstr(allowed));
-    if (bw__httpd_sb_fmt(&hdr, "Allow: %s\r\n", bw__httpd_sb_cstr(allowed)) == 0)
+    bw_buf_t hdr = {0};
+    json_t *d = json_pack("{s:s, s:s}", "method", r->method, "allowed", bw_buf_cstr(allowed));
+    if (bw_buf_printf(&hdr, "Allow: %s\r\n", bw_buf_cstr(allowed)) == 0)
         extra = hdr.p;
     json_t *j = json_pack("{s:i, s:s}", "status_code", 405, "msg", "Method Not Allowed");
     if (j && d)
@@ -95,16 +95,16 @@ static void respond_405(bw_httpd_req_t *r, strbuf_t *allowed)
     char *body = j ? bw__httpd_go_json(j, &len) : NULL;
     json_decref(j);
     bw_log(BW_LOG_WARN, "Method Not Allowed", "pg", r->path, "id", r->id, "method", r->method,
-           "allowed", bw__httpd_sb_cstr(allowed), NULL);
+           "allowed", bw_buf_cstr(allowed), NULL);
     bw_httpd_respond(r, 405, "application/json", body ? body : "", len, extra);
     free(body);
-    bw__httpd_sb_free(&hdr);
+    bw_buf_free(&hdr);
 }
 
 /* Find the route; answers 404/405 itself and returns NULL then. */
 static const route_t *route_find(bw_httpd_t *h, bw_httpd_req_t *r)
 {
-    strbuf_t allowed = {0};
+    bw_buf_t allowed = {0};
     const route_t *found = NULL;
     const char *ps = NULL;
     size_t pl = 0;
@@ -117,16 +117,16 @@ static const route_t *route_find(bw_httpd_t *h, bw_httpd_req_t *r)
             found = &h->routes[i];
             ps = s;
             pl = l;
-        } else if (!strstr(bw__httpd_sb_cstr(&allowed), h->routes[i].method)) {
-            bw__httpd_sb_str(&allowed, allowed.len ? ", " : "");
-            bw__httpd_sb_str(&allowed, h->routes[i].method);
+        } else if (!strstr(bw_buf_cstr(&allowed), h->routes[i].method)) {
+            bw_buf_puts(&allowed, allowed.len ? ", " : "");
+            bw_buf_puts(&allowed, h->routes[i].method);
         }
     }
     if (!found && allowed.len)
         respond_405(r, &allowed);
     else if (!found)
         bw_httpd_error(r, 404, "Not Found", json_pack("{s:s}", "path", r->path));
-    bw__httpd_sb_free(&allowed);
+    bw_buf_free(&allowed);
     if (found && ps) {
         r->param_raw = strndup(ps, pl);
         if (bw_httpd_url_decode(ps, pl, 0, &r->param) == BW_ENOMEM || !r->param_raw) {
@@ -244,14 +244,14 @@ static int host_ok(bw_httpd_t *h, bw_httpd_req_t *r)
     for (size_t i = 0; i < h->nallow; i++)
         if (strcasecmp(h->allow_hosts[i], host) == 0)
             return 0;
-    strbuf_t o = {0};
-    bw__httpd_sb_fmt(
-        &o, "Rejected host \"%s\".\n\nIf this request should be permitted, please add ", host);
-    bw__httpd_sb_fmt(&o, "\"%s\" to the \"web_allow_hosts\" option in your configuration file.\n",
-                     host);
-    bw_httpd_respond(r, 401, "text/plain; charset=utf-8", bw__httpd_sb_cstr(&o), o.len,
+    bw_buf_t o = {0};
+    bw_buf_printf(&o, "Rejected host \"%s\".\n\nIf this request should be permitted, please add ",
+                  host);
+    bw_buf_printf(&o, "\"%s\" to the \"web_allow_hosts\" option in your configuration file.\n",
+                  host);
+    bw_httpd_respond(r, 401, "text/plain; charset=utf-8", bw_buf_cstr(&o), o.len,
                      "X-Content-Type-Options: nosniff\r\n");
-    bw__httpd_sb_free(&o);
+    bw_buf_free(&o);
     return -1;
 }
 
@@ -311,7 +311,7 @@ int bw_httpd_respond(bw_httpd_req_t *req, int status, const char *content_type, 
 {
     sess_t *s = req->sess;
     int rc = 0;
-    strbuf_t o = {0};
+    bw_buf_t o = {0};
     log_end(req, status);
     if (!s || s->dead) {
         rc = BW_ECANCELED;
@@ -330,7 +330,7 @@ int bw_httpd_respond(bw_httpd_req_t *req, int status, const char *content_type, 
     if (!s->in_process)
         s->kick(s);
 out:
-    bw__httpd_sb_free(&o);
+    bw_buf_free(&o);
     bw__httpd_req_free(req);
     return rc;
 }

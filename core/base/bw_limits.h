@@ -17,6 +17,12 @@
 /* ... and on_drain fires once it is back at or below this. */
 #define BW_STREAM_LWM (64u * 1024u)
 
+/* The agent API's HTTP server (core/api/httpd_conn.c) stops reading a
+ * connection once this much input waits unparsed (pipelined requests held
+ * while one is at a handler). Its queued responses use BW_STREAM_HWM and
+ * BW_STREAM_LWM like a stream's writes. */
+#define BW_API_IN_HWM (64u * 1024u)
+
 /* TCP writes below this wait for the end of the loop turn so that one
  * turn's small writes leave in one system call (io/tcp.c). */
 #define BW_CORK_MAX (16u * 1024u)

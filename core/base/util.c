@@ -6,6 +6,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,47 +226,80 @@ int bw_fmt(char *buf, size_t len, const char *fmt, ...)
     return (n < 0 || (size_t)n >= len) ? BW_EMSGSIZE : 0;
 }
 
-/* Room for `n` more bytes (and a NUL), or oom. */
+/* Room for `n` more bytes and a NUL. Returns 0 or the sticky error. */
 static int buf_reserve(bw_buf_t *b, size_t n)
 {
-    if (b->oom)
-        return -1;
-    if (b->len + n < b->cap)
+    if (b->err)
+        return b->err;
+    if (b->max && n > b->max - (b->len < b->max ? b->len : b->max))
+        return b->err = BW_EMSGSIZE;
+    if (n < b->cap - b->len)
         return 0;
+    /* Sizes that cannot be allocated (or would wrap below) fail as ENOMEM. */
+    if (n > (SIZE_MAX - 256) / 2 - 1 - b->len)
+        return b->err = BW_ENOMEM;
     size_t cap = (b->len + n + 1) * 2 + 256;
     char *np = realloc(b->p, cap);
-    if (!np) {
-        b->oom = 1;
-        return -1;
-    }
+    if (!np)
+        return b->err = BW_ENOMEM;
     b->p = np;
     b->cap = cap;
     return 0;
 }
 
-void bw_buf_put(bw_buf_t *b, const void *data, size_t n)
+int bw_buf_put(bw_buf_t *b, const void *data, size_t n)
 {
-    if (buf_reserve(b, n) == 0) {
+    int rc = buf_reserve(b, n);
+    if (rc != 0)
+        return rc;
+    if (n)
         memcpy(b->p + b->len, data, n);
-        b->len += n;
-    }
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
 }
 
-void bw_buf_puts(bw_buf_t *b, const char *s)
+int bw_buf_puts(bw_buf_t *b, const char *s)
 {
-    bw_buf_put(b, s, strlen(s));
+    return bw_buf_put(b, s, strlen(s));
 }
 
-void bw_buf_printf(bw_buf_t *b, const char *fmt, ...)
+int bw_buf_printf(bw_buf_t *b, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (n < 0 || buf_reserve(b, (size_t)n) != 0)
-        return;
+    if (n < 0 && !b->err)
+        b->err = BW_EINVAL;
+    int rc = n < 0 ? b->err : buf_reserve(b, (size_t)n);
+    if (rc != 0)
+        return rc;
     va_start(ap, fmt);
     vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
     va_end(ap);
     b->len += (size_t)n;
+    return 0;
+}
+
+const char *bw_buf_cstr(const bw_buf_t *b)
+{
+    return b->p ? b->p : "";
+}
+
+char *bw_buf_take(bw_buf_t *b, size_t *len)
+{
+    char *p = b->p;
+    if (len)
+        *len = b->len;
+    b->p = NULL;
+    b->len = b->cap = 0;
+    b->err = 0;
+    return p;
+}
+
+void bw_buf_free(bw_buf_t *b)
+{
+    if (b)
+        free(bw_buf_take(b, NULL));
 }

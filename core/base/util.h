@@ -52,18 +52,40 @@ char *bw_strdup(const char *s);
  * output did not fit (buf is still NUL-terminated). */
 int bw_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* The one growable byte buffer (text or bytes). Appends never fail loudly: on
- * ENOMEM the buffer sets `oom`, ignores later appends, and the caller checks
- * `oom` once at the end. Start from {0}; the caller frees `p`. `p` is
- * NUL-terminated after bw_buf_printf, not after bw_buf_put. */
+/* The one growable byte buffer (text or bytes), after curl's dynbuf.
+ *
+ * Start from {0} (or set `max` first); `p` is NULL until the first append
+ * and always NUL-terminated after one, so text can be read with
+ * bw_buf_cstr(). The caller owns `p`: free it with bw_buf_free(), or take it
+ * with bw_buf_take().
+ *
+ * Errors are sticky: the first failed append (BW_ENOMEM, or BW_EMSGSIZE when
+ * `len` would pass a non-zero `max`, curl's "too big") is stored in `err`,
+ * leaves the contents as they were, and makes every later append fail with
+ * the same code. Callers may check each return or only `err` at the end. */
 typedef struct bw_buf {
     char *p;
     size_t len, cap;
-    int oom;
+    size_t max; /* 0: no bound; else len never exceeds it */
+    int err;    /* 0, or the first failed append's code */
 } bw_buf_t;
 
-void bw_buf_put(bw_buf_t *b, const void *data, size_t n);
-void bw_buf_puts(bw_buf_t *b, const char *s);
-void bw_buf_printf(bw_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Append n bytes of data / the string s / printf output. Return 0 or `err`
+ * (BW_ENOMEM, BW_EMSGSIZE; BW_EINVAL for a format printf cannot render). */
+int bw_buf_put(bw_buf_t *b, const void *data, size_t n);
+int bw_buf_puts(bw_buf_t *b, const char *s);
+int bw_buf_printf(bw_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The contents as a C string: "" before the first append. Borrowed. */
+const char *bw_buf_cstr(const bw_buf_t *b);
+
+/* Hand the contents to the caller (a malloc()ed, NUL-terminated string of
+ * *len bytes, or NULL when nothing was appended) and leave the buffer
+ * empty with `max` kept and `err` cleared. len may be NULL. */
+char *bw_buf_take(bw_buf_t *b, size_t *len);
+
+/* Free the contents; the buffer is empty and usable again (`max` kept,
+ * `err` cleared). NULL-safe. */
+void bw_buf_free(bw_buf_t *b);
 
 #endif /* BW_CORE_UTIL_H */

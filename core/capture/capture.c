@@ -11,6 +11,7 @@
 #include <burrow/error.h>
 
 #include "capture_int.h"
+#include "http_text.h"
 #include "util.h"
 
 /* ----- ids ------------------------------------------------------------------ */
@@ -151,17 +152,6 @@ void bw__capture_account(bw_capture_t *e, size_t add, size_t sub)
     e->store->bytes = e->store->bytes + add - sub;
 }
 
-static void raw_free(rawbuf_t *r)
-{
-    chunk_t *c = r->first;
-    while (c) {
-        chunk_t *next = c->next;
-        free(c);
-        c = next;
-    }
-    r->first = r->last = NULL;
-}
-
 /* Free what the entry holds and unlist it from the accounting; the shell
  * (id, flags) stays for a writer that still holds it. */
 static void detach(bw_capture_t *e)
@@ -174,7 +164,7 @@ static void detach(bw_capture_t *e)
     for (int d = 0; d < 2; d++) {
         free(e->head[d]);
         e->head[d] = NULL;
-        raw_free(&e->raw[d]);
+        bw_chunkq_clear(&e->raw[d].q);
     }
     free(e->tunnel_name);
     free(e->remote_addr);
@@ -282,33 +272,13 @@ err:
 
 /* ----- heads ------------------------------------------------------------------ */
 
-/* RFC 7230 tchar, as a table: this runs for every byte of every captured
- * header name. */
-static const unsigned char tchar[256] = {
-    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
-    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,  ['~'] = 1, ['0'] = 1,
-    ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,  ['7'] = 1, ['8'] = 1,
-    ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,  ['F'] = 1, ['G'] = 1,
-    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1,  ['N'] = 1, ['O'] = 1,
-    ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,  ['V'] = 1, ['W'] = 1,
-    ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1,  ['d'] = 1, ['e'] = 1,
-    ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1,  ['l'] = 1, ['m'] = 1,
-    ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1,  ['t'] = 1, ['u'] = 1,
-    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
-};
-
-static int is_token(unsigned char ch)
-{
-    return tchar[ch];
-}
-
 char *bw_capture_canonical_key(const char *name, size_t len, char *out)
 {
     int upper = 1;
     memcpy(out, name, len);
     out[len] = '\0';
     for (size_t i = 0; i < len; i++) {
-        if (!is_token((unsigned char)name[i]))
+        if (!bw_http_is_tchar((unsigned char)name[i]))
             return out;
     }
     for (size_t i = 0; i < len; i++) {

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "capture.h"
+#include "chunkq.h"
 
 #define KSUID_EPOCH   1400000000LL
 #define KSUID_PAYLOAD 16
@@ -36,14 +37,11 @@ typedef struct head {
     hdr_t *h;
 } head_t;
 
-typedef struct chunk {
-    struct chunk *next;
-    size_t len, cap;
-    unsigned char data[];
-} chunk_t;
-
+/* One direction's raw bytes: the first `kept` of the `seen` wire bytes, in
+ * chunks that grow with what is kept (capture_raw.c). `kept` outlives the
+ * chunks when an entry is evicted. */
 typedef struct rawbuf {
-    chunk_t *first, *last;
+    bw_chunkq_t q;
     uint64_t seen, kept;
 } rawbuf_t;
 

@@ -7,6 +7,7 @@
 
 #include <burrow/error.h>
 
+#include "base64.h"
 #include "capture_int.h"
 #include "util.h"
 
@@ -122,32 +123,15 @@ static json_t *headers_json(const head_t *h)
 
 static json_t *base64_json(const rawbuf_t *r)
 {
-    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t outlen = (size_t)(r->kept + 2) / 3 * 4, o = 0, nacc = 0;
-    unsigned char acc[3];
-    char *out = malloc(outlen + 1);
+    bw_base64_enc_t enc = {0};
+    size_t o = 0;
+    char *out = malloc(BW_BASE64_ENCODED_LEN((size_t)r->kept) + 1);
     json_t *j;
     if (!out)
         return NULL;
-    for (const chunk_t *c = r->first; c; c = c->next) {
-        for (size_t i = 0; i < c->len; i++) {
-            acc[nacc++] = c->data[i];
-            if (nacc < 3)
-                continue;
-            out[o++] = tbl[acc[0] >> 2];
-            out[o++] = tbl[(acc[0] & 3) << 4 | acc[1] >> 4];
-            out[o++] = tbl[(acc[1] & 15) << 2 | acc[2] >> 6];
-            out[o++] = tbl[acc[2] & 63];
-            nacc = 0;
-        }
-    }
-    if (nacc) {
-        acc[nacc] = 0;
-        out[o++] = tbl[acc[0] >> 2];
-        out[o++] = tbl[(acc[0] & 3) << 4 | (nacc > 1 ? acc[1] >> 4 : 0)];
-        out[o++] = nacc > 1 ? tbl[(acc[1] & 15) << 2] : '=';
-        out[o++] = '=';
-    }
+    for (const bw_chunk_t *c = r->q.head; c; c = c->next)
+        o += bw_base64_encode_update(&enc, c->data + c->off, c->len, out + o);
+    o += bw_base64_encode_final(&enc, out + o);
     j = json_stringn_nocheck(out, o);
     free(out);
     return j;

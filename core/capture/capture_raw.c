@@ -1,5 +1,5 @@
-/* Raw bytes of captured exchanges: kept in growing chunks up to the
- * per-direction cap, and copied out for replay and downloads. */
+/* Raw bytes of captured exchanges: kept in a chunk queue of growing chunks
+ * up to the per-direction cap, and copied out for replay and downloads. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -12,49 +12,23 @@
 
 /* ----- raw bytes -------------------------------------------------------------- */
 
-static size_t fill_last(rawbuf_t *r, const unsigned char *p, size_t n)
+/* The size of a new chunk once `kept` bytes are held and `room` more may
+ * be: as big as what is kept so far (at least CHUNK_MIN, at most CHUNK_MAX)
+ * so the number of chunks grows logarithmically, then linearly in 64 KiB
+ * steps; never beyond what the cap still allows. The queue makes a chunk
+ * bigger when the bytes it must hold need it. */
+static size_t chunk_cap(uint64_t kept, size_t room)
 {
-    chunk_t *c = r->last;
-    size_t take;
-    if (!c || c->len == c->cap)
-        return 0;
-    take = c->cap - c->len < n ? c->cap - c->len : n;
-    memcpy(c->data + c->len, p, take);
-    c->len += take;
-    return take;
-}
-
-/* Append a chunk holding p[n]: at least as big as what is kept so far (up to
- * CHUNK_MAX) so the number of chunks grows logarithmically, then linearly in
- * 64 KiB steps; never beyond what the cap still allows. */
-static chunk_t *new_chunk(rawbuf_t *r, size_t n, size_t room)
-{
-    size_t cap = r->kept < CHUNK_MIN ? CHUNK_MIN : r->kept > CHUNK_MAX ? CHUNK_MAX : r->kept;
-    chunk_t *c;
-    if (cap > room)
-        cap = room;
-    if (cap < n)
-        cap = n;
-    c = malloc(sizeof(*c) + cap);
-    if (!c)
-        return NULL;
-    c->next = NULL;
-    c->len = 0;
-    c->cap = cap;
-    if (r->last)
-        r->last->next = c;
-    else
-        r->first = c;
-    r->last = c;
-    return c;
+    size_t cap = kept < CHUNK_MIN ? CHUNK_MIN : kept > CHUNK_MAX ? CHUNK_MAX : (size_t)kept;
+    return cap > room ? room : cap;
 }
 
 int bw_capture_raw(bw_capture_t *c, bw_capture_dir_t dir, const void *data, size_t len)
 {
-    const unsigned char *p = data;
     rawbuf_t *r;
-    size_t room, take, done;
-    chunk_t *ch;
+    size_t room, take, spare, done;
+    bw_chunk_t *tail;
+    int rc;
 
     if (bw__capture_check_dir(c, dir) != 0 || (!data && len))
         return BW_EINVAL;
@@ -64,20 +38,20 @@ int bw_capture_raw(bw_capture_t *c, bw_capture_dir_t dir, const void *data, size
     r->seen += len;
     room = r->kept < c->store->max_raw ? c->store->max_raw - (size_t)r->kept : 0;
     take = len < room ? len : room;
-    done = fill_last(r, p, take);
-    r->kept += done;
-    if (done == take)
-        goto out;
-    ch = new_chunk(r, take - done, room - done);
-    if (!ch)
-        return BW_ENOMEM;
-    memcpy(ch->data, p + done, take - done);
-    ch->len = take - done;
-    r->kept += ch->len;
-    bw__capture_account(c, sizeof(*ch) + ch->cap, 0);
-    bw__capture_enforce(c->store);
-out:
-    return 0;
+    if (take == 0)
+        return 0;
+    /* The push fills the last chunk's spare room first; size a new chunk
+     * for what is kept once that is done. */
+    tail = r->q.tail;
+    spare = tail ? tail->cap - tail->off - tail->len : 0;
+    done = take < spare ? take : spare;
+    rc = bw_chunkq_push(&r->q, data, take, chunk_cap(r->kept + done, room - done));
+    r->kept = r->q.bytes; /* on ENOMEM a prefix may have been kept */
+    if (r->q.tail != tail) {
+        bw__capture_account(c, sizeof(bw_chunk_t) + r->q.tail->cap, 0);
+        bw__capture_enforce(c->store); /* may evict c itself */
+    }
+    return rc;
 }
 
 /* ----- replay ----------------------------------------------------------------- */
@@ -87,8 +61,8 @@ static void *raw_copy(const rawbuf_t *r)
     unsigned char *out = malloc(r->kept ? (size_t)r->kept : 1), *o = out;
     if (!out)
         return NULL;
-    for (const chunk_t *c = r->first; c; c = c->next) {
-        memcpy(o, c->data, c->len);
+    for (const bw_chunk_t *c = r->q.head; c; c = c->next) {
+        memcpy(o, c->data + c->off, c->len);
         o += c->len;
     }
     return out;

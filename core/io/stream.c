@@ -26,38 +26,21 @@ static void stream_free(bw_stream_t *s)
  * and no callback of ours is running. */
 void bw__stream_maybe_free(bw_stream_t *s)
 {
-    if (s->closed && s->released && s->depth == 0 && !s->deferred)
+    if (s->closed && s->released && s->depth == 0 && !bw_list_linked(&s->defer_node))
         stream_free(s);
-}
-
-static void defer_unlink(bw_stream_t *s)
-{
-    if (!s->deferred)
-        return;
-    if (s->defer_prev)
-        s->defer_prev->defer_next = s->defer_next;
-    else
-        s->io->defer_head = s->defer_next;
-    if (s->defer_next)
-        s->defer_next->defer_prev = s->defer_prev;
-    s->defer_next = s->defer_prev = NULL;
-    s->deferred = 0;
 }
 
 static void on_idle(uv_idle_t *h)
 {
     bw_io_t *io = BW_CONTAINER_OF(h, bw_io_t, idle);
-    /* Streams deferred while running these are handled on the next turn. */
-    bw_stream_t *list = io->defer_head;
-    io->defer_head = NULL;
+    /* Streams deferred while running these are handled on the next turn;
+     * one closed meanwhile leaves `list` by itself (bw_stream_close). */
+    bw_list_t list = {0};
+    bw_stream_t *s;
+    bw_list_move(&io->deferred, &list);
     uv_idle_stop(&io->idle);
-    while (list) {
-        bw_stream_t *s = list;
-        list = s->defer_next;
-        if (list)
-            list->defer_prev = NULL;
-        s->defer_next = s->defer_prev = NULL;
-        s->deferred = 0;
+    while ((s = BW_LIST_FIRST(&list, bw_stream_t, defer_node))) {
+        bw_list_remove(&s->defer_node);
         s->depth++;
         stream_flush_input(s);
         s->depth--;
@@ -68,14 +51,9 @@ static void on_idle(uv_idle_t *h)
 /* Deliver held input on a later loop turn, never inside the caller's stack. */
 static void stream_defer(bw_stream_t *s)
 {
-    if (s->deferred || s->closed)
+    if (bw_list_linked(&s->defer_node) || s->closed)
         return;
-    s->deferred = 1;
-    s->defer_prev = NULL;
-    s->defer_next = s->io->defer_head;
-    if (s->io->defer_head)
-        s->io->defer_head->defer_prev = s;
-    s->io->defer_head = s;
+    bw_list_push(&s->io->deferred, &s->defer_node);
     uv_idle_start(&s->io->idle, on_idle);
 }
 
@@ -290,7 +268,7 @@ void bw_stream_close(bw_stream_t *s, int abort)
     if (!s || s->closed)
         return;
     s->closed = 1;
-    defer_unlink(s);
+    bw_list_remove(&s->defer_node);
     if (s->released) {
         bw__stream_maybe_free(s);
         return;

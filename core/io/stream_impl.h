@@ -21,20 +21,21 @@
 
 #include "bw_limits.h"
 #include "chunkq.h"
+#include "list.h"
 #include "stream.h"
 #include "util.h"
 
 /* The context of bw_io_new (stream.h), shared by the backends. */
 struct bw_io {
     uv_loop_t *loop;
-    uv_idle_t idle; /* delivers held input on a later turn (stream.c) */
-    struct bw_stream *defer_head;
+    uv_idle_t idle;     /* delivers held input on a later turn (stream.c) */
+    bw_list_t deferred; /* streams waiting for it, via defer_node */
     /* tcp.c: corked streams, sent after the turn's I/O callbacks (check)
      * or before the loop blocks (prepare). */
     uv_check_t cork_check;
     uv_prepare_t cork_prepare;
-    struct tcp_stream *cork_head;
-    int handles; /* initialised handles; freed when the last has closed */
+    bw_list_t corked; /* tcp_stream_t, via cork_node */
+    int handles;      /* initialised handles; freed when the last has closed */
     /* One read buffer for every TCP stream: on_read consumes it before the
      * next read is issued, so idle connections cost no buffer at all. */
     int rbuf_busy;
@@ -69,9 +70,8 @@ struct bw_stream {
     unsigned eof_held : 1; /* EOF arrived behind held input */
     unsigned failed : 1;   /* on_error delivered or pending */
     unsigned need_drain : 1;
-    unsigned deferred : 1;
     int err_held;
-    struct bw_stream *defer_next, *defer_prev;
+    bw_list_node_t defer_node; /* linked: on io->deferred */
 };
 
 /* Transport events, delivered to the owner (or held until it reads). */

@@ -20,8 +20,7 @@ typedef struct tcp_stream {
      * callbacks are done (see "Write coalescing" below). */
     char *cork;
     size_t cork_len;
-    struct tcp_stream *cork_next, *cork_prev;
-    unsigned corked : 1; /* on the cork list */
+    bw_list_node_t cork_node; /* linked: on io->corked */
     unsigned is_pipe : 1;
     unsigned shut : 1;
     unsigned linger : 1; /* closing once the queue drains */
@@ -160,23 +159,9 @@ static int tcp_send(tcp_stream_t *t, const void *data, size_t len)
  * blocks, for writes made by timers and idle work) send each corked stream
  * with one system call. Nothing waits past the current turn. */
 
-static void cork_unlink(tcp_stream_t *t)
-{
-    if (!t->corked)
-        return;
-    if (t->cork_prev)
-        t->cork_prev->cork_next = t->cork_next;
-    else
-        t->base.io->cork_head = t->cork_next;
-    if (t->cork_next)
-        t->cork_next->cork_prev = t->cork_prev;
-    t->cork_next = t->cork_prev = NULL;
-    t->corked = 0;
-}
-
 static void cork_drop(tcp_stream_t *t)
 {
-    cork_unlink(t);
+    bw_list_remove(&t->cork_node);
     free(t->cork);
     t->cork = NULL;
     t->cork_len = 0;
@@ -185,7 +170,7 @@ static void cork_drop(tcp_stream_t *t)
 /* Send what `t` has corked. Returns 0 or a libuv error. */
 static int cork_flush(tcp_stream_t *t)
 {
-    cork_unlink(t);
+    bw_list_remove(&t->cork_node);
     if (t->cork_len == 0)
         return 0;
     int rc = tcp_send(t, t->cork, t->cork_len);
@@ -200,7 +185,7 @@ static void cork_run(bw_io_t *io)
 {
     tcp_stream_t *t;
     /* Streams corked by callbacks run here join the list and are sent too. */
-    while ((t = io->cork_head)) {
+    while ((t = BW_LIST_FIRST(&io->corked, tcp_stream_t, cork_node))) {
         bw_stream_t *s = &t->base;
         s->depth++;
         int rc = cork_flush(t);
@@ -233,14 +218,9 @@ static int cork_append(tcp_stream_t *t, const void *data, size_t len)
     }
     memcpy(t->cork + t->cork_len, data, len);
     t->cork_len += len;
-    if (!t->corked) {
-        t->corked = 1;
-        t->cork_prev = NULL;
+    if (!bw_list_linked(&t->cork_node)) {
         bw_io_t *io = t->base.io;
-        t->cork_next = io->cork_head;
-        if (io->cork_head)
-            io->cork_head->cork_prev = t;
-        io->cork_head = t;
+        bw_list_push(&io->corked, &t->cork_node);
         uv_check_start(&io->cork_check, cork_check);
         uv_prepare_start(&io->cork_prepare, cork_prepare);
     }

@@ -25,6 +25,7 @@
 #include "burrow/error.h"
 #include "bw_limits.h"
 #include "chunkq.h"
+#include "list.h"
 
 #define CHUNK_MIN       (16u * 1024u)
 #define MAX_SEGS        8          /* payload segments gathered per frame */
@@ -51,11 +52,10 @@ struct bw_mux_stream {
     bool shut_wr;  /* application asked for FIN */
     bool fin_sent;
     bool want_drain; /* write said BW_EAGAIN: on_drain at pending == 0 */
-    bool queued;     /* in the send queue */
     bw_mux_stream_cbs_t cbs;
     void *ud;
     bw_mux_stream_t *hnext; /* hash chain, then graveyard link */
-    bw_mux_stream_t *qprev, *qnext;
+    bw_list_node_t qnode;   /* linked: in the send queue */
     /* send side */
     uint32_t send_window;
     bw_chunkq_t pending; /* bytes written, not yet framed */
@@ -82,7 +82,7 @@ struct bw_mux {
     uint32_t payload_left, cur_id;
     uint16_t cur_flags;
     /* streams with pending bytes and send window, waiting for the transport */
-    bw_mux_stream_t *qhead, *qtail;
+    bw_list_t queue; /* bw_mux_stream_t via qnode, oldest first */
     unsigned depth;
     bw_mux_stream_t *graveyard;
     uint32_t ping_id;
@@ -236,32 +236,13 @@ static void table_remove(bw_mux_t *m, bw_mux_stream_t *s)
 
 static void queue_push(bw_mux_t *m, bw_mux_stream_t *s)
 {
-    if (s->queued)
-        return;
-    s->queued = true;
-    s->qnext = NULL;
-    s->qprev = m->qtail;
-    if (m->qtail)
-        m->qtail->qnext = s;
-    else
-        m->qhead = s;
-    m->qtail = s;
+    if (!bw_list_linked(&s->qnode))
+        bw_list_push_back(&m->queue, &s->qnode);
 }
 
 static void queue_remove(bw_mux_t *m, bw_mux_stream_t *s)
 {
-    if (!s->queued)
-        return;
-    if (s->qprev)
-        s->qprev->qnext = s->qnext;
-    else
-        m->qhead = s->qnext;
-    if (s->qnext)
-        s->qnext->qprev = s->qprev;
-    else
-        m->qtail = s->qprev;
-    s->qprev = s->qnext = NULL;
-    s->queued = false;
+    bw_list_remove(&s->qnode);
 }
 
 /* ---- lifetime ---- */
@@ -414,8 +395,8 @@ static void after_pending_sent(bw_mux_stream_t *s)
 static void flush(bw_mux_t *m)
 {
     enter(m);
-    while (m->qhead && transport_ok(m)) {
-        bw_mux_stream_t *s = m->qhead;
+    bw_mux_stream_t *s;
+    while ((s = BW_LIST_FIRST(&m->queue, bw_mux_stream_t, qnode)) && transport_ok(m)) {
         queue_remove(m, s);
         send_pending_frame(s);
         after_pending_sent(s);
@@ -876,7 +857,7 @@ int bw_mux_stream_write(bw_mux_stream_t *s, const void *data, size_t len)
     size_t done = 0;
     int rc = 0;
     /* Queued streams go first, or a busy writer would starve them. */
-    if (s->pending.bytes == 0 && !m->qhead)
+    if (s->pending.bytes == 0 && bw_list_empty(&m->queue))
         done = write_direct(s, data, len);
     if (done < len) {
         rc = bw_chunkq_push(&s->pending, (const uint8_t *)data + done, len - done, CHUNK_MIN);

@@ -2,8 +2,9 @@
  * libuv loop in the test thread, a client thread talks to it with plain
  * blocking sockets and reports back through a uv_async. Covers olive's
  * framework answers (404/405/406/415, the DNS-rebinding 401), keep-alive,
- * pipelining with async handlers, limits, timeouts, the 4040 fallback and
- * Go duration formatting. */
+ * pipelining with async handlers, limits, timeouts, the 4040 fallback, Go
+ * duration formatting, and out-of-memory answers (built with
+ * -Wl,--wrap=realloc so a test can make the core's next realloc fail). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,6 +31,20 @@
 #include "httpd.h"
 #include "log.h"
 #include "util.h"
+
+void *__real_realloc(void *p, size_t n);
+void *__wrap_realloc(void *p, size_t n);
+
+static int fail_realloc; /* the next realloc in the core returns NULL */
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    if (fail_realloc) {
+        fail_realloc = 0;
+        return NULL;
+    }
+    return __real_realloc(p, n);
+}
 
 static uv_loop_t loop;
 static uv_async_t wake;
@@ -761,6 +776,37 @@ static void test_detached_head_and_route_errors(void **state)
     bw_httpd_close(h);
 }
 
+/* A buffer that cannot grow mid-request is a 500 with olive's error shape,
+ * and the session takes no more requests. */
+static void test_detached_out_of_memory(void **state)
+{
+    bw_httpd_t *h = bw__httpd_new_detached(NULL);
+    bw_httpd_route(h, "GET", "/api/tunnels", 0, h_tunnels, NULL);
+    static char out[OUT_CAP];
+    out[0] = '\0';
+    bw__httpd_sess_t *s = bw__httpd_sess_new(h, collect, out);
+    /* The first byte sizes the input buffer for the rest of this request, so
+     * the next realloc is the request target's. */
+    assert_int_equal(bw__httpd_sess_feed(s, "G", 1), 0);
+    const char *rest = "ET /api/tunnels HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    fail_realloc = 1;
+    assert_int_equal(bw__httpd_sess_feed(s, rest, strlen(rest)), 1);
+    assert_int_equal(fail_realloc, 0);
+    assert_non_null(strstr(out, "HTTP/1.1 500 Internal Server Error\r\n"));
+    assert_non_null(strstr(out, "\"status_code\":500"));
+    assert_null(strstr(out, "tunnels\""));
+    bw__httpd_sess_free(s);
+
+    /* Input that cannot be held fails the feed and answers nothing. */
+    out[0] = '\0';
+    s = bw__httpd_sess_new(h, collect, out);
+    fail_realloc = 1;
+    assert_int_equal(bw__httpd_sess_feed(s, rest, strlen(rest)), 1);
+    assert_string_equal(out, "");
+    bw__httpd_sess_free(s);
+    bw_httpd_close(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -785,6 +831,7 @@ int main(void)
         cmocka_unit_test(test_go_duration),
         cmocka_unit_test(test_url_decode),
         cmocka_unit_test(test_detached_head_and_route_errors),
+        cmocka_unit_test(test_detached_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -718,6 +718,60 @@ static void mux_stream_outlives_fin_both_ways_inside_shutdown(void **state)
     mux_pair_close(&p); /* our FIN reaches the client: ms is finished too */
 }
 
+/* Held input is delivered on a later turn to every deferred stream in one
+ * pass. A callback in that pass may close a stream still waiting in it: that
+ * one gets no callbacks and is freed, and the others are still delivered. */
+typedef struct closer {
+    sink_t k;
+    bw_stream_t *victim; /* closed from this stream's on_read */
+} closer_t;
+
+static void closer_read(bw_stream_t *s, void *ud, const void *data, size_t len)
+{
+    closer_t *c = ud;
+    sink_read(s, &c->k, data, len);
+    if (c->victim) {
+        bw_stream_close(c->victim, 1);
+        c->victim = NULL;
+    }
+}
+
+static const bw_stream_cbs_t closer_cbs = {
+    .struct_size = sizeof(bw_stream_cbs_t),
+    .on_read = closer_read,
+};
+
+static void deferred_delivery_survives_closing_a_waiting_stream(void **state)
+{
+    mux_pair_t p;
+    bw_mux_stream_t *ms[3];
+    bw_stream_t *s[3];
+    closer_t c[3] = {{{0}}};
+    mux_pair_open(&p);
+    for (int i = 0; i < 3; i++) {
+        ms[i] = bw_mux_stream_open(p.cli);
+        assert_int_equal(bw_mux_stream_write(ms[i], &"abc"[i], 1), 0);
+        pump(&p.to_srv, &p.to_cli);
+        s[i] = g_accepted;
+        assert_non_null(s[i]);
+    }
+    /* The pass runs the most recently deferred first: s[2], then s[1]
+     * (closed by s[2]'s callback before its turn), then s[0]. */
+    c[2].victim = s[1];
+    for (int i = 0; i < 3; i++)
+        bw_stream_set_callbacks(s[i], &closer_cbs, &c[i]);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(c[2].k.got, 1);
+    assert_int_equal(c[1].k.got, 0);
+    assert_int_equal(c[0].k.got, 1);
+    assert_string_equal(c[0].k.first, "a");
+    bw_stream_close(s[0], 1);
+    bw_stream_close(s[2], 1);
+    for (int i = 0; i < 3; i++)
+        bw_mux_stream_close(ms[i]);
+    mux_pair_close(&p);
+}
+
 /* ---- write coalescing: small writes of one turn, in order, with drain ---- */
 
 typedef struct burst {
@@ -861,6 +915,7 @@ int main(void)
         cmocka_unit_test(mux_adapter_holds_input_while_paused),
         cmocka_unit_test(mux_stream_outlives_peer_reset_before_callbacks),
         cmocka_unit_test(mux_stream_outlives_fin_both_ways_inside_shutdown),
+        cmocka_unit_test(deferred_delivery_survives_closing_a_waiting_stream),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
