@@ -248,18 +248,18 @@ int bw_stream_tls_over(bw_io_t *io, bw_stream_t *below, const bw_tls_filter_opts
         return BW_ENOMEM;
     }
     int rc = o->alpn ? bw_tls_set_alpn(f->tls, o->alpn) : 0;
+    if (rc == 0)
+        rc = bw_tls_start(f->tls); /* the handshake begins on a later turn */
     if (rc == 0) {
         /* Input the owner left held below (sent after a STARTTLS) is ours. */
         bw_stream_set_callbacks(below, &below_cbs, f);
-        rc = bw_tls_start(f->tls);
+        return 0;
     }
-    if (rc < 0) {
-        /* Nothing was called back: the engine goes on a later turn and
-         * frees f from on_close; `below` stays the caller's. */
-        f->below = NULL;
-        f->base.closed = 1;
-        bw_tls_close(f->tls);
-    }
+    /* Nothing was called back: the engine goes on a later turn and frees f
+     * from on_close; `below` stays the caller's. */
+    f->below = NULL;
+    f->base.closed = 1;
+    bw_tls_close(f->tls);
     return rc;
 }
 
