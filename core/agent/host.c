@@ -634,6 +634,7 @@ static const bw_host_t host_table = {
     .capture_raw = bw__host_capture_raw,
     .capture_end = bw__host_capture_end,
     .capture_request_done = bw__host_capture_request_done,
+    .stream_start_tls = bw__host_stream_start_tls,
 };
 
 const bw_host_t *bw_host_table(void)

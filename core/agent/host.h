@@ -92,6 +92,10 @@ int bw__host_capture_raw(bw_capture_t *c, bw_capture_dir_t dir, const void *data
 void bw__host_capture_end(bw_capture_t *c, uint64_t duration_ns);
 void bw__host_capture_request_done(bw_capture_t *c, int err);
 
+/* The stream_start_tls slot (host_tls.c): TLS over a plugin's stream. */
+int bw__host_stream_start_tls(bw_stream_t *s, const bw_tls_opts_t *o, bw_tls_done_cb cb, void *ud,
+                              bw_error_t *err);
+
 /* Metrics across every tunnel (the API's aggregate). */
 bw_timer_metric_t *bw_host_total_conns(void);
 bw_timer_metric_t *bw_host_total_http(void);

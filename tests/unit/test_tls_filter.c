@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "dev_certs.h"
+#include "host.h"
 #include "stream.h"
 #include "tls.h"
 #include "yamux.h"
@@ -74,6 +75,9 @@ typedef struct end {
     int mismatch, paused, pause_turn, blocked;
     char first[64];
     size_t first_len;
+    /* Through the host slot: what bw_tls_info_t said. */
+    int info_seen, verified;
+    char alpn[32], sni[64], subject[256];
 } end_t;
 
 typedef struct pair {
@@ -82,6 +86,7 @@ typedef struct pair {
     end_t c, s;
     SSL_CTX *cctx, *sctx;
     const char *const *calpn, *const *salpn;
+    const bw_tls_opts_t *host_srv; /* set: the server starts TLS via the host slot */
     int turn;
 } pair_t;
 
@@ -157,6 +162,19 @@ static void end_done(void *ud, bw_stream_t *s, int status, const char *why)
         bw_stream_set_callbacks(s, &end_cbs, e);
 }
 
+static void host_done(void *ud, bw_stream_t *s, int status, const bw_tls_info_t *info)
+{
+    end_t *e = ud;
+    if (info) {
+        e->info_seen++;
+        e->verified = info->peer_verified;
+        snprintf(e->alpn, sizeof e->alpn, "%s", info->alpn);
+        snprintf(e->sni, sizeof e->sni, "%s", info->server_name);
+        snprintf(e->subject, sizeof e->subject, "%s", info->peer_subject);
+    }
+    end_done(ud, s, status, NULL);
+}
+
 /* Write the pattern until BULK bytes are out or the stream pushes back. */
 static void fill(end_t *e)
 {
@@ -182,6 +200,12 @@ static void on_stream(void *ud, bw_mux_stream_t *ms)
     pair_t *p = g_pair;
     bw_stream_t *below = bw_stream_mux_new(io, ms, "10.0.0.1:1");
     assert_non_null(below);
+    if (p->host_srv) {
+        bw_error_t err = {{0}};
+        assert_int_equal(
+            bw_host_table()->stream_start_tls(below, p->host_srv, host_done, &p->s, &err), 0);
+        return;
+    }
     bw_tls_filter_opts_t o = {.ctx = p->sctx, .is_server = 1, .alpn = p->salpn};
     assert_int_equal(bw_stream_tls_over(io, below, &o, end_done, &p->s), 0);
 }
@@ -575,6 +599,114 @@ static void mutual_tls_refused_without_cert(void **state)
     pair_close(&p);
 }
 
+/* ---- the host slot (ABI 1.2) ---- */
+
+static bw_stream_t *mux_client_stream(pair_t *p)
+{
+    bw_mux_stream_t *ms = bw_mux_stream_open(p->cli);
+    assert_non_null(ms);
+    bw_stream_t *below = bw_stream_mux_new(io, ms, "10.0.0.2:2");
+    assert_non_null(below);
+    return below;
+}
+
+static void host_slot_mutual_tls(void **state)
+{
+    static const char *const alpn[] = {"x-burrow", NULL};
+    char cert[PATH_MAX], key[PATH_MAX], ccert[PATH_MAX], ckey[PATH_MAX], ca[PATH_MAX];
+    const bw_host_t *h = bw_host_table();
+    assert_true(BW_HOST_HAS(h, stream_start_tls));
+    path_in(cert, g_dir, "server.pem");
+    path_in(key, g_dir, "server.key");
+    path_in(ca, g_dir, "ca.pem");
+    path_in(ccert, g_dir, "client.pem");
+    path_in(ckey, g_dir, "client.key");
+    make_client_cert(ccert, ckey);
+    bw_tls_opts_t so = {
+        .struct_size = sizeof so,
+        .flags = BW_TLS_F_SERVER | BW_TLS_F_REQUIRE_CLIENT_CERT,
+        .alpn = alpn,
+        .cert_file = cert,
+        .key_file = key,
+        .ca_file = ca,
+    };
+    bw_tls_opts_t co = {
+        .struct_size = sizeof co,
+        .flags = BW_TLS_F_VERIFY,
+        .server_name = "localhost",
+        .alpn = alpn,
+        .cert_file = ccert,
+        .key_file = ckey,
+        .ca_file = ca,
+    };
+    pair_t p = {.host_srv = &so};
+    pair_open(&p, NULL, NULL);
+    bw_host_set_io(io);
+    bw_error_t err = {{0}};
+    assert_int_equal(h->stream_start_tls(mux_client_stream(&p), &co, host_done, &p.c, &err), 0);
+    assert_int_equal(p.c.done_calls, 0);
+    assert_true(spin(&p, both_done));
+    assert_int_equal(p.c.done_calls, 1);
+    assert_int_equal(p.s.done_calls, 1);
+    assert_int_equal(p.c.done_status, 0);
+    assert_int_equal(p.s.done_status, 0);
+    assert_int_equal(p.c.info_seen + p.s.info_seen, 2);
+    assert_string_equal(p.c.alpn, "x-burrow");
+    assert_string_equal(p.s.alpn, "x-burrow");
+    assert_string_equal(p.s.sni, "localhost");
+    assert_int_equal(p.c.verified, 1);
+    assert_int_equal(p.s.verified, 1);
+    assert_non_null(strstr(p.s.subject, "test client"));
+    assert_int_equal(bw_stream_write(p.c.s, "ping", 4), 0);
+    assert_int_equal(bw_stream_write(p.s.s, "pong", 4), 0);
+    assert_true(spin(&p, exchanged));
+    assert_int_equal(p.c.errors + p.s.errors, 0);
+    pair_close(&p);
+    bw_host_set_io(NULL);
+}
+
+static void host_slot_refusals(void **state)
+{
+    char ca[PATH_MAX];
+    const bw_host_t *h = bw_host_table();
+    path_in(ca, g_other, "ca.pem");
+    pair_t p = {0};
+    pair_open(&p, NULL, server_ctx());
+    bw_host_set_io(io);
+    bw_error_t err = {{0}};
+
+    /* Bad options: nothing taken, nothing called. */
+    bw_stream_t *below = mux_client_stream(&p);
+    bw_tls_opts_t bad = {.struct_size = sizeof bad, .flags = BW_TLS_F_SERVER};
+    assert_int_equal(h->stream_start_tls(below, &bad, host_done, &p.c, &err), BW_EINVAL);
+    assert_non_null(strstr(err.msg, "cert_file"));
+    bw_tls_opts_t noname = {.struct_size = sizeof noname};
+    assert_int_equal(h->stream_start_tls(below, &noname, host_done, &p.c, &err), BW_EINVAL);
+    bw_tls_opts_t missing = {
+        .struct_size = sizeof missing, .server_name = "localhost", .cert_file = "/nonexistent"};
+    assert_int_equal(h->stream_start_tls(below, &missing, host_done, &p.c, &err), BW_EINVAL);
+    assert_non_null(strstr(err.msg, "/nonexistent"));
+    for (int i = 0; i < 5; i++)
+        uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(p.c.done_calls, 0);
+
+    /* A server the client's CA did not sign: one failed completion. */
+    bw_tls_opts_t co = {.struct_size = sizeof co,
+                        .flags = BW_TLS_F_VERIFY,
+                        .server_name = "localhost",
+                        .ca_file = ca};
+    assert_int_equal(h->stream_start_tls(below, &co, host_done, &p.c, &err), 0);
+    assert_true(spin(&p, both_done));
+    for (int i = 0; i < 20; i++)
+        spin(&p, both_done);
+    assert_int_equal(p.c.done_calls, 1);
+    assert_int_equal(p.c.done_status, BW_EACCES);
+    assert_int_equal(p.c.info_seen, 0);
+    assert_null(p.c.s);
+    pair_close(&p);
+    bw_host_set_io(NULL);
+}
+
 static void wrong_arguments_call_nothing(void **state)
 {
     pair_t p = {0};
@@ -622,6 +754,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(mutual_tls_accepted, setup, teardown),
         cmocka_unit_test_setup_teardown(mutual_tls_refused_without_cert, setup, teardown),
         cmocka_unit_test_setup_teardown(wrong_arguments_call_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(host_slot_mutual_tls, setup, teardown),
+        cmocka_unit_test_setup_teardown(host_slot_refusals, setup, teardown),
     };
     return cmocka_run_group_tests(tests, dev_certs_group_setup, dev_certs_group_teardown);
 }
