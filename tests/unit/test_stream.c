@@ -24,6 +24,7 @@
 
 #include <uv.h>
 
+#include "mux_wire.h"
 #include "stream.h"
 #include "tls.h"
 #include "yamux.h"
@@ -450,50 +451,12 @@ static void tls_connect_localhost_falls_back_to_v6(void **state)
 
 /* ---- yamux adapter: two engines wired back to back in memory ---- */
 
-typedef struct wire {
-    bw_mux_t *peer;
-    uint8_t *buf;
-    size_t len, cap;
-} wire_t;
-
-static int wire_send(void *ud, const void *const *bufs, const size_t *lens, unsigned n)
-{
-    wire_t *w = ud;
-    for (unsigned i = 0; i < n; i++) {
-        if (w->len + lens[i] > w->cap) {
-            w->cap = (w->len + lens[i]) * 2;
-            w->buf = realloc(w->buf, w->cap);
-        }
-        memcpy(w->buf + w->len, bufs[i], lens[i]);
-        w->len += lens[i];
-    }
-    return 0;
-}
-
-static size_t wire_queued(void *ud)
-{
-    return 0;
-}
-
 static bw_stream_t *g_accepted;
 
 /* As the agent does: wrap the peer's stream before returning. */
 static void on_stream(void *ud, bw_mux_stream_t *s)
 {
     g_accepted = bw_stream_mux_new(io, s, "1.2.3.4:5");
-}
-
-static void pump(wire_t *a, wire_t *b)
-{
-    while (a->len || b->len) {
-        wire_t *w = a->len ? a : b;
-        uint8_t *data = w->buf;
-        size_t len = w->len;
-        w->buf = NULL;
-        w->len = w->cap = 0;
-        assert_int_equal(bw_mux_input(w->peer, data, len), 0);
-        free(data);
-    }
 }
 
 typedef struct sink {
@@ -525,21 +488,13 @@ static const bw_stream_cbs_t sink_cbs = {
 
 static void mux_adapter_holds_input_while_paused(void **state)
 {
-    wire_t to_srv = {0}, to_cli = {0};
-    bw_mux_config_t cc, sc;
-    bw_mux_config_default(&cc, 1);
-    bw_mux_config_default(&sc, 0);
-    bw_mux_callbacks_t ccb = {.send = wire_send, .send_queued = wire_queued};
-    bw_mux_callbacks_t scb = {
-        .send = wire_send, .send_queued = wire_queued, .on_stream = on_stream};
-    bw_mux_t *cli = bw_mux_new(&cc, &ccb, &to_srv);
-    bw_mux_t *srv = bw_mux_new(&sc, &scb, &to_cli);
-    to_srv.peer = srv;
-    to_cli.peer = cli;
+    mux_pair_t p;
+    mux_pair_open(&p, on_stream);
+    bw_mux_t *cli = p.cli;
 
     bw_mux_stream_t *ms = bw_mux_stream_open(cli);
     assert_int_equal(bw_mux_stream_write(ms, "hello", 5), 0);
-    pump(&to_srv, &to_cli);
+    wire_pump(&p.to_srv, &p.to_cli);
     assert_non_null(g_accepted);
     bw_stream_t *s = g_accepted;
     assert_string_equal(bw_stream_peer(s), "1.2.3.4:5");
@@ -558,66 +513,42 @@ static void mux_adapter_holds_input_while_paused(void **state)
     bw_stream_read_stop(s);
     static uint8_t big[BW_MUX_INITIAL_WINDOW];
     bw_mux_stream_write(ms, big, sizeof big);
-    pump(&to_srv, &to_cli);
+    wire_pump(&p.to_srv, &p.to_cli);
     assert_int_equal(k.got, 6);
     bw_mux_stream_write(ms, "x", 1);
-    pump(&to_srv, &to_cli);
+    wire_pump(&p.to_srv, &p.to_cli);
     /* "hello" is not credited back yet (updates are batched), so 5 bytes of
      * the big write and the "x" wait for the window. */
     assert_int_equal(bw_mux_stream_pending(ms), 6);
     bw_stream_read_start(s);
     uv_run(&loop, UV_RUN_NOWAIT);
-    pump(&to_srv, &to_cli); /* window update flows back, "x" follows */
+    wire_pump(&p.to_srv, &p.to_cli); /* window update flows back, "x" follows */
     uv_run(&loop, UV_RUN_NOWAIT);
     assert_int_equal(k.got, 6 + sizeof big + 1);
     bw_mux_stream_shutdown(ms);
-    pump(&to_srv, &to_cli);
+    wire_pump(&p.to_srv, &p.to_cli);
     uv_run(&loop, UV_RUN_NOWAIT);
     assert_true(k.eof);
     bw_stream_close(s, 0);
     bw_mux_stream_close(ms);
-    pump(&to_srv, &to_cli);
+    wire_pump(&p.to_srv, &p.to_cli);
     uv_run(&loop, UV_RUN_NOWAIT);
-    assert_int_equal(bw_mux_stream_count(srv), 0);
-    bw_mux_free(cli);
-    bw_mux_free(srv);
-    free(to_srv.buf);
-    free(to_cli.buf);
+    mux_pair_free(&p);
 }
 
 /* ---- yamux adapter: the transport ends before the owner closes ---- */
 
-typedef struct mux_pair {
-    wire_t to_srv, to_cli;
-    bw_mux_t *cli, *srv;
-} mux_pair_t;
-
-static void mux_pair_open(mux_pair_t *p)
+static void pair_open(mux_pair_t *p)
 {
-    bw_mux_config_t cc, sc;
-    bw_mux_config_default(&cc, 1);
-    bw_mux_config_default(&sc, 0);
-    bw_mux_callbacks_t ccb = {.send = wire_send, .send_queued = wire_queued};
-    bw_mux_callbacks_t scb = {
-        .send = wire_send, .send_queued = wire_queued, .on_stream = on_stream};
-    memset(p, 0, sizeof *p);
-    p->cli = bw_mux_new(&cc, &ccb, &p->to_srv);
-    p->srv = bw_mux_new(&sc, &scb, &p->to_cli);
-    p->to_srv.peer = p->srv;
-    p->to_cli.peer = p->cli;
+    mux_pair_open(p, on_stream);
     g_accepted = NULL;
 }
 
-static void mux_pair_close(mux_pair_t *p)
+static void pair_close(mux_pair_t *p)
 {
-    pump(&p->to_srv, &p->to_cli);
+    wire_pump(&p->to_srv, &p->to_cli);
     uv_run(&loop, UV_RUN_NOWAIT);
-    assert_int_equal(bw_mux_stream_count(p->srv), 0);
-    assert_int_equal(bw_mux_stream_count(p->cli), 0);
-    bw_mux_free(p->cli);
-    bw_mux_free(p->srv);
-    free(p->to_srv.buf);
-    free(p->to_cli.buf);
+    mux_pair_free(p);
 }
 
 typedef struct watcher {
@@ -656,14 +587,14 @@ static const bw_stream_cbs_t watcher_cbs = {
 static void mux_stream_outlives_peer_reset_before_callbacks(void **state)
 {
     mux_pair_t p;
-    mux_pair_open(&p);
+    pair_open(&p);
     bw_mux_stream_t *ms = bw_mux_stream_open(p.cli);
     assert_int_equal(bw_mux_stream_write(ms, "partial", 7), 0);
-    pump(&p.to_srv, &p.to_cli);
+    wire_pump(&p.to_srv, &p.to_cli);
     bw_stream_t *s = g_accepted;
     assert_non_null(s);
     bw_mux_stream_reset(ms); /* the client's RST, forwarded by the edge */
-    pump(&p.to_srv, &p.to_cli);
+    wire_pump(&p.to_srv, &p.to_cli);
     uv_run(&loop, UV_RUN_NOWAIT);
     assert_int_equal(bw_mux_stream_count(p.srv), 0); /* the engine let go */
 
@@ -679,7 +610,7 @@ static void mux_stream_outlives_peer_reset_before_callbacks(void **state)
     assert_int_equal(w.errors, 1);
     assert_int_equal(w.err, BW_ECONNRESET);
     bw_stream_close(s, 1);
-    mux_pair_close(&p);
+    pair_close(&p);
 }
 
 /* The peer's data and FIN arrive while the owner paused reading (its other
@@ -689,10 +620,10 @@ static void mux_stream_outlives_peer_reset_before_callbacks(void **state)
 static void mux_stream_outlives_fin_both_ways_inside_shutdown(void **state)
 {
     mux_pair_t p;
-    mux_pair_open(&p);
+    pair_open(&p);
     bw_mux_stream_t *ms = bw_mux_stream_open(p.cli);
     assert_int_equal(bw_mux_stream_write(ms, "hi", 2), 0);
-    pump(&p.to_srv, &p.to_cli);
+    wire_pump(&p.to_srv, &p.to_cli);
     bw_stream_t *s = g_accepted;
     assert_non_null(s);
     watcher_t w = {0};
@@ -700,7 +631,7 @@ static void mux_stream_outlives_fin_both_ways_inside_shutdown(void **state)
     bw_stream_read_stop(s);
     assert_int_equal(bw_mux_stream_write(ms, " there", 6), 0);
     assert_int_equal(bw_mux_stream_shutdown(ms), 0);
-    pump(&p.to_srv, &p.to_cli);
+    wire_pump(&p.to_srv, &p.to_cli);
     uv_run(&loop, UV_RUN_NOWAIT);
     assert_int_equal(w.k.got, 0);
     assert_false(w.k.eof);
@@ -715,7 +646,7 @@ static void mux_stream_outlives_fin_both_ways_inside_shutdown(void **state)
     assert_true(w.k.eof);
     assert_int_equal(w.errors, 0);
     bw_stream_close(s, 0);
-    mux_pair_close(&p); /* our FIN reaches the client: ms is finished too */
+    pair_close(&p); /* our FIN reaches the client: ms is finished too */
 }
 
 /* ---- write coalescing: small writes of one turn, in order, with drain ---- */

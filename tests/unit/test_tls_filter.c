@@ -21,6 +21,7 @@
 
 #include "dev_certs.h"
 #include "host.h"
+#include "mux_wire.h"
 #include "stream.h"
 #include "tls.h"
 #include "yamux.h"
@@ -35,34 +36,6 @@
 
 static uv_loop_t loop;
 static bw_io_t *io;
-
-/* ---- two yamux engines back to back ---- */
-
-typedef struct wire {
-    bw_mux_t *peer;
-    uint8_t *buf;
-    size_t len, cap;
-} wire_t;
-
-static int wire_send(void *ud, const void *const *bufs, const size_t *lens, unsigned n)
-{
-    wire_t *w = ud;
-    for (unsigned i = 0; i < n; i++) {
-        if (w->len + lens[i] > w->cap) {
-            w->cap = (w->len + lens[i]) * 2;
-            w->buf = realloc(w->buf, w->cap);
-            assert_non_null(w->buf);
-        }
-        memcpy(w->buf + w->len, bufs[i], lens[i]);
-        w->len += lens[i];
-    }
-    return 0;
-}
-
-static size_t wire_queued(void *ud)
-{
-    return 0;
-}
 
 /* One end of the TLS connection, as a plugin would hold it. */
 typedef struct end {
@@ -81,8 +54,7 @@ typedef struct end {
 } end_t;
 
 typedef struct pair {
-    wire_t to_srv, to_cli;
-    bw_mux_t *cli, *srv;
+    mux_pair_t m;
     end_t c, s;
     SSL_CTX *cctx, *sctx;
     const char *const *calpn, *const *salpn;
@@ -212,37 +184,18 @@ static void on_stream(void *ud, bw_mux_stream_t *ms)
 
 static void pair_open(pair_t *p, SSL_CTX *cctx, SSL_CTX *sctx)
 {
-    bw_mux_config_t cc, sc;
-    bw_mux_config_default(&cc, 1);
-    bw_mux_config_default(&sc, 0);
-    bw_mux_callbacks_t ccb = {.send = wire_send, .send_queued = wire_queued};
-    bw_mux_callbacks_t scb = {
-        .send = wire_send, .send_queued = wire_queued, .on_stream = on_stream};
+    mux_pair_open(&p->m, on_stream);
     p->cctx = cctx;
     p->sctx = sctx;
     p->c.name = "client";
     p->s.name = "server";
-    p->cli = bw_mux_new(&cc, &ccb, &p->to_srv);
-    p->srv = bw_mux_new(&sc, &scb, &p->to_cli);
-    assert_non_null(p->cli);
-    assert_non_null(p->srv);
-    p->to_srv.peer = p->srv;
-    p->to_cli.peer = p->cli;
     g_pair = p;
 }
 
 /* Move what each engine sent to the other. */
 static void pump(pair_t *p)
 {
-    while (p->to_srv.len || p->to_cli.len) {
-        wire_t *w = p->to_srv.len ? &p->to_srv : &p->to_cli;
-        uint8_t *data = w->buf;
-        size_t len = w->len;
-        w->buf = NULL;
-        w->len = w->cap = 0;
-        assert_int_equal(bw_mux_input(w->peer, data, len), 0);
-        free(data);
-    }
+    wire_pump(&p->m.to_srv, &p->m.to_cli);
 }
 
 static void resume_if_due(pair_t *p, end_t *e)
@@ -272,7 +225,7 @@ static int spin(pair_t *p, int (*done)(pair_t *p))
 /* Open a yamux stream and start the client filter over it. */
 static void client_start(pair_t *p, const char *server_name)
 {
-    bw_mux_stream_t *ms = bw_mux_stream_open(p->cli);
+    bw_mux_stream_t *ms = bw_mux_stream_open(p->m.cli);
     assert_non_null(ms);
     bw_stream_t *below = bw_stream_mux_new(io, ms, "10.0.0.2:2");
     assert_non_null(below);
@@ -297,12 +250,7 @@ static void pair_close(pair_t *p)
         pump(p);
         uv_run(&loop, UV_RUN_NOWAIT);
     }
-    assert_int_equal(bw_mux_stream_count(p->cli), 0);
-    assert_int_equal(bw_mux_stream_count(p->srv), 0);
-    bw_mux_free(p->cli);
-    bw_mux_free(p->srv);
-    free(p->to_srv.buf);
-    free(p->to_cli.buf);
+    mux_pair_free(&p->m);
     SSL_CTX_free(p->cctx);
     SSL_CTX_free(p->sctx);
     g_pair = NULL;
@@ -603,7 +551,7 @@ static void mutual_tls_refused_without_cert(void **state)
 
 static bw_stream_t *mux_client_stream(pair_t *p)
 {
-    bw_mux_stream_t *ms = bw_mux_stream_open(p->cli);
+    bw_mux_stream_t *ms = bw_mux_stream_open(p->m.cli);
     assert_non_null(ms);
     bw_stream_t *below = bw_stream_mux_new(io, ms, "10.0.0.2:2");
     assert_non_null(below);
@@ -711,7 +659,7 @@ static void wrong_arguments_call_nothing(void **state)
 {
     pair_t p = {0};
     pair_open(&p, client_ctx(g_dir), server_ctx());
-    bw_mux_stream_t *ms = bw_mux_stream_open(p.cli);
+    bw_mux_stream_t *ms = bw_mux_stream_open(p.m.cli);
     bw_stream_t *below = bw_stream_mux_new(io, ms, "10.0.0.2:2");
     bw_tls_filter_opts_t o = {.ctx = p.cctx}; /* a client without a name */
     assert_int_equal(bw_stream_tls_over(io, below, &o, end_done, &p.c), BW_EINVAL);
