@@ -100,7 +100,8 @@ typedef struct bw_tls_filter_opts {
      * certificate must match when ctx verifies. Ignored by servers. */
     const char *server_name;
     /* ALPN, NULL-terminated, or NULL: a client offers these in order; a
-     * server picks the first of them the client offered. */
+     * server (ctx from bw_tls_server_ctx) picks the first of them the
+     * client offered. */
     const char *const *alpn;
 } bw_tls_filter_opts_t;
 

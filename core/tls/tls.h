@@ -131,7 +131,7 @@ int bw_tls_set_alpn(bw_tls_t *t, const char *const *protos);
 /* 1 while the transport pushes back: on_drain follows when it stops. */
 int bw_tls_write_blocked(const bw_tls_t *t);
 
-/* The embedded TCP handle, for uv_accept(). */
+/* The embedded TCP handle, for uv_accept() (bw_tls_new connections only). */
 uv_tcp_t *bw_tls_tcp(bw_tls_t *t);
 
 /* The OpenSSL connection, owned by t (e.g. for SSL_get_servername). */
@@ -171,7 +171,8 @@ void bw_tls_close(bw_tls_t *t);
 /* Last error text, or "" when none. */
 const char *bw_tls_error(const bw_tls_t *t);
 
-/* Peer address "ip:port" of the TCP handle, or "" when unknown. */
+/* Peer address "ip:port" of the TCP handle, or "" when unknown (always over
+ * a caller's transport: its owner knows the peer). */
 const char *bw_tls_peer(bw_tls_t *t);
 
 /* Dev-mode certificates: make sure `dir` holds ca.pem/ca.key and a server

@@ -59,6 +59,7 @@ typedef struct pair {
     SSL_CTX *cctx, *sctx;
     const char *const *calpn, *const *salpn;
     const bw_tls_opts_t *host_srv; /* set: the server starts TLS via the host slot */
+    int reset_srv;                 /* set: the server resets each stream instead of TLS */
     int turn;
 } pair_t;
 
@@ -170,6 +171,10 @@ static void fill(end_t *e)
 static void on_stream(void *ud, bw_mux_stream_t *ms)
 {
     pair_t *p = g_pair;
+    if (p->reset_srv) {
+        bw_mux_stream_reset(ms);
+        return;
+    }
     bw_stream_t *below = bw_stream_mux_new(io, ms, "10.0.0.1:1");
     assert_non_null(below);
     if (p->host_srv) {
@@ -449,6 +454,28 @@ static void wrong_ca_fails_once(void **state)
     pair_close(&p);
 }
 
+static int client_done(pair_t *p)
+{
+    return p->c.done_calls > 0;
+}
+
+/* The stream below goes before the handshake ends: one failed completion. */
+static void transport_reset_during_handshake(void **state)
+{
+    pair_t p = {.reset_srv = 1};
+    pair_open(&p, client_ctx(g_dir), NULL);
+    client_start(&p, "localhost");
+    assert_true(spin(&p, client_done));
+    for (int i = 0; i < 20; i++)
+        spin(&p, client_done);
+    assert_int_equal(p.c.done_calls, 1);
+    assert_true(p.c.done_status < 0);
+    assert_null(p.c.s);
+    assert_non_null(strstr(p.c.why, "transport failed"));
+    assert_int_equal(p.s.done_calls, 0);
+    pair_close(&p);
+}
+
 /* ---- mutual TLS ---- */
 
 /* A client certificate of g_dir's CA, made here: the dev profile is for
@@ -699,6 +726,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(half_close_each_way, setup, teardown),
         cmocka_unit_test_setup_teardown(abort_resets_the_peer, setup, teardown),
         cmocka_unit_test_setup_teardown(wrong_ca_fails_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(transport_reset_during_handshake, setup, teardown),
         cmocka_unit_test_setup_teardown(mutual_tls_accepted, setup, teardown),
         cmocka_unit_test_setup_teardown(mutual_tls_refused_without_cert, setup, teardown),
         cmocka_unit_test_setup_teardown(wrong_arguments_call_nothing, setup, teardown),
