@@ -1,6 +1,6 @@
 /* Two yamux engines wired back to back in memory, for the tests of what
  * runs over yamux streams (test_stream, test_tls_filter): each engine's
- * frames wait on a wire until wire_pump hands them to the other. Include
+ * frames wait on a wire until pump hands them to the other. Include
  * after cmocka.h. */
 #ifndef BW_TESTS_MUX_WIRE_H
 #define BW_TESTS_MUX_WIRE_H
@@ -41,7 +41,7 @@ static size_t wire_queued(void *ud)
 
 /* Deliver what both wires hold, and what that makes the engines send,
  * until both are empty. */
-static void wire_pump(wire_t *a, wire_t *b)
+static void pump(wire_t *a, wire_t *b)
 {
     while (a->len || b->len) {
         wire_t *w = a->len ? a : b;
@@ -55,13 +55,13 @@ static void wire_pump(wire_t *a, wire_t *b)
 }
 
 /* A client engine and a server engine on two wires. */
-typedef struct mux_pair {
+typedef struct wire_pair {
     wire_t to_srv, to_cli;
     bw_mux_t *cli, *srv;
-} mux_pair_t;
+} wire_pair_t;
 
 /* Start both engines; the server's streams go to on_stream. */
-static void mux_pair_open(mux_pair_t *p, void (*on_stream)(void *ud, bw_mux_stream_t *s))
+static void wire_pair_open(wire_pair_t *p, void (*on_stream)(void *ud, bw_mux_stream_t *s))
 {
     bw_mux_config_t cc, sc;
     bw_mux_config_default(&cc, 1);
@@ -79,7 +79,7 @@ static void mux_pair_open(mux_pair_t *p, void (*on_stream)(void *ud, bw_mux_stre
 }
 
 /* Prove no stream is left, then free the engines and the wires. */
-static void mux_pair_free(mux_pair_t *p)
+static void wire_pair_free(wire_pair_t *p)
 {
     assert_int_equal(bw_mux_stream_count(p->srv), 0);
     assert_int_equal(bw_mux_stream_count(p->cli), 0);

@@ -488,13 +488,21 @@ static const bw_stream_cbs_t sink_cbs = {
 
 static void mux_adapter_holds_input_while_paused(void **state)
 {
-    mux_pair_t p;
-    mux_pair_open(&p, on_stream);
-    bw_mux_t *cli = p.cli;
+    wire_t to_srv = {0}, to_cli = {0};
+    bw_mux_config_t cc, sc;
+    bw_mux_config_default(&cc, 1);
+    bw_mux_config_default(&sc, 0);
+    bw_mux_callbacks_t ccb = {.send = wire_send, .send_queued = wire_queued};
+    bw_mux_callbacks_t scb = {
+        .send = wire_send, .send_queued = wire_queued, .on_stream = on_stream};
+    bw_mux_t *cli = bw_mux_new(&cc, &ccb, &to_srv);
+    bw_mux_t *srv = bw_mux_new(&sc, &scb, &to_cli);
+    to_srv.peer = srv;
+    to_cli.peer = cli;
 
     bw_mux_stream_t *ms = bw_mux_stream_open(cli);
     assert_int_equal(bw_mux_stream_write(ms, "hello", 5), 0);
-    wire_pump(&p.to_srv, &p.to_cli);
+    pump(&to_srv, &to_cli);
     assert_non_null(g_accepted);
     bw_stream_t *s = g_accepted;
     assert_string_equal(bw_stream_peer(s), "1.2.3.4:5");
@@ -513,42 +521,48 @@ static void mux_adapter_holds_input_while_paused(void **state)
     bw_stream_read_stop(s);
     static uint8_t big[BW_MUX_INITIAL_WINDOW];
     bw_mux_stream_write(ms, big, sizeof big);
-    wire_pump(&p.to_srv, &p.to_cli);
+    pump(&to_srv, &to_cli);
     assert_int_equal(k.got, 6);
     bw_mux_stream_write(ms, "x", 1);
-    wire_pump(&p.to_srv, &p.to_cli);
+    pump(&to_srv, &to_cli);
     /* "hello" is not credited back yet (updates are batched), so 5 bytes of
      * the big write and the "x" wait for the window. */
     assert_int_equal(bw_mux_stream_pending(ms), 6);
     bw_stream_read_start(s);
     uv_run(&loop, UV_RUN_NOWAIT);
-    wire_pump(&p.to_srv, &p.to_cli); /* window update flows back, "x" follows */
+    pump(&to_srv, &to_cli); /* window update flows back, "x" follows */
     uv_run(&loop, UV_RUN_NOWAIT);
     assert_int_equal(k.got, 6 + sizeof big + 1);
     bw_mux_stream_shutdown(ms);
-    wire_pump(&p.to_srv, &p.to_cli);
+    pump(&to_srv, &to_cli);
     uv_run(&loop, UV_RUN_NOWAIT);
     assert_true(k.eof);
     bw_stream_close(s, 0);
     bw_mux_stream_close(ms);
-    wire_pump(&p.to_srv, &p.to_cli);
+    pump(&to_srv, &to_cli);
     uv_run(&loop, UV_RUN_NOWAIT);
-    mux_pair_free(&p);
+    assert_int_equal(bw_mux_stream_count(srv), 0);
+    bw_mux_free(cli);
+    bw_mux_free(srv);
+    free(to_srv.buf);
+    free(to_cli.buf);
 }
 
 /* ---- yamux adapter: the transport ends before the owner closes ---- */
 
-static void pair_open(mux_pair_t *p)
+typedef wire_pair_t mux_pair_t;
+
+static void mux_pair_open(mux_pair_t *p)
 {
-    mux_pair_open(p, on_stream);
+    wire_pair_open(p, on_stream);
     g_accepted = NULL;
 }
 
-static void pair_close(mux_pair_t *p)
+static void mux_pair_close(mux_pair_t *p)
 {
-    wire_pump(&p->to_srv, &p->to_cli);
+    pump(&p->to_srv, &p->to_cli);
     uv_run(&loop, UV_RUN_NOWAIT);
-    mux_pair_free(p);
+    wire_pair_free(p);
 }
 
 typedef struct watcher {
@@ -587,14 +601,14 @@ static const bw_stream_cbs_t watcher_cbs = {
 static void mux_stream_outlives_peer_reset_before_callbacks(void **state)
 {
     mux_pair_t p;
-    pair_open(&p);
+    mux_pair_open(&p);
     bw_mux_stream_t *ms = bw_mux_stream_open(p.cli);
     assert_int_equal(bw_mux_stream_write(ms, "partial", 7), 0);
-    wire_pump(&p.to_srv, &p.to_cli);
+    pump(&p.to_srv, &p.to_cli);
     bw_stream_t *s = g_accepted;
     assert_non_null(s);
     bw_mux_stream_reset(ms); /* the client's RST, forwarded by the edge */
-    wire_pump(&p.to_srv, &p.to_cli);
+    pump(&p.to_srv, &p.to_cli);
     uv_run(&loop, UV_RUN_NOWAIT);
     assert_int_equal(bw_mux_stream_count(p.srv), 0); /* the engine let go */
 
@@ -610,7 +624,7 @@ static void mux_stream_outlives_peer_reset_before_callbacks(void **state)
     assert_int_equal(w.errors, 1);
     assert_int_equal(w.err, BW_ECONNRESET);
     bw_stream_close(s, 1);
-    pair_close(&p);
+    mux_pair_close(&p);
 }
 
 /* The peer's data and FIN arrive while the owner paused reading (its other
@@ -620,10 +634,10 @@ static void mux_stream_outlives_peer_reset_before_callbacks(void **state)
 static void mux_stream_outlives_fin_both_ways_inside_shutdown(void **state)
 {
     mux_pair_t p;
-    pair_open(&p);
+    mux_pair_open(&p);
     bw_mux_stream_t *ms = bw_mux_stream_open(p.cli);
     assert_int_equal(bw_mux_stream_write(ms, "hi", 2), 0);
-    wire_pump(&p.to_srv, &p.to_cli);
+    pump(&p.to_srv, &p.to_cli);
     bw_stream_t *s = g_accepted;
     assert_non_null(s);
     watcher_t w = {0};
@@ -631,7 +645,7 @@ static void mux_stream_outlives_fin_both_ways_inside_shutdown(void **state)
     bw_stream_read_stop(s);
     assert_int_equal(bw_mux_stream_write(ms, " there", 6), 0);
     assert_int_equal(bw_mux_stream_shutdown(ms), 0);
-    wire_pump(&p.to_srv, &p.to_cli);
+    pump(&p.to_srv, &p.to_cli);
     uv_run(&loop, UV_RUN_NOWAIT);
     assert_int_equal(w.k.got, 0);
     assert_false(w.k.eof);
@@ -646,7 +660,7 @@ static void mux_stream_outlives_fin_both_ways_inside_shutdown(void **state)
     assert_true(w.k.eof);
     assert_int_equal(w.errors, 0);
     bw_stream_close(s, 0);
-    pair_close(&p); /* our FIN reaches the client: ms is finished too */
+    mux_pair_close(&p); /* our FIN reaches the client: ms is finished too */
 }
 
 /* ---- write coalescing: small writes of one turn, in order, with drain ---- */

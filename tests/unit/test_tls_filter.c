@@ -54,7 +54,7 @@ typedef struct end {
 } end_t;
 
 typedef struct pair {
-    mux_pair_t m;
+    wire_pair_t m;
     end_t c, s;
     SSL_CTX *cctx, *sctx;
     const char *const *calpn, *const *salpn;
@@ -189,7 +189,7 @@ static void on_stream(void *ud, bw_mux_stream_t *ms)
 
 static void pair_open(pair_t *p, SSL_CTX *cctx, SSL_CTX *sctx)
 {
-    mux_pair_open(&p->m, on_stream);
+    wire_pair_open(&p->m, on_stream);
     p->cctx = cctx;
     p->sctx = sctx;
     p->c.name = "client";
@@ -198,9 +198,9 @@ static void pair_open(pair_t *p, SSL_CTX *cctx, SSL_CTX *sctx)
 }
 
 /* Move what each engine sent to the other. */
-static void pump(pair_t *p)
+static void pair_pump(pair_t *p)
 {
-    wire_pump(&p->m.to_srv, &p->m.to_cli);
+    pump(&p->m.to_srv, &p->m.to_cli);
 }
 
 static void resume_if_due(pair_t *p, end_t *e)
@@ -218,9 +218,9 @@ static int spin(pair_t *p, int (*done)(pair_t *p))
         if (done(p))
             return 1;
         p->turn++;
-        pump(p);
+        pair_pump(p);
         uv_run(&loop, UV_RUN_NOWAIT);
-        pump(p);
+        pair_pump(p);
         resume_if_due(p, &p->c);
         resume_if_due(p, &p->s);
     }
@@ -252,10 +252,10 @@ static void pair_close(pair_t *p)
     bw_stream_close(p->s.s, 0);
     p->c.s = p->s.s = NULL;
     for (int i = 0; i < 50; i++) {
-        pump(p);
+        pair_pump(p);
         uv_run(&loop, UV_RUN_NOWAIT);
     }
-    mux_pair_free(&p->m);
+    wire_pair_free(&p->m);
     SSL_CTX_free(p->cctx);
     SSL_CTX_free(p->sctx);
     g_pair = NULL;
