@@ -360,7 +360,8 @@ static int h_stream_write(bw_stream_t *s, const void *data, size_t len)
     .metric_conn_close = h_metric_conn_close, .metric_http = h_metric_http,                        \
     .capture_begin = bw__host_capture_begin, .capture_head = bw__host_capture_head,                \
     .capture_raw = bw__host_capture_raw, .capture_end = bw__host_capture_end,                      \
-    .capture_request_done = bw__host_capture_request_done, .work_queue = bw__host_work_queue
+    .capture_request_done = bw__host_capture_request_done, .work_queue = bw__host_work_queue,      \
+    .stream_start_tls = bw__host_stream_start_tls
 
 static const bw_host_t host_table = {HOST_SLOTS, .stream_write = h_stream_write};
 /* For plugins built for 1.0 and 1.1, which know only BW_EAGAIN. */

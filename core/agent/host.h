@@ -110,6 +110,9 @@ void bw__host_work_cancel_all(bw_tunnel_t *t);
 /* Free a stopping tunnel's record unless connects or work requests are
  * still to be called back; the last of them calls it again. */
 void bw__tunnel_release(bw_tunnel_t *t);
+/* The stream_start_tls slot (host_tls.c): TLS over a plugin's stream. */
+int bw__host_stream_start_tls(bw_stream_t *s, const bw_tls_opts_t *o, bw_tls_done_cb cb, void *ud,
+                              bw_error_t *err);
 
 /* Metrics across every tunnel (the API's aggregate). */
 bw_timer_metric_t *bw_host_total_conns(void);

@@ -1,5 +1,5 @@
 /* Byte streams as plugins see them (bw_stream_t of include/burrow/plugin.h),
- * over a libuv TCP handle or a yamux stream, and the join that forwards
+ * over a libuv TCP handle or a yamux stream, TLS over any of them, and the join that forwards
  * between two of them with backpressure.
  *
  * Every stream shares one discipline, implemented once (stream.c):
@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include <burrow/plugin.h>
+#include <openssl/ssl.h>
 #include <uv.h>
 
 #include "bw_limits.h"
@@ -86,10 +87,46 @@ int bw_stream_tcp_connect(bw_io_t *io, const char *host, int port, bw_connect_cb
  * then on, or NULL on failure (the caller still owns and closes `fd`). */
 bw_stream_t *bw_stream_pipe_open(bw_io_t *io, int fd, const char *peer);
 
-/* --- TLS to a local service (tls_stream.c) --- */
+/* --- TLS over any stream (tls_stream.c) --- */
+
+typedef struct bw_tls_filter_opts {
+    /* The settings: trust (bw_tls_client_ctx), certificate and key
+     * (bw_tls_server_ctx, bw_tls_ctx_use_cert), client certificates
+     * (bw_tls_ctx_verify_clients). Referenced by the connection: the caller
+     * may free its own reference once bw_stream_tls_over returned. */
+    SSL_CTX *ctx;
+    int is_server;
+    /* Client, required: sent as SNI (not for IP literals) and what the
+     * certificate must match when ctx verifies. Ignored by servers. */
+    const char *server_name;
+    /* ALPN, NULL-terminated, or NULL: a client offers these in order; a
+     * server (ctx from bw_tls_server_ctx) picks the first of them the
+     * client offered. */
+    const char *const *alpn;
+} bw_tls_filter_opts_t;
+
+/* Completion of bw_stream_tls_over, called once: status 0 and the plaintext
+ * stream `s`, now the receiver's (bw_stream_close); or s NULL, status < 0
+ * (BW_EACCES: the peer's certificate was refused) and `why`, text valid
+ * during the call. The stream below is gone either way. */
+typedef void (*bw_tls_filter_cb)(void *ud, bw_stream_t *s, int status, const char *why);
+
+/* Run TLS over `below` (client or server by o->is_server). Returns 0 and
+ * takes `below` over (its callbacks are replaced; input it holds is the
+ * first ciphertext), then calls cb once after the handshake, never before
+ * returning. Returns < 0 (BW_EINVAL, BW_ENOMEM) without taking anything and
+ * never calls cb. The plaintext stream shares the discipline above: held
+ * input, BW_EAGAIN and on_drain when the stream below pushes back,
+ * shutdown = close_notify then shutdown below, close(abort) = reset below. */
+int bw_stream_tls_over(bw_io_t *io, bw_stream_t *below, const bw_tls_filter_opts_t *o,
+                       bw_tls_filter_cb cb, void *ud);
+
+/* The OpenSSL connection of a TLS filter stream (ALPN chosen, SNI received,
+ * verification result), owned by it; NULL for other streams. */
+SSL *bw_stream_tls_ssl(bw_stream_t *s);
 
 /* Connect to host:port exactly as bw_stream_tcp_connect does (same address
- * choice), then run a TLS client handshake over it: SNI = host unless
+ * choice), then run the TLS filter as a client over it: SNI = host unless
  * it is an IP literal, ALPN http/1.1, the certificate verified against the
  * system store and host name only when `verify`. `cb` runs once, after the
  * handshake (a failed handshake is a failed connect: the reason is logged

@@ -1,5 +1,5 @@
 /* Internals shared by the stream backends (tcp.c: TCP and pipes;
- * mux_stream.c: yamux; tls_stream.c: TLS to local services), the shared
+ * mux_stream.c: yamux; tls_stream.c: TLS over another stream), the shared
  * discipline in stream.c, and connect.c. Not part of the plugin ABI: the
  * plugin only ever sees bw_stream_t as an opaque pointer.
  *

@@ -1,4 +1,5 @@
-/* TLS over a libuv TCP handle with an in-memory BIO.
+/* TLS over a libuv TCP handle, or over a transport the caller drives
+ * (tls_lower.c), with an in-memory BIO.
  *
  * The BIO is ours rather than two BIO_s_mem: a mem BIO zeroes every region it
  * grows into and every buffer it resets, and needs one more copy each way,
@@ -64,7 +65,7 @@ void bw__tls_fail(bw_tls_t *t, int err)
     t->failed = 1;
     t->pending_err = 0;
     if (t->reading) {
-        uv_read_stop((uv_stream_t *)&t->tcp);
+        bw__tls_lower_read(t, 0);
         t->reading = 0;
     }
     if (!t->handshake_done) {
@@ -105,10 +106,9 @@ int bw__tls_ssl_failure(bw_tls_t *t, int ssl_err, const char *what)
     return code;
 }
 
-/* Returns a new connection (ends with bw_tls_close) or NULL. Clients must
- * name the server: there is no unverified mode. */
-bw_tls_t *bw_tls_new(uv_loop_t *loop, SSL_CTX *ctx, int is_server, const char *server_name,
-                     const bw_tls_cbs_t *cbs, void *ud)
+static bw_tls_t *tls_new(uv_loop_t *loop, SSL_CTX *ctx, int is_server, const char *server_name,
+                         const bw_tls_lower_t *lower, void *lower_ud, const bw_tls_cbs_t *cbs,
+                         void *ud)
 {
     bw_tls_t *t;
 
@@ -117,16 +117,12 @@ bw_tls_t *bw_tls_new(uv_loop_t *loop, SSL_CTX *ctx, int is_server, const char *s
     t = calloc(1, sizeof(*t));
     if (t == NULL)
         return NULL;
+    t->lower = lower;
+    t->lower_ud = lower_ud;
     ERR_clear_error();
     t->ssl = bw__tls_ssl_new(t, ctx, is_server, server_name);
-    if (t->ssl == NULL)
+    if (t->ssl == NULL || bw__tls_lower_init(t, loop) < 0)
         goto err;
-    if (uv_tcp_init(loop, &t->tcp) < 0)
-        goto err;
-    uv_idle_init(loop, &t->kick);
-    t->tcp.data = t;
-    t->kick.data = t;
-    t->open_handles = 2;
     t->cbs = *cbs;
     t->ud = ud;
     t->is_server = is_server != 0;
@@ -137,6 +133,65 @@ err:
     SSL_free(t->ssl);
     free(t);
     return NULL;
+}
+
+/* Returns a new connection (ends with bw_tls_close) or NULL. Clients must
+ * name the server: there is no unverified mode. */
+bw_tls_t *bw_tls_new(uv_loop_t *loop, SSL_CTX *ctx, int is_server, const char *server_name,
+                     const bw_tls_cbs_t *cbs, void *ud)
+{
+    return tls_new(loop, ctx, is_server, server_name, NULL, NULL, cbs, ud);
+}
+
+/* Returns a new connection over `lower` (ends with bw_tls_close) or NULL. */
+bw_tls_t *bw_tls_new_over(uv_loop_t *loop, SSL_CTX *ctx, int is_server, const char *server_name,
+                          const bw_tls_lower_t *lower, void *lower_ud, const bw_tls_cbs_t *cbs,
+                          void *ud)
+{
+    if (lower == NULL || lower->write == NULL || lower->queued == NULL || lower->read_ctl == NULL ||
+        lower->shutdown == NULL)
+        return NULL;
+    return tls_new(loop, ctx, is_server, server_name, lower, lower_ud, cbs, ud);
+}
+
+/* Returns 0, BW_EINVAL (an empty or too long name, after the start) or
+ * BW_ENOMEM. The list in wire format: length-prefixed names. */
+int bw_tls_set_alpn(bw_tls_t *t, const char *const *protos)
+{
+    size_t len = 0, off = 0, n;
+    unsigned char *w;
+
+    if (t->started || protos == NULL)
+        return BW_EINVAL;
+    for (size_t i = 0; protos[i] != NULL; i++) {
+        n = strlen(protos[i]);
+        if (n == 0 || n > 255)
+            return BW_EINVAL;
+        len += 1 + n;
+    }
+    if (len == 0)
+        return 0;
+    if ((w = malloc(len)) == NULL)
+        return BW_ENOMEM;
+    for (size_t i = 0; protos[i] != NULL; i++) {
+        n = strlen(protos[i]);
+        w[off++] = (unsigned char)n;
+        memcpy(w + off, protos[i], n);
+        off += n;
+    }
+    free(t->alpn);
+    t->alpn = w;
+    t->alpn_len = len;
+    /* A server chooses in bw__tls_alpn_select; a client offers the list. */
+    if (!t->is_server && SSL_set_alpn_protos(t->ssl, w, (unsigned)len) != 0)
+        return BW_ENOMEM;
+    return 0;
+}
+
+/* Returns 1 when the peer's certificate was presented and verified. */
+int bw_tls_peer_verified(bw_tls_t *t)
+{
+    return SSL_get0_peer_certificate(t->ssl) != NULL && SSL_get_verify_result(t->ssl) == X509_V_OK;
 }
 
 /* Returns the embedded handle (owned by t). */
@@ -164,7 +219,7 @@ const char *bw_tls_peer(bw_tls_t *t)
     int len = sizeof(ss);
     char ip[INET6_ADDRSTRLEN] = "";
 
-    if (t->peer[0] != '\0' || !t->started)
+    if (t->peer[0] != '\0' || !t->started || t->lower != NULL)
         return t->peer;
     if (uv_tcp_getpeername(&t->tcp, (struct sockaddr *)&ss, &len) < 0)
         return t->peer;

@@ -1,10 +1,15 @@
-/* TLS over libuv TCP handles, with an in-memory OpenSSL BIO.
+/* TLS over a libuv TCP handle or over any byte transport, with an
+ * in-memory OpenSSL BIO.
  *
- * A bw_tls_t owns one uv_tcp_t. The caller initialises the connection through
- * it (uv_accept into bw_tls_tcp(), or bw_tls_connect()), then bw_tls_start()
- * runs the handshake and from then on plaintext flows through on_read and
- * bw_tls_write. TLS 1.2 is the minimum; clients verify the peer certificate
- * and host name against the configured CA file (or the system store).
+ * A bw_tls_t made by bw_tls_new owns one uv_tcp_t. The caller initialises
+ * the connection through it (uv_accept into bw_tls_tcp(), or
+ * bw_tls_connect()), then bw_tls_start() runs the handshake and from then on
+ * plaintext flows through on_read and bw_tls_write. One made by
+ * bw_tls_new_over runs the same engine over a transport the caller drives
+ * (a yamux stream, an upgraded connection): ciphertext leaves through the
+ * bw_tls_lower_t operations and comes back through bw_tls_lower_input(). TLS 1.2 is the minimum;
+ * clients verify the peer certificate and host name against the configured CA file (or the system
+ * store).
  *
  * Lifetime: bw_tls_close() closes the handle; on_close runs exactly once,
  * after which the object is freed. Every error ends in on_error followed by
@@ -60,13 +65,73 @@ SSL_CTX *bw_tls_client_ctx(const char *ca_file, char *err, size_t errlen);
  * SSL_CTX or NULL with a message in err[errlen]. */
 SSL_CTX *bw_tls_server_ctx(const char *cert_file, const char *key_file, char *err, size_t errlen);
 
+/* Present the certificate chain and key of PEM files `cert_file` and
+ * `key_file` (a client's certificate for mutual TLS). Returns 0, or < 0 with
+ * a message in err[errlen]. */
+int bw_tls_ctx_use_cert(SSL_CTX *ctx, const char *cert_file, const char *key_file, char *err,
+                        size_t errlen);
+
+/* Server side of mutual TLS: ask clients for a certificate issued by a CA
+ * of `ca_file` (PEM) and verify it; `require`: refuse the handshake when
+ * there is none (else bw_tls_peer_verified() tells). Returns 0, or < 0 with
+ * a message in err[errlen]. */
+int bw_tls_ctx_verify_clients(SSL_CTX *ctx, const char *ca_file, int require, char *err,
+                              size_t errlen);
+
+/* 1 when the peer presented a certificate and it verified, else 0. */
+int bw_tls_peer_verified(bw_tls_t *t);
+
 /* Create a connection bound to `loop`. `ctx` is referenced (up-ref'd) for the
  * object's life. `server_name` (client only) is sent as SNI and verified
  * against the certificate; may be NULL for servers. Returns NULL on failure. */
 bw_tls_t *bw_tls_new(uv_loop_t *loop, SSL_CTX *ctx, int is_server, const char *server_name,
                      const bw_tls_cbs_t *cbs, void *ud);
 
-/* The embedded TCP handle, for uv_accept(). */
+/* The transport under a connection made by bw_tls_new_over. The engine
+ * calls these from inside its own calls; none may call back into it
+ * synchronously. */
+typedef struct bw_tls_lower {
+    /* Take ciphertext (copied, or sent at once). Returns 0, BW_EAGAIN when
+     * accepted but past the transport's high-water mark (bw_tls_lower_drain
+     * must follow once it drains), or another < 0 on failure. */
+    int (*write)(void *ud, const uint8_t *data, size_t len);
+    /* Bytes accepted by write and not yet sent. */
+    size_t (*queued)(void *ud);
+    /* Start (on != 0) or stop delivering input; called on changes only. */
+    void (*read_ctl)(void *ud, int on);
+    /* End the write side after what is queued (the TCP FIN). */
+    void (*shutdown)(void *ud);
+} bw_tls_lower_t;
+
+/* Like bw_tls_new, over `lower` instead of a TCP handle of its own. The
+ * connection never closes or frees the transport: its owner does that
+ * after bw_tls_close. `lower` (static) and lower_ud must outlive t. Start
+ * it with bw_tls_start. Returns NULL on failure. */
+bw_tls_t *bw_tls_new_over(uv_loop_t *loop, SSL_CTX *ctx, int is_server, const char *server_name,
+                          const bw_tls_lower_t *lower, void *lower_ud, const bw_tls_cbs_t *cbs,
+                          void *ud);
+
+/* Transport events of a bw_tls_new_over connection. They may call back
+ * (on_handshake, on_read, ...) before returning. `data` is borrowed. */
+void bw_tls_lower_input(bw_tls_t *t, const void *data, size_t len);
+/* The transport ended (the peer's FIN): records already in are delivered. */
+void bw_tls_lower_eof(bw_tls_t *t);
+/* The transport failed with `err` (< 0): reported as on_handshake(err) or
+ * on_error(err); `why` (may be NULL) becomes the error text. */
+void bw_tls_lower_error(bw_tls_t *t, int err, const char *why);
+/* The transport's queue fell after its write returned BW_EAGAIN. */
+void bw_tls_lower_drain(bw_tls_t *t);
+
+/* Application protocols (ALPN), `protos` NULL-terminated, each 1..255
+ * bytes: a client offers them in order; a server picks the first of its
+ * list the client offered (none: no ALPN in the answer). Call before
+ * bw_tls_start. Returns 0, BW_EINVAL or BW_ENOMEM. */
+int bw_tls_set_alpn(bw_tls_t *t, const char *const *protos);
+
+/* 1 while the transport pushes back: on_drain follows when it stops. */
+int bw_tls_write_blocked(const bw_tls_t *t);
+
+/* The embedded TCP handle, for uv_accept() (bw_tls_new connections only). */
 uv_tcp_t *bw_tls_tcp(bw_tls_t *t);
 
 /* The OpenSSL connection, owned by t (e.g. for SSL_get_servername). */
@@ -106,7 +171,8 @@ void bw_tls_close(bw_tls_t *t);
 /* Last error text, or "" when none. */
 const char *bw_tls_error(const bw_tls_t *t);
 
-/* Peer address "ip:port" of the TCP handle, or "" when unknown. */
+/* Peer address "ip:port" of the TCP handle, or "" when unknown (always over
+ * a caller's transport: its owner knows the peer). */
 const char *bw_tls_peer(bw_tls_t *t);
 
 /* Dev-mode certificates: make sure `dir` holds ca.pem/ca.key and a server

@@ -129,6 +129,7 @@ SSL *bw__tls_ssl_new(bw_tls_t *t, SSL_CTX *ctx, int is_server, const char *serve
         goto err;
     BIO_set_data(bio, t);
     SSL_set_bio(ssl, bio, bio); /* one reference, now owned by ssl */
+    SSL_set_app_data(ssl, t);   /* for callbacks of the context (ALPN) */
     if (is_server) {
         SSL_set_accept_state(ssl);
     } else {

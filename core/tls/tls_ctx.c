@@ -4,7 +4,8 @@
 
 #include <openssl/err.h>
 
-#include "tls.h"
+#include "burrow/error.h"
+#include "tls_int.h"
 
 static SSL_CTX *ctx_fail(SSL_CTX *ctx, const char *what, const char *path, char *err, size_t errlen)
 {
@@ -54,6 +55,68 @@ SSL_CTX *bw_tls_client_ctx(const char *ca_file, char *err, size_t errlen)
     return ctx;
 }
 
+/* A server picks the first protocol of its connection's list (bw_tls_set_alpn)
+ * the client offered; without a list or a match, no ALPN in the answer. */
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned inlen, void *arg)
+{
+    const bw_tls_t *t = SSL_get_app_data(ssl);
+    unsigned char *sel;
+
+    if (t == NULL || t->alpn == NULL)
+        return SSL_TLSEXT_ERR_NOACK;
+    if (SSL_select_next_proto(&sel, outlen, t->alpn, (unsigned)t->alpn_len, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static int ctx_err(const char *what, const char *path, char *err, size_t errlen)
+{
+    unsigned long e = ERR_peek_last_error();
+    const char *reason = e ? ERR_reason_error_string(e) : NULL;
+
+    if (err != NULL && errlen > 0)
+        snprintf(err, errlen, "%s %s: %s", what, path ? path : "(none)",
+                 reason ? reason : "unknown OpenSSL error");
+    ERR_clear_error();
+    return BW_EINVAL;
+}
+
+/* Returns 0, or BW_EINVAL with a message in err[errlen]. */
+int bw_tls_ctx_use_cert(SSL_CTX *ctx, const char *cert_file, const char *key_file, char *err,
+                        size_t errlen)
+{
+    ERR_clear_error();
+    if (cert_file == NULL || SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1)
+        return ctx_err("cannot load certificate", cert_file, err, errlen);
+    if (key_file == NULL || SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1)
+        return ctx_err("cannot load private key", key_file, err, errlen);
+    if (SSL_CTX_check_private_key(ctx) != 1)
+        return ctx_err("private key does not match certificate", key_file, err, errlen);
+    return 0;
+}
+
+/* Returns 0, or BW_EINVAL with a message in err[errlen]. */
+int bw_tls_ctx_verify_clients(SSL_CTX *ctx, const char *ca_file, int require, char *err,
+                              size_t errlen)
+{
+    STACK_OF(X509_NAME) * names;
+
+    ERR_clear_error();
+    if (ca_file == NULL || SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1)
+        return ctx_err("cannot load CA certificates", ca_file, err, errlen);
+    /* The CA names go in the request, so clients pick the right certificate. */
+    names = SSL_load_client_CA_file(ca_file);
+    if (names == NULL)
+        return ctx_err("cannot load CA names", ca_file, err, errlen);
+    SSL_CTX_set_client_CA_list(ctx, names);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (require ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+                       NULL);
+    return 0;
+}
+
 /* Returns a new SSL_CTX (caller frees with SSL_CTX_free) or NULL + err. */
 SSL_CTX *bw_tls_server_ctx(const char *cert_file, const char *key_file, char *err, size_t errlen)
 {
@@ -68,5 +131,6 @@ SSL_CTX *bw_tls_server_ctx(const char *cert_file, const char *key_file, char *er
         return ctx_fail(ctx, "cannot load private key", key_file, err, errlen);
     if (SSL_CTX_check_private_key(ctx) != 1)
         return ctx_fail(ctx, "private key does not match certificate", key_file, err, errlen);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     return ctx;
 }

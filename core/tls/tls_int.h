@@ -1,6 +1,8 @@
 /* What the parts of the TLS connection share: tls.c (creation, errors,
- * the peer), tls_bio.c (the BIO between SSL and libuv), tls_io.c (socket
- * I/O, the handshake, writes, shutdown and close). See tls.c for the design. */
+ * the peer), tls_bio.c (the BIO between SSL and libuv), tls_io.c (the
+ * engine: the handshake, delivery, writes, shutdown and close, over either
+ * transport), tls_lower.c (the transport: the connection's own TCP handle,
+ * or a caller's byte stream). See tls.c for the design. */
 #ifndef BW_TLS_TLS_INT_H
 #define BW_TLS_TLS_INT_H
 
@@ -21,7 +23,9 @@ struct write_req {
 };
 
 struct bw_tls {
-    uv_tcp_t tcp;
+    uv_tcp_t tcp; /* the transport unless `lower` is set */
+    const bw_tls_lower_t *lower;
+    void *lower_ud;
     uv_idle_t kick; /* next-turn work: handshake start, resume, async errors */
     uv_connect_t connect_req;
     uv_shutdown_t shutdown_req;
@@ -50,6 +54,8 @@ struct bw_tls {
     unsigned closing : 1;
     unsigned over_hwm : 1;
     unsigned want_pump : 1; /* the kick must also deliver buffered input */
+    unsigned char *alpn;    /* ALPN list in wire format, or NULL */
+    size_t alpn_len;
     char err[256];
     char peer[64];
 };
@@ -81,5 +87,29 @@ SSL *bw__tls_ssl_new(bw_tls_t *t, SSL_CTX *ctx, int is_server, const char *serve
 
 /* The kick idle handle's callback: next-turn work. */
 void bw__tls_kick_cb(uv_idle_t *h);
+/* Ciphertext arrived: advance the handshake and deliver plaintext. `p` is
+ * borrowed for the call; what SSL has not consumed is copied. */
+void bw__tls_input(bw_tls_t *t, const uint8_t *p, size_t n);
+/* The transport ended: deliver what is buffered, then on_eof. */
+void bw__tls_eof(bw_tls_t *t);
+/* The transport's queue fell after it pushed back: clear over_hwm and
+ * call on_drain. */
+void bw__tls_drained(bw_tls_t *t);
+
+/* tls_lower.c: the transport of a connection */
+
+/* Hand w->data[0..len) to the transport; w is consumed. Returns 0 or < 0
+ * (t->err says why). Sets t->over_hwm when the transport pushes back. */
+int bw__tls_send(bw_tls_t *t, struct write_req *w, size_t len);
+/* Ciphertext accepted by the transport and not yet written. */
+size_t bw__tls_lower_queued(const bw_tls_t *t);
+/* Start (on) or stop reading the transport. Returns 0 or < 0. */
+int bw__tls_lower_read(bw_tls_t *t, int on);
+/* End the transport's write side after what is queued (best effort). */
+void bw__tls_lower_shutdown(bw_tls_t *t);
+/* Open the object's handles (loop: the idle handle, TCP when no lower). */
+int bw__tls_lower_init(bw_tls_t *t, uv_loop_t *loop);
+/* Close them; close_cb frees the object after the last one. */
+void bw__tls_lower_close(bw_tls_t *t, uv_close_cb close_cb);
 
 #endif /* BW_TLS_TLS_INT_H */

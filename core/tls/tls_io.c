@@ -1,6 +1,7 @@
-/* TLS connections: socket I/O, the handshake, delivery of plaintext,
- * writes coalesced into records, backpressure, shutdown and close. The data
- * path is described at the top of tls.c. */
+/* The TLS engine: the handshake, delivery of plaintext, writes coalesced
+ * into records, backpressure, shutdown and close, the same over a TCP
+ * handle or a caller's transport (tls_lower.c moves the ciphertext). The
+ * data path is described at the top of tls.c. */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,68 +15,30 @@ static void handshake(bw_tls_t *t);
 static void pump(bw_tls_t *t);
 static int seal_stage(bw_tls_t *t);
 
-static _Thread_local uint8_t read_buf[BW_READ_BUF_SIZE];
 static _Thread_local uint8_t plain_buf[PLAIN_BUF_SIZE];
 
-/* ---- socket I/O ---- */
+/* ---- moving ciphertext ---- */
 
-static void write_cb(uv_write_t *req, int status)
+/* On_drain is owed and the transport's queue fell (tls_lower.c decides). */
+void bw__tls_drained(bw_tls_t *t)
 {
-    struct write_req *w = container_of(req, struct write_req, req);
-    bw_tls_t *t = w->t;
-
-    free(w);
-    if (t->closing)
-        return;
-    if (status < 0) {
-        bw__tls_set_err(t, "write: %s", uv_strerror(status));
-        bw__tls_fail(t, status);
-        return;
-    }
-    if (t->over_hwm && bw_tls_queued(t) <= BW_TLS_LOW_WATER) {
-        t->over_hwm = 0;
-        if (!bw__tls_dead(t) && t->cbs.on_drain)
-            t->cbs.on_drain(t, t->ud);
-    }
+    t->over_hwm = 0;
+    if (!bw__tls_dead(t) && t->cbs.on_drain)
+        t->cbs.on_drain(t, t->ud);
 }
 
-/* Move all pending output to the socket: what the kernel takes now, the
- * rest as a uv_write that owns the buffer. Returns 0 or a libuv error. */
+/* Move all pending output to the transport. Returns 0 or < 0. */
 static int flush(bw_tls_t *t)
 {
     struct write_req *w = t->out;
-    size_t len = t->out_len, off = 0;
-    uv_buf_t b;
-    int r;
+    size_t len = t->out_len;
 
     if (len == 0)
         return 0;
     t->out = NULL;
     t->out_len = 0;
     t->out_cap = 0;
-    b = uv_buf_init((char *)w->data, (unsigned)len);
-    r = uv_try_write((uv_stream_t *)&t->tcp, &b, 1);
-    if (r >= 0)
-        off = (size_t)r;
-    else if (r != UV_EAGAIN)
-        goto err;
-    if (off == len) {
-        free(w);
-        return 0;
-    }
-    w->t = t;
-    b = uv_buf_init((char *)w->data + off, (unsigned)(len - off));
-    r = uv_write(&w->req, (uv_stream_t *)&t->tcp, &b, 1, write_cb);
-    if (r < 0)
-        goto err;
-    if (bw_tls_queued(t) > BW_TLS_HIGH_WATER)
-        t->over_hwm = 1;
-    return 0;
-
-err:
-    free(w);
-    bw__tls_set_err(t, "write: %s", uv_strerror(r));
-    return r;
+    return bw__tls_send(t, w, len);
 }
 
 /* Input still unconsumed when the read callback returns must leave the
@@ -123,30 +86,33 @@ static int take_input(bw_tls_t *t, const uint8_t *p, size_t n)
     return 0;
 }
 
-static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+/* Ciphertext arrived: advance the handshake, deliver plaintext, and keep
+ * what SSL left unconsumed (p is the caller's until we return). */
+void bw__tls_input(bw_tls_t *t, const uint8_t *p, size_t n)
 {
-    buf->base = (char *)read_buf;
-    buf->len = sizeof(read_buf);
-}
-
-static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    bw_tls_t *t = container_of(s, bw_tls_t, tcp);
-
-    if (nread == 0 || bw__tls_dead(t))
+    if (bw__tls_dead(t))
         return;
-    if (nread == UV_EOF) {
-        t->tcp_eof = 1;
-        uv_read_stop(s);
-        t->reading = 0;
-    } else if (nread < 0) {
-        bw__tls_set_err(t, "read: %s", uv_strerror((int)nread));
-        bw__tls_fail(t, (int)nread);
-        return;
-    } else if (take_input(t, (const uint8_t *)buf->base, (size_t)nread) < 0) {
+    if (take_input(t, p, n) < 0) {
         bw__tls_set_err(t, "read: out of memory");
         bw__tls_fail(t, BW_ENOMEM);
         return;
+    }
+    pump(t);
+    if (keep_input(t) < 0) {
+        bw__tls_set_err(t, "read: out of memory");
+        bw__tls_fail(t, BW_ENOMEM);
+    }
+}
+
+/* The transport ended: deliver the records still buffered, then EOF. */
+void bw__tls_eof(bw_tls_t *t)
+{
+    if (bw__tls_dead(t))
+        return;
+    t->tcp_eof = 1;
+    if (t->reading) {
+        bw__tls_lower_read(t, 0);
+        t->reading = 0;
     }
     pump(t);
     if (keep_input(t) < 0) {
@@ -162,15 +128,14 @@ static void set_reading(bw_tls_t *t)
     int r;
 
     if (want && !t->reading) {
-        r = uv_read_start((uv_stream_t *)&t->tcp, alloc_cb, read_cb);
+        r = bw__tls_lower_read(t, 1);
         if (r < 0) {
-            bw__tls_set_err(t, "read: %s", uv_strerror(r));
             bw__tls_fail_later(t, r);
             return;
         }
         t->reading = 1;
     } else if (!want && t->reading) {
-        uv_read_stop((uv_stream_t *)&t->tcp);
+        bw__tls_lower_read(t, 0);
         t->reading = 0;
     }
 }
@@ -300,6 +265,7 @@ static void close_cb(uv_handle_t *h)
     if (t->cbs.on_close)
         t->cbs.on_close(t, t->ud);
     SSL_free(t->ssl);
+    free(t->alpn);
     free(t->held);
     free(t->out);
     free(t->stage);
@@ -325,17 +291,12 @@ static void connect_cb(uv_connect_t *req, int status)
         handshake(t);
 }
 
-static void shutdown_cb(uv_shutdown_t *req, int status)
-{
-    /* Errors of the write side surface through write_cb or the read side. */
-}
-
 /* Returns 0 (the outcome arrives as on_handshake) or < 0 (no callback). */
 int bw_tls_connect(bw_tls_t *t, const struct sockaddr *addr)
 {
     int r;
 
-    if (t->closing || t->started || t->connecting)
+    if (t->closing || t->started || t->connecting || t->lower)
         return BW_EINVAL;
     r = uv_tcp_connect(&t->connect_req, &t->tcp, addr, connect_cb);
     if (r < 0) {
@@ -353,16 +314,14 @@ int bw_tls_start(bw_tls_t *t)
 
     if (t->closing || t->started || t->connecting)
         return BW_EINVAL;
-    r = uv_tcp_nodelay(&t->tcp, 1);
-    if (r < 0) {
+    if (!t->lower && (r = uv_tcp_nodelay(&t->tcp, 1)) < 0) {
         bw__tls_set_err(t, "TCP_NODELAY: %s", uv_strerror(r));
         return r;
     }
     t->started = 1;
-    r = uv_read_start((uv_stream_t *)&t->tcp, alloc_cb, read_cb);
+    r = bw__tls_lower_read(t, 1);
     if (r < 0) {
         t->started = 0;
-        bw__tls_set_err(t, "read: %s", uv_strerror(r));
         return r;
     }
     t->reading = 1;
@@ -466,10 +425,16 @@ int bw_tls_write(bw_tls_t *t, const void *const *bufs, const size_t *lens, unsig
     return r;
 }
 
+/* Returns 1 while the transport pushes back (on_drain follows). */
+int bw_tls_write_blocked(const bw_tls_t *t)
+{
+    return t->over_hwm;
+}
+
 /* Returns the ciphertext bytes accepted but not yet written to the socket. */
 size_t bw_tls_queued(const bw_tls_t *t)
 {
-    return uv_stream_get_write_queue_size((const uv_stream_t *)&t->tcp) + t->out_len + t->stage_len;
+    return bw__tls_lower_queued(t) + t->out_len + t->stage_len;
 }
 
 /* Stop delivering on_read/on_eof and reading the socket, so the peer
@@ -519,7 +484,7 @@ void bw_tls_shutdown(bw_tls_t *t)
         }
     }
     if (t->started)
-        (void)uv_shutdown(&t->shutdown_req, (uv_stream_t *)&t->tcp, shutdown_cb);
+        bw__tls_lower_shutdown(t);
 }
 
 /* Close both handles; on_close and the free follow from close_cb. */
@@ -528,6 +493,5 @@ void bw_tls_close(bw_tls_t *t)
     if (t == NULL || t->closing)
         return;
     t->closing = 1;
-    uv_close((uv_handle_t *)&t->kick, close_cb);
-    uv_close((uv_handle_t *)&t->tcp, close_cb);
+    bw__tls_lower_close(t, close_cb);
 }

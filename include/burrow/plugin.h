@@ -164,6 +164,45 @@ typedef void (*bw_work_done_cb)(void *ud, int status);
 /* With BW_CONNECT_TLS: verify the certificate (system store + host name). */
 #define BW_CONNECT_TLS_VERIFY 0x2u
 
+/* What host->stream_start_tls (ABI 1.2) sets up. Paths name PEM files. */
+typedef struct bw_tls_opts {
+    uint32_t struct_size; /* sizeof(bw_tls_opts_t) */
+    uint32_t flags;       /* BW_TLS_F_* */
+    /* Client, required: sent as SNI (not for IP literals) and, with
+     * BW_TLS_F_VERIFY, the name the certificate must match. */
+    const char *server_name;
+    /* ALPN, NULL-terminated, or NULL: a client offers these in order; a
+     * server picks the first of its own it was offered (none: no ALPN). */
+    const char *const *alpn;
+    /* Server, required: the certificate chain and key it presents. Client:
+     * a certificate for mutual TLS, or NULL. */
+    const char *cert_file;
+    const char *key_file;
+    /* Client with BW_TLS_F_VERIFY: the CAs trusted (NULL: the system store).
+     * Server: ask clients for a certificate of these CAs and verify it
+     * (NULL: ask none). */
+    const char *ca_file;
+} bw_tls_opts_t;
+
+#define BW_TLS_F_SERVER              0x1u /* take the server side of the handshake */
+#define BW_TLS_F_VERIFY              0x2u /* client: verify the server's certificate */
+#define BW_TLS_F_REQUIRE_CLIENT_CERT 0x4u /* server with ca_file: refuse clients without one */
+
+/* What the handshake settled; valid during the bw_tls_done_cb call only. */
+typedef struct bw_tls_info {
+    uint32_t struct_size;
+    const char *alpn;         /* the protocol chosen, or "" */
+    const char *server_name;  /* the SNI the client sent, or "" */
+    int peer_verified;        /* 1: the peer showed a certificate and it verified */
+    const char *peer_subject; /* that certificate's subject, or "" */
+} bw_tls_info_t;
+
+/* Completion of host->stream_start_tls: exactly one call. On success `s` is
+ * the new plaintext stream, owned by the plugin, status 0 and `info` set; on
+ * failure s and info are NULL and status < 0 (BW_EACCES: the peer's
+ * certificate was refused; the reason is logged). */
+typedef void (*bw_tls_done_cb)(void *ud, bw_stream_t *s, int status, const bw_tls_info_t *info);
+
 /* ----- capture (inspection) ------------------------------------------------------ */
 
 typedef enum bw_capture_dir { BW_CAPTURE_REQUEST = 1, BW_CAPTURE_RESPONSE = 2 } bw_capture_dir_t;
@@ -310,6 +349,16 @@ typedef struct bw_host {
      * produced either way. `ud` must stay valid until `done`. Requests do
      * not keep `t` usable: after tunnel_stop, do not pass it to the host. */
     int (*work_queue)(bw_tunnel_t *t, bw_work_fn work, bw_work_done_cb done, void *ud);
+
+    /* Start TLS on stream `s` the plugin owns (STARTTLS, or ending TLS in
+     * the plugin), as o->flags say. Returns 0 and takes `s` over: do not use
+     * or close it again; bytes it already holds are read as the first TLS
+     * bytes. `cb` then runs exactly once, after the handshake and never
+     * before this returns. Returns < 0 (BW_EINVAL: bad options or files
+     * that do not load, message in `err`; BW_ENOMEM) without taking `s`
+     * and never calls `cb`. */
+    int (*stream_start_tls)(bw_stream_t *s, const bw_tls_opts_t *o, bw_tls_done_cb cb, void *ud,
+                            bw_error_t *err);
 } bw_host_t;
 
 /* ----- the plugin descriptor --------------------------------------------------- */

@@ -24,6 +24,7 @@
 
 #include <uv.h>
 
+#include "mux_wire.h"
 #include "stream.h"
 #include "tls.h"
 #include "yamux.h"
@@ -450,50 +451,12 @@ static void tls_connect_localhost_falls_back_to_v6(void **state)
 
 /* ---- yamux adapter: two engines wired back to back in memory ---- */
 
-typedef struct wire {
-    bw_mux_t *peer;
-    uint8_t *buf;
-    size_t len, cap;
-} wire_t;
-
-static int wire_send(void *ud, const void *const *bufs, const size_t *lens, unsigned n)
-{
-    wire_t *w = ud;
-    for (unsigned i = 0; i < n; i++) {
-        if (w->len + lens[i] > w->cap) {
-            w->cap = (w->len + lens[i]) * 2;
-            w->buf = realloc(w->buf, w->cap);
-        }
-        memcpy(w->buf + w->len, bufs[i], lens[i]);
-        w->len += lens[i];
-    }
-    return 0;
-}
-
-static size_t wire_queued(void *ud)
-{
-    return 0;
-}
-
 static bw_stream_t *g_accepted;
 
 /* As the agent does: wrap the peer's stream before returning. */
 static void on_stream(void *ud, bw_mux_stream_t *s)
 {
     g_accepted = bw_stream_mux_new(io, s, "1.2.3.4:5");
-}
-
-static void pump(wire_t *a, wire_t *b)
-{
-    while (a->len || b->len) {
-        wire_t *w = a->len ? a : b;
-        uint8_t *data = w->buf;
-        size_t len = w->len;
-        w->buf = NULL;
-        w->len = w->cap = 0;
-        assert_int_equal(bw_mux_input(w->peer, data, len), 0);
-        free(data);
-    }
 }
 
 typedef struct sink {
@@ -587,24 +550,11 @@ static void mux_adapter_holds_input_while_paused(void **state)
 
 /* ---- yamux adapter: the transport ends before the owner closes ---- */
 
-typedef struct mux_pair {
-    wire_t to_srv, to_cli;
-    bw_mux_t *cli, *srv;
-} mux_pair_t;
+typedef wire_pair_t mux_pair_t;
 
 static void mux_pair_open(mux_pair_t *p)
 {
-    bw_mux_config_t cc, sc;
-    bw_mux_config_default(&cc, 1);
-    bw_mux_config_default(&sc, 0);
-    bw_mux_callbacks_t ccb = {.send = wire_send, .send_queued = wire_queued};
-    bw_mux_callbacks_t scb = {
-        .send = wire_send, .send_queued = wire_queued, .on_stream = on_stream};
-    memset(p, 0, sizeof *p);
-    p->cli = bw_mux_new(&cc, &ccb, &p->to_srv);
-    p->srv = bw_mux_new(&sc, &scb, &p->to_cli);
-    p->to_srv.peer = p->srv;
-    p->to_cli.peer = p->cli;
+    wire_pair_open(p, on_stream);
     g_accepted = NULL;
 }
 
@@ -612,12 +562,7 @@ static void mux_pair_close(mux_pair_t *p)
 {
     pump(&p->to_srv, &p->to_cli);
     uv_run(&loop, UV_RUN_NOWAIT);
-    assert_int_equal(bw_mux_stream_count(p->srv), 0);
-    assert_int_equal(bw_mux_stream_count(p->cli), 0);
-    bw_mux_free(p->cli);
-    bw_mux_free(p->srv);
-    free(p->to_srv.buf);
-    free(p->to_cli.buf);
+    wire_pair_free(p);
 }
 
 typedef struct watcher {
