@@ -1,7 +1,10 @@
 /* Unit tests for core/capture/capture.c: the JSON of captured requests (spec §2.5),
  * ids, ordering, filters, the byte budget and eviction (including entries
  * still being written), truncation and replayability. Time is injected:
- * every start time is a literal. */
+ * every start time is a literal.
+ *
+ * Over 600 lines: one test program per module, as tests/unit/meson.build
+ * builds them; its cases share the fixtures above them. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,5 +1,8 @@
 /* Config files: both formats, merging, every validation, add-authtoken, addr
- * normalisation, and the data-driven cases in tests/data/config/. */
+ * normalisation, and the data-driven cases in tests/data/config/.
+ *
+ * Over 600 lines: one test program per module, as tests/unit/meson.build
+ * builds them; its cases share the fixtures above them. */
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,4 +1,7 @@
-/* Unit tests for the control-protocol codec (core/session/control.c). */
+/* Unit tests for the control-protocol codec (core/session/control.c).
+ *
+ * Over 600 lines: one test program per module, as tests/unit/meson.build
+ * builds them; its cases share the fixtures above them. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

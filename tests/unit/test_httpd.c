@@ -4,7 +4,10 @@
  * framework answers (404/405/406/415, the DNS-rebinding 401), keep-alive,
  * pipelining with async handlers, limits, timeouts, the 4040 fallback, Go
  * duration formatting, and out-of-memory answers (built with
- * -Wl,--wrap=realloc so a test can make the core's next realloc fail). */
+ * -Wl,--wrap=realloc so a test can make the core's next realloc fail).
+ *
+ * Over 600 lines: one test program per module, as tests/unit/meson.build
+ * builds them; its cases share the fixtures above them. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,7 +1,10 @@
 /* Streams and joins over real loopback TCP on a libuv loop: byte-exact
  * forwarding, half-close, backpressure bounds, and the yamux adapter's held
  * input and window crediting. Client traffic comes from a plain blocking
- * socket in a second thread, as a real peer would send it. */
+ * socket in a second thread, as a real peer would send it.
+ *
+ * Over 600 lines: one test program per module, as tests/unit/meson.build
+ * builds them; its cases share the fixtures above them. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>

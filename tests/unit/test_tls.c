@@ -1,6 +1,9 @@
 /* TLS over libuv: real handshakes on 127.0.0.1 with dev certificates made in
  * a temporary directory. Every test counts callbacks and ends with
- * uv_loop_close() == 0, which proves every handle was closed. */
+ * uv_loop_close() == 0, which proves every handle was closed.
+ *
+ * Over 600 lines: one test program per module, as tests/unit/meson.build
+ * builds them; its cases share the fixtures above them. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

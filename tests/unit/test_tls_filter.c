@@ -3,7 +3,10 @@
  * Handshake with ALPN and SNI, 8 MiB byte-exact both ways with readers that
  * pause (memory stays bounded), half-close, abort, a refused certificate,
  * and mutual TLS accepted and refused. Every callback is counted; every
- * wait is a bounded number of loop turns. */
+ * wait is a bounded number of loop turns.
+ *
+ * Over 600 lines: one test program per module, as tests/unit/meson.build
+ * builds them; its cases share the fixtures above them. */
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,6 +1,9 @@
 /* Unit tests for the yamux engine: two engines joined by an in-memory pipe
  * (each side's send callback appends to a queue that pump() feeds to the
- * other side), plus hand-built frames for the protocol violations. */
+ * other side), plus hand-built frames for the protocol violations.
+ *
+ * Over 600 lines: one test program per module, as tests/unit/meson.build
+ * builds them; its cases share the fixtures above them. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
