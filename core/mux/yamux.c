@@ -1,9 +1,12 @@
 /* yamux engine (see yamux.h for the contract).
  *
- * Layout of the code: frame encoding, the stream table, lifetime (deferred
- * frees), the send side (pending buffers, round-robin flush, FIN), the
- * receive side (window credit and auto-tuning), the input parser, and the
- * public API.
+ * Layout of the code. This file: frame encoding, the stream table, lifetime
+ * (deferred frees), the receive side (window credit and auto-tuning), the
+ * input parser, the session API and the rest of the stream API.
+ * yamux_send.c: frames to the transport, the send queue and the send side
+ * (pending buffers, round-robin flush, FIN), and the stream calls write,
+ * pending, shutdown, close and reset. yamux_int.h: the structs and the
+ * helpers the files share (bw__mux_*).
  *
  * Stream lifetime: a stream sits in the id table while the protocol still
  * knows it. It leaves the table when it is fully closed (FIN both ways) or
@@ -28,8 +31,6 @@
 #include "list.h"
 #include "yamux_int.h"
 
-#define CHUNK_MIN       (16u * 1024u)
-#define MAX_SEGS        8          /* payload segments gathered per frame */
 #define MIN_RTT_NS      1000000ull /* see tune_window() */
 #define INITIAL_BUCKETS 64u
 
@@ -78,38 +79,6 @@ void bw_mux_config_default(bw_mux_config_t *c, int is_client)
 static uint64_t now_ns(const bw_mux_t *m)
 {
     return m->cbs.now_ns ? m->cbs.now_ns(m->ud) : uv_hrtime();
-}
-
-/* Hand one frame to the transport. A dead transport swallows everything:
- * the session learns about it from its own socket and frees the engine. */
-static void send_frame(bw_mux_t *m, uint8_t type, uint16_t flags, uint32_t id, uint32_t length,
-                       const void *const *segs, const size_t *lens, unsigned nsegs)
-{
-    if (m->failed || m->send_dead || m->freeing)
-        return;
-    uint8_t hdr[BW_MUX_HEADER_SIZE];
-    bw_mux_header_t h = {BW_MUX_VERSION, type, flags, id, length};
-    bw_mux_header_encode(hdr, &h);
-    const void *bufs[MAX_SEGS + 1] = {hdr};
-    size_t blen[MAX_SEGS + 1] = {sizeof hdr};
-    for (unsigned i = 0; i < nsegs; i++) {
-        bufs[i + 1] = segs[i];
-        blen[i + 1] = lens[i];
-    }
-    if (m->cbs.send(m->ud, bufs, blen, nsegs + 1) < 0)
-        m->send_dead = true;
-}
-
-static void send_ctrl(bw_mux_t *m, uint8_t type, uint16_t flags, uint32_t id, uint32_t value)
-{
-    send_frame(m, type, flags, id, value, NULL, NULL, 0);
-}
-
-static bool transport_ok(const bw_mux_t *m)
-{
-    if (m->failed || m->send_dead || m->freeing)
-        return false;
-    return m->cbs.send_queued(m->ud) < m->cfg.transport_hwm;
 }
 
 /* ---- stream table: chained hash, power-of-two buckets ---- */
@@ -174,19 +143,6 @@ static void table_remove(bw_mux_t *m, bw_mux_stream_t *s)
     }
 }
 
-/* ---- send queue (round robin over streams that wait for the transport) ---- */
-
-static void queue_push(bw_mux_t *m, bw_mux_stream_t *s)
-{
-    if (!bw_list_linked(&s->qnode))
-        bw_list_push_back(&m->queue, &s->qnode);
-}
-
-static void queue_remove(bw_mux_t *m, bw_mux_stream_t *s)
-{
-    bw_list_remove(&s->qnode);
-}
-
 /* ---- lifetime ---- */
 
 static void pending_clear(bw_mux_stream_t *s)
@@ -200,12 +156,12 @@ static void stream_free(bw_mux_stream_t *s)
     free(s);
 }
 
-static void enter(bw_mux_t *m)
+void bw__mux_enter(bw_mux_t *m)
 {
     m->depth++;
 }
 
-static void leave(bw_mux_t *m)
+void bw__mux_leave(bw_mux_t *m)
 {
     if (--m->depth > 0)
         return;
@@ -219,7 +175,7 @@ static void leave(bw_mux_t *m)
 /* Take `s` out of the protocol: the table, the send queue, its buffers. The
  * application hears on_close(err) unless it already let go of the stream.
  * Callers always hold a depth, so the memory outlives them. */
-static void stream_finish(bw_mux_stream_t *s, int err)
+void bw__mux_stream_finish(bw_mux_stream_t *s, int err)
 {
     bw_mux_t *m = s->m;
     if (s->finished)
@@ -228,7 +184,7 @@ static void stream_finish(bw_mux_stream_t *s, int err)
     if (s->state != ST_RESET)
         s->state = ST_CLOSED;
     table_remove(m, s);
-    queue_remove(m, s);
+    bw__mux_queue_remove(m, s);
     pending_clear(s);
     if (!s->released) {
         s->released = true;
@@ -250,108 +206,12 @@ static void fail(bw_mux_t *m, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(m->err, sizeof m->err, fmt, ap);
     va_end(ap);
-    send_ctrl(m, BW_MUX_TYPE_GO_AWAY, 0, 0, BW_MUX_GOAWAY_PROTO_ERROR);
+    bw__mux_send_ctrl(m, BW_MUX_TYPE_GO_AWAY, 0, 0, BW_MUX_GOAWAY_PROTO_ERROR);
     m->failed = true;
     m->local_go_away = true;
     for (size_t i = 0; i < m->nbuckets; i++)
         while (m->buckets[i])
-            stream_finish(m->buckets[i], BW_ECONNABORTED);
-}
-
-/* ---- send side ---- */
-
-/* The flags owed by the next frame of `s`: the ACK of a peer-opened stream. */
-static uint16_t take_flags(bw_mux_stream_t *s)
-{
-    if (s->state != ST_SYN_RECEIVED)
-        return 0;
-    s->state = ST_ESTABLISHED;
-    return BW_MUX_FLAG_ACK;
-}
-
-static void fin_sent(bw_mux_stream_t *s)
-{
-    s->fin_sent = true;
-    if (s->state == ST_REMOTE_CLOSE)
-        stream_finish(s, 0);
-    else
-        s->state = ST_LOCAL_CLOSE;
-}
-
-static void send_fin(bw_mux_stream_t *s)
-{
-    uint16_t flags = take_flags(s) | BW_MUX_FLAG_FIN;
-    send_ctrl(s->m, BW_MUX_TYPE_WINDOW_UPDATE, flags, s->id, 0);
-    fin_sent(s);
-}
-
-static bool can_write(const bw_mux_stream_t *s)
-{
-    const bw_mux_t *m = s->m;
-    return !s->finished && !s->released && !s->shut_wr && !m->failed && !m->send_dead &&
-           !m->freeing;
-}
-
-static size_t frame_budget(const bw_mux_stream_t *s, size_t want)
-{
-    size_t n = want < s->send_window ? want : s->send_window;
-    return n < s->m->cfg.max_frame ? n : s->m->cfg.max_frame;
-}
-
-/* Send one frame of pending bytes (gathered from up to MAX_SEGS chunks),
- * with FIN when it empties a buffer that was shut down. */
-static void send_pending_frame(bw_mux_stream_t *s)
-{
-    const void *segs[MAX_SEGS];
-    size_t lens[MAX_SEGS];
-    unsigned nseg;
-    size_t n;
-    nseg =
-        bw_chunkq_gather(&s->pending, frame_budget(s, s->pending.bytes), segs, lens, MAX_SEGS, &n);
-    uint16_t flags = take_flags(s);
-    bool fin = s->shut_wr && n == s->pending.bytes;
-    if (fin)
-        flags |= BW_MUX_FLAG_FIN;
-    send_frame(s->m, BW_MUX_TYPE_DATA, flags, s->id, (uint32_t)n, segs, lens, nseg);
-    s->send_window -= (uint32_t)n;
-    bw_chunkq_drop(&s->pending, n);
-    if (fin)
-        fin_sent(s);
-}
-
-static bool sendable(const bw_mux_stream_t *s)
-{
-    return !s->finished && s->pending.bytes > 0 && s->send_window > 0;
-}
-
-static void after_pending_sent(bw_mux_stream_t *s)
-{
-    if (s->finished || s->pending.bytes > 0 || !s->want_drain)
-        return;
-    s->want_drain = false;
-    if (!s->released && !s->shut_wr && s->cbs.on_drain)
-        s->cbs.on_drain(s, s->ud);
-}
-
-/* Round robin: one frame per stream per turn while the transport has room. */
-static void flush(bw_mux_t *m)
-{
-    enter(m);
-    bw_mux_stream_t *s;
-    while ((s = BW_LIST_FIRST(&m->queue, bw_mux_stream_t, qnode)) && transport_ok(m)) {
-        queue_remove(m, s);
-        send_pending_frame(s);
-        after_pending_sent(s);
-        if (sendable(s))
-            queue_push(m, s);
-    }
-    leave(m);
-}
-
-static void schedule(bw_mux_stream_t *s)
-{
-    if (sendable(s))
-        queue_push(s->m, s);
+            bw__mux_stream_finish(m->buckets[i], BW_ECONNABORTED);
 }
 
 /* ---- receive side ---- */
@@ -387,7 +247,7 @@ restart:
 }
 
 /* Credit `n` consumed bytes back to the peer, batched to half a window. */
-static void credit_window(bw_mux_stream_t *s, size_t n)
+void bw__mux_credit_window(bw_mux_stream_t *s, size_t n)
 {
     s->owed += (uint32_t)n;
     if (s->finished || s->state == ST_REMOTE_CLOSE || s->owed < s->recv_max / 2)
@@ -396,7 +256,7 @@ static void credit_window(bw_mux_stream_t *s, size_t n)
     s->owed = 0;
     delta += tune_window(s, delta);
     s->recv_window += delta;
-    send_ctrl(s->m, BW_MUX_TYPE_WINDOW_UPDATE, take_flags(s), s->id, delta);
+    bw__mux_send_ctrl(s->m, BW_MUX_TYPE_WINDOW_UPDATE, bw__mux_take_flags(s), s->id, delta);
 }
 
 static void deliver(bw_mux_stream_t *s, const uint8_t *p, size_t n)
@@ -406,7 +266,7 @@ static void deliver(bw_mux_stream_t *s, const uint8_t *p, size_t n)
         s->cbs.on_data(s, s->ud, p, n);
     } else {
         /* Nobody reads: discard, but keep the peer moving. */
-        credit_window(s, n);
+        bw__mux_credit_window(s, n);
     }
 }
 
@@ -419,7 +279,7 @@ static void remote_fin(bw_mux_stream_t *s)
     if (!s->released && s->cbs.on_eof)
         s->cbs.on_eof(s, s->ud);
     if (s->state == ST_CLOSED && !s->finished)
-        stream_finish(s, 0);
+        bw__mux_stream_finish(s, 0);
 }
 
 /* ---- input ---- */
@@ -460,7 +320,7 @@ static bw_mux_stream_t *incoming_syn(bw_mux_t *m, uint32_t id)
     if (!m->local_go_away && m->count < m->cfg.max_streams && m->cbs.on_stream)
         s = stream_new(m, id, ST_SYN_RECEIVED);
     if (!s)
-        send_ctrl(m, BW_MUX_TYPE_WINDOW_UPDATE, BW_MUX_FLAG_RST, id, 0);
+        bw__mux_send_ctrl(m, BW_MUX_TYPE_WINDOW_UPDATE, BW_MUX_FLAG_RST, id, 0);
     return s;
 }
 
@@ -468,7 +328,7 @@ static void accept_stream(bw_mux_t *m, bw_mux_stream_t *s)
 {
     m->cbs.on_stream(m->ud, s);
     if (!s->finished && s->state == ST_SYN_RECEIVED)
-        send_ctrl(m, BW_MUX_TYPE_WINDOW_UPDATE, take_flags(s), s->id, 0);
+        bw__mux_send_ctrl(m, BW_MUX_TYPE_WINDOW_UPDATE, bw__mux_take_flags(s), s->id, 0);
 }
 
 static int add_send_window(bw_mux_stream_t *s, uint32_t delta)
@@ -478,7 +338,7 @@ static int add_send_window(bw_mux_stream_t *s, uint32_t delta)
         return BW_EPROTO;
     }
     s->send_window += delta;
-    schedule(s);
+    bw__mux_schedule(s);
     return 0;
 }
 
@@ -545,7 +405,7 @@ static void stream_frame(bw_mux_t *m, const bw_mux_header_t *h)
         s->state = ST_ESTABLISHED;
     if (h->flags & BW_MUX_FLAG_RST) {
         s->state = ST_RESET;
-        stream_finish(s, BW_ECONNRESET);
+        bw__mux_stream_finish(s, BW_ECONNRESET);
         if (h->type == BW_MUX_TYPE_DATA)
             start_payload(m, h);
         return;
@@ -562,13 +422,13 @@ static void stream_frame(bw_mux_t *m, const bw_mux_header_t *h)
     }
     if ((h->flags & BW_MUX_FLAG_FIN) && !s->finished)
         remote_fin(s);
-    flush(m);
+    bw__mux_flush(m);
 }
 
 static void ping_frame(bw_mux_t *m, const bw_mux_header_t *h)
 {
     if (h->flags & BW_MUX_FLAG_SYN) {
-        send_ctrl(m, BW_MUX_TYPE_PING, BW_MUX_FLAG_ACK, 0, h->length);
+        bw__mux_send_ctrl(m, BW_MUX_TYPE_PING, BW_MUX_FLAG_ACK, 0, h->length);
         return;
     }
     if (!(h->flags & BW_MUX_FLAG_ACK) || !m->ping_out || h->length != m->ping_id)
@@ -644,13 +504,13 @@ int bw_mux_input(bw_mux_t *m, const uint8_t *data, size_t len)
 {
     if (m->failed)
         return BW_EPROTO;
-    enter(m);
+    bw__mux_enter(m);
     while (len > 0 && !m->failed) {
         size_t n = m->payload_left > 0 ? take_payload(m, data, len) : take_header(m, data, len);
         data += n;
         len -= n;
     }
-    leave(m);
+    bw__mux_leave(m);
     return m->failed ? BW_EPROTO : 0;
 }
 
@@ -688,20 +548,20 @@ void bw_mux_free(bw_mux_t *m)
 {
     if (!m)
         return;
-    enter(m);
+    bw__mux_enter(m);
     m->freeing = true;
     m->local_go_away = true;
     for (size_t i = 0; i < m->nbuckets; i++)
         while (m->buckets[i])
-            stream_finish(m->buckets[i], BW_ECONNABORTED);
-    leave(m);
+            bw__mux_stream_finish(m->buckets[i], BW_ECONNABORTED);
+    bw__mux_leave(m);
     free(m->buckets);
     free(m);
 }
 
 void bw_mux_transport_drained(bw_mux_t *m)
 {
-    flush(m);
+    bw__mux_flush(m);
 }
 
 const char *bw_mux_error(const bw_mux_t *m)
@@ -717,7 +577,7 @@ int bw_mux_ping(bw_mux_t *m)
     m->ping_id++;
     m->ping_out = true;
     m->ping_sent_ns = now_ns(m);
-    send_ctrl(m, BW_MUX_TYPE_PING, BW_MUX_FLAG_SYN, 0, m->ping_id);
+    bw__mux_send_ctrl(m, BW_MUX_TYPE_PING, BW_MUX_FLAG_SYN, 0, m->ping_id);
     return m->send_dead ? BW_EPIPE : 0;
 }
 
@@ -736,7 +596,7 @@ int bw_mux_go_away(bw_mux_t *m, uint32_t code)
     if (m->failed || m->send_dead)
         return BW_EPIPE;
     m->local_go_away = true;
-    send_ctrl(m, BW_MUX_TYPE_GO_AWAY, 0, 0, code);
+    bw__mux_send_ctrl(m, BW_MUX_TYPE_GO_AWAY, 0, 0, code);
     return m->send_dead ? BW_EPIPE : 0;
 }
 
@@ -758,7 +618,7 @@ bw_mux_stream_t *bw_mux_stream_open(bw_mux_t *m)
     if (m->next_id > UINT32_MAX - 2)
         m->ids_exhausted = true;
     m->next_id += 2;
-    send_ctrl(m, BW_MUX_TYPE_WINDOW_UPDATE, BW_MUX_FLAG_SYN, s->id, 0);
+    bw__mux_send_ctrl(m, BW_MUX_TYPE_WINDOW_UPDATE, BW_MUX_FLAG_SYN, s->id, 0);
     return s;
 }
 
@@ -776,47 +636,6 @@ uint32_t bw_mux_stream_id(const bw_mux_stream_t *s)
     return s->id;
 }
 
-/* Frame straight from the caller's buffer while window and transport allow;
- * returns the bytes sent. */
-static size_t write_direct(bw_mux_stream_t *s, const uint8_t *p, size_t len)
-{
-    size_t done = 0;
-    while (done < len && s->send_window > 0 && transport_ok(s->m)) {
-        const void *seg = p + done;
-        size_t n = frame_budget(s, len - done);
-        send_frame(s->m, BW_MUX_TYPE_DATA, take_flags(s), s->id, (uint32_t)n, &seg, &n, 1);
-        s->send_window -= (uint32_t)n;
-        done += n;
-    }
-    return done;
-}
-
-int bw_mux_stream_write(bw_mux_stream_t *s, const void *data, size_t len)
-{
-    if (!can_write(s))
-        return BW_EPIPE;
-    bw_mux_t *m = s->m;
-    size_t done = 0;
-    int rc = 0;
-    /* Queued streams go first, or a busy writer would starve them. */
-    if (s->pending.bytes == 0 && bw_list_empty(&m->queue))
-        done = write_direct(s, data, len);
-    if (done < len) {
-        rc = bw_chunkq_push(&s->pending, (const uint8_t *)data + done, len - done, CHUNK_MIN);
-        schedule(s);
-    }
-    if (rc == 0 && s->pending.bytes > m->cfg.stream_hwm) {
-        s->want_drain = true;
-        rc = BW_EAGAIN;
-    }
-    return rc;
-}
-
-size_t bw_mux_stream_pending(const bw_mux_stream_t *s)
-{
-    return s->pending.bytes;
-}
-
 void bw_mux_stream_consumed(bw_mux_stream_t *s, size_t len)
 {
     if (s->finished || s->released)
@@ -824,59 +643,9 @@ void bw_mux_stream_consumed(bw_mux_stream_t *s, size_t len)
     if (len > s->unconsumed)
         len = s->unconsumed;
     s->unconsumed -= len;
-    enter(s->m);
-    credit_window(s, len);
-    leave(s->m);
-}
-
-int bw_mux_stream_shutdown(bw_mux_stream_t *s)
-{
-    if (s->finished || s->state == ST_RESET || s->m->failed)
-        return BW_EPIPE;
-    if (s->shut_wr)
-        return 0;
-    s->shut_wr = true;
-    if (s->pending.bytes == 0) {
-        enter(s->m);
-        send_fin(s);
-        leave(s->m);
-    }
-    return 0;
-}
-
-void bw_mux_stream_close(bw_mux_stream_t *s)
-{
-    bw_mux_t *m = s->m;
-    if (s->released)
-        return;
-    enter(m);
-    /* Released first: a FIN that completes the close must not call back. */
-    s->released = true;
-    (void)bw_mux_stream_shutdown(s);
-    /* Bytes the application will never consume: keep the peer moving. */
-    size_t left = s->unconsumed;
-    s->unconsumed = 0;
-    if (left > 0)
-        credit_window(s, left);
-    if (s->state == ST_CLOSED)
-        stream_finish(s, 0);
-    leave(m);
-}
-
-void bw_mux_stream_reset(bw_mux_stream_t *s)
-{
-    bw_mux_t *m = s->m;
-    if (s->finished) {
-        s->released = true;
-        return;
-    }
-    enter(m);
-    s->released = true;
-    uint16_t flags = take_flags(s) | BW_MUX_FLAG_RST;
-    send_ctrl(m, BW_MUX_TYPE_WINDOW_UPDATE, flags, s->id, 0);
-    s->state = ST_RESET;
-    stream_finish(s, 0);
-    leave(m);
+    bw__mux_enter(s->m);
+    bw__mux_credit_window(s, len);
+    bw__mux_leave(s->m);
 }
 
 uint32_t bw_mux_stream_recv_window_max(const bw_mux_stream_t *s)

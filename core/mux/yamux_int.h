@@ -1,5 +1,8 @@
-/* The yamux engine's session and stream structs, private to the engine. See
- * yamux.c for the layout and the stream lifetime, yamux.h for the contract. */
+/* What the parts of the yamux engine share: the session and stream structs,
+ * and the helpers one file calls in another. yamux.c holds frames, the stream
+ * table, lifetime, the receive side, input and the session API; yamux_send.c
+ * the sending half. See yamux.c for the stream lifetime, yamux.h for the
+ * contract. */
 #ifndef BW_MUX_YAMUX_INT_H
 #define BW_MUX_YAMUX_INT_H
 
@@ -69,5 +72,29 @@ struct bw_mux {
     uint64_t ping_sent_ns, last_pong_ns, rtt_ns;
     char err[160];
 };
+
+/* yamux.c */
+
+/* Nest an engine call; finished streams are freed when the outermost leaves. */
+void bw__mux_enter(bw_mux_t *m);
+void bw__mux_leave(bw_mux_t *m);
+/* Take s out of the protocol and onto the graveyard; tells the application
+ * on_close(err) unless it already released s. Caller holds a depth. */
+void bw__mux_stream_finish(bw_mux_stream_t *s, int err);
+/* Credit n consumed bytes back to the peer, batched to half a window. */
+void bw__mux_credit_window(bw_mux_stream_t *s, size_t n);
+
+/* yamux_send.c */
+
+/* Send a frame without payload; a dead or failed transport swallows it. */
+void bw__mux_send_ctrl(bw_mux_t *m, uint8_t type, uint16_t flags, uint32_t id, uint32_t value);
+/* The flags owed by the next frame of s: the ACK of a peer-opened stream. */
+uint16_t bw__mux_take_flags(bw_mux_stream_t *s);
+/* Frame pending bytes round robin while the transport has room. */
+void bw__mux_flush(bw_mux_t *m);
+/* Queue s for bw__mux_flush if it has pending bytes and send window. */
+void bw__mux_schedule(bw_mux_stream_t *s);
+/* Take s off the send queue, if it is on it. */
+void bw__mux_queue_remove(bw_mux_t *m, bw_mux_stream_t *s);
 
 #endif
