@@ -1,8 +1,8 @@
 /* What the parts of the yamux engine share: the session and stream structs,
  * and the helpers one file calls in another. yamux.c holds frames, the stream
- * table, lifetime, the receive side, input and the session API; yamux_send.c
- * the sending half. See yamux.c for the stream lifetime, yamux.h for the
- * contract. */
+ * table, lifetime and the session API; yamux_send.c the sending half;
+ * yamux_input.c the receiving half. See yamux.c for the stream lifetime,
+ * yamux.h for the contract. */
 #ifndef BW_MUX_YAMUX_INT_H
 #define BW_MUX_YAMUX_INT_H
 
@@ -75,14 +75,19 @@ struct bw_mux {
 
 /* yamux.c */
 
+/* The engine's clock: cbs.now_ns if set, else uv_hrtime(). */
+uint64_t bw__mux_now_ns(const bw_mux_t *m);
+/* The stream with `id` in the table, or NULL. */
+bw_mux_stream_t *bw__mux_lookup(const bw_mux_t *m, uint32_t id);
+/* A new stream in `state`, in the table; NULL when out of memory. The engine
+ * owns it until it is finished. */
+bw_mux_stream_t *bw__mux_stream_new(bw_mux_t *m, uint32_t id, uint8_t state);
 /* Nest an engine call; finished streams are freed when the outermost leaves. */
 void bw__mux_enter(bw_mux_t *m);
 void bw__mux_leave(bw_mux_t *m);
 /* Take s out of the protocol and onto the graveyard; tells the application
  * on_close(err) unless it already released s. Caller holds a depth. */
 void bw__mux_stream_finish(bw_mux_stream_t *s, int err);
-/* Credit n consumed bytes back to the peer, batched to half a window. */
-void bw__mux_credit_window(bw_mux_stream_t *s, size_t n);
 
 /* yamux_send.c */
 
@@ -96,5 +101,10 @@ void bw__mux_flush(bw_mux_t *m);
 void bw__mux_schedule(bw_mux_stream_t *s);
 /* Take s off the send queue, if it is on it. */
 void bw__mux_queue_remove(bw_mux_t *m, bw_mux_stream_t *s);
+
+/* yamux_input.c */
+
+/* Credit n consumed bytes back to the peer, batched to half a window. */
+void bw__mux_credit_window(bw_mux_stream_t *s, size_t n);
 
 #endif
