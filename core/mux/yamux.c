@@ -1,9 +1,13 @@
 /* yamux engine (see yamux.h for the contract).
  *
- * Layout of the code: frame encoding, the stream table, lifetime (deferred
- * frees), the send side (pending buffers, round-robin flush, FIN), the
- * receive side (window credit and auto-tuning), the input parser, and the
- * public API.
+ * Layout of the code. This file: frame encoding, the stream table, lifetime
+ * (deferred frees), the session API, and the stream calls open,
+ * set_callbacks, id and recv_window_max. yamux_send.c: frames to the
+ * transport, the send queue and the send side (pending buffers, round-robin
+ * flush, FIN), and the stream calls write, pending, shutdown, close and
+ * reset. yamux_input.c: the receive side (window credit and auto-tuning), the
+ * input parser and its protocol-violation path, and stream_consumed.
+ * yamux_int.h: the structs and the helpers the files share (bw__mux_*).
  *
  * Stream lifetime: a stream sits in the id table while the protocol still
  * knows it. It leaves the table when it is fully closed (FIN both ways) or
@@ -15,9 +19,7 @@
  */
 #include "yamux.h"
 
-#include <stdarg.h>
 #include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -25,71 +27,9 @@
 #include "burrow/error.h"
 #include "bw_limits.h"
 #include "chunkq.h"
-#include "list.h"
+#include "yamux_int.h"
 
-#define CHUNK_MIN       (16u * 1024u)
-#define MAX_SEGS        8          /* payload segments gathered per frame */
-#define MIN_RTT_NS      1000000ull /* see tune_window() */
 #define INITIAL_BUCKETS 64u
-
-enum stream_state {
-    ST_INIT,
-    ST_SYN_SENT,
-    ST_SYN_RECEIVED,
-    ST_ESTABLISHED,
-    ST_LOCAL_CLOSE,
-    ST_REMOTE_CLOSE,
-    ST_CLOSED,
-    ST_RESET
-};
-
-struct bw_mux_stream {
-    bw_mux_t *m;
-    uint32_t id;
-    uint8_t state;
-    bool released; /* application closed/reset it or got on_close */
-    bool finished; /* out of the table; freed when the engine unwinds */
-    bool shut_wr;  /* application asked for FIN */
-    bool fin_sent;
-    bool want_drain; /* write said BW_EAGAIN: on_drain at pending == 0 */
-    bw_mux_stream_cbs_t cbs;
-    void *ud;
-    bw_mux_stream_t *hnext; /* hash chain, then graveyard link */
-    bw_list_node_t qnode;   /* linked: in the send queue */
-    /* send side */
-    uint32_t send_window;
-    bw_chunkq_t pending; /* bytes written, not yet framed */
-    /* receive side; invariant: recv_window + owed + unconsumed <= recv_max */
-    uint32_t recv_window; /* credit the peer still has */
-    uint32_t recv_max;    /* window we advertise */
-    uint32_t owed;        /* consumed, not yet credited back */
-    size_t unconsumed;    /* handed to on_data, not yet consumed */
-    uint64_t epoch_ns;    /* start of the auto-tune measurement, 0 = none yet */
-    uint64_t epoch_bytes; /* credited since epoch_ns */
-};
-
-struct bw_mux {
-    bw_mux_config_t cfg;
-    bw_mux_callbacks_t cbs;
-    void *ud;
-    bw_mux_stream_t **buckets;
-    size_t nbuckets, count;
-    uint32_t next_id;
-    bool ids_exhausted, failed, local_go_away, remote_go_away, send_dead, freeing;
-    /* input parser: a partial header, or the rest of a data payload */
-    uint8_t hbuf[BW_MUX_HEADER_SIZE];
-    size_t hlen;
-    uint32_t payload_left, cur_id;
-    uint16_t cur_flags;
-    /* streams with pending bytes and send window, waiting for the transport */
-    bw_list_t queue; /* bw_mux_stream_t via qnode, oldest first */
-    unsigned depth;
-    bw_mux_stream_t *graveyard;
-    uint32_t ping_id;
-    bool ping_out;
-    uint64_t ping_sent_ns, last_pong_ns, rtt_ns;
-    char err[160];
-};
 
 /* ---- frames ---- */
 
@@ -133,41 +73,9 @@ void bw_mux_config_default(bw_mux_config_t *c, int is_client)
     c->max_frame = 64u * 1024u;
 }
 
-static uint64_t now_ns(const bw_mux_t *m)
+uint64_t bw__mux_now_ns(const bw_mux_t *m)
 {
     return m->cbs.now_ns ? m->cbs.now_ns(m->ud) : uv_hrtime();
-}
-
-/* Hand one frame to the transport. A dead transport swallows everything:
- * the session learns about it from its own socket and frees the engine. */
-static void send_frame(bw_mux_t *m, uint8_t type, uint16_t flags, uint32_t id, uint32_t length,
-                       const void *const *segs, const size_t *lens, unsigned nsegs)
-{
-    if (m->failed || m->send_dead || m->freeing)
-        return;
-    uint8_t hdr[BW_MUX_HEADER_SIZE];
-    bw_mux_header_t h = {BW_MUX_VERSION, type, flags, id, length};
-    bw_mux_header_encode(hdr, &h);
-    const void *bufs[MAX_SEGS + 1] = {hdr};
-    size_t blen[MAX_SEGS + 1] = {sizeof hdr};
-    for (unsigned i = 0; i < nsegs; i++) {
-        bufs[i + 1] = segs[i];
-        blen[i + 1] = lens[i];
-    }
-    if (m->cbs.send(m->ud, bufs, blen, nsegs + 1) < 0)
-        m->send_dead = true;
-}
-
-static void send_ctrl(bw_mux_t *m, uint8_t type, uint16_t flags, uint32_t id, uint32_t value)
-{
-    send_frame(m, type, flags, id, value, NULL, NULL, 0);
-}
-
-static bool transport_ok(const bw_mux_t *m)
-{
-    if (m->failed || m->send_dead || m->freeing)
-        return false;
-    return m->cbs.send_queued(m->ud) < m->cfg.transport_hwm;
 }
 
 /* ---- stream table: chained hash, power-of-two buckets ---- */
@@ -179,7 +87,7 @@ static size_t bucket_of(const bw_mux_t *m, uint32_t id)
     return h & (m->nbuckets - 1);
 }
 
-static bw_mux_stream_t *lookup(const bw_mux_t *m, uint32_t id)
+bw_mux_stream_t *bw__mux_lookup(const bw_mux_t *m, uint32_t id)
 {
     bw_mux_stream_t *s = m->buckets[bucket_of(m, id)];
     while (s && s->id != id)
@@ -232,17 +140,19 @@ static void table_remove(bw_mux_t *m, bw_mux_stream_t *s)
     }
 }
 
-/* ---- send queue (round robin over streams that wait for the transport) ---- */
-
-static void queue_push(bw_mux_t *m, bw_mux_stream_t *s)
+bw_mux_stream_t *bw__mux_stream_new(bw_mux_t *m, uint32_t id, uint8_t state)
 {
-    if (!bw_list_linked(&s->qnode))
-        bw_list_push_back(&m->queue, &s->qnode);
-}
-
-static void queue_remove(bw_mux_t *m, bw_mux_stream_t *s)
-{
-    bw_list_remove(&s->qnode);
+    bw_mux_stream_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->m = m;
+    s->id = id;
+    s->state = state;
+    s->send_window = BW_MUX_INITIAL_WINDOW;
+    s->recv_window = BW_MUX_INITIAL_WINDOW;
+    s->recv_max = BW_MUX_INITIAL_WINDOW;
+    table_insert(m, s);
+    return s;
 }
 
 /* ---- lifetime ---- */
@@ -258,12 +168,12 @@ static void stream_free(bw_mux_stream_t *s)
     free(s);
 }
 
-static void enter(bw_mux_t *m)
+void bw__mux_enter(bw_mux_t *m)
 {
     m->depth++;
 }
 
-static void leave(bw_mux_t *m)
+void bw__mux_leave(bw_mux_t *m)
 {
     if (--m->depth > 0)
         return;
@@ -277,7 +187,7 @@ static void leave(bw_mux_t *m)
 /* Take `s` out of the protocol: the table, the send queue, its buffers. The
  * application hears on_close(err) unless it already let go of the stream.
  * Callers always hold a depth, so the memory outlives them. */
-static void stream_finish(bw_mux_stream_t *s, int err)
+void bw__mux_stream_finish(bw_mux_stream_t *s, int err)
 {
     bw_mux_t *m = s->m;
     if (s->finished)
@@ -286,7 +196,7 @@ static void stream_finish(bw_mux_stream_t *s, int err)
     if (s->state != ST_RESET)
         s->state = ST_CLOSED;
     table_remove(m, s);
-    queue_remove(m, s);
+    bw__mux_queue_remove(m, s);
     pending_clear(s);
     if (!s->released) {
         s->released = true;
@@ -295,421 +205,6 @@ static void stream_finish(bw_mux_stream_t *s, int err)
     }
     s->hnext = m->graveyard;
     m->graveyard = s;
-}
-
-static void fail(bw_mux_t *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* A protocol violation: tell the peer, then abort every stream. */
-static void fail(bw_mux_t *m, const char *fmt, ...)
-{
-    if (m->failed)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(m->err, sizeof m->err, fmt, ap);
-    va_end(ap);
-    send_ctrl(m, BW_MUX_TYPE_GO_AWAY, 0, 0, BW_MUX_GOAWAY_PROTO_ERROR);
-    m->failed = true;
-    m->local_go_away = true;
-    for (size_t i = 0; i < m->nbuckets; i++)
-        while (m->buckets[i])
-            stream_finish(m->buckets[i], BW_ECONNABORTED);
-}
-
-/* ---- send side ---- */
-
-/* The flags owed by the next frame of `s`: the ACK of a peer-opened stream. */
-static uint16_t take_flags(bw_mux_stream_t *s)
-{
-    if (s->state != ST_SYN_RECEIVED)
-        return 0;
-    s->state = ST_ESTABLISHED;
-    return BW_MUX_FLAG_ACK;
-}
-
-static void fin_sent(bw_mux_stream_t *s)
-{
-    s->fin_sent = true;
-    if (s->state == ST_REMOTE_CLOSE)
-        stream_finish(s, 0);
-    else
-        s->state = ST_LOCAL_CLOSE;
-}
-
-static void send_fin(bw_mux_stream_t *s)
-{
-    uint16_t flags = take_flags(s) | BW_MUX_FLAG_FIN;
-    send_ctrl(s->m, BW_MUX_TYPE_WINDOW_UPDATE, flags, s->id, 0);
-    fin_sent(s);
-}
-
-static bool can_write(const bw_mux_stream_t *s)
-{
-    const bw_mux_t *m = s->m;
-    return !s->finished && !s->released && !s->shut_wr && !m->failed && !m->send_dead &&
-           !m->freeing;
-}
-
-static size_t frame_budget(const bw_mux_stream_t *s, size_t want)
-{
-    size_t n = want < s->send_window ? want : s->send_window;
-    return n < s->m->cfg.max_frame ? n : s->m->cfg.max_frame;
-}
-
-/* Send one frame of pending bytes (gathered from up to MAX_SEGS chunks),
- * with FIN when it empties a buffer that was shut down. */
-static void send_pending_frame(bw_mux_stream_t *s)
-{
-    const void *segs[MAX_SEGS];
-    size_t lens[MAX_SEGS];
-    unsigned nseg;
-    size_t n;
-    nseg =
-        bw_chunkq_gather(&s->pending, frame_budget(s, s->pending.bytes), segs, lens, MAX_SEGS, &n);
-    uint16_t flags = take_flags(s);
-    bool fin = s->shut_wr && n == s->pending.bytes;
-    if (fin)
-        flags |= BW_MUX_FLAG_FIN;
-    send_frame(s->m, BW_MUX_TYPE_DATA, flags, s->id, (uint32_t)n, segs, lens, nseg);
-    s->send_window -= (uint32_t)n;
-    bw_chunkq_drop(&s->pending, n);
-    if (fin)
-        fin_sent(s);
-}
-
-static bool sendable(const bw_mux_stream_t *s)
-{
-    return !s->finished && s->pending.bytes > 0 && s->send_window > 0;
-}
-
-static void after_pending_sent(bw_mux_stream_t *s)
-{
-    if (s->finished || s->pending.bytes > 0 || !s->want_drain)
-        return;
-    s->want_drain = false;
-    if (!s->released && !s->shut_wr && s->cbs.on_drain)
-        s->cbs.on_drain(s, s->ud);
-}
-
-/* Round robin: one frame per stream per turn while the transport has room. */
-static void flush(bw_mux_t *m)
-{
-    enter(m);
-    bw_mux_stream_t *s;
-    while ((s = BW_LIST_FIRST(&m->queue, bw_mux_stream_t, qnode)) && transport_ok(m)) {
-        queue_remove(m, s);
-        send_pending_frame(s);
-        after_pending_sent(s);
-        if (sendable(s))
-            queue_push(m, s);
-    }
-    leave(m);
-}
-
-static void schedule(bw_mux_stream_t *s)
-{
-    if (sendable(s))
-        queue_push(s->m, s);
-}
-
-/* ---- receive side ---- */
-
-/* Auto-tuning: a measurement spans from one window update until a whole
- * window more has been consumed. If that took less than two round trips, the
- * window and not the application is the bottleneck, so double it. The RTT
- * has a floor of 1 ms because the ping does not see the event-loop and TLS
- * batching delays that the data path does. Whole windows, not single
- * updates, are measured: a burst that fills the window is consumed in no time
- * without saying anything about the pace. Returns the extra credit. */
-static uint32_t tune_window(bw_mux_stream_t *s, uint32_t delta)
-{
-    bw_mux_t *m = s->m;
-    uint64_t now = now_ns(m);
-    uint32_t grow = 0;
-    if (s->epoch_ns == 0)
-        goto restart;
-    s->epoch_bytes += delta;
-    if (s->epoch_bytes < s->recv_max)
-        return 0;
-    uint64_t rtt = m->rtt_ns > MIN_RTT_NS ? m->rtt_ns : MIN_RTT_NS;
-    if (now - s->epoch_ns < 2 * rtt && s->recv_max < m->cfg.max_window) {
-        uint64_t grown = (uint64_t)s->recv_max * 2;
-        uint32_t next = grown < m->cfg.max_window ? (uint32_t)grown : m->cfg.max_window;
-        grow = next - s->recv_max;
-        s->recv_max = next;
-    }
-restart:
-    s->epoch_ns = now;
-    s->epoch_bytes = 0;
-    return grow;
-}
-
-/* Credit `n` consumed bytes back to the peer, batched to half a window. */
-static void credit_window(bw_mux_stream_t *s, size_t n)
-{
-    s->owed += (uint32_t)n;
-    if (s->finished || s->state == ST_REMOTE_CLOSE || s->owed < s->recv_max / 2)
-        return;
-    uint32_t delta = s->owed;
-    s->owed = 0;
-    delta += tune_window(s, delta);
-    s->recv_window += delta;
-    send_ctrl(s->m, BW_MUX_TYPE_WINDOW_UPDATE, take_flags(s), s->id, delta);
-}
-
-static void deliver(bw_mux_stream_t *s, const uint8_t *p, size_t n)
-{
-    if (!s->released && s->cbs.on_data) {
-        s->unconsumed += n;
-        s->cbs.on_data(s, s->ud, p, n);
-    } else {
-        /* Nobody reads: discard, but keep the peer moving. */
-        credit_window(s, n);
-    }
-}
-
-static void remote_fin(bw_mux_stream_t *s)
-{
-    if (s->state == ST_LOCAL_CLOSE)
-        s->state = ST_CLOSED;
-    else
-        s->state = ST_REMOTE_CLOSE;
-    if (!s->released && s->cbs.on_eof)
-        s->cbs.on_eof(s, s->ud);
-    if (s->state == ST_CLOSED && !s->finished)
-        stream_finish(s, 0);
-}
-
-/* ---- input ---- */
-
-static uint32_t peer_parity(const bw_mux_t *m)
-{
-    return m->cfg.is_client ? 0 : 1;
-}
-
-static bw_mux_stream_t *stream_new(bw_mux_t *m, uint32_t id, uint8_t state)
-{
-    bw_mux_stream_t *s = calloc(1, sizeof *s);
-    if (!s)
-        return NULL;
-    s->m = m;
-    s->id = id;
-    s->state = state;
-    s->send_window = BW_MUX_INITIAL_WINDOW;
-    s->recv_window = BW_MUX_INITIAL_WINDOW;
-    s->recv_max = BW_MUX_INITIAL_WINDOW;
-    table_insert(m, s);
-    return s;
-}
-
-/* The peer opens `id`. Returns the new stream, or NULL when it was refused
- * (RST sent) or was a violation (engine failed). */
-static bw_mux_stream_t *incoming_syn(bw_mux_t *m, uint32_t id)
-{
-    if ((id & 1) != peer_parity(m)) {
-        fail(m, "SYN for stream %u with the wrong parity", id);
-        return NULL;
-    }
-    if (lookup(m, id)) {
-        fail(m, "SYN for stream %u which already exists", id);
-        return NULL;
-    }
-    bw_mux_stream_t *s = NULL;
-    if (!m->local_go_away && m->count < m->cfg.max_streams && m->cbs.on_stream)
-        s = stream_new(m, id, ST_SYN_RECEIVED);
-    if (!s)
-        send_ctrl(m, BW_MUX_TYPE_WINDOW_UPDATE, BW_MUX_FLAG_RST, id, 0);
-    return s;
-}
-
-static void accept_stream(bw_mux_t *m, bw_mux_stream_t *s)
-{
-    m->cbs.on_stream(m->ud, s);
-    if (!s->finished && s->state == ST_SYN_RECEIVED)
-        send_ctrl(m, BW_MUX_TYPE_WINDOW_UPDATE, take_flags(s), s->id, 0);
-}
-
-static int add_send_window(bw_mux_stream_t *s, uint32_t delta)
-{
-    if (delta > UINT32_MAX - s->send_window) {
-        fail(s->m, "window update overflows the send window of stream %u", s->id);
-        return BW_EPROTO;
-    }
-    s->send_window += delta;
-    schedule(s);
-    return 0;
-}
-
-/* Checks that do not depend on the frame type. */
-static int check_stream_frame(bw_mux_t *m, bw_mux_stream_t *s, const bw_mux_header_t *h)
-{
-    bool remote_closed = s->state == ST_REMOTE_CLOSE || s->state == ST_CLOSED;
-    if ((h->flags & BW_MUX_FLAG_FIN) && remote_closed) {
-        fail(m, "second FIN on stream %u", s->id);
-        return BW_EPROTO;
-    }
-    if (h->type != BW_MUX_TYPE_DATA || h->length == 0)
-        return 0;
-    if (remote_closed) {
-        fail(m, "data on stream %u after its FIN", s->id);
-        return BW_EPROTO;
-    }
-    if (h->length > s->recv_window) {
-        fail(m, "data frame of %u bytes exceeds the receive window (%u) of stream %u", h->length,
-             s->recv_window, s->id);
-        return BW_EPROTO;
-    }
-    return 0;
-}
-
-static void frame_done(bw_mux_t *m)
-{
-    bw_mux_stream_t *s = lookup(m, m->cur_id);
-    if (s && (m->cur_flags & BW_MUX_FLAG_FIN))
-        remote_fin(s);
-}
-
-static void start_payload(bw_mux_t *m, const bw_mux_header_t *h)
-{
-    m->cur_id = h->stream_id;
-    m->cur_flags = h->flags;
-    m->payload_left = h->length;
-    if (h->length == 0)
-        frame_done(m);
-}
-
-static void stream_data_frame(bw_mux_t *m, bw_mux_stream_t *s, const bw_mux_header_t *h)
-{
-    s->recv_window -= h->length;
-    start_payload(m, h);
-}
-
-static void stream_frame(bw_mux_t *m, const bw_mux_header_t *h)
-{
-    bool syn = h->flags & BW_MUX_FLAG_SYN;
-    bw_mux_stream_t *s = syn ? incoming_syn(m, h->stream_id) : lookup(m, h->stream_id);
-    if (m->failed)
-        return;
-    if (!s) {
-        /* Late frames for a stream we closed or refused: Go drops them. A
-         * payload larger than any window we could grant is still a lie. */
-        if (h->type == BW_MUX_TYPE_DATA && h->length > m->cfg.max_window)
-            fail(m, "data frame of %u bytes for unknown stream %u", h->length, h->stream_id);
-        else if (h->type == BW_MUX_TYPE_DATA)
-            start_payload(m, h);
-        return;
-    }
-    if ((h->flags & BW_MUX_FLAG_ACK) && s->state == ST_SYN_SENT)
-        s->state = ST_ESTABLISHED;
-    if (h->flags & BW_MUX_FLAG_RST) {
-        s->state = ST_RESET;
-        stream_finish(s, BW_ECONNRESET);
-        if (h->type == BW_MUX_TYPE_DATA)
-            start_payload(m, h);
-        return;
-    }
-    if (check_stream_frame(m, s, h) < 0)
-        return;
-    if (h->type == BW_MUX_TYPE_WINDOW_UPDATE && add_send_window(s, h->length) < 0)
-        return;
-    if (syn)
-        accept_stream(m, s);
-    if (h->type == BW_MUX_TYPE_DATA) {
-        stream_data_frame(m, s, h);
-        return;
-    }
-    if ((h->flags & BW_MUX_FLAG_FIN) && !s->finished)
-        remote_fin(s);
-    flush(m);
-}
-
-static void ping_frame(bw_mux_t *m, const bw_mux_header_t *h)
-{
-    if (h->flags & BW_MUX_FLAG_SYN) {
-        send_ctrl(m, BW_MUX_TYPE_PING, BW_MUX_FLAG_ACK, 0, h->length);
-        return;
-    }
-    if (!(h->flags & BW_MUX_FLAG_ACK) || !m->ping_out || h->length != m->ping_id)
-        return;
-    m->ping_out = false;
-    m->last_pong_ns = now_ns(m);
-    m->rtt_ns = m->last_pong_ns - m->ping_sent_ns;
-    if (m->cbs.on_pong)
-        m->cbs.on_pong(m->ud, m->rtt_ns);
-}
-
-static void go_away_frame(bw_mux_t *m, const bw_mux_header_t *h)
-{
-    m->remote_go_away = true;
-    if (m->cbs.on_go_away)
-        m->cbs.on_go_away(m->ud, h->length);
-}
-
-static void handle_header(bw_mux_t *m, const uint8_t *p)
-{
-    bw_mux_header_t h;
-    if (bw_mux_header_decode(p, &h) < 0) {
-        if (h.version != BW_MUX_VERSION)
-            fail(m, "unsupported yamux version %u", h.version);
-        else
-            fail(m, "unknown frame type %u", h.type);
-        return;
-    }
-    bool session = h.type == BW_MUX_TYPE_PING || h.type == BW_MUX_TYPE_GO_AWAY;
-    if (session != (h.stream_id == 0)) {
-        fail(m, "frame type %u on stream %u", h.type, h.stream_id);
-        return;
-    }
-    if (h.type == BW_MUX_TYPE_PING)
-        ping_frame(m, &h);
-    else if (h.type == BW_MUX_TYPE_GO_AWAY)
-        go_away_frame(m, &h);
-    else
-        stream_frame(m, &h);
-}
-
-static size_t take_payload(bw_mux_t *m, const uint8_t *p, size_t len)
-{
-    size_t n = len < m->payload_left ? len : m->payload_left;
-    m->payload_left -= (uint32_t)n;
-    bw_mux_stream_t *s = lookup(m, m->cur_id);
-    if (s)
-        deliver(s, p, n);
-    if (m->payload_left == 0 && !m->failed)
-        frame_done(m);
-    return n;
-}
-
-static size_t take_header(bw_mux_t *m, const uint8_t *p, size_t len)
-{
-    if (m->hlen == 0 && len >= BW_MUX_HEADER_SIZE) {
-        handle_header(m, p);
-        return BW_MUX_HEADER_SIZE;
-    }
-    size_t n = BW_MUX_HEADER_SIZE - m->hlen;
-    if (n > len)
-        n = len;
-    memcpy(m->hbuf + m->hlen, p, n);
-    m->hlen += n;
-    if (m->hlen == BW_MUX_HEADER_SIZE) {
-        m->hlen = 0;
-        handle_header(m, m->hbuf);
-    }
-    return n;
-}
-
-int bw_mux_input(bw_mux_t *m, const uint8_t *data, size_t len)
-{
-    if (m->failed)
-        return BW_EPROTO;
-    enter(m);
-    while (len > 0 && !m->failed) {
-        size_t n = m->payload_left > 0 ? take_payload(m, data, len) : take_header(m, data, len);
-        data += n;
-        len -= n;
-    }
-    leave(m);
-    return m->failed ? BW_EPROTO : 0;
 }
 
 /* ---- session API ---- */
@@ -738,7 +233,7 @@ bw_mux_t *bw_mux_new(const bw_mux_config_t *cfg, const bw_mux_callbacks_t *cbs, 
         free(m);
         return NULL;
     }
-    m->last_pong_ns = now_ns(m);
+    m->last_pong_ns = bw__mux_now_ns(m);
     return m;
 }
 
@@ -746,20 +241,20 @@ void bw_mux_free(bw_mux_t *m)
 {
     if (!m)
         return;
-    enter(m);
+    bw__mux_enter(m);
     m->freeing = true;
     m->local_go_away = true;
     for (size_t i = 0; i < m->nbuckets; i++)
         while (m->buckets[i])
-            stream_finish(m->buckets[i], BW_ECONNABORTED);
-    leave(m);
+            bw__mux_stream_finish(m->buckets[i], BW_ECONNABORTED);
+    bw__mux_leave(m);
     free(m->buckets);
     free(m);
 }
 
 void bw_mux_transport_drained(bw_mux_t *m)
 {
-    flush(m);
+    bw__mux_flush(m);
 }
 
 const char *bw_mux_error(const bw_mux_t *m)
@@ -774,14 +269,14 @@ int bw_mux_ping(bw_mux_t *m)
     /* One ping in flight: a newer one supersedes it, its pong is ignored. */
     m->ping_id++;
     m->ping_out = true;
-    m->ping_sent_ns = now_ns(m);
-    send_ctrl(m, BW_MUX_TYPE_PING, BW_MUX_FLAG_SYN, 0, m->ping_id);
+    m->ping_sent_ns = bw__mux_now_ns(m);
+    bw__mux_send_ctrl(m, BW_MUX_TYPE_PING, BW_MUX_FLAG_SYN, 0, m->ping_id);
     return m->send_dead ? BW_EPIPE : 0;
 }
 
 uint64_t bw_mux_since_pong(const bw_mux_t *m)
 {
-    return now_ns(m) - m->last_pong_ns;
+    return bw__mux_now_ns(m) - m->last_pong_ns;
 }
 
 uint64_t bw_mux_rtt(const bw_mux_t *m)
@@ -794,7 +289,7 @@ int bw_mux_go_away(bw_mux_t *m, uint32_t code)
     if (m->failed || m->send_dead)
         return BW_EPIPE;
     m->local_go_away = true;
-    send_ctrl(m, BW_MUX_TYPE_GO_AWAY, 0, 0, code);
+    bw__mux_send_ctrl(m, BW_MUX_TYPE_GO_AWAY, 0, 0, code);
     return m->send_dead ? BW_EPIPE : 0;
 }
 
@@ -810,13 +305,13 @@ bw_mux_stream_t *bw_mux_stream_open(bw_mux_t *m)
     if (m->failed || m->send_dead || m->freeing || m->local_go_away || m->remote_go_away ||
         m->ids_exhausted || m->count >= m->cfg.max_streams)
         return NULL;
-    bw_mux_stream_t *s = stream_new(m, m->next_id, ST_SYN_SENT);
+    bw_mux_stream_t *s = bw__mux_stream_new(m, m->next_id, ST_SYN_SENT);
     if (!s)
         return NULL;
     if (m->next_id > UINT32_MAX - 2)
         m->ids_exhausted = true;
     m->next_id += 2;
-    send_ctrl(m, BW_MUX_TYPE_WINDOW_UPDATE, BW_MUX_FLAG_SYN, s->id, 0);
+    bw__mux_send_ctrl(m, BW_MUX_TYPE_WINDOW_UPDATE, BW_MUX_FLAG_SYN, s->id, 0);
     return s;
 }
 
@@ -832,109 +327,6 @@ void bw_mux_stream_set_callbacks(bw_mux_stream_t *s, const bw_mux_stream_cbs_t *
 uint32_t bw_mux_stream_id(const bw_mux_stream_t *s)
 {
     return s->id;
-}
-
-/* Frame straight from the caller's buffer while window and transport allow;
- * returns the bytes sent. */
-static size_t write_direct(bw_mux_stream_t *s, const uint8_t *p, size_t len)
-{
-    size_t done = 0;
-    while (done < len && s->send_window > 0 && transport_ok(s->m)) {
-        const void *seg = p + done;
-        size_t n = frame_budget(s, len - done);
-        send_frame(s->m, BW_MUX_TYPE_DATA, take_flags(s), s->id, (uint32_t)n, &seg, &n, 1);
-        s->send_window -= (uint32_t)n;
-        done += n;
-    }
-    return done;
-}
-
-int bw_mux_stream_write(bw_mux_stream_t *s, const void *data, size_t len)
-{
-    if (!can_write(s))
-        return BW_EPIPE;
-    bw_mux_t *m = s->m;
-    size_t done = 0;
-    int rc = 0;
-    /* Queued streams go first, or a busy writer would starve them. */
-    if (s->pending.bytes == 0 && bw_list_empty(&m->queue))
-        done = write_direct(s, data, len);
-    if (done < len) {
-        rc = bw_chunkq_push(&s->pending, (const uint8_t *)data + done, len - done, CHUNK_MIN);
-        schedule(s);
-    }
-    if (rc == 0 && s->pending.bytes > m->cfg.stream_hwm) {
-        s->want_drain = true;
-        rc = BW_EAGAIN;
-    }
-    return rc;
-}
-
-size_t bw_mux_stream_pending(const bw_mux_stream_t *s)
-{
-    return s->pending.bytes;
-}
-
-void bw_mux_stream_consumed(bw_mux_stream_t *s, size_t len)
-{
-    if (s->finished || s->released)
-        return;
-    if (len > s->unconsumed)
-        len = s->unconsumed;
-    s->unconsumed -= len;
-    enter(s->m);
-    credit_window(s, len);
-    leave(s->m);
-}
-
-int bw_mux_stream_shutdown(bw_mux_stream_t *s)
-{
-    if (s->finished || s->state == ST_RESET || s->m->failed)
-        return BW_EPIPE;
-    if (s->shut_wr)
-        return 0;
-    s->shut_wr = true;
-    if (s->pending.bytes == 0) {
-        enter(s->m);
-        send_fin(s);
-        leave(s->m);
-    }
-    return 0;
-}
-
-void bw_mux_stream_close(bw_mux_stream_t *s)
-{
-    bw_mux_t *m = s->m;
-    if (s->released)
-        return;
-    enter(m);
-    /* Released first: a FIN that completes the close must not call back. */
-    s->released = true;
-    (void)bw_mux_stream_shutdown(s);
-    /* Bytes the application will never consume: keep the peer moving. */
-    size_t left = s->unconsumed;
-    s->unconsumed = 0;
-    if (left > 0)
-        credit_window(s, left);
-    if (s->state == ST_CLOSED)
-        stream_finish(s, 0);
-    leave(m);
-}
-
-void bw_mux_stream_reset(bw_mux_stream_t *s)
-{
-    bw_mux_t *m = s->m;
-    if (s->finished) {
-        s->released = true;
-        return;
-    }
-    enter(m);
-    s->released = true;
-    uint16_t flags = take_flags(s) | BW_MUX_FLAG_RST;
-    send_ctrl(m, BW_MUX_TYPE_WINDOW_UPDATE, flags, s->id, 0);
-    s->state = ST_RESET;
-    stream_finish(s, 0);
-    leave(m);
 }
 
 uint32_t bw_mux_stream_recv_window_max(const bw_mux_stream_t *s)
