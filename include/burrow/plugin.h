@@ -456,6 +456,17 @@ typedef const bw_plugin_t *(*bw_plugin_entry_fn)(void);
 #define BW_PLUGIN_HEADER                                                                           \
     .abi_major = BW_PLUGIN_ABI_MAJOR, .abi_minor = BW_PLUGIN_ABI_MINOR,                            \
     .struct_size = sizeof(bw_plugin_t), .option_size = sizeof(bw_option_t)
+/* First line of a plugin's init: refuse a host of another major ABI, with
+ * a message, as the loader refuses such plugins (SQLite's
+ * SQLITE_EXTENSION_INIT2 plays this part). */
+#define BW_PLUGIN_INIT_CHECK(host, err)                                                            \
+    do {                                                                                           \
+        if ((host)->abi_major != BW_PLUGIN_ABI_MAJOR) {                                            \
+            (host)->error_set((err), "host speaks ABI %u, plugin needs %d",                        \
+                              (unsigned)(host)->abi_major, BW_PLUGIN_ABI_MAJOR);                   \
+            return BW_EABI;                                                                        \
+        }                                                                                          \
+    } while (0)
 #define BW_PLUGIN_DEFINE(descriptor)                                                               \
     BW_PLUGIN_EXPORT const bw_plugin_t *bw_plugin_entry(void);                                     \
     const bw_plugin_t *bw_plugin_entry(void)                                                       \

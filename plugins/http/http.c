@@ -77,11 +77,7 @@ static const bw_option_t http_options[] = {
 
 static int http_init(const bw_host_t *host, void **state, bw_error_t *err)
 {
-    if (host->abi_major != BW_PLUGIN_ABI_MAJOR) {
-        host->error_set(err, "host speaks ABI %u, plugin needs %d", host->abi_major,
-                        BW_PLUGIN_ABI_MAJOR);
-        return BW_EABI;
-    }
+    BW_PLUGIN_INIT_CHECK(host, err);
     H = host;
     *state = NULL;
     return 0;

@@ -42,11 +42,7 @@ static int ex_init(const bw_host_t *host, void **state, bw_error_t *err)
 {
     /* The major version must match; newer host slots are checked with
      * BW_HOST_HAS(host, slot) before use. */
-    if (host->abi_major != BW_PLUGIN_ABI_MAJOR) {
-        host->error_set(err, "built for ABI %d, host speaks %u", BW_PLUGIN_ABI_MAJOR,
-                        host->abi_major);
-        return BW_EABI;
-    }
+    BW_PLUGIN_INIT_CHECK(host, err);
     H = host;
     *state = NULL;
     return 0;
