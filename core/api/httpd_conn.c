@@ -79,10 +79,14 @@ static void write_done(uv_write_t *w, int status)
     c->wq -= wr->len;
     free(wr->buf);
     free(wr);
-    if (status < 0)
+    if (status < 0) {
         bw__httpd_conn_close(c);
-    else if (!c->closing && c->s.out_blocked && c->wq < BW_STREAM_LWM)
+    } else if (!c->closing && c->s.out_blocked && c->wq < BW_STREAM_LWM) {
+        /* Clear the flag before driving: conn_drive resumes reading only
+         * when it is clear, and nothing else would clear it. */
+        c->s.out_blocked = 0;
         conn_drive(c);
+    }
 }
 
 static void conn_write(sess_t *s, char *buf, size_t len)

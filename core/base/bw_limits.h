@@ -36,4 +36,8 @@
  * often, so the kernel starts sending while the rest is encrypted. */
 #define BW_TLS_FLUSH_EVERY (256u * 1024u)
 
+/* Log records waiting for a pipe, socket or terminal that does not take them
+ * now (base/log.c); records beyond it are dropped and counted. */
+#define BW_LOG_QUEUE_MAX (256u * 1024u)
+
 #endif /* BW_CORE_LIMITS_H */

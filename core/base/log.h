@@ -6,6 +6,12 @@
  *   bw_log(BW_LOG_INFO, "started tunnel", "obj", "tunnels", "name", name, NULL);
  * Each record is written with a single write(2), so lines from concurrent
  * processes sharing a file never interleave.
+ *
+ * Logging never blocks the caller on a pipe, socket or terminal whose reader
+ * has stopped: those are written without blocking, what they do not take
+ * waits in a queue of at most BW_LOG_QUEUE_MAX bytes, records that do not
+ * fit are dropped, and once the queue has drained one record says
+ * `msg="dropped N log lines" obj=log`. A regular file is written blocking.
  */
 #ifndef BW_CORE_LOG_H
 #define BW_CORE_LOG_H
@@ -30,6 +36,19 @@ int bw_log_parse_format(const char *s);
 int bw_log_open(const char *target, bw_log_format_t format, bw_log_level_t level);
 /* Close a file target; records are discarded afterwards. */
 void bw_log_close(void);
+
+struct uv_loop_s;
+
+/* Drain the queue of a pipe, socket or terminal target from `loop` when it
+ * becomes writable (without it the queue drains on the next record and at
+ * bw_log_close). No-op for other targets. Returns 0 or a negative libuv
+ * error. Call on the loop thread, after bw_log_open; detach before the
+ * target is closed or reopened. */
+int bw_log_attach_loop(struct uv_loop_s *loop);
+/* Close the handles bw_log_attach_loop made (the loop must run once more to
+ * finish closing them); records queue again until the next one or
+ * bw_log_close. */
+void bw_log_detach_loop(void);
 
 /* Is a record at `level` written? Use it to skip building costly context. */
 int bw_log_enabled(bw_log_level_t level);

@@ -34,6 +34,7 @@
 #define BW_CAPTURE_DEFAULT_DB_SIZE 52428800 /* inspect_db_size 0 */
 #define BW_CAPTURE_DEFAULT_MAX_RAW 10485760 /* per entry and direction */
 #define BW_CAPTURE_DEFAULT_LIMIT   100      /* list limit 0 */
+#define BW_CAPTURE_MAX_LIMIT       1000     /* a larger list limit means this */
 #define BW_CAPTURE_ID_LEN          32       /* "airt_" + 27, without NUL */
 
 typedef struct bw_capture_store bw_capture_store_t;
@@ -56,7 +57,7 @@ typedef enum bw_capture_req {
 
 /* List query (GET /api/requests/http). NULL strings do not filter. */
 typedef struct bw_capture_filter {
-    size_t limit;            /* 0 means BW_CAPTURE_DEFAULT_LIMIT */
+    size_t limit;            /* 0 means BW_CAPTURE_DEFAULT_LIMIT; at most BW_CAPTURE_MAX_LIMIT */
     const char *tunnel_name; /* exact match */
     const char *remote_addr; /* exact match */
 } bw_capture_filter_t;

@@ -246,6 +246,11 @@ static int matches(const bw_capture_t *e, const bw_capture_filter_t *f)
 json_t *bw_capture_store_list_json(const bw_capture_store_t *s, const bw_capture_filter_t *f)
 {
     size_t limit = f && f->limit ? f->limit : BW_CAPTURE_DEFAULT_LIMIT, n = 0;
+    /* The body is built whole on the loop thread: an unbounded limit over a
+     * store of many small entries stalls every tunnel while it is built,
+     * and the heap it grew stays with the process. */
+    if (limit > BW_CAPTURE_MAX_LIMIT)
+        limit = BW_CAPTURE_MAX_LIMIT;
     json_t *arr = json_array();
     for (size_t i = bw_capture_store_count(s); arr && i > 0 && n < limit; i--) {
         const bw_capture_t *e = bw__capture_ring_at(s, i - 1);

@@ -301,10 +301,15 @@ static int run(const cli_t *c, const bw_config_t *cfg, const char *used, json_t 
     uv_loop_t *loop = uv_default_loop();
     if (open_log(c, cfg) != 0)
         return 1;
+    /* A stdout whose reader stops must not stop the loop: the log drains
+     * from it when the pipe takes more. */
+    bw_log_attach_loop(loop);
     log_config_lines(c, cfg, used);
     bw_io_t *io = bw_io_new(loop);
     if (!io) {
         fail("out of memory");
+        bw_log_detach_loop();
+        uv_run(loop, UV_RUN_DEFAULT);
         bw_log_close();
         return 1;
     }
@@ -367,6 +372,7 @@ out_reg:
     bw_host_set_io(NULL);
     bw_io_free(io);
     bw_stream_tls_done();
+    bw_log_detach_loop();
     uv_walk(loop, close_walk, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     bw_registry_free(reg);

@@ -7,6 +7,7 @@ whose local side is dialled over TLS (option upstream_tls) and whose every
 connection is captured as one exchange (client bytes = request, service
 bytes = response). HTTP-specific capture contents are the http plugin's."""
 import base64
+import http.client
 import json
 import os
 import socket
@@ -300,6 +301,26 @@ def test_capture_list_get_filter_and_downloads(captured):
     assert st == 204 and requests(a) == []
     st, _, raw = call(a.web, "GET", "/inspect/http/%s/request" % e["id"], raw=True)
     assert st == 404
+
+
+def test_keepalive_after_a_large_answer(captured):
+    # An answer over the API server's 256 KiB write high-water mark stops
+    # reading the connection until it drains; the next request on the same
+    # connection must still be answered, not left to the 60 s idle timer.
+    a, _ = captured
+    big = os.urandom(MiB)
+    assert exchange(a.ports["web"], big)[0] == big
+    e = wait_requests(a, 1)[0]
+    c = http.client.HTTPConnection(a.web[0], a.web[1], timeout=H.t(10))
+    sizes = []
+    for path in ("/inspect/http/%s/request" % e["id"], "/api/requests/http",
+                 "/api/requests/http/" + e["id"], "/api"):
+        c.request("GET", path)
+        r = c.getresponse()
+        sizes.append(len(r.read()))
+        assert r.status == 200, path
+    c.close()
+    assert sizes[0] == MiB and sizes[1] > 2 * MiB and sizes[2] > 2 * MiB
 
 
 def test_replay_as_is_on_other_tunnel_and_with_modifications(captured):

@@ -25,6 +25,16 @@ def test_page_is_served(api_addr, path):
     assert b"No requests to display yet" in body
 
 
+@pytest.mark.parametrize("path", ["/", "/inspect/http", "/status"])
+def test_pages_refuse_framing(api_addr, path):
+    # Replay and Clear Requests are one click away on the page: another
+    # site must not be able to frame it and trick a click onto them.
+    st, hdrs, _ = call(api_addr, "GET", path, headers={"Accept": "text/html"}, raw=True)
+    assert st in (200, 302)
+    assert hdrs.get("X-Frame-Options") == "DENY"
+    assert hdrs.get("Content-Security-Policy") == "frame-ancestors 'none'"
+
+
 def test_page_uses_only_existing_api_routes(api_addr, tmp_path):
     _, _, body = call(api_addr, "GET", "/inspect/http", raw=True)
     script = re.search(rb"<script>(.*)</script>", body, re.S).group(1)

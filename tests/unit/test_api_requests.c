@@ -182,6 +182,63 @@ static void list_order_limit_filters(void **state)
     env_free(e);
 }
 
+typedef struct grow {
+    char *p;
+    size_t len;
+} grow_t;
+
+static void collect_grow(void *ud, const char *data, size_t len)
+{
+    grow_t *g = ud;
+    g->p = realloc(g->p, g->len + len + 1);
+    assert_non_null(g->p);
+    memcpy(g->p + g->len, data, len);
+    g->len += len;
+    g->p[g->len] = '\0';
+}
+
+/* GET path; returns the number of entries listed and the body's size. */
+static size_t list_big(env_t *e, const char *path, size_t *body_len)
+{
+    char req[512];
+    grow_t g = {0};
+    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+             path);
+    bw__httpd_sess_t *s = bw__httpd_sess_new(e->h, collect_grow, &g);
+    bw__httpd_sess_feed(s, req, strlen(req));
+    bw__httpd_sess_free(s);
+    assert_non_null(g.p);
+    assert_non_null(strstr(g.p, "HTTP/1.1 200 "));
+    const char *body = strstr(g.p, "\r\n\r\n");
+    assert_non_null(body);
+    *body_len = g.len - (size_t)(body + 4 - g.p);
+    json_t *j = parse(body + 4);
+    size_t n = json_array_size(json_object_get(j, "requests"));
+    json_decref(j);
+    free(g.p);
+    return n;
+}
+
+static void list_limit_is_capped(void **state)
+{
+    /* A huge limit must not build a body the size of the whole store: the
+     * listing stops at BW_CAPTURE_MAX_LIMIT entries. */
+    env_t *e = env_new(0);
+    size_t len, len_max;
+    for (int i = 0; i < BW_CAPTURE_MAX_LIMIT + 50; i++)
+        bw_capture_end(add(e, "a", "10.0.0.1", "GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 200 OK\r\n\r\n",
+                           BW_CAPTURE_REQ_DONE),
+                       1);
+    assert_int_equal(list_big(e, "/api/requests/http?limit=1000000", &len), BW_CAPTURE_MAX_LIMIT);
+    assert_int_equal(list_big(e, "/api/requests/http?limit=2147483647", &len),
+                     BW_CAPTURE_MAX_LIMIT);
+    assert_int_equal(list_big(e, "/api/requests/http?limit=1000", &len_max), BW_CAPTURE_MAX_LIMIT);
+    assert_int_equal(len, len_max);
+    assert_int_equal(list_big(e, "/api/requests/http?limit=999", &len), 999);
+    assert_true(len < len_max);
+    env_free(e);
+}
+
 static void get_and_delete(void **state)
 {
     env_t *e = env_new(0);
@@ -359,11 +416,9 @@ static void host_capture_slots(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(list_order_limit_filters),
-        cmocka_unit_test(get_and_delete),
-        cmocka_unit_test(replay_errors),
-        cmocka_unit_test(inspect_downloads),
-        cmocka_unit_test(host_capture_slots),
+        cmocka_unit_test(list_order_limit_filters), cmocka_unit_test(list_limit_is_capped),
+        cmocka_unit_test(get_and_delete),           cmocka_unit_test(replay_errors),
+        cmocka_unit_test(inspect_downloads),        cmocka_unit_test(host_capture_slots),
     };
     bw_log_open("false", BW_LOGFMT_LOGFMT, BW_LOG_CRIT);
     bw_io_t *io = bw_io_new(uv_default_loop());

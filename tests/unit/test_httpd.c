@@ -64,6 +64,8 @@ typedef struct job {
     int check_close;  /* then wait for the server to close */
     int hangup_ms;    /* >0: close this long after sending, read nothing */
     const char *req2; /* then sent on the same connection, for one more response */
+    int sink;         /* skip the first response (any size) and keep the rest */
+    size_t sunk;      /* body bytes of the skipped response */
     char buf[256 * 1024];
     size_t got;
     int closed;
@@ -96,6 +98,36 @@ static int count_responses(const char *buf, size_t len)
     }
 }
 
+/* Read and drop one response with a Content-Length; 0, or -1 if the
+ * connection ends first. Bytes after it stay in j->buf. */
+static int sink_response(int fd, job_t *j)
+{
+    const char *end;
+    while (!(end = memmem(j->buf, j->got, "\r\n\r\n", 4))) {
+        ssize_t n = recv(fd, j->buf + j->got, sizeof j->buf - j->got - 1, 0);
+        if (n <= 0)
+            return -1;
+        j->got += (size_t)n;
+    }
+    size_t head = (size_t)(end - j->buf) + 4;
+    const char *cl = memmem(j->buf, head, "Content-Length: ", 16);
+    size_t left = cl ? strtoul(cl + 16, NULL, 10) : 0;
+    j->sunk = left;
+    size_t have = j->got - head;
+    size_t drop = have < left ? have : left;
+    memmove(j->buf, j->buf + head + drop, have - drop);
+    j->got = have - drop;
+    left -= drop;
+    char tmp[65536];
+    while (left > 0) {
+        ssize_t n = recv(fd, tmp, left < sizeof tmp ? left : sizeof tmp, 0);
+        if (n <= 0)
+            return -1;
+        left -= (size_t)n;
+    }
+    return 0;
+}
+
 static void *client_main(void *arg)
 {
     job_t *j = arg;
@@ -111,6 +143,10 @@ static void *client_main(void *arg)
         goto out;
     if (j->hangup_ms) {
         usleep((useconds_t)j->hangup_ms * 1000);
+        goto out;
+    }
+    if (j->sink && sink_response(fd, j) != 0) {
+        j->closed = 1;
         goto out;
     }
     while (count_responses(j->buf, j->got) < j->nresp) {
@@ -227,6 +263,17 @@ static void h_delete(bw_httpd_req_t *req, void *ud)
     bw_httpd_respond(req, 204, NULL, NULL, 0, NULL);
 }
 
+/* An answer of BIG_LEN bytes: far over the write queue's high-water mark. */
+#define BIG_LEN (1024u * 1024u)
+
+static void h_big(bw_httpd_req_t *req, void *ud)
+{
+    char *body = malloc(BIG_LEN);
+    memset(body, 'x', BIG_LEN);
+    bw_httpd_respond(req, 200, "application/octet-stream", body, BIG_LEN, NULL);
+    free(body);
+}
+
 static void h_path(bw_httpd_req_t *req, void *ud)
 {
     const char *p = bw_httpd_req_path(req);
@@ -289,6 +336,7 @@ static int start_server(const bw_httpd_cfg_t *cfg)
     bw_httpd_route(srv, "GET", "/slow", 0, h_later, (void *)(uintptr_t)80);
     bw_httpd_route(srv, "GET", "/slow2", 0, h_later, (void *)(uintptr_t)20);
     bw_httpd_route(srv, "GET", "/metrics", 0, h_path, NULL);
+    bw_httpd_route(srv, "GET", "/big", 0, h_big, NULL);
     return 0;
 }
 
@@ -437,6 +485,31 @@ static void test_keepalive(void **state)
     assert_int_equal(count_responses(j->buf, j->got), 2);
     assert_non_null(strstr(j->buf, "\r\n\r\n/fastHTTP/1.1 200 OK\r\n"));
     assert_non_null(strstr(j->buf, "{\"tunnels\":[],\"uri\":\"/api/tunnels\"}\n"));
+    free(j);
+}
+
+static void test_keepalive_after_large_answer(void **state)
+{
+    /* An answer over the write queue's high-water mark stops reading until
+     * it drains; once it has, the next request on the connection must be
+     * read and answered, not left to the idle timer. */
+    job_t *j = job_new("GET /big HTTP/1.1\r\n" HOST "\r\n", 0);
+    j->sink = 1;
+    j->req2 = "GET /fast HTTP/1.1\r\n" HOST "\r\n";
+    run_job(j);
+    assert_int_equal(j->sunk, BIG_LEN);
+    assert_false(j->closed);
+    assert_int_equal(count_responses(j->buf, j->got), 1);
+    assert_non_null(strstr(j->buf, "\r\n\r\n/fast"));
+    free(j);
+
+    /* The same with the second request pipelined behind the first. */
+    j = job_new("GET /big HTTP/1.1\r\n" HOST "\r\nGET /fast HTTP/1.1\r\n" HOST "\r\n", 1);
+    j->sink = 1;
+    run_job(j);
+    assert_int_equal(j->sunk, BIG_LEN);
+    assert_false(j->closed);
+    assert_non_null(strstr(j->buf, "\r\n\r\n/fast"));
     free(j);
 }
 
@@ -819,6 +892,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_415_form_post, setup, teardown),
         cmocka_unit_test_setup_teardown(test_406, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keepalive_after_large_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_async_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_header_too_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_body_too_large, setup, teardown),

@@ -8,6 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+
 #include <cmocka.h>
 
 #include "log.h"
@@ -105,6 +109,71 @@ static void writes_to_file_target(void **state)
     assert_true(bw_log_open("/nonexistent-dir/x.log", BW_LOGFMT_LOGFMT, BW_LOG_INFO) < 0);
 }
 
+/* Read what the FIFO holds now onto the end of *all (grown as needed). */
+static void drain(int rd, char **all, size_t *len)
+{
+    char tmp[65536];
+    ssize_t n;
+    while ((n = read(rd, tmp, sizeof tmp)) > 0) {
+        *all = realloc(*all, *len + (size_t)n + 1);
+        assert_non_null(*all);
+        memcpy(*all + *len, tmp, (size_t)n);
+        *len += (size_t)n;
+        (*all)[*len] = '\0';
+    }
+}
+
+static size_t count(const char *s, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = s; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+static void full_pipe_drops_and_counts(void **state)
+{
+    /* A reader that stops must not stop the writer: records past the pipe
+     * and a bounded queue are dropped, and once the pipe drains a line says
+     * how many. Every record is either delivered or counted. */
+    enum { N = 4000 };
+    char dir[] = "/tmp/bwlogXXXXXX", path[64], pad[201];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/fifo", dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    int rd = open(path, O_RDONLY | O_NONBLOCK);
+    assert_true(rd >= 0);
+    assert_int_equal(bw_log_open(path, BW_LOGFMT_LOGFMT, BW_LOG_INFO), 0);
+    memset(pad, 'p', sizeof pad - 1);
+    pad[sizeof pad - 1] = '\0';
+    alarm(60); /* a blocking write would hang here: fail instead */
+    for (int i = 0; i < N; i++)
+        bw_log(BW_LOG_INFO, "flood", "pad", pad, NULL);
+    alarm(0);
+    char *all = NULL;
+    size_t len = 0;
+    int calls = 0;
+    for (; calls < 1000 && !strstr(all ? all : "", "msg=after"); calls++) {
+        drain(rd, &all, &len);
+        bw_log(BW_LOG_INFO, "after", NULL); /* flushes the queue first */
+    }
+    drain(rd, &all, &len);
+    const char *d = strstr(all, "msg=\"dropped ");
+    assert_non_null(d);
+    assert_non_null(strstr(d, " log lines\" obj=log\n"));
+    unsigned long dropped = 0;
+    for (const char *p = d; p; p = strstr(p + 1, "msg=\"dropped "))
+        dropped += strtoul(p + strlen("msg=\"dropped "), NULL, 10);
+    assert_true(dropped > 0);
+    assert_int_equal(count(all, "msg=flood ") + count(all, "msg=after") + dropped, N + calls);
+    assert_true(strstr(all, "msg=after") > d); /* one gap, and the count marks it */
+    free(all);
+    bw_log_close();
+    close(rd);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     setenv("TZ", "UTC", 1);
@@ -116,6 +185,7 @@ int main(void)
         cmocka_unit_test(term_pads_message),
         cmocka_unit_test(truncates_without_overflow),
         cmocka_unit_test(writes_to_file_target),
+        cmocka_unit_test(full_pipe_drops_and_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
