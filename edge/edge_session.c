@@ -60,16 +60,45 @@ static int client_known(bw_edge_t *e, const char *cid, const char *token)
     return 0;
 }
 
+/* Answer the Auth with `why` and hang up once the answer had time to leave. */
+static void refuse_auth(edge_session_t *s, const char *why)
+{
+    send_msg(s, bw_msg_auth_resp("", BW_VERSION, why));
+    s->ending = 1;
+    uv_timer_start(&s->timer, close_later, CLOSE_DELAY_MS, 0);
+}
+
+/* The protocol major is the agent version's leading number (protocol.md §9):
+ * anything else, or a major this edge does not speak, is refused before the
+ * token is even looked at, so a future agent learns why instead of failing
+ * later on messages it expects us to understand. */
+static int version_ok(const char *version)
+{
+    char *end;
+    if (*version < '0' || *version > '9')
+        return 0;
+    unsigned long major = strtoul(version, &end, 10);
+    return major == BW_PROTO_MAJOR && (*end == '\0' || *end == '.');
+}
+
 static void on_auth(edge_session_t *s, const json_t *m)
 {
     bw_edge_t *e = s->e;
     const char *token = bw_msg_str(m, "token"), *cid = bw_msg_str(m, "client_id");
+    const char *version = bw_msg_str(m, "version");
+    if (!version_ok(version)) {
+        char why[BW_PROTO_MAX_STR + 64];
+        snprintf(why, sizeof why, "unsupported protocol version \"%s\" (this edge speaks %d)",
+                 version, BW_PROTO_MAJOR);
+        bw_log(BW_LOG_WARN, "unsupported protocol version", "obj", "session", "id", s->id, "r",
+               s->peer, "version", version, NULL);
+        refuse_auth(s, why);
+        return;
+    }
     if (!token_ok(e, token)) {
         bw_log(BW_LOG_WARN, "authentication failed", "obj", "session", "id", s->id, "r", s->peer,
                NULL);
-        send_msg(s, bw_msg_auth_resp("", BW_VERSION, "invalid authtoken"));
-        s->ending = 1;
-        uv_timer_start(&s->timer, close_later, CLOSE_DELAY_MS, 0);
+        refuse_auth(s, "invalid authtoken");
         return;
     }
     s->token = bw_strdup(token);
@@ -349,6 +378,17 @@ static void on_stream(bw_link_t *l, void *ud, bw_mux_stream_t *ms)
     if (s->ctl || s->ending) {
         /* Only the control stream may be opened by an agent. */
         bw_mux_stream_reset(ms);
+        return;
+    }
+    if (bw_mux_stream_id(ms) != BW_PROTO_CONTROL_STREAM) {
+        /* protocol.md §1: the control stream is the agent's first, id 1.
+         * Taking another one as control would let two implementations
+         * disagree about which stream carries Auth. */
+        char why[96];
+        snprintf(why, sizeof why, "control stream must be stream %d, agent opened stream %lu first",
+                 BW_PROTO_CONTROL_STREAM, (unsigned long)bw_mux_stream_id(ms));
+        bw_mux_stream_reset(ms);
+        protocol_error(s, why);
         return;
     }
     s->ctl = ms;

@@ -409,6 +409,32 @@ static void test_bad_token_refused(void **state)
     assert_int_equal(json_array_size(fx->a.msgs), 1);
 }
 
+/* protocol.md §9: a major this edge does not speak is refused with a
+ * clear AuthResp error, and the edge hangs up; the speakable major passes
+ * whatever its minor. */
+static void test_unknown_major_refused(void **state)
+{
+    fixture_t *fx = *state;
+    agent_start(fx, &fx->a);
+    send_msg(&fx->a, bw_msg_auth(TOKEN, "", "99.0.0"));
+    const json_t *r = next_msg(fx, &fx->a, "AuthResp");
+    assert_int_equal(bw_msg_type(r), BW_MSG_AUTH_RESP);
+    assert_non_null(strstr(bw_msg_str(r, "error"), "unsupported protocol version \"99.0.0\""));
+    assert_string_equal(bw_msg_str(r, "client_id"), "");
+    run_until(fx, is_closed, &fx->a, "the edge to close a session of an unknown major");
+    assert_int_equal(json_array_size(fx->a.msgs), 1);
+
+    agent_start(fx, &fx->b);
+    send_msg(&fx->b, bw_msg_auth(TOKEN, "", "not-a-version"));
+    r = next_msg(fx, &fx->b, "AuthResp");
+    assert_non_null(strstr(bw_msg_str(r, "error"), "unsupported protocol version"));
+
+    agent_start(fx, &fx->c);
+    send_msg(&fx->c, bw_msg_auth(TOKEN, "", "0.99.7"));
+    r = next_msg(fx, &fx->c, "AuthResp");
+    assert_string_equal(bw_msg_str(r, "error"), "");
+}
+
 /* A refused session's further messages are not answered. */
 static void test_bind_after_refusal_ignored(void **state)
 {
@@ -603,6 +629,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_auth_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_token_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_major_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_after_refusal_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_before_auth_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_auth_closes, setup, teardown),
