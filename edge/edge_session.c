@@ -101,7 +101,16 @@ static void on_auth(edge_session_t *s, const json_t *m)
         refuse_auth(s, "invalid authtoken");
         return;
     }
+    /* Without its own copy of the token the session could neither be
+     * resumed nor compared against reservations: fail it as internal. */
     s->token = bw_strdup(token);
+    if (!s->token) {
+        if (s->link)
+            bw_link_close(s->link, BW_MUX_GOAWAY_INTERNAL_ERROR);
+        s->link = NULL;
+        bw__edge_session_end(s, "out of memory");
+        return;
+    }
     /* Only ids this edge issued and still remembers (a live session or a
      * reservation, under the same token) are resumed; any other gets a
      * fresh id, which tells the agent nothing was resumed. */

@@ -75,6 +75,22 @@ struct fixture {
 static uv_loop_t g_loop;
 static bw_io_t *g_io; /* the stream layer on g_loop */
 
+/* ---- out of memory on demand (linked with -Wl,--wrap=bw_strdup) ---- */
+
+char *__real_bw_strdup(const char *s);
+char *__wrap_bw_strdup(const char *s);
+
+static const char *fail_strdup_of; /* the next copy of this string fails */
+
+char *__wrap_bw_strdup(const char *s)
+{
+    if (fail_strdup_of && s && strcmp(s, fail_strdup_of) == 0) {
+        fail_strdup_of = NULL;
+        return NULL;
+    }
+    return __real_bw_strdup(s);
+}
+
 /* ---- bounded waits ---- */
 
 static void watchdog_cb(uv_timer_t *h)
@@ -435,6 +451,22 @@ static void test_unknown_major_refused(void **state)
     assert_string_equal(bw_msg_str(r, "error"), "");
 }
 
+/* When the session's copy of the token cannot be made, the session ends as
+ * an internal error instead of living on without a token to resume by. */
+static void test_token_copy_oom_ends_session(void **state)
+{
+    fixture_t *fx = *state;
+    agent_start(fx, &fx->a);
+    fail_strdup_of = TOKEN;
+    send_msg(&fx->a, bw_msg_auth(TOKEN, "", BW_VERSION));
+    run_until(fx, is_closed, &fx->a, "the edge to end a session whose token copy failed");
+    assert_null(fail_strdup_of); /* the copy was attempted */
+    assert_int_equal(json_array_size(fx->a.msgs), 0);
+
+    agent_start(fx, &fx->b); /* the edge itself is fine */
+    assert_string_equal(bw_msg_str(auth(fx, &fx->b, TOKEN, ""), "error"), "");
+}
+
 /* A refused session's further messages are not answered. */
 static void test_bind_after_refusal_ignored(void **state)
 {
@@ -630,6 +662,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_auth_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_token_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_major_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_token_copy_oom_ends_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_after_refusal_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_before_auth_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_auth_closes, setup, teardown),
