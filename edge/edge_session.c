@@ -304,11 +304,29 @@ static void protocol_error(edge_session_t *s, const char *why)
     bw__edge_session_end(s, why);
 }
 
+/* A Bind that breaks a member rule but carries a usable req_id concerns one
+ * tunnel only: it is answered with a BindResp error naming the member, and
+ * the session and its other tunnels carry on (protocol.md §4). Without a
+ * usable req_id there is nothing to answer to, so it stays a protocol
+ * error. Returns 1 when it answered. */
+static int refuse_invalid_bind(edge_session_t *s, const json_t *m, const char *why)
+{
+    const json_t *req = json_object_get(m, "req_id");
+    size_t len = json_string_length(req);
+    if (!s->authed || s->ending || bw_msg_type(m) != BW_MSG_BIND || !json_is_string(req) ||
+        len == 0 || len > BW_PROTO_MAX_STR || strlen(json_string_value(req)) != len)
+        return 0;
+    bw_log(BW_LOG_INFO, "bind refused", "obj", "session", "id", s->id, "err", why, NULL);
+    send_msg(s, bw_msg_bind_resp(json_string_value(req), "", "", why));
+    return 1;
+}
+
 static void on_msg(edge_session_t *s, const json_t *m)
 {
     char err[256];
     if (bw_msg_validate(m, err, sizeof err) != 0) {
-        protocol_error(s, err);
+        if (!refuse_invalid_bind(s, m, err))
+            protocol_error(s, err);
         return;
     }
     bw_msg_type_t type = bw_msg_type(m);

@@ -582,17 +582,41 @@ static void test_refused_binds_answered(void **state)
     assert_int_equal(a->closes, 0);
 }
 
-/* A Bind that breaks the protocol (an edge type outside the enumeration)
- * ends the session instead. */
-static void test_invalid_bind_closes(void **state)
+/* A Bind that breaks a member rule (an edge type outside the enumeration,
+ * a name over the protocol's string limit) costs only that tunnel: it gets
+ * a BindResp error naming the member, and the session binds on. */
+static void test_invalid_bind_answered(void **state)
+{
+    fixture_t *fx = *state;
+    agent_t *a = &fx->a;
+    char longname[BW_PROTO_MAX_STR + 2];
+    agent_start(fx, a);
+    auth(fx, a, TOKEN, "");
+    const json_t *r = bind_msg(fx, a, "udp", "udp", "");
+    assert_non_null(strstr(bw_msg_str(r, "error"), "member \"edge_type\" must be one of"));
+    assert_string_equal(bw_msg_str(r, "tunnel_id"), "");
+
+    memset(longname, 'n', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    send_msg(a, bw_msg_bind("long", "tcp", "tcp", longname, "", "", ""));
+    r = next_msg(fx, a, "BindResp to an over-long name");
+    assert_string_equal(bw_msg_str(r, "req_id"), "long");
+    assert_non_null(strstr(bw_msg_str(r, "error"), "member \"name\" is longer than 4096 bytes"));
+
+    r = bind_msg(fx, a, "ok", "tcp", "");
+    assert_string_equal(bw_msg_str(r, "error"), "");
+    assert_int_equal(a->closes, 0);
+}
+
+/* Without a usable req_id there is nothing to answer: the session ends. */
+static void test_bind_without_req_id_closes(void **state)
 {
     fixture_t *fx = *state;
     agent_t *a = &fx->a;
     agent_start(fx, a);
     auth(fx, a, TOKEN, "");
-    send_msg(a, bw_msg_bind("1", "tcp", "udp", "t", "", "", ""));
-    run_until(fx, is_closed, a, "the edge to close a session after an invalid Bind");
-    assert_int_equal(a->closes, 1);
+    send_msg(a, bw_msg_bind("", "tcp", "udp", "t", "", "", ""));
+    run_until(fx, is_closed, a, "the edge to close a session after a Bind without req_id");
     assert_int_equal(json_array_size(a->msgs), 1); /* the AuthResp only */
 }
 
@@ -668,7 +692,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_second_auth_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_conn_unbind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_binds_answered, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_invalid_bind_closes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_bind_answered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bind_without_req_id_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resume_keeps_port, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_client_id_not_resumed, setup, teardown),
     };
