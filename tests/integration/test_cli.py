@@ -117,6 +117,22 @@ def test_fields_over_protocol_limits_fail_check_and_start(tmp_path):
     assert "%s:6:" % cfg in r.stderr and "subdomain is 4097 bytes" in r.stderr, r.stderr
 
 
+def test_authtoken_over_protocol_limit_is_refused_before_connecting(tmp_path):
+    """Auth carries the token as a protocol string (at most 4096 bytes): a
+    longer one fails `config check` at its line and the --authtoken flag
+    fails start, instead of a session the edge closes again and again."""
+    cfg = tmp_path / "a.yml"
+    cfg.write_text('version: "2"\nauthtoken: %s\n' % ("t" * 4097))
+    r = burrow(["config", "check", "--config", str(cfg)], tmp_path)
+    assert r.returncode == 1
+    assert "%s:2:12: 'authtoken' is 4097 bytes" % cfg in r.stderr, r.stderr
+    r = burrow(["tcp", "22", "--authtoken", "t" * 4097, "--server-addr", "127.0.0.1:1",
+                "--log", "stdout"], tmp_path)
+    assert r.returncode == 1, r.stdout
+    assert "the authtoken is 4097 bytes, longer than the protocol's limit of 4096" in r.stderr
+    assert "failed to reconnect session" not in r.stdout
+
+
 def test_start_merges_config_files_in_order(start_edge, procs, tmp_path, echo, servers):
     """Later files override earlier ones; flags override files; tunnels from
     all files start, with ngrok's log lines about the files read."""
