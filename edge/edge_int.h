@@ -113,6 +113,7 @@ struct edge_session {
     char *token;
     char peer[BW_ADDRSTRLEN];
     int authed;
+    int violation; /* ended by a protocol violation: logged at warn even after auth */
     int ending;
     uv_timer_t timer; /* auth timeout, then the delayed close of a refusal */
     edge_tunnel_t *tunnels;

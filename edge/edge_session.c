@@ -298,6 +298,7 @@ static void on_unbind(edge_session_t *s, const json_t *m)
 
 static void protocol_error(edge_session_t *s, const char *why)
 {
+    s->violation = 1;
     if (s->link)
         bw_link_close(s->link, BW_MUX_GOAWAY_PROTO_ERROR);
     s->link = NULL;
@@ -382,11 +383,24 @@ static void ctl_eof(bw_mux_stream_t *ms, void *ud)
     bw__edge_session_end(ud, "agent closed the control stream");
 }
 
+/* The yamux engine's reason when it failed on a violation, else NULL. */
+static const char *mux_violation(bw_link_t *l)
+{
+    bw_mux_t *m = l ? bw_link_mux(l) : NULL;
+    return m ? bw_mux_error(m) : NULL;
+}
+
+/* A yamux violation aborts every stream before the link reports it, so the
+ * control stream's end is where the session first hears of it: log the
+ * engine's reason, not the symptom. */
 static void ctl_close(bw_mux_stream_t *ms, void *ud, int err)
 {
     edge_session_t *s = ud;
+    const char *why = mux_violation(s->link);
     s->ctl = NULL;
-    bw__edge_session_end(s, "control stream reset");
+    if (why)
+        s->violation = 1;
+    bw__edge_session_end(s, why ? why : "control stream reset");
 }
 
 static const bw_mux_stream_cbs_t ctl_cbs = {
@@ -426,6 +440,8 @@ static void on_stream(bw_link_t *l, void *ud, bw_mux_stream_t *ms)
 static void on_closed(bw_link_t *l, void *ud, int err, const char *reason)
 {
     edge_session_t *s = ud;
+    if (mux_violation(l))
+        s->violation = 1;
     s->link = NULL; /* dead: it frees itself */
     bw__edge_session_end(s, reason);
 }
@@ -456,8 +472,8 @@ void bw__edge_session_end(edge_session_t *s, const char *reason)
     bw_edge_t *e = s->e;
     if (uv_is_closing((uv_handle_t *)&s->timer))
         return; /* already ended */
-    bw_log(s->authed ? BW_LOG_INFO : BW_LOG_WARN, "session closed", "obj", "session", "id", s->id,
-           "r", s->peer, "err", reason, NULL);
+    bw_log(s->authed && !s->violation ? BW_LOG_INFO : BW_LOG_WARN, "session closed", "obj",
+           "session", "id", s->id, "r", s->peer, "err", reason, NULL);
     bw_list_remove(&s->node);
     while (s->tunnels) {
         edge_tunnel_t *t = s->tunnels;
