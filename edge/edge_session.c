@@ -81,6 +81,67 @@ static int version_ok(const char *version)
     return major == BW_PROTO_MAJOR && (*end == '\0' || *end == '.');
 }
 
+#define REPORT_MS 60000 /* the window of the aggregated failure log lines */
+
+static void report_one(void *ud, const char *ip, unsigned count)
+{
+    char n[16];
+    snprintf(n, sizeof n, "%u", count);
+    bw_log(BW_LOG_WARN, "repeated authentication failures", "obj", "edge", "r", ip, "count", n,
+           "window", "1m", NULL);
+}
+
+static void report_fired(uv_timer_t *h)
+{
+    bw_edge_t *e = BW_CONTAINER_OF(h, bw_edge_t, report_timer);
+    bw_auth_throttle_report(e->throttle, report_one, NULL);
+}
+
+/* A failed attempt was counted: make sure its minute gets reported. */
+static void report_later(bw_edge_t *e)
+{
+    if (!e->stopping && !uv_is_active((uv_handle_t *)&e->report_timer))
+        uv_timer_start(&e->report_timer, report_fired, REPORT_MS, 0);
+}
+
+/* The source address of s without its port: what the throttle counts. */
+static void peer_ip(const edge_session_t *s, char *ip, size_t len)
+{
+    int port;
+    if (bw_split_hostport(s->peer, ip, len, &port) != 0)
+        snprintf(ip, len, "%s", s->peer);
+}
+
+/* Per source IP, failed tokens lock the address out for a while (see
+ * auth_throttle.h), so guessing tokens runs at a few tries per minute, not
+ * hundreds a second; the log gets the first failure of a minute and then
+ * one line per address and minute, not a line per guess. Returns 1 when s
+ * was refused. */
+static int throttled(edge_session_t *s, const char *token)
+{
+    bw_edge_t *e = s->e;
+    char ip[BW_ADDRSTRLEN], why[160];
+    uint64_t now = uv_now(e->loop), wait;
+    peer_ip(s, ip, sizeof ip);
+    if ((wait = bw_auth_throttle_check(e->throttle, ip, now)) > 0) {
+        snprintf(why, sizeof why, "too many failed authentications from %s; try again in %llus", ip,
+                 (unsigned long long)((wait + 999) / 1000));
+        report_later(e);
+        refuse_auth(s, why);
+        return 1;
+    }
+    if (token_ok(e, token)) {
+        bw_auth_throttle_ok(e->throttle, ip);
+        return 0;
+    }
+    if (bw_auth_throttle_fail(e->throttle, ip, now))
+        bw_log(BW_LOG_WARN, "authentication failed", "obj", "session", "id", s->id, "r", s->peer,
+               NULL);
+    report_later(e);
+    refuse_auth(s, "invalid authtoken");
+    return 1;
+}
+
 static void on_auth(edge_session_t *s, const json_t *m)
 {
     bw_edge_t *e = s->e;
@@ -95,12 +156,8 @@ static void on_auth(edge_session_t *s, const json_t *m)
         refuse_auth(s, why);
         return;
     }
-    if (!token_ok(e, token)) {
-        bw_log(BW_LOG_WARN, "authentication failed", "obj", "session", "id", s->id, "r", s->peer,
-               NULL);
-        refuse_auth(s, "invalid authtoken");
+    if (throttled(s, token))
         return;
-    }
     /* Without its own copy of the token the session could neither be
      * resumed nor compared against reservations: fail it as internal. */
     s->token = bw_strdup(token);

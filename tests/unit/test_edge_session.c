@@ -29,6 +29,7 @@
 #include "edge.h"
 #include "edge_int.h"
 #include "link.h"
+#include "log.h"
 #include "stream.h"
 #include "tls.h"
 
@@ -336,6 +337,8 @@ static int setup(void **state)
         .auth_timeout_ms = 600000,
         .idle_ms = 0, /* no heartbeat: nothing here depends on time */
         .max_tunnels = 2,
+        .auth_fail_free = 2,
+        .auth_lock_ms = 120000, /* outlives every test */
     };
     fx->e = bw_edge_new(g_io, &fx->cfg, err, sizeof err);
     if (!fx->e) {
@@ -465,6 +468,54 @@ static void test_token_copy_oom_ends_session(void **state)
 
     agent_start(fx, &fx->b); /* the edge itself is fine */
     assert_string_equal(bw_msg_str(auth(fx, &fx->b, TOKEN, ""), "error"), "");
+}
+
+/* Make a closed test agent usable for a new connection. */
+static void agent_reset(agent_t *a)
+{
+    a->readies = a->closes = 0;
+    bw_frame_reader_free(&a->reader);
+    bw_frame_reader_init(&a->reader, 0);
+}
+
+static size_t count_lines_with(const char *path, const char *needle)
+{
+    char line[1024];
+    size_t n = 0;
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+/* Past the free failures (2 here) an address is locked out: even the right
+ * token is refused without being checked, with how long to wait. Only the
+ * first failure is logged on its own; the rest go in the minute's report. */
+static void test_failed_auths_lock_out_the_address(void **state)
+{
+    fixture_t *fx = *state;
+    char log[PATH_MAX + 16];
+    snprintf(log, sizeof log, "%s/log", fx->dir);
+    assert_int_equal(bw_log_open(log, BW_LOGFMT_LOGFMT, BW_LOG_INFO), 0);
+    for (size_t i = 0; i < 3; i++) {
+        agent_t *a = fx_agent(fx, i);
+        agent_start(fx, a);
+        const json_t *r = auth(fx, a, "wrong-token", "");
+        assert_string_equal(bw_msg_str(r, "error"), "invalid authtoken");
+        run_until(fx, is_closed, a, "the edge to close a refused session");
+    }
+    agent_reset(&fx->a);
+    agent_start(fx, &fx->a);
+    const json_t *r = auth(fx, &fx->a, TOKEN, "");
+    assert_non_null(strstr(bw_msg_str(r, "error"),
+                           "too many failed authentications from 127.0.0.1; try again in "));
+    assert_string_equal(bw_msg_str(r, "client_id"), "");
+    run_until(fx, is_closed, &fx->a, "the edge to close a locked-out session");
+    bw_log_close();
+    assert_int_equal(count_lines_with(log, "msg=\"authentication failed\""), 1);
+    unlink(log);
 }
 
 /* A refused session's further messages are not answered. */
@@ -687,6 +738,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_token_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_major_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_copy_oom_ends_session, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_auths_lock_out_the_address, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_after_refusal_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_before_auth_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_auth_closes, setup, teardown),
