@@ -148,11 +148,14 @@ static void on_auth(edge_session_t *s, const json_t *m)
     const char *token = bw_msg_str(m, "token"), *cid = bw_msg_str(m, "client_id");
     const char *version = bw_msg_str(m, "version");
     if (!version_ok(version)) {
-        char why[BW_PROTO_MAX_STR + 64];
+        /* Quoted at most in part: the answer's error must itself stay
+         * within the protocol's string limit whatever the agent sent. */
+        char shown[72], why[160];
+        snprintf(shown, sizeof shown, "%.64s%s", version, strlen(version) > 64 ? "..." : "");
         snprintf(why, sizeof why, "unsupported protocol version \"%s\" (this edge speaks %d)",
-                 version, BW_PROTO_MAJOR);
+                 shown, BW_PROTO_MAJOR);
         bw_log(BW_LOG_WARN, "unsupported protocol version", "obj", "session", "id", s->id, "r",
-               s->peer, "version", version, NULL);
+               s->peer, "version", shown, NULL);
         refuse_auth(s, why);
         return;
     }

@@ -428,6 +428,14 @@ static void test_bad_token_refused(void **state)
     assert_int_equal(json_array_size(fx->a.msgs), 1);
 }
 
+/* Make a closed test agent usable for a new connection. */
+static void agent_reset(agent_t *a)
+{
+    a->readies = a->closes = 0;
+    bw_frame_reader_free(&a->reader);
+    bw_frame_reader_init(&a->reader, 0);
+}
+
 /* protocol.md §9: a major this edge does not speak is refused with a
  * clear AuthResp error, and the edge hangs up; the speakable major passes
  * whatever its minor. */
@@ -448,6 +456,17 @@ static void test_unknown_major_refused(void **state)
     r = next_msg(fx, &fx->b, "AuthResp");
     assert_non_null(strstr(bw_msg_str(r, "error"), "unsupported protocol version"));
 
+    /* However long the version, the answer stays a valid message. */
+    char huge[BW_PROTO_MAX_STR + 1];
+    memset(huge, '9', sizeof huge - 1);
+    huge[sizeof huge - 1] = '\0';
+    agent_start(fx, &fx->c);
+    send_msg(&fx->c, bw_msg_auth(TOKEN, "", huge));
+    r = next_msg(fx, &fx->c, "AuthResp");
+    assert_int_equal(bw_msg_validate(r, NULL, 0), 0);
+    assert_non_null(strstr(bw_msg_str(r, "error"), "unsupported protocol version \"9999"));
+
+    agent_reset(&fx->c);
     agent_start(fx, &fx->c);
     send_msg(&fx->c, bw_msg_auth(TOKEN, "", "0.99.7"));
     r = next_msg(fx, &fx->c, "AuthResp");
@@ -468,14 +487,6 @@ static void test_token_copy_oom_ends_session(void **state)
 
     agent_start(fx, &fx->b); /* the edge itself is fine */
     assert_string_equal(bw_msg_str(auth(fx, &fx->b, TOKEN, ""), "error"), "");
-}
-
-/* Make a closed test agent usable for a new connection. */
-static void agent_reset(agent_t *a)
-{
-    a->readies = a->closes = 0;
-    bw_frame_reader_free(&a->reader);
-    bw_frame_reader_init(&a->reader, 0);
 }
 
 static size_t count_lines_with(const char *path, const char *needle)
