@@ -157,6 +157,12 @@ static void close_agents(bw_edge_t *e)
         uv_close((uv_handle_t *)&e->agents, NULL);
 }
 
+static void close_report_timer(bw_edge_t *e)
+{
+    if (e->report_timer_open && !uv_is_closing((uv_handle_t *)&e->report_timer))
+        uv_close((uv_handle_t *)&e->report_timer, NULL);
+}
+
 bw_edge_t *bw_edge_new(bw_io_t *io, const bw_edge_config_t *cfg, char *err, size_t errlen)
 {
     bw_edge_t *e = calloc(1, sizeof *e);
@@ -169,7 +175,10 @@ bw_edge_t *bw_edge_new(bw_io_t *io, const bw_edge_config_t *cfg, char *err, size
     e->cfg = *cfg;
     e->domain = bw_strdup(cfg->domain ? cfg->domain : "localhost");
     e->tcp_addr = bw_strdup(cfg->tcp_addr ? cfg->tcp_addr : "127.0.0.1");
-    if (!e->domain || !e->tcp_addr || !(e->hosts = bw_hosts_new())) {
+    bw_auth_throttle_cfg_t tc = {.free_failures = cfg->auth_fail_free,
+                                 .base_ms = cfg->auth_lock_ms};
+    e->throttle = bw_auth_throttle_new(&tc);
+    if (!e->domain || !e->tcp_addr || !(e->hosts = bw_hosts_new()) || !e->throttle) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -186,6 +195,8 @@ bw_edge_t *bw_edge_new(bw_io_t *io, const bw_edge_config_t *cfg, char *err, size
     if (listen_agents(e, err, errlen) != 0)
         goto fail;
     bw_hosts_on_gone(e->hosts, bw__edge_host_gone, e);
+    uv_timer_init(e->loop, &e->report_timer);
+    e->report_timer_open = 1;
     return e;
 fail:
     close_agents(e);
@@ -201,6 +212,7 @@ void bw_edge_stop(bw_edge_t *e)
         return;
     e->stopping = 1;
     close_agents(e);
+    close_report_timer(e);
     bw_http_edge_stop(e->http);
     edge_session_t *s;
     while ((s = BW_LIST_FIRST(&e->sessions, edge_session_t, node)))
@@ -220,6 +232,7 @@ void bw_edge_free(bw_edge_t *e)
         free(e->tokens[i]);
     bw_http_edge_free(e->http);
     bw_hosts_free(e->hosts);
+    bw_auth_throttle_free(e->throttle);
     SSL_CTX_free(e->ctx);
     free(e->domain);
     free(e->tcp_addr);

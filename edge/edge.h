@@ -31,6 +31,11 @@ typedef struct bw_edge_config {
     size_t n_host_certs;
     uint64_t http_header_timeout_ms; /* a request head must be complete within this */
     uint64_t http_idle_ms;           /* a public connection silent this long is closed */
+    /* Failed authentications per source IP: this many are free, then the
+     * address is locked out for auth_lock_ms, doubling per further failure
+     * (0: 5 and 1 s; docs/edge.md "Authentication"). */
+    unsigned auth_fail_free;
+    uint64_t auth_lock_ms;
 } bw_edge_config_t;
 
 /* Check the settings without opening or creating anything: addresses parse

@@ -12,6 +12,7 @@
 #include <openssl/ssl.h>
 #include <uv.h>
 
+#include "auth_throttle.h"
 #include "control.h"
 #include "edge.h"
 #include "hostnames.h"
@@ -113,6 +114,7 @@ struct edge_session {
     char *token;
     char peer[BW_ADDRSTRLEN];
     int authed;
+    int violation; /* ended by a protocol violation: logged at warn even after auth */
     int ending;
     uv_timer_t timer; /* auth timeout, then the delayed close of a refusal */
     edge_tunnel_t *tunnels;
@@ -134,6 +136,9 @@ struct bw_edge {
     reservation_t *reservations;
     bw_hosts_t *hosts;
     bw_http_edge_t *http;
+    bw_auth_throttle_t *throttle; /* failed authentications per source IP */
+    uv_timer_t report_timer;      /* logs the throttle's counts once a minute */
+    int report_timer_open;
     int stopping;
 };
 

@@ -60,19 +60,117 @@ static int client_known(bw_edge_t *e, const char *cid, const char *token)
     return 0;
 }
 
+/* Answer the Auth with `why` and hang up once the answer had time to leave. */
+static void refuse_auth(edge_session_t *s, const char *why)
+{
+    send_msg(s, bw_msg_auth_resp("", BW_VERSION, why));
+    s->ending = 1;
+    uv_timer_start(&s->timer, close_later, CLOSE_DELAY_MS, 0);
+}
+
+/* The protocol major is the agent version's leading number (protocol.md §9):
+ * anything else, or a major this edge does not speak, is refused before the
+ * token is even looked at, so a future agent learns why instead of failing
+ * later on messages it expects us to understand. */
+static int version_ok(const char *version)
+{
+    char *end;
+    if (*version < '0' || *version > '9')
+        return 0;
+    unsigned long major = strtoul(version, &end, 10);
+    return major == BW_PROTO_MAJOR && (*end == '\0' || *end == '.');
+}
+
+#define REPORT_MS 60000 /* the window of the aggregated failure log lines */
+
+static void report_one(void *ud, const char *ip, unsigned count)
+{
+    char n[16];
+    snprintf(n, sizeof n, "%u", count);
+    bw_log(BW_LOG_WARN, "repeated authentication failures", "obj", "edge", "r", ip, "count", n,
+           "window", "1m", NULL);
+}
+
+static void report_fired(uv_timer_t *h)
+{
+    bw_edge_t *e = BW_CONTAINER_OF(h, bw_edge_t, report_timer);
+    bw_auth_throttle_report(e->throttle, report_one, NULL);
+}
+
+/* A failed attempt was counted: make sure its minute gets reported. */
+static void report_later(bw_edge_t *e)
+{
+    if (!e->stopping && !uv_is_active((uv_handle_t *)&e->report_timer))
+        uv_timer_start(&e->report_timer, report_fired, REPORT_MS, 0);
+}
+
+/* The source address of s without its port: what the throttle counts. */
+static void peer_ip(const edge_session_t *s, char *ip, size_t len)
+{
+    int port;
+    if (bw_split_hostport(s->peer, ip, len, &port) != 0)
+        snprintf(ip, len, "%s", s->peer);
+}
+
+/* Per source IP, failed tokens lock the address out for a while (see
+ * auth_throttle.h), so guessing tokens runs at a few tries per minute, not
+ * hundreds a second; the log gets the first failure of a minute and then
+ * one line per address and minute, not a line per guess. Returns 1 when s
+ * was refused. */
+static int throttled(edge_session_t *s, const char *token)
+{
+    bw_edge_t *e = s->e;
+    char ip[BW_ADDRSTRLEN], why[160];
+    uint64_t now = uv_now(e->loop), wait;
+    peer_ip(s, ip, sizeof ip);
+    if ((wait = bw_auth_throttle_check(e->throttle, ip, now)) > 0) {
+        snprintf(why, sizeof why, "too many failed authentications from %s; try again in %llus", ip,
+                 (unsigned long long)((wait + 999) / 1000));
+        report_later(e);
+        refuse_auth(s, why);
+        return 1;
+    }
+    if (token_ok(e, token)) {
+        bw_auth_throttle_ok(e->throttle, ip);
+        return 0;
+    }
+    if (bw_auth_throttle_fail(e->throttle, ip, now))
+        bw_log(BW_LOG_WARN, "authentication failed", "obj", "session", "id", s->id, "r", s->peer,
+               NULL);
+    report_later(e);
+    refuse_auth(s, "invalid authtoken");
+    return 1;
+}
+
 static void on_auth(edge_session_t *s, const json_t *m)
 {
     bw_edge_t *e = s->e;
     const char *token = bw_msg_str(m, "token"), *cid = bw_msg_str(m, "client_id");
-    if (!token_ok(e, token)) {
-        bw_log(BW_LOG_WARN, "authentication failed", "obj", "session", "id", s->id, "r", s->peer,
-               NULL);
-        send_msg(s, bw_msg_auth_resp("", BW_VERSION, "invalid authtoken"));
-        s->ending = 1;
-        uv_timer_start(&s->timer, close_later, CLOSE_DELAY_MS, 0);
+    const char *version = bw_msg_str(m, "version");
+    if (!version_ok(version)) {
+        /* Quoted at most in part: the answer's error must itself stay
+         * within the protocol's string limit whatever the agent sent. */
+        char shown[72], why[160];
+        snprintf(shown, sizeof shown, "%.64s%s", version, strlen(version) > 64 ? "..." : "");
+        snprintf(why, sizeof why, "unsupported protocol version \"%s\" (this edge speaks %d)",
+                 shown, BW_PROTO_MAJOR);
+        bw_log(BW_LOG_WARN, "unsupported protocol version", "obj", "session", "id", s->id, "r",
+               s->peer, "version", shown, NULL);
+        refuse_auth(s, why);
         return;
     }
+    if (throttled(s, token))
+        return;
+    /* Without its own copy of the token the session could neither be
+     * resumed nor compared against reservations: fail it as internal. */
     s->token = bw_strdup(token);
+    if (!s->token) {
+        if (s->link)
+            bw_link_close(s->link, BW_MUX_GOAWAY_INTERNAL_ERROR);
+        s->link = NULL;
+        bw__edge_session_end(s, "out of memory");
+        return;
+    }
     /* Only ids this edge issued and still remembers (a live session or a
      * reservation, under the same token) are resumed; any other gets a
      * fresh id, which tells the agent nothing was resumed. */
@@ -260,17 +358,36 @@ static void on_unbind(edge_session_t *s, const json_t *m)
 
 static void protocol_error(edge_session_t *s, const char *why)
 {
+    s->violation = 1;
     if (s->link)
         bw_link_close(s->link, BW_MUX_GOAWAY_PROTO_ERROR);
     s->link = NULL;
     bw__edge_session_end(s, why);
 }
 
+/* A Bind that breaks a member rule but carries a usable req_id concerns one
+ * tunnel only: it is answered with a BindResp error naming the member, and
+ * the session and its other tunnels carry on (protocol.md §4). Without a
+ * usable req_id there is nothing to answer to, so it stays a protocol
+ * error. Returns 1 when it answered. */
+static int refuse_invalid_bind(edge_session_t *s, const json_t *m, const char *why)
+{
+    const json_t *req = json_object_get(m, "req_id");
+    size_t len = json_string_length(req);
+    if (!s->authed || s->ending || bw_msg_type(m) != BW_MSG_BIND || !json_is_string(req) ||
+        len == 0 || len > BW_PROTO_MAX_STR || strlen(json_string_value(req)) != len)
+        return 0;
+    bw_log(BW_LOG_INFO, "bind refused", "obj", "session", "id", s->id, "err", why, NULL);
+    send_msg(s, bw_msg_bind_resp(json_string_value(req), "", "", why));
+    return 1;
+}
+
 static void on_msg(edge_session_t *s, const json_t *m)
 {
     char err[256];
     if (bw_msg_validate(m, err, sizeof err) != 0) {
-        protocol_error(s, err);
+        if (!refuse_invalid_bind(s, m, err))
+            protocol_error(s, err);
         return;
     }
     bw_msg_type_t type = bw_msg_type(m);
@@ -326,11 +443,24 @@ static void ctl_eof(bw_mux_stream_t *ms, void *ud)
     bw__edge_session_end(ud, "agent closed the control stream");
 }
 
+/* The yamux engine's reason when it failed on a violation, else NULL. */
+static const char *mux_violation(bw_link_t *l)
+{
+    bw_mux_t *m = l ? bw_link_mux(l) : NULL;
+    return m ? bw_mux_error(m) : NULL;
+}
+
+/* A yamux violation aborts every stream before the link reports it, so the
+ * control stream's end is where the session first hears of it: log the
+ * engine's reason, not the symptom. */
 static void ctl_close(bw_mux_stream_t *ms, void *ud, int err)
 {
     edge_session_t *s = ud;
+    const char *why = mux_violation(s->link);
     s->ctl = NULL;
-    bw__edge_session_end(s, "control stream reset");
+    if (why)
+        s->violation = 1;
+    bw__edge_session_end(s, why ? why : "control stream reset");
 }
 
 static const bw_mux_stream_cbs_t ctl_cbs = {
@@ -351,6 +481,17 @@ static void on_stream(bw_link_t *l, void *ud, bw_mux_stream_t *ms)
         bw_mux_stream_reset(ms);
         return;
     }
+    if (bw_mux_stream_id(ms) != BW_PROTO_CONTROL_STREAM) {
+        /* protocol.md §1: the control stream is the agent's first, id 1.
+         * Taking another one as control would let two implementations
+         * disagree about which stream carries Auth. */
+        char why[96];
+        snprintf(why, sizeof why, "control stream must be stream %d, agent opened stream %lu first",
+                 BW_PROTO_CONTROL_STREAM, (unsigned long)bw_mux_stream_id(ms));
+        bw_mux_stream_reset(ms);
+        protocol_error(s, why);
+        return;
+    }
     s->ctl = ms;
     bw_frame_reader_init(&s->reader, 0);
     bw_mux_stream_set_callbacks(ms, &ctl_cbs, s);
@@ -359,6 +500,8 @@ static void on_stream(bw_link_t *l, void *ud, bw_mux_stream_t *ms)
 static void on_closed(bw_link_t *l, void *ud, int err, const char *reason)
 {
     edge_session_t *s = ud;
+    if (mux_violation(l))
+        s->violation = 1;
     s->link = NULL; /* dead: it frees itself */
     bw__edge_session_end(s, reason);
 }
@@ -389,8 +532,8 @@ void bw__edge_session_end(edge_session_t *s, const char *reason)
     bw_edge_t *e = s->e;
     if (uv_is_closing((uv_handle_t *)&s->timer))
         return; /* already ended */
-    bw_log(s->authed ? BW_LOG_INFO : BW_LOG_WARN, "session closed", "obj", "session", "id", s->id,
-           "r", s->peer, "err", reason, NULL);
+    bw_log(s->authed && !s->violation ? BW_LOG_INFO : BW_LOG_WARN, "session closed", "obj",
+           "session", "id", s->id, "r", s->peer, "err", reason, NULL);
     bw_list_remove(&s->node);
     while (s->tunnels) {
         edge_tunnel_t *t = s->tunnels;

@@ -44,6 +44,9 @@ static SSL_CTX *client_ctx(const char *root_cas, char *err, size_t errlen)
     return ctx;
 }
 
+_Static_assert(BW_CONFIG_MAX_AUTHTOKEN == BW_PROTO_MAX_STR,
+               "config check must refuse exactly the tokens Auth cannot carry");
+
 bw_agent_t *bw_agent_new(bw_io_t *io, bw_registry_t *reg, const bw_agent_config_t *cfg, char *err,
                          size_t errlen)
 {
@@ -70,6 +73,13 @@ bw_agent_t *bw_agent_new(bw_io_t *io, bw_registry_t *reg, const bw_agent_config_
             snprintf(err, errlen, "invalid inspect_db_size %lld", (long long)cfg->inspect_db_size);
         else
             snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    /* Auth carries the token; the edge would refuse a longer one only
+     * after we connected, and we would then retry forever. */
+    if (strlen(a->authtoken) > BW_PROTO_MAX_STR) {
+        snprintf(err, errlen, "the authtoken is %zu bytes, longer than the protocol's limit of %d",
+                 strlen(a->authtoken), BW_PROTO_MAX_STR);
         goto fail;
     }
     if (bw_split_hostport(a->server_addr, a->server_host, sizeof a->server_host, &a->server_port) !=

@@ -55,6 +55,7 @@ struct bw_agent {
 
     uv_timer_t retry; /* reconnect backoff and connect timeout */
     uint64_t backoff_ms;
+    uint64_t authed_at; /* loop time of the last successful AuthResp */
     int stopping;
     int exit_code;
 };

@@ -21,6 +21,11 @@
 
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 30000
+/* A session counts as having stayed up, and the backoff starts over, only
+ * after this long: a session that authenticates and then dies at once
+ * (its binds refused, the edge closing it) must not reset the backoff, or
+ * a persistent failure becomes a reconnect a second forever. */
+#define BACKOFF_STABLE_MS 30000
 
 /* ---------------------------------------------------------------------------
  * Public connections
@@ -140,6 +145,8 @@ static void schedule_reconnect(bw_agent_t *a);
 
 void bw__agent_session_lost(bw_agent_t *a)
 {
+    if (a->authed && uv_now(a->loop) - a->authed_at >= BACKOFF_STABLE_MS)
+        a->backoff_ms = 0;
     a->link = NULL;
     a->ctl = NULL;
     a->authed = 0;
@@ -164,16 +171,35 @@ void bw__agent_session_lost(bw_agent_t *a)
         schedule_reconnect(a);
 }
 
+/* Go's duration format, as ngrok prints it: "2s", "1.5s". */
+static void retry_text(const bw_agent_t *a, char *buf, size_t len)
+{
+    snprintf(buf, len, "%gs", (double)a->backoff_ms / 1000.0);
+}
+
+/* An authenticated session ended; retry says when the next attempt is
+ * due (before jitter), so a growing backoff is visible in the log. */
+static void log_reconnect_loop(const bw_agent_t *a)
+{
+    char retry[32];
+    if (a->stopping)
+        return;
+    retry_text(a, retry, sizeof retry);
+    bw_log(BW_LOG_INFO, "session closed, starting reconnect loop", "obj", "csess", "retry", retry,
+           NULL);
+}
+
 /* Drop the session on our side (protocol trouble, timeout). */
 static void session_abort(bw_agent_t *a, uint32_t code, const char *why)
 {
     if (!a->link)
         return;
+    int was_authed = a->authed;
     bw_log(BW_LOG_ERROR, "session closing", "obj", "tunnels.session", "err", why, NULL);
     bw_link_close(a->link, code);
-    if (a->authed)
-        bw_log(BW_LOG_INFO, "session closed, starting reconnect loop", "obj", "csess", NULL);
     bw__agent_session_lost(a);
+    if (was_authed)
+        log_reconnect_loop(a);
 }
 
 static void on_auth_resp(bw_agent_t *a, const json_t *m)
@@ -188,7 +214,7 @@ static void on_auth_resp(bw_agent_t *a, const json_t *m)
     }
     snprintf(a->client_id, sizeof a->client_id, "%s", bw_msg_str(m, "client_id"));
     a->authed = 1;
-    a->backoff_ms = 0;
+    a->authed_at = uv_now(a->loop);
     uv_timer_stop(&a->retry);
     bw_random_hex(a->session_id, 6);
     bw_log(BW_LOG_INFO, "client session established", "obj", "csess", "id", a->session_id, NULL);
@@ -289,15 +315,14 @@ static void on_closed(bw_link_t *l, void *ud, int err, const char *reason)
 {
     bw_agent_t *a = ud;
     int was_authed = a->authed;
-    if (was_authed) {
+    if (was_authed)
         bw_log(BW_LOG_ERROR, "session closing", "obj", "tunnels.session", "err", reason, NULL);
-        bw_log(BW_LOG_INFO, "session closed, starting reconnect loop", "obj", "csess", NULL);
-    }
     bw__agent_session_lost(a);
+    if (was_authed)
+        log_reconnect_loop(a);
     if (!was_authed && !a->stopping) {
         char retry[32];
-        /* Go's duration format, as ngrok prints it: "2s", "1.5s". */
-        snprintf(retry, sizeof retry, "%gs", (double)a->backoff_ms / 1000.0);
+        retry_text(a, retry, sizeof retry);
         bw_log(BW_LOG_WARN, "failed to reconnect session", "obj", "csess", "err", reason, "retry",
                retry, NULL);
     }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "control.h"
 #include "host.h"
 #include "tunnel_def.h"
 #include "util.h"
@@ -49,6 +50,48 @@ static void spec_from_def(bw_tunnel_spec_t *spec, const char *name, const char *
             scalar_text(json_object_get(def, "hostname"), text->hostname, sizeof text->hostname),
         .options = def,
     };
+}
+
+/* The members of a definition that travel in a Bind, checked against the
+ * protocol's string limit here, before anything is sent: the edge refuses
+ * a Bind that breaks it, and the agent would otherwise learn that only
+ * after it connected (protocol.md §5, §8). Returns 0, or BW_EINVAL with
+ * err naming the member and *key the definition's key when it has one. */
+static int check_limits(const bw_tunnel_spec_t *spec, const char **key, char *err, size_t errlen)
+{
+    const struct {
+        const char *key, *what, *value;
+    } f[] = {
+        {NULL, "name", spec->name},
+        {"proto", "proto", spec->proto},
+        {"subdomain", "subdomain", spec->subdomain},
+        {"hostname", "hostname", spec->hostname},
+        {"remote_addr", "remote_addr", spec->remote_addr},
+    };
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        size_t len = f[i].value ? strlen(f[i].value) : 0;
+        if (len <= BW_PROTO_MAX_STR)
+            continue;
+        *key = f[i].key;
+        /* A name this long is not worth echoing whole. */
+        snprintf(
+            err, errlen,
+            "tunnel \"%.40s%s\": %s is %zu bytes, longer than the protocol's limit of %d bytes",
+            spec->name ? spec->name : "", spec->name && strlen(spec->name) > 40 ? "..." : "",
+            f[i].what, len, BW_PROTO_MAX_STR);
+        return BW_EINVAL;
+    }
+    *key = NULL;
+    return 0;
+}
+
+static int check_def_limits(const char *name, json_t *def, const char **key, char *err,
+                            size_t errlen)
+{
+    spec_text_t text;
+    bw_tunnel_spec_t spec;
+    spec_from_def(&spec, name, json_string_value(json_object_get(def, "proto")), def, &text);
+    return check_limits(&spec, key, err, errlen);
 }
 
 /* A tunnel of a group other than the one that reports: a refusal of one
@@ -164,6 +207,10 @@ int bw_agent_add_definition(bw_agent_t *a, const char *name, json_t *def, bw_age
     bw_expansion_t x[BW_EXPAND_MAX];
     const char *proto = json_string_value(json_object_get(def, "proto"));
     const bw_loaded_plugin_t *p = bw_registry_find(bw_agent_registry(a), proto);
+    const char *key;
+    int rc = check_def_limits(name, def, &key, err, errlen);
+    if (rc < 0)
+        return rc;
     if (!proto)
         proto = "";
     if (p && p->desc.expand) {
@@ -184,7 +231,9 @@ int bw_definition_check(bw_registry_t *reg, const char *name, json_t *def, int s
     const char *proto = json_string_value(json_object_get(def, "proto"));
     const bw_loaded_plugin_t *p = proto ? bw_registry_find(reg, proto) : NULL;
     bw_conf_t conf;
-    *key = NULL;
+    int rc = check_def_limits(name, def, key, err, errlen);
+    if (rc < 0)
+        return rc;
     if (!p)
         return 0; /* no such plugin here: `burrow start` says so */
     /* The plugin's declarations are the only schema of its keys. */
@@ -195,7 +244,7 @@ int bw_definition_check(bw_registry_t *reg, const char *name, json_t *def, int s
                  proto);
         return BW_EINVAL;
     }
-    int rc = bw_conf_build(p->desc.options, def, 0, &conf, err, errlen);
+    rc = bw_conf_build(p->desc.options, def, 0, &conf, err, errlen);
     if (rc < 0)
         return rc;
     bw_error_t e = {{0}};

@@ -227,6 +227,19 @@ static int set_log_format(ctx_t *c, const ynode_t *k, const ynode_t *v)
     return set_str(c, k, v, &c->cfg->log_format);
 }
 
+/* The token travels in the edge protocol's Auth, whose strings are at most
+ * BW_CONFIG_MAX_AUTHTOKEN bytes: a longer one could only ever be refused
+ * by the edge, after connecting. */
+static int set_authtoken(ctx_t *c, const ynode_t *k, const ynode_t *v)
+{
+    if (bw__ynode_scalar(v) && v->len > BW_CONFIG_MAX_AUTHTOKEN)
+        return bw__config_fail(c, v,
+                               "'authtoken' is %zu bytes, longer than the protocol's limit of %d "
+                               "bytes",
+                               v->len, BW_CONFIG_MAX_AUTHTOKEN);
+    return set_str(c, k, v, &c->cfg->authtoken);
+}
+
 static int set_metadata(ctx_t *c, const ynode_t *k, const ynode_t *v)
 {
     if (bw__ynode_scalar(v) && v->len > MAX_METADATA)
@@ -244,7 +257,7 @@ static const struct topkey {
     size_t off; /* K_STR, K_DUR: the field in bw_config_t */
     key_fn fn;  /* K_FN */
 } topkeys[] = {
-    {"authtoken", K_STR, offsetof(bw_config_t, authtoken), NULL},
+    {"authtoken", K_FN, 0, set_authtoken},
     {"server_addr", K_STR, offsetof(bw_config_t, server_addr), NULL},
     {"root_cas", K_STR, offsetof(bw_config_t, root_cas), NULL},
     {"region", K_STR, offsetof(bw_config_t, region), NULL},

@@ -31,6 +31,7 @@
 #define BW_CONFIG_MAX_DEPTH               32 /* nested sequences/mappings */
 #define BW_CONFIG_MAX_NODES               100000
 #define BW_CONFIG_MAX_TUNNELS             4096
+#define BW_CONFIG_MAX_AUTHTOKEN           4096 /* = the protocol's BW_PROTO_MAX_STR */
 
 typedef enum bw_console_ui {
     BW_CONSOLE_UI_IFTTY = 0, /* the default */

@@ -16,8 +16,10 @@
 
 #include <jansson.h>
 
-#define BW_PROTO_MAX_MSG 65536 /* largest JSON body of a frame */
-#define BW_PROTO_MAX_STR 4096  /* largest string member (tokens, names, urls) */
+#define BW_PROTO_MAX_MSG        65536 /* largest JSON body of a frame */
+#define BW_PROTO_MAX_STR        4096  /* largest string member (tokens, names, urls) */
+#define BW_PROTO_MAJOR          0     /* major of Auth.version this code speaks (§9) */
+#define BW_PROTO_CONTROL_STREAM 1     /* yamux id of the control stream (§1) */
 
 typedef enum bw_msg_type {
     BW_MSG_UNKNOWN = 0, /* a well-formed frame of a type we do not know: ignore it */

@@ -137,6 +137,31 @@ def test_start_errors(api):
     assert [t["name"] for t in body["tunnels"]] == ["command_line"]
 
 
+def test_over_long_fields_are_400_and_cost_no_other_tunnel(api):
+    """A string over the control protocol's 4096-byte limit is refused by
+    the agent before it sends a Bind (400/102 naming the field). Before, the
+    edge closed the whole session over it and the agent reconnected."""
+    addr, tun = api
+    big = "n" * 5000
+    st, _, err = call(addr, "POST", "/api/tunnels", {"name": big, "proto": "tcp", "addr": 1})
+    assert (st, err["error_code"], err["msg"]) == (400, 102, "invalid tunnel configuration"), err
+    assert "name is 5000 bytes, longer than the protocol's limit of 4096" in err["details"]["err"]
+    for key in ("subdomain", "hostname"):
+        st, _, err = call(addr, "POST", "/api/tunnels", {"name": "w", "proto": "http", "addr": 1,
+                                                         key: "a" * 4097})
+        assert (st, err["error_code"]) == (400, 102), err
+        assert "%s is 4097 bytes" % key in err["details"]["err"], err
+    st, _, err = call(addr, "POST", "/api/tunnels", {"name": "r", "proto": "tcp", "addr": 1,
+                                                     "remote_addr": "a" * 4097})
+    assert (st, err["error_code"]) == (400, 102) and "remote_addr is 4097" in err["details"]["err"]
+    # the session and its tunnel are untouched, and a good tunnel still starts
+    assert H.echo_roundtrip(tun.port)
+    st, _, body = call(addr, "GET", "/api/tunnels")
+    assert [t["name"] for t in body["tunnels"]] == ["command_line"]
+    msgs = [H.parse_logfmt(line).get("msg") for line in list(tun.agent.out.lines)]
+    assert msgs.count("client session established") == 1, msgs
+
+
 def test_framework_errors(api):
     addr, _ = api
     st, _, err = call(addr, "POST", "/api/tunnels", "name=x",

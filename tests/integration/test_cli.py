@@ -92,6 +92,47 @@ def test_start_errors(tmp_path):
     assert "must define at least one tunnel when using --all" in r.stderr
 
 
+def test_fields_over_protocol_limits_fail_check_and_start(tmp_path):
+    """A tunnel whose name or subdomain is longer than the control
+    protocol's 4096-byte limit is an error of `config check` at its line,
+    and `start` refuses it the same way before connecting. Before, check
+    passed and the agent reconnected to the edge about once a second."""
+    cfg = tmp_path / "a.yml"
+    cfg.write_text('version: "2"\nauthtoken: t\nserver_addr: 127.0.0.1:1\ntunnels:\n'
+                   '  ok:\n    proto: tcp\n    addr: 22\n'
+                   # YAML caps plain keys at 1024 characters: a long one is explicit
+                   '  ? %s\n  : {proto: tcp, addr: 22}\n' % ("n" * 4097))
+    r = burrow(["config", "check", "--config", str(cfg)], tmp_path)
+    assert r.returncode == 1, r.stdout
+    assert r.stderr.startswith("ERROR:  %s:8: tunnel \"nnnn" % cfg), r.stderr
+    assert "name is 4097 bytes, longer than the protocol's limit of 4096 bytes" in r.stderr
+    r = burrow(["start", "--all", "--config", str(cfg), "--log", "stdout"], tmp_path)
+    assert r.returncode == 1 and "%s:8: tunnel" % cfg in r.stderr, r.stderr
+    assert "failed to reconnect session" not in r.stdout
+
+    cfg.write_text('version: "2"\ntunnels:\n  web:\n    proto: http\n    addr: 80\n'
+                   '    subdomain: %s\n' % ("s" * 4097))
+    r = burrow(["config", "check", "--config", str(cfg)], tmp_path)
+    assert r.returncode == 1
+    assert "%s:6:" % cfg in r.stderr and "subdomain is 4097 bytes" in r.stderr, r.stderr
+
+
+def test_authtoken_over_protocol_limit_is_refused_before_connecting(tmp_path):
+    """Auth carries the token as a protocol string (at most 4096 bytes): a
+    longer one fails `config check` at its line and the --authtoken flag
+    fails start, instead of a session the edge closes again and again."""
+    cfg = tmp_path / "a.yml"
+    cfg.write_text('version: "2"\nauthtoken: %s\n' % ("t" * 4097))
+    r = burrow(["config", "check", "--config", str(cfg)], tmp_path)
+    assert r.returncode == 1
+    assert "%s:2:12: 'authtoken' is 4097 bytes" % cfg in r.stderr, r.stderr
+    r = burrow(["tcp", "22", "--authtoken", "t" * 4097, "--server-addr", "127.0.0.1:1",
+                "--log", "stdout"], tmp_path)
+    assert r.returncode == 1, r.stdout
+    assert "the authtoken is 4097 bytes, longer than the protocol's limit of 4096" in r.stderr
+    assert "failed to reconnect session" not in r.stdout
+
+
 def test_start_merges_config_files_in_order(start_edge, procs, tmp_path, echo, servers):
     """Later files override earlier ones; flags override files; tunnels from
     all files start, with ngrok's log lines about the files read."""

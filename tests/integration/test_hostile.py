@@ -117,6 +117,14 @@ def attack_second_auth(edge):
     return s
 
 
+def attack_control_not_stream_1(edge):
+    """protocol.md §1: the control stream is stream 1; an agent that opens
+    another stream first and authenticates on it is refused."""
+    s = _tls(edge)
+    _send(s, H.yamux_syn(3) + H.yamux_data(3, H.ctl_frame(_auth_bytes())))
+    return s
+
+
 def attack_plain_http(edge):
     s = socket.create_connection(("127.0.0.1", edge.agent_port), timeout=H.t(10))
     _send(s, b"GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: curl/8\r\n\r\n")
@@ -147,6 +155,7 @@ ATTACKS = [
     attack_auth_wrong_member_type,
     attack_bind_before_auth,
     attack_second_auth,
+    attack_control_not_stream_1,
     attack_plain_http,
     attack_fragmented_header_then_bad_version,
 ]
@@ -250,8 +259,12 @@ def test_window_overrun_is_a_protocol_error(tunnel):
             raw.send(H.yamux_data(1, over))
         except OSError:
             pass  # the edge may hang up while we are still sending
-        _check_closed_and_still_serving(tunnel, raw.sock, mark, "window overrun",
-                                        check_goaway=True)
+        rec = _check_closed_and_still_serving(tunnel, raw.sock, mark, "window overrun",
+                                              check_goaway=True)
+        # the yamux engine's reason at warn, although the session had
+        # authenticated; not the symptom "control stream reset" at info
+        assert rec.get("lvl") == "warn", rec
+        assert "window" in rec.get("err", ""), rec
     finally:
         raw.close()
 

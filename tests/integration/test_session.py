@@ -386,3 +386,80 @@ def test_grace_period_reserves_port_of_lost_agent(start_edge, start_agent, echo)
     c.wait_tunnel()
     assert c.public_port == port
     assert H.echo_roundtrip(port)
+
+
+# ---------------------------------------------------------------- backoff
+
+
+class _AuthThenDropEdge:
+    """An edge that accepts every Auth and hangs up right after: a session
+    that authenticates but never stays up (e.g. its binds keep failing)."""
+
+    def __init__(self, state_dir):
+        import socket
+        import ssl
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(os.path.join(state_dir, "server.pem"),
+                                 os.path.join(state_dir, "server.key"))
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        import json
+        self.sock.settimeout(0.5)
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            try:
+                s = self.ctx.wrap_socket(c, server_side=True)
+                r = H.YamuxReader(s)
+                body = bytearray()
+                while True:
+                    f = r.frame(H.t(5))
+                    if f is None:
+                        break
+                    if f[1] == H.YAMUX_DATA and f[3] == 1:
+                        body += f[5]
+                        if len(body) >= 4 and len(body) >= 4 + int.from_bytes(body[:4], "big"):
+                            break
+                resp = json.dumps({"type": "AuthResp", "client_id": "ab" * 16,
+                                   "version": "0.1.0", "error": ""}).encode()
+                s.sendall(H.yamux_hdr(H.YAMUX_WINDOW, H.F_ACK, 1, 0) +
+                          H.yamux_data(1, H.ctl_frame(resp)))
+                time.sleep(0.1)
+                s.close()
+            except OSError:
+                c.close()
+
+    def close(self):
+        self.stop = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+def test_backoff_grows_when_sessions_die_right_after_auth(start_edge, start_agent, echo):
+    """A successful Auth alone does not reset the reconnect backoff: only a
+    session that stayed up does (protocol.md §7.3). Before, every Auth reset
+    it, so an agent whose session the edge closed right after auth (an
+    invalid Bind) reconnected about once a second forever."""
+    edge = start_edge()   # only for its dev certificate and CA
+    fake = _AuthThenDropEdge(edge.state_dir)
+    try:
+        agent = start_agent(echo.port, "127.0.0.1:%d" % fake.port, ca=edge.ca)
+        retries = []
+        since = 0
+        for _ in range(3):
+            i, rec = agent.wait_log("session closed, starting reconnect loop", timeout=20,
+                                    since=since)
+            retries.append(H.parse_duration(rec.get("retry")))
+            since = i + 1
+        assert retries == [1.0, 2.0, 4.0], retries
+    finally:
+        fake.close()

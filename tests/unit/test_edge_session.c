@@ -29,6 +29,7 @@
 #include "edge.h"
 #include "edge_int.h"
 #include "link.h"
+#include "log.h"
 #include "stream.h"
 #include "tls.h"
 
@@ -74,6 +75,22 @@ struct fixture {
  * and each test ends with nothing active on it. */
 static uv_loop_t g_loop;
 static bw_io_t *g_io; /* the stream layer on g_loop */
+
+/* ---- out of memory on demand (linked with -Wl,--wrap=bw_strdup) ---- */
+
+char *__real_bw_strdup(const char *s);
+char *__wrap_bw_strdup(const char *s);
+
+static const char *fail_strdup_of; /* the next copy of this string fails */
+
+char *__wrap_bw_strdup(const char *s)
+{
+    if (fail_strdup_of && s && strcmp(s, fail_strdup_of) == 0) {
+        fail_strdup_of = NULL;
+        return NULL;
+    }
+    return __real_bw_strdup(s);
+}
 
 /* ---- bounded waits ---- */
 
@@ -320,6 +337,8 @@ static int setup(void **state)
         .auth_timeout_ms = 600000,
         .idle_ms = 0, /* no heartbeat: nothing here depends on time */
         .max_tunnels = 2,
+        .auth_fail_free = 2,
+        .auth_lock_ms = 120000, /* outlives every test */
     };
     fx->e = bw_edge_new(g_io, &fx->cfg, err, sizeof err);
     if (!fx->e) {
@@ -407,6 +426,107 @@ static void test_bad_token_refused(void **state)
     run_until(fx, is_closed, &fx->a, "the edge to close a refused session");
     assert_int_equal(fx->a.closes, 1);
     assert_int_equal(json_array_size(fx->a.msgs), 1);
+}
+
+/* Make a closed test agent usable for a new connection. */
+static void agent_reset(agent_t *a)
+{
+    a->readies = a->closes = 0;
+    bw_frame_reader_free(&a->reader);
+    bw_frame_reader_init(&a->reader, 0);
+}
+
+/* protocol.md §9: a major this edge does not speak is refused with a
+ * clear AuthResp error, and the edge hangs up; the speakable major passes
+ * whatever its minor. */
+static void test_unknown_major_refused(void **state)
+{
+    fixture_t *fx = *state;
+    agent_start(fx, &fx->a);
+    send_msg(&fx->a, bw_msg_auth(TOKEN, "", "99.0.0"));
+    const json_t *r = next_msg(fx, &fx->a, "AuthResp");
+    assert_int_equal(bw_msg_type(r), BW_MSG_AUTH_RESP);
+    assert_non_null(strstr(bw_msg_str(r, "error"), "unsupported protocol version \"99.0.0\""));
+    assert_string_equal(bw_msg_str(r, "client_id"), "");
+    run_until(fx, is_closed, &fx->a, "the edge to close a session of an unknown major");
+    assert_int_equal(json_array_size(fx->a.msgs), 1);
+
+    agent_start(fx, &fx->b);
+    send_msg(&fx->b, bw_msg_auth(TOKEN, "", "not-a-version"));
+    r = next_msg(fx, &fx->b, "AuthResp");
+    assert_non_null(strstr(bw_msg_str(r, "error"), "unsupported protocol version"));
+
+    /* However long the version, the answer stays a valid message. */
+    char huge[BW_PROTO_MAX_STR + 1];
+    memset(huge, '9', sizeof huge - 1);
+    huge[sizeof huge - 1] = '\0';
+    agent_start(fx, &fx->c);
+    send_msg(&fx->c, bw_msg_auth(TOKEN, "", huge));
+    r = next_msg(fx, &fx->c, "AuthResp");
+    assert_int_equal(bw_msg_validate(r, NULL, 0), 0);
+    assert_non_null(strstr(bw_msg_str(r, "error"), "unsupported protocol version \"9999"));
+
+    agent_reset(&fx->c);
+    agent_start(fx, &fx->c);
+    send_msg(&fx->c, bw_msg_auth(TOKEN, "", "0.99.7"));
+    r = next_msg(fx, &fx->c, "AuthResp");
+    assert_string_equal(bw_msg_str(r, "error"), "");
+}
+
+/* When the session's copy of the token cannot be made, the session ends as
+ * an internal error instead of living on without a token to resume by. */
+static void test_token_copy_oom_ends_session(void **state)
+{
+    fixture_t *fx = *state;
+    agent_start(fx, &fx->a);
+    fail_strdup_of = TOKEN;
+    send_msg(&fx->a, bw_msg_auth(TOKEN, "", BW_VERSION));
+    run_until(fx, is_closed, &fx->a, "the edge to end a session whose token copy failed");
+    assert_null(fail_strdup_of); /* the copy was attempted */
+    assert_int_equal(json_array_size(fx->a.msgs), 0);
+
+    agent_start(fx, &fx->b); /* the edge itself is fine */
+    assert_string_equal(bw_msg_str(auth(fx, &fx->b, TOKEN, ""), "error"), "");
+}
+
+static size_t count_lines_with(const char *path, const char *needle)
+{
+    char line[1024];
+    size_t n = 0;
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+/* Past the free failures (2 here) an address is locked out: even the right
+ * token is refused without being checked, with how long to wait. Only the
+ * first failure is logged on its own; the rest go in the minute's report. */
+static void test_failed_auths_lock_out_the_address(void **state)
+{
+    fixture_t *fx = *state;
+    char log[PATH_MAX + 16];
+    snprintf(log, sizeof log, "%s/log", fx->dir);
+    assert_int_equal(bw_log_open(log, BW_LOGFMT_LOGFMT, BW_LOG_INFO), 0);
+    for (size_t i = 0; i < 3; i++) {
+        agent_t *a = fx_agent(fx, i);
+        agent_start(fx, a);
+        const json_t *r = auth(fx, a, "wrong-token", "");
+        assert_string_equal(bw_msg_str(r, "error"), "invalid authtoken");
+        run_until(fx, is_closed, a, "the edge to close a refused session");
+    }
+    agent_reset(&fx->a);
+    agent_start(fx, &fx->a);
+    const json_t *r = auth(fx, &fx->a, TOKEN, "");
+    assert_non_null(strstr(bw_msg_str(r, "error"),
+                           "too many failed authentications from 127.0.0.1; try again in "));
+    assert_string_equal(bw_msg_str(r, "client_id"), "");
+    run_until(fx, is_closed, &fx->a, "the edge to close a locked-out session");
+    bw_log_close();
+    assert_int_equal(count_lines_with(log, "msg=\"authentication failed\""), 1);
+    unlink(log);
 }
 
 /* A refused session's further messages are not answered. */
@@ -524,17 +644,41 @@ static void test_refused_binds_answered(void **state)
     assert_int_equal(a->closes, 0);
 }
 
-/* A Bind that breaks the protocol (an edge type outside the enumeration)
- * ends the session instead. */
-static void test_invalid_bind_closes(void **state)
+/* A Bind that breaks a member rule (an edge type outside the enumeration,
+ * a name over the protocol's string limit) costs only that tunnel: it gets
+ * a BindResp error naming the member, and the session binds on. */
+static void test_invalid_bind_answered(void **state)
+{
+    fixture_t *fx = *state;
+    agent_t *a = &fx->a;
+    char longname[BW_PROTO_MAX_STR + 2];
+    agent_start(fx, a);
+    auth(fx, a, TOKEN, "");
+    const json_t *r = bind_msg(fx, a, "udp", "udp", "");
+    assert_non_null(strstr(bw_msg_str(r, "error"), "member \"edge_type\" must be one of"));
+    assert_string_equal(bw_msg_str(r, "tunnel_id"), "");
+
+    memset(longname, 'n', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    send_msg(a, bw_msg_bind("long", "tcp", "tcp", longname, "", "", ""));
+    r = next_msg(fx, a, "BindResp to an over-long name");
+    assert_string_equal(bw_msg_str(r, "req_id"), "long");
+    assert_non_null(strstr(bw_msg_str(r, "error"), "member \"name\" is longer than 4096 bytes"));
+
+    r = bind_msg(fx, a, "ok", "tcp", "");
+    assert_string_equal(bw_msg_str(r, "error"), "");
+    assert_int_equal(a->closes, 0);
+}
+
+/* Without a usable req_id there is nothing to answer: the session ends. */
+static void test_bind_without_req_id_closes(void **state)
 {
     fixture_t *fx = *state;
     agent_t *a = &fx->a;
     agent_start(fx, a);
     auth(fx, a, TOKEN, "");
-    send_msg(a, bw_msg_bind("1", "tcp", "udp", "t", "", "", ""));
-    run_until(fx, is_closed, a, "the edge to close a session after an invalid Bind");
-    assert_int_equal(a->closes, 1);
+    send_msg(a, bw_msg_bind("", "tcp", "udp", "t", "", "", ""));
+    run_until(fx, is_closed, a, "the edge to close a session after a Bind without req_id");
     assert_int_equal(json_array_size(a->msgs), 1); /* the AuthResp only */
 }
 
@@ -603,12 +747,16 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_auth_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_token_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_major_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_token_copy_oom_ends_session, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_auths_lock_out_the_address, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_after_refusal_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_before_auth_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_auth_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_conn_unbind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_binds_answered, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_invalid_bind_closes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_bind_answered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bind_without_req_id_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resume_keeps_port, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_client_id_not_resumed, setup, teardown),
     };

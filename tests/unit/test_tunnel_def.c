@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "agent.h"
+#include "control.h"
 #include "host.h"
 #include "log.h"
 #include "stream.h"
@@ -462,6 +463,48 @@ static void definition_check_runs_plugin_rules(void **state)
     assert_int_equal(bw_agent_tunnel_count(e->a), 0);
 }
 
+/* Every member that travels in a Bind is held to the protocol's string
+ * limit before anything is started or sent: a tunnel name, subdomain or
+ * remote_addr over 4096 bytes is refused by add (the API's 400) and by the
+ * check `config check` and `start` run, naming the member and its key. */
+static void definition_over_protocol_limits_is_refused(void **state)
+{
+    env_t *e = *state;
+    char bad[64];
+    size_t n = BW_PROTO_MAX_STR + 1;
+    char *big = malloc(n + 1), *json = malloc(n + 128);
+    assert_non_null(big);
+    assert_non_null(json);
+    memset(big, 'a', n);
+    big[n] = '\0';
+
+    assert_int_equal(add(e, big, "{\"proto\": \"tcp\", \"addr\": 22}", NULL), BW_EINVAL);
+    assert_non_null(strstr(err, "name is 4097 bytes, longer than the protocol's limit of 4096"));
+    assert_int_equal(check_strict(e, big, "{\"proto\": \"tcp\", \"addr\": 22}", 1, bad, sizeof bad),
+                     BW_EINVAL);
+    assert_string_equal(bad, "");
+
+    snprintf(json, n + 128, "{\"proto\": \"http\", \"addr\": 80, \"subdomain\": \"%s\"}", big);
+    assert_int_equal(add(e, "web", json, NULL), BW_EINVAL);
+    assert_non_null(strstr(err, "tunnel \"web\": subdomain is 4097 bytes"));
+    assert_int_equal(check_strict(e, "web", json, 1, bad, sizeof bad), BW_EINVAL);
+    assert_string_equal(bad, "subdomain");
+
+    snprintf(json, n + 128, "{\"proto\": \"tcp\", \"addr\": 22, \"remote_addr\": \"%s\"}", big);
+    assert_int_equal(add(e, "ssh", json, NULL), BW_EINVAL);
+    assert_non_null(strstr(err, "remote_addr is 4097 bytes"));
+    assert_int_equal(check_strict(e, "ssh", json, 1, bad, sizeof bad), BW_EINVAL);
+    assert_string_equal(bad, "remote_addr");
+
+    /* Exactly at the limit is fine as far as the protocol goes. */
+    big[BW_PROTO_MAX_STR] = '\0';
+    assert_int_equal(check_strict(e, big, "{\"proto\": \"tcp\", \"addr\": 22}", 1, bad, sizeof bad),
+                     0);
+    assert_int_equal(bw_agent_tunnel_count(e->a), 0);
+    free(big);
+    free(json);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -488,6 +531,7 @@ int main(void)
         T(removing_unbound_single_reports_cancel_once),
         T(stopping_reports_pending_group_once),
         T(definition_check_runs_plugin_rules),
+        T(definition_over_protocol_limits_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
