@@ -166,7 +166,8 @@ static void build_listing(files_job_t *j, const char *dir)
         n++;
     }
     closedir(d);
-    qsort(names, n, sizeof *names, cmp_names);
+    if (n > 1) /* an empty directory leaves names NULL, which qsort must not get */
+        qsort(names, n, sizeof *names, cmp_names);
     h1_buf_t *b = &j->body;
     h1_buf_adds(b, "<!doctype html>\n<meta name=\"viewport\" content=\"width=device-width\">\n"
                    "<pre>\n");
