@@ -92,6 +92,22 @@ def test_start_errors(tmp_path):
     assert "must define at least one tunnel when using --all" in r.stderr
 
 
+@pytest.mark.parametrize("case, reason", [
+    ("missing", "no such file"),
+    ("text", "not a PEM certificate"),
+])
+def test_root_cas_errors_say_what_happened(tmp_path, case, reason):
+    ca = tmp_path / ("nope.pem" if case == "missing" else "notes.txt")
+    if case == "text":
+        ca.write_text("just some text\n")
+    cfg = tmp_path / "a.yml"
+    cfg.write_text('version: "2"\nroot_cas: %s\n' % ca)
+    for args in (["--config", str(cfg)], ["--root-cas", str(ca)]):
+        r = burrow(["start", "--none", "--log", "false"] + args, tmp_path)
+        assert r.returncode == 1, r.stderr
+        assert "ERROR:  cannot load CA certificates %s: %s" % (ca, reason) in r.stderr, r.stderr
+
+
 def test_start_merges_config_files_in_order(start_edge, procs, tmp_path, echo, servers):
     """Later files override earlier ones; flags override files; tunnels from
     all files start, with ngrok's log lines about the files read."""
