@@ -37,6 +37,8 @@ typedef struct bw_tunnel_spec {
     const char *hostname;
     json_t *options;     /* the definition as JSON (borrowed) */
     const char *follows; /* twin: bind after this tunnel, on its host name */
+    const char *label;   /* the name errors use: the definition's, for a twin
+                            ("web", not "web (http)"); NULL for `name` */
 } bw_tunnel_spec_t;
 
 /* Create an agent on `io` (its loop and streams). Returns NULL with

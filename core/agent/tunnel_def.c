@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
 #include "host.h"
 #include "tunnel_def.h"
 #include "util.h"
@@ -49,6 +50,24 @@ static void spec_from_def(bw_tunnel_spec_t *spec, const char *name, const char *
             scalar_text(json_object_get(def, "hostname"), text->hostname, sizeof text->hostname),
         .options = def,
     };
+}
+
+int bw__tunnel_addr(const bw_loaded_plugin_t *p, const char *addr, const char *label, char *out,
+                    size_t outlen, char *err, size_t errlen)
+{
+    bw_error_t e = {{0}};
+    if (!addr || !*addr) {
+        snprintf(err, errlen, "Tunnel %s must specify 'addr' to tunnel to", label);
+        return BW_EINVAL;
+    }
+    if (p->desc.normalize_addr) {
+        int rc = p->desc.normalize_addr(p->state, addr, out, outlen, label, &e);
+        if (rc < 0)
+            snprintf(err, errlen, "%s", e.msg);
+        return rc;
+    }
+    /* ngrok's host:port rules (§1.3); URL forms are the plugin's. */
+    return bw_addr_normalize(addr, out, outlen, label, err, errlen);
 }
 
 /* A tunnel of a group other than the one that reports: a refusal of one
@@ -119,6 +138,7 @@ static int add_group(bw_agent_t *a, const char *name, json_t *def, const bw_expa
         int last = i + 1 == n;
         spec_from_def(&spec, g->names[i], x[i].proto, def, &text);
         spec.follows = i > 0 ? g->names[0] : NULL;
+        spec.label = name;
         rc = bw_agent_add_tunnel(a, &spec,
                                  !cb    ? NULL
                                  : last ? group_bound

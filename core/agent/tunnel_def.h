@@ -24,4 +24,10 @@ int bw_agent_add_definition(bw_agent_t *a, const char *name, json_t *def, bw_age
 int bw_definition_check(bw_registry_t *reg, const char *name, json_t *def, int strict,
                         const char **key, char *err, size_t errlen);
 
+/* Normalise `addr` of a tunnel of `p`'s proto into out[outlen]: the plugin's
+ * normalize_addr slot, else ngrok's host:port rules. Messages name the
+ * tunnel `label` (as the user wrote it). Returns 0 or < 0 with err[errlen]. */
+int bw__tunnel_addr(const bw_loaded_plugin_t *p, const char *addr, const char *label, char *out,
+                    size_t outlen, char *err, size_t errlen);
+
 #endif /* BW_CORE_TUNNEL_DEF_H */
