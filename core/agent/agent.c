@@ -45,6 +45,15 @@ static SSL_CTX *client_ctx(const char *root_cas, char *err, size_t errlen)
     return ctx;
 }
 
+int bw_agent_check_root_cas(const char *root_cas, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = client_ctx(root_cas, err, errlen);
+    if (!ctx)
+        return BW_EINVAL;
+    SSL_CTX_free(ctx);
+    return 0;
+}
+
 bw_agent_t *bw_agent_new(bw_io_t *io, bw_registry_t *reg, const bw_agent_config_t *cfg, char *err,
                          size_t errlen)
 {

@@ -215,7 +215,14 @@ int bw_definition_check(bw_registry_t *reg, const char *name, json_t *def, int s
                  proto);
         return BW_EINVAL;
     }
-    int rc = bw_conf_build(p->desc.options, def, 0, &conf, err, errlen);
+    char addr[1024], text[32];
+    int rc = bw__tunnel_addr(p, scalar_text(json_object_get(def, "addr"), text, sizeof text), name,
+                             addr, sizeof addr, err, errlen);
+    if (rc < 0) {
+        *key = json_object_get(def, "addr") ? "addr" : NULL;
+        return rc;
+    }
+    rc = bw_conf_build(p->desc.options, def, 0, &conf, err, errlen);
     if (rc < 0)
         return rc;
     bw_error_t e = {{0}};

@@ -439,6 +439,14 @@ static void definition_check_runs_plugin_rules(void **state)
     assert_int_equal(check(e, "web", "{\"proto\": \"http\", \"addr\": 80, \"inspect\": 3}"),
                      BW_EINVAL);
     assert_string_equal(err, "option 'inspect' must be a boolean");
+    /* The address as `burrow start` reads it. */
+    char bad_addr[64];
+    assert_int_equal(check_strict(e, "db", "{\"proto\": \"tcp\", \"addr\": 70000}", 0, bad_addr,
+                                  sizeof bad_addr),
+                     BW_EINVAL);
+    assert_string_equal(
+        err, "Tunnel db specifies an invalid or malformed address '70000': invalid port");
+    assert_string_equal(bad_addr, "addr");
     /* No plugin for the proto here: `burrow start` reports it. */
     assert_int_equal(check(e, "web", "{\"proto\": \"x\", \"addr\": 80}"), 0);
     /* Strict (version "2" files): the plugin's declarations and the core's
