@@ -21,6 +21,7 @@
 #include "log.h"
 #include "stream.h"
 #include "tls.h"
+#include "tunnel_def.h"
 #include "util.h"
 
 /* ---------------------------------------------------------------------------
@@ -46,6 +47,15 @@ static SSL_CTX *client_ctx(const char *root_cas, char *err, size_t errlen)
 
 _Static_assert(BW_CONFIG_MAX_AUTHTOKEN == BW_PROTO_MAX_STR,
                "config check must refuse exactly the tokens Auth cannot carry");
+
+int bw_agent_check_root_cas(const char *root_cas, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = client_ctx(root_cas, err, errlen);
+    if (!ctx)
+        return BW_EINVAL;
+    SSL_CTX_free(ctx);
+    return 0;
+}
 
 bw_agent_t *bw_agent_new(bw_io_t *io, bw_registry_t *reg, const bw_agent_config_t *cfg, char *err,
                          size_t errlen)
@@ -101,22 +111,10 @@ fail:
     return NULL;
 }
 
-static int spec_addr(const bw_loaded_plugin_t *p, const bw_tunnel_spec_t *spec, char *out,
-                     size_t outlen, char *err, size_t errlen)
+/* Messages name the tunnel as the user wrote it (a twin's definition). */
+static const char *spec_label(const bw_tunnel_spec_t *spec)
 {
-    bw_error_t e = {{0}};
-    if (!spec->addr || !*spec->addr) {
-        snprintf(err, errlen, "Tunnel %s must specify 'addr' to tunnel to", spec->name);
-        return BW_EINVAL;
-    }
-    if (p->desc.normalize_addr) {
-        int rc = p->desc.normalize_addr(p->state, spec->addr, out, outlen, spec->name, &e);
-        if (rc < 0)
-            snprintf(err, errlen, "%s", e.msg);
-        return rc;
-    }
-    /* ngrok's host:port rules (§1.3); URL forms are the plugin's. */
-    return bw_addr_normalize(spec->addr, out, outlen, spec->name, err, errlen);
+    return spec->label ? spec->label : spec->name;
 }
 
 int bw_agent_add_tunnel(bw_agent_t *a, const bw_tunnel_spec_t *spec, bw_agent_bind_cb cb, void *ud,
@@ -133,7 +131,7 @@ int bw_agent_add_tunnel(bw_agent_t *a, const bw_tunnel_spec_t *spec, bw_agent_bi
         snprintf(err, errlen, "Invalid protocol name '%s'", spec->proto ? spec->proto : "");
         return BW_EINVAL;
     }
-    int rc = spec_addr(p, spec, addr, sizeof addr, err, errlen);
+    int rc = bw__tunnel_addr(p, spec->addr, spec_label(spec), addr, sizeof addr, err, errlen);
     if (rc < 0)
         return rc;
     json_t *empty = spec->options ? NULL : json_object();
@@ -143,7 +141,7 @@ int bw_agent_add_tunnel(bw_agent_t *a, const bw_tunnel_spec_t *spec, bw_agent_bi
     if (rc < 0)
         return rc;
     bw_error_t e = {{0}};
-    if (p->desc.validate && (rc = p->desc.validate(p->state, &conf, spec->name, &e)) < 0) {
+    if (p->desc.validate && (rc = p->desc.validate(p->state, &conf, spec_label(spec), &e)) < 0) {
         snprintf(err, errlen, "%s", e.msg);
         bw_conf_free(&conf);
         return rc;

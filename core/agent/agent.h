@@ -37,6 +37,8 @@ typedef struct bw_tunnel_spec {
     const char *hostname;
     json_t *options;     /* the definition as JSON (borrowed) */
     const char *follows; /* twin: bind after this tunnel, on its host name */
+    const char *label;   /* the name errors use: the definition's, for a twin
+                            ("web", not "web (http)"); NULL for `name` */
 } bw_tunnel_spec_t;
 
 /* Create an agent on `io` (its loop and streams). Returns NULL with
@@ -44,6 +46,11 @@ typedef struct bw_tunnel_spec {
  * the I/O context stay owned by the caller. */
 bw_agent_t *bw_agent_new(bw_io_t *io, bw_registry_t *reg, const bw_agent_config_t *cfg, char *err,
                          size_t errlen);
+
+/* Load `root_cas` as bw_agent_new would (a PEM file, or "trusted"/"host"/
+ * ""/NULL for the system store), for `config check`. Returns 0, or
+ * BW_EINVAL with the same message bw_agent_new would give. */
+int bw_agent_check_root_cas(const char *root_cas, char *err, size_t errlen);
 
 /* Outcome of binding a tunnel started with a callback: status 0 and the
  * tunnel, or < 0 with the edge's (or the session's) reason in `err`; the

@@ -27,6 +27,7 @@ struct bw_registry {
     bw_host_select_fn host_for;
     bw_loaded_plugin_t *plugins[MAX_PLUGINS];
     size_t n;
+    char searched[2048]; /* the default search's directories, ", "-separated */
 };
 
 /* The size of a 1.0 descriptor: everything up to the last 1.0 slot. */
@@ -366,6 +367,9 @@ static int load_dir_once(bw_registry_t *r, const char *dir, char seen[][PATH_MAX
                          size_t max)
 {
     char real[PATH_MAX];
+    size_t used = strlen(r->searched);
+    /* Named as given, missing ones too: they are where a plugin was looked for. */
+    snprintf(r->searched + used, sizeof r->searched - used, "%s%s", used ? ", " : "", dir);
     if (!realpath(dir, real))
         return 0;
     for (size_t i = 0; i < *nseen; i++)
@@ -411,6 +415,11 @@ int bw_registry_load_default(bw_registry_t *r)
         }
     }
     return total + load_dir_once(r, BW_PLUGINDIR, seen, &nseen, BW_ARRAY_SIZE(seen));
+}
+
+const char *bw_registry_searched(const bw_registry_t *r)
+{
+    return r->searched;
 }
 
 const bw_loaded_plugin_t *bw_registry_find(const bw_registry_t *r, const char *proto)

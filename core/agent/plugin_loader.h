@@ -72,4 +72,9 @@ int bw_elf_exports(const char *path, char *names, size_t len);
  * count of protos loaded. */
 int bw_registry_load_default(bw_registry_t *r);
 
+/* The directories bw_registry_load_default searched, in order and as
+ * named (missing ones too), ", "-separated; "" before it ran. Borrowed from
+ * `r`. */
+const char *bw_registry_searched(const bw_registry_t *r);
+
 #endif /* BW_CORE_PLUGIN_LOADER_H */

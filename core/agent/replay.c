@@ -116,18 +116,18 @@ static int client_start(bw_replay_t *r)
     return rc;
 }
 
+/* A replay of `len` bytes of `raw` over socket `fd`, which it owns from
+ * here: on failure (NULL) the socket is closed too. */
 static bw_replay_t *replay_new(const void *raw, size_t len, uint64_t timeout_ms, int fd)
 {
     bw_replay_t *r = calloc(1, sizeof *r);
     if (!r)
-        return NULL;
+        goto err_fd;
     r->raw = malloc(len ? len : 1);
-    if (!r->raw || uv_pipe_init(bw_io_loop(bw_host_io()), &r->pipe, 0) != 0) {
-        free(r->raw);
-        free(r);
-        return NULL;
-    }
-    memcpy(r->raw, raw, len);
+    if (!r->raw || uv_pipe_init(bw_io_loop(bw_host_io()), &r->pipe, 0) != 0)
+        goto err_r;
+    if (len) /* an empty request may come as NULL */
+        memcpy(r->raw, raw, len);
     r->len = len;
     uv_timer_init(bw_io_loop(bw_host_io()), &r->timer);
     r->pipe.data = r->timer.data = r;
@@ -139,6 +139,13 @@ static bw_replay_t *replay_new(const void *raw, size_t len, uint64_t timeout_ms,
     }
     uv_timer_start(&r->timer, timed_out, timeout_ms ? timeout_ms : BW_REPLAY_TIMEOUT_MS, 0);
     return r;
+
+err_r:
+    free(r->raw);
+    free(r);
+err_fd:
+    close(fd);
+    return NULL;
 }
 
 static int replay_slot(bw_tunnel_t *t, const void *raw, size_t len, char *err, size_t errlen)

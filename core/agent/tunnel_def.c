@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
 #include "control.h"
 #include "host.h"
 #include "tunnel_def.h"
@@ -94,6 +95,24 @@ static int check_def_limits(const char *name, json_t *def, const char **key, cha
     return check_limits(&spec, key, err, errlen);
 }
 
+int bw__tunnel_addr(const bw_loaded_plugin_t *p, const char *addr, const char *label, char *out,
+                    size_t outlen, char *err, size_t errlen)
+{
+    bw_error_t e = {{0}};
+    if (!addr || !*addr) {
+        snprintf(err, errlen, "Tunnel %s must specify 'addr' to tunnel to", label);
+        return BW_EINVAL;
+    }
+    if (p->desc.normalize_addr) {
+        int rc = p->desc.normalize_addr(p->state, addr, out, outlen, label, &e);
+        if (rc < 0)
+            snprintf(err, errlen, "%s", e.msg);
+        return rc;
+    }
+    /* ngrok's host:port rules (§1.3); URL forms are the plugin's. */
+    return bw_addr_normalize(addr, out, outlen, label, err, errlen);
+}
+
 /* A tunnel of a group other than the one that reports: a refusal of one
  * that binds first reaches the caller through the reporting tunnel, which
  * cannot bind without it. */
@@ -162,6 +181,7 @@ static int add_group(bw_agent_t *a, const char *name, json_t *def, const bw_expa
         int last = i + 1 == n;
         spec_from_def(&spec, g->names[i], x[i].proto, def, &text);
         spec.follows = i > 0 ? g->names[0] : NULL;
+        spec.label = name;
         rc = bw_agent_add_tunnel(a, &spec,
                                  !cb    ? NULL
                                  : last ? group_bound
@@ -243,6 +263,13 @@ int bw_definition_check(bw_registry_t *reg, const char *name, json_t *def, int s
         snprintf(err, errlen, "field %s not found in tunnel \"%s\" (proto %s)", unknown, name,
                  proto);
         return BW_EINVAL;
+    }
+    char addr[1024], text[32];
+    rc = bw__tunnel_addr(p, scalar_text(json_object_get(def, "addr"), text, sizeof text), name,
+                         addr, sizeof addr, err, errlen);
+    if (rc < 0) {
+        *key = json_object_get(def, "addr") ? "addr" : NULL;
+        return rc;
     }
     rc = bw_conf_build(p->desc.options, def, 0, &conf, err, errlen);
     if (rc < 0)

@@ -52,6 +52,7 @@ int bw_httpd_route(bw_httpd_t *h, const char *method, const char *pattern, unsig
 static int pattern_match(const char *pat, const char *path, const char **pstart, size_t *plen)
 {
     *pstart = NULL;
+    *plen = 0; /* a pattern without a parameter sets neither */
     for (;;) {
         if (*pat == ':') {
             size_t n = strcspn(path, "/");

@@ -275,7 +275,8 @@ err:
 char *bw_capture_canonical_key(const char *name, size_t len, char *out)
 {
     int upper = 1;
-    memcpy(out, name, len);
+    if (len) /* a header without a name may come as (NULL, 0) */
+        memcpy(out, name, len);
     out[len] = '\0';
     for (size_t i = 0; i < len; i++) {
         if (!bw_http_is_tchar((unsigned char)name[i]))
@@ -340,7 +341,7 @@ static head_t *head_copy(const bw_http_head_t *h, size_t size)
     c->status = h->status;
     for (size_t i = 0; i < c->n; i++) {
         const bw_http_header_t *x = &h->headers[i];
-        c->h[i].name = bw_capture_canonical_key(x->name ? x->name : "", x->name_len, cur);
+        c->h[i].name = bw_capture_canonical_key(x->name, x->name_len, cur);
         c->h[i].name_len = x->name_len;
         cur += x->name_len + 1;
         c->h[i].value = cur;

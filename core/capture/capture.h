@@ -158,7 +158,8 @@ const char *bw_capture_store_remote_addr(const bw_capture_store_t *s, const char
 
 /* Go's http.CanonicalHeaderKey of name[len] into out[len+1]: the first
  * letter and letters after '-' upper case, the rest lower; a name with a
- * byte that is not a token character is copied as-is. Returns out. */
+ * byte that is not a token character is copied as-is. `name` may be NULL
+ * when len is 0. Returns out. */
 char *bw_capture_canonical_key(const char *name, size_t len, char *out);
 
 /* `unix_ns` as Go's RFC3339 in the local zone ("2006-01-02T15:04:05Z07:00")

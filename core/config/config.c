@@ -71,6 +71,9 @@ int bw__config_nomem(const ctx_t *c)
     return BW_ENOMEM;
 }
 
+/* gcc 12 -fanalyzer false positive: it loses `s` once stored through `dst`
+ * into the config (set_web_addr passes &c->cfg->web_addr), and reports a leak. */
+BW_ANALYZER_IGNORE("-Wanalyzer-malloc-leak")
 static int set_str(const ctx_t *c, const ynode_t *k, const ynode_t *v, char **dst)
 {
     char *s;
@@ -86,6 +89,7 @@ static int set_str(const ctx_t *c, const ynode_t *k, const ynode_t *v, char **ds
     *dst = s;
     return 0;
 }
+BW_ANALYZER_END
 
 /* Durations are checked here before bw_parse_duration_ms so that huge
  * numbers cannot overflow its double → integer conversion. */

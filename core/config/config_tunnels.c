@@ -157,11 +157,15 @@ static int upsert_tunnel(const ctx_t *c, const ynode_t *kname, json_t *def, json
             json_decref(marks);
             return bw__config_fail(c, kname, "more than %d tunnels", BW_CONFIG_MAX_TUNNELS);
         }
-        name = strdup(kname->text);
+        /* The grown array is the config's as soon as realloc returns it:
+         * the old block may be gone, whatever fails next. */
         arr = realloc(cfg->tunnels, (cfg->n_tunnels + 1) * sizeof *arr);
-        if (!name || !arr)
+        if (!arr)
             goto err_nomem;
         cfg->tunnels = arr;
+        name = strdup(kname->text);
+        if (!name)
+            goto err_nomem;
         t = &arr[cfg->n_tunnels++];
         *t = (bw_config_tunnel_t){.name = name};
     }

@@ -453,21 +453,42 @@ static int save_authtoken(const cli_t *c, const char *token)
     return 0;
 }
 
-/* Option values only a plugin understands (CIDRs, header rules, ...), with
- * the plugins this agent would load; a proto without a plugin here is left
- * to `burrow start`. Returns 0, or 1 after printing the first error. */
-static int check_definitions(const bw_config_t *cfg)
+/* A tunnel whose proto no plugin here offers: `burrow start` refuses it,
+ * but the file is valid (the plugin may be installed elsewhere, or later),
+ * so `config check` warns, naming where it looked, and still succeeds. */
+static void warn_missing_plugin(bw_registry_t *reg, const bw_config_tunnel_t *t)
 {
+    const char *proto = json_string_value(json_object_get(t->def, "proto"));
+    const char *dirs = bw_registry_searched(reg);
+    if (!proto || bw_registry_find(reg, proto))
+        return; /* no proto: a labeled definition, the loader's to judge */
+    fprintf(stderr,
+            "WARNING:  %s:%d: tunnel \"%s\": no plugin for proto '%s' in %s; "
+            "burrow start will refuse it\n",
+            t->file, t->line, t->name, proto, *dirs ? dirs : "(no plugin directory)");
+}
+
+/* What `burrow start` would refuse before connecting, with the plugins this
+ * agent would load: the root_cas file, each definition's address and
+ * option values (CIDRs, header rules, ...); a proto without a plugin here
+ * is a warning. Returns 0, or 1 after printing the first error. */
+static int check_definitions(const cli_t *c, const bw_config_t *cfg)
+{
+    char err[1024];
     int rc = 0;
     /* `config check` answers on stdout and stderr only: of the loader's
      * log, a refused plugin (a warning or worse) is worth a line. */
     bw_log_open("stderr", BW_LOGFMT_LOGFMT, BW_LOG_WARN);
+    if (bw_agent_check_root_cas(c->root_cas ? c->root_cas : cfg->root_cas, err, sizeof err) != 0)
+        return fail("%s", err);
     bw_registry_t *reg = bw_registry_new(bw_host_table_for);
     if (!reg)
         return fail("out of memory");
     bw_registry_load_default(reg);
-    for (size_t i = 0; i < cfg->n_tunnels && rc == 0; i++)
+    for (size_t i = 0; i < cfg->n_tunnels && rc == 0; i++) {
+        warn_missing_plugin(reg, &cfg->tunnels[i]);
         rc = check_config_tunnel(reg, &cfg->tunnels[i]);
+    }
     bw_registry_free(reg);
     return rc;
 }
@@ -478,7 +499,7 @@ static int cmd_config(const cli_t *c, const bw_config_t *cfg, const char *used)
     if (strcmp(sub, "check") == 0) {
         if (cfg->n_files == 0)
             return fail("no config file found (looked for the default path; pass --config)");
-        if (check_definitions(cfg) != 0)
+        if (check_definitions(c, cfg) != 0)
             return 1;
         for (size_t i = 0; i < cfg->n_files; i++)
             printf("Valid configuration file at %s\n", cfg->files[i]);

@@ -1,20 +1,83 @@
 /* TLS contexts: the settings every connection shares, and loading of CA
  * files, certificates and keys. */
+#include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <openssl/decoder.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "burrow/error.h"
 #include "tls_int.h"
 
-static SSL_CTX *ctx_fail(SSL_CTX *ctx, const char *what, const char *path, char *err, size_t errlen)
+/* strerror(e) as the middle of a sentence: "permission denied". */
+static const char *errno_words(int e, char *buf, size_t len)
 {
-    unsigned long e = ERR_peek_last_error();
-    const char *reason = e ? ERR_reason_error_string(e) : NULL;
+    if (e == ENOENT)
+        return "no such file";
+    snprintf(buf, len, "%s", strerror(e));
+    buf[0] = (char)tolower((unsigned char)buf[0]);
+    return buf;
+}
+
+/* What one queued OpenSSL error says about a file of `kind`, or NULL when
+ * it is only a module passing its caller's failure on ("PEM lib"). */
+static const char *error_words(unsigned long e, const char *kind, char *buf, size_t len)
+{
+    int lib = ERR_GET_LIB(e), reason = ERR_GET_REASON(e);
+
+    if (ERR_SYSTEM_ERROR(e))
+        return errno_words(reason, buf, len);
+    if (lib == ERR_LIB_X509 &&
+        (reason == X509_R_KEY_VALUES_MISMATCH || reason == X509_R_KEY_TYPE_MISMATCH))
+        return "key does not match certificate";
+    if ((lib == ERR_LIB_PEM && reason == PEM_R_NO_START_LINE) ||
+        (lib == ERR_LIB_X509 && reason == X509_R_NO_CERTIFICATE_OR_CRL_FOUND) ||
+        (lib == ERR_LIB_OSSL_DECODER && reason == ERR_R_UNSUPPORTED)) { /* no key decoded */
+        snprintf(buf, len, "not a PEM %s", kind);
+        return buf;
+    }
+    return NULL;
+}
+
+/* Why loading `kind` ("certificate", "private key") from `path` failed, in
+ * words, taking OpenSSL's error queue. Its reason strings name modules
+ * ("system lib", "PEM lib"), not what is wrong with the file, so the file is
+ * looked at first, then the queue from its root cause on. */
+static const char *load_reason(const char *path, const char *kind, char *buf, size_t len)
+{
+    struct stat st;
+    unsigned long e, first = ERR_peek_error();
+    const char *r;
+
+    if (path != NULL && stat(path, &st) != 0)
+        return errno_words(errno, buf, len);
+    if (path != NULL && S_ISDIR(st.st_mode))
+        return "is a directory";
+    if (path != NULL && access(path, R_OK) != 0)
+        return errno_words(errno, buf, len);
+    while ((e = ERR_get_error()) != 0)
+        if ((r = error_words(e, kind, buf, len)) != NULL)
+            return r;
+    r = first ? ERR_reason_error_string(first) : NULL;
+    snprintf(buf, len, "%s%s", ERR_GET_LIB(first) == ERR_LIB_PEM ? "damaged PEM file: " : "",
+             r ? r : "unknown OpenSSL error");
+    return buf;
+}
+
+static SSL_CTX *ctx_fail(SSL_CTX *ctx, const char *what, const char *kind, const char *path,
+                         char *err, size_t errlen)
+{
+    char why[256];
 
     if (err != NULL && errlen > 0)
         snprintf(err, errlen, "%s%s%s: %s", what, path ? " " : "", path ? path : "",
-                 reason ? reason : "unknown OpenSSL error");
+                 load_reason(path, kind, why, sizeof why));
     ERR_clear_error();
     SSL_CTX_free(ctx);
     return NULL;
@@ -44,14 +107,14 @@ SSL_CTX *bw_tls_client_ctx(const char *ca_file, char *err, size_t errlen)
 
     ERR_clear_error();
     if (ctx == NULL)
-        return ctx_fail(NULL, "cannot create TLS client context", NULL, err, errlen);
+        return ctx_fail(NULL, "cannot create TLS client context", "", NULL, err, errlen);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     if (ca_file != NULL)
         ok = SSL_CTX_load_verify_locations(ctx, ca_file, NULL);
     else
         ok = SSL_CTX_set_default_verify_paths(ctx);
     if (!ok)
-        return ctx_fail(ctx, "cannot load CA certificates", ca_file, err, errlen);
+        return ctx_fail(ctx, "cannot load CA certificates", "certificate", ca_file, err, errlen);
     return ctx;
 }
 
@@ -72,14 +135,13 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
     return SSL_TLSEXT_ERR_OK;
 }
 
-static int ctx_err(const char *what, const char *path, char *err, size_t errlen)
+static int ctx_err(const char *what, const char *kind, const char *path, char *err, size_t errlen)
 {
-    unsigned long e = ERR_peek_last_error();
-    const char *reason = e ? ERR_reason_error_string(e) : NULL;
+    char why[256];
 
     if (err != NULL && errlen > 0)
         snprintf(err, errlen, "%s %s: %s", what, path ? path : "(none)",
-                 reason ? reason : "unknown OpenSSL error");
+                 path ? load_reason(path, kind, why, sizeof why) : "no file given");
     ERR_clear_error();
     return BW_EINVAL;
 }
@@ -90,11 +152,11 @@ int bw_tls_ctx_use_cert(SSL_CTX *ctx, const char *cert_file, const char *key_fil
 {
     ERR_clear_error();
     if (cert_file == NULL || SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1)
-        return ctx_err("cannot load certificate", cert_file, err, errlen);
+        return ctx_err("cannot load certificate", "certificate", cert_file, err, errlen);
     if (key_file == NULL || SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1)
-        return ctx_err("cannot load private key", key_file, err, errlen);
+        return ctx_err("cannot load private key", "private key", key_file, err, errlen);
     if (SSL_CTX_check_private_key(ctx) != 1)
-        return ctx_err("private key does not match certificate", key_file, err, errlen);
+        return ctx_err("cannot load private key", "private key", key_file, err, errlen);
     return 0;
 }
 
@@ -106,11 +168,11 @@ int bw_tls_ctx_verify_clients(SSL_CTX *ctx, const char *ca_file, int require, ch
 
     ERR_clear_error();
     if (ca_file == NULL || SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1)
-        return ctx_err("cannot load CA certificates", ca_file, err, errlen);
+        return ctx_err("cannot load CA certificates", "certificate", ca_file, err, errlen);
     /* The CA names go in the request, so clients pick the right certificate. */
     names = SSL_load_client_CA_file(ca_file);
     if (names == NULL)
-        return ctx_err("cannot load CA names", ca_file, err, errlen);
+        return ctx_err("cannot load CA names", "certificate", ca_file, err, errlen);
     SSL_CTX_set_client_CA_list(ctx, names);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (require ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
                        NULL);
@@ -124,13 +186,13 @@ SSL_CTX *bw_tls_server_ctx(const char *cert_file, const char *key_file, char *er
 
     ERR_clear_error();
     if (ctx == NULL)
-        return ctx_fail(NULL, "cannot create TLS server context", NULL, err, errlen);
+        return ctx_fail(NULL, "cannot create TLS server context", "", NULL, err, errlen);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1)
-        return ctx_fail(ctx, "cannot load certificate", cert_file, err, errlen);
+        return ctx_fail(ctx, "cannot load certificate", "certificate", cert_file, err, errlen);
     if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1)
-        return ctx_fail(ctx, "cannot load private key", key_file, err, errlen);
+        return ctx_fail(ctx, "cannot load private key", "private key", key_file, err, errlen);
     if (SSL_CTX_check_private_key(ctx) != 1)
-        return ctx_fail(ctx, "private key does not match certificate", key_file, err, errlen);
+        return ctx_fail(ctx, "cannot load private key", "private key", key_file, err, errlen);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     return ctx;
 }

@@ -128,6 +128,15 @@ def test_start_errors(api):
     assert err["details"]["err"] == "Tunnel declaration must contain a 'name'"
     st, _, err = call(addr, "POST", "/api/tunnels", {"name": "x", "proto": "tcp"})
     assert (st, err["error_code"]) == (400, 102) and "must specify 'addr'" in err["details"]["err"]
+    # An http definition runs as twins ("web (http)" first): errors still
+    # name the tunnel as the request did.
+    st, _, err = call(addr, "POST", "/api/tunnels", {"name": "web", "proto": "http"})
+    assert (st, err["details"]["err"]) == (400, "Tunnel web must specify 'addr' to tunnel to")
+    st, _, err = call(addr, "POST", "/api/tunnels", {
+        "name": "web", "proto": "http", "addr": 80,
+        "ip_restriction": {"allow_cidrs": ["10.0.0.0/33"]}})
+    assert (st, err["details"]["err"]) == (
+        400, "Tunnel web specifies an invalid CIDR in 'ip_restriction.allow_cidrs': 10.0.0.0/33")
     # the edge refuses a port outside its range: 502 / 103 with the edge's words
     st, _, err = call(addr, "POST", "/api/tunnels", {"name": "y", "proto": "tcp", "addr": 1,
                                                      "remote_addr": "localhost:1"})

@@ -75,6 +75,39 @@ def test_config_check_valid_and_every_invalid_case(tmp_path):
         assert expected in r.stderr, (case, expected, r.stderr)
 
 
+def test_config_check_refuses_what_start_refuses(tmp_path):
+    """`config check` loads what `burrow start` loads before connecting: the
+    root_cas file and each address, not only the file's own rules."""
+    cfg = tmp_path / "a.yml"
+    cfg.write_text('version: "2"\nroot_cas: %s\n' % (tmp_path / "nope.pem"))
+    r = burrow(["config", "check", "--config", str(cfg)], tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert "ERROR:  cannot load CA certificates %s: no such file" % (tmp_path / "nope.pem") \
+        in r.stderr
+    cfg.write_text('version: "2"\ntunnels:\n  web:\n    proto: http\n    addr: 70000\n')
+    for cmd in (["config", "check"], ["start", "web", "--log", "false"]):
+        r = burrow(cmd + ["--config", str(cfg)], tmp_path)
+        assert r.returncode == 1, (cmd, r.stderr)
+        assert ("ERROR:  %s:5:5: Tunnel web specifies an invalid or malformed address '70000': "
+                "invalid port" % cfg) in r.stderr, (cmd, r.stderr)
+
+
+def test_config_check_warns_about_a_proto_without_plugin(tmp_path):
+    """The file is valid (the plugin may be installed elsewhere): a warning
+    says where plugins were looked for, and the exit status is 0."""
+    cfg = tmp_path / "a.yml"
+    cfg.write_text('version: "2"\ntunnels:\n  db:\n    proto: postgres\n    addr: 5432\n')
+    r = burrow(["config", "check", "--config", str(cfg)], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "Valid configuration file at %s" % cfg in r.stdout
+    warning = [line for line in r.stderr.splitlines() if line.startswith("WARNING:  ")]
+    assert len(warning) == 1, r.stderr
+    assert "%s:3: tunnel \"db\": no plugin for proto 'postgres' in " % cfg in warning[0]
+    assert "plugins" in warning[0] and "burrow start will refuse it" in warning[0]
+    r = burrow(["start", "db", "--log", "false", "--config", str(cfg)], tmp_path)
+    assert r.returncode == 1 and "Invalid protocol name 'postgres'" in r.stderr
+
+
 def test_start_errors(tmp_path):
     cfg = tmp_path / "a.yml"
     cfg.write_text('version: "2"\ntunnels:\n  ssh:\n    proto: tcp\n    addr: 22\n')
@@ -131,6 +164,22 @@ def test_authtoken_over_protocol_limit_is_refused_before_connecting(tmp_path):
     assert r.returncode == 1, r.stdout
     assert "the authtoken is 4097 bytes, longer than the protocol's limit of 4096" in r.stderr
     assert "failed to reconnect session" not in r.stdout
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("missing", "no such file"),
+    ("text", "not a PEM certificate"),
+])
+def test_root_cas_errors_say_what_happened(tmp_path, case, reason):
+    ca = tmp_path / ("nope.pem" if case == "missing" else "notes.txt")
+    if case == "text":
+        ca.write_text("just some text\n")
+    cfg = tmp_path / "a.yml"
+    cfg.write_text('version: "2"\nroot_cas: %s\n' % ca)
+    for args in (["--config", str(cfg)], ["--root-cas", str(ca)]):
+        r = burrow(["start", "--none", "--log", "false"] + args, tmp_path)
+        assert r.returncode == 1, r.stderr
+        assert "ERROR:  cannot load CA certificates %s: %s" % (ca, reason) in r.stderr, r.stderr
 
 
 def test_start_merges_config_files_in_order(start_edge, procs, tmp_path, echo, servers):

@@ -48,6 +48,64 @@ def test_unloadable_host_cert_exits_1_before_listening(tmp_path):
     assert "listening for" not in r.stderr
 
 
+def _make_cert(tmp_path, name):
+    cert, key = tmp_path / (name + ".pem"), tmp_path / (name + ".key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=" + name,
+                    "-addext", "subjectAltName=DNS:%s.example.org" % name],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("missing cert", "cannot load certificate {cert}: no such file"),
+    ("text cert", "cannot load certificate {cert}: not a PEM certificate"),
+    ("missing key", "cannot load private key {key}: no such file"),
+    ("text key", "cannot load private key {key}: not a PEM private key"),
+    ("other key", "cannot load private key {key}: key does not match certificate"),
+])
+def test_host_cert_errors_say_what_happened(tmp_path, case, reason):
+    """OpenSSL's own words ("system lib", "PEM lib") do not say what is wrong
+    with the file: the message does."""
+    cert, key = _make_cert(tmp_path, "own")
+    if case == "missing cert":
+        cert = tmp_path / "nope.pem"
+    elif case == "text cert":
+        cert = tmp_path / "notes.txt"
+        cert.write_text("just some text\n")
+    elif case == "missing key":
+        key = tmp_path / "nope.key"
+    elif case == "text key":
+        key = tmp_path / "notes.txt"
+        key.write_text("just some text\n")
+    else:
+        _, key = _make_cert(tmp_path, "other")
+    r, _ = _run_burrowd(tmp_path, "--agent-addr", "127.0.0.1:%d" % H.free_port(),
+                        "--http-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0",
+                        "--host-cert", "%s:%s" % (cert, key))
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert reason.format(cert=cert, key=key) in r.stderr, r.stderr
+    assert "system lib" not in r.stderr and "PEM lib" not in r.stderr
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("missing", "cannot load certificate {cert}: no such file"),
+    ("text", "cannot load certificate {cert}: not a PEM certificate"),
+])
+def test_tls_cert_errors_say_what_happened(tmp_path, case, reason):
+    cert, key = _make_cert(tmp_path, "own")
+    if case == "missing":
+        cert = tmp_path / "nope.pem"
+    else:
+        cert = tmp_path / "notes.txt"
+        cert.write_text("just some text\n")
+    r, _ = _run_burrowd(tmp_path, "--agent-addr", "127.0.0.1:%d" % H.free_port(),
+                        "--tls-cert", str(cert), "--tls-key", str(key))
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert reason.format(cert=cert) in r.stderr, r.stderr
+
+
 def test_busy_port_exits_1_and_names_it(tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -392,6 +392,17 @@ def test_file_server(tunnel, tmp_path):
     s.close()
 
 
+def test_file_server_empty_directory(tunnel, tmp_path):
+    """An empty directory lists as an empty page; the listing once sorted
+    its (absent) names with qsort(NULL, 0), which kills a UBSan build."""
+    root = tmp_path / "empty"
+    root.mkdir()
+    t = tunnel(local="file://" + str(root))
+    r = get(t, "/")
+    assert r.status == 200 and b"<pre>" in r.body and b"<a href" not in r.body
+    assert get(t, "/").status == 200  # the agent is still there
+
+
 # ---------------------------------------------------------------------------
 # configuration errors
 

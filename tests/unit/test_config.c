@@ -4,6 +4,7 @@
  * Over 600 lines: one test program per module, as tests/unit/meson.build
  * builds them; its cases share the fixtures above them. */
 #include <dirent.h>
+#include <malloc.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,6 +27,36 @@
 #endif
 
 /* ----- helpers --------------------------------------------------------------- */
+
+/* Linked with --wrap=strdup,--wrap=realloc (tests/unit/meson.build): strdup
+ * of `g_strdup_fails` returns NULL, and with `g_realloc_moves` every realloc
+ * moves the block, as a growing array may. */
+char *__real_strdup(const char *s);
+char *__wrap_strdup(const char *s);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_realloc(void *p, size_t n);
+static const char *g_strdup_fails;
+static int g_realloc_moves;
+
+char *__wrap_strdup(const char *s)
+{
+    if (g_strdup_fails && strcmp(s, g_strdup_fails) == 0)
+        return NULL;
+    return __real_strdup(s);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    if (!g_realloc_moves || !p || !n)
+        return __real_realloc(p, n);
+    void *q = malloc(n);
+    if (!q)
+        return NULL;
+    size_t old = malloc_usable_size(p);
+    memcpy(q, p, old < n ? old : n);
+    free(p);
+    return q;
+}
 
 static int parse(bw_config_t *cfg, const char *yaml, char *err, size_t errlen)
 {
@@ -475,6 +506,26 @@ static void failed_parse_keeps_config_usable(void **state)
     bw_config_free(&cfg); /* idempotent */
 }
 
+/* The tunnels array grew (and moved) but the new name could not be copied:
+ * the config must own the moved array, not free the old one again. */
+static void tunnel_name_oom_keeps_array(void **state)
+{
+    bw_config_t cfg;
+    char err[512] = "";
+    bw_config_init(&cfg);
+    g_realloc_moves = 1;
+    g_strdup_fails = "second";
+    int rc =
+        parse(&cfg, "tunnels:\n  first: {proto: tcp, addr: 1}\n  second: {proto: tcp, addr: 2}\n",
+              err, sizeof err);
+    g_strdup_fails = NULL;
+    g_realloc_moves = 0;
+    assert_int_equal(rc, BW_ENOMEM);
+    assert_int_equal(cfg.n_tunnels, 1);
+    assert_string_equal(cfg.tunnels[0].name, "first");
+    bw_config_free(&cfg);
+}
+
 /* ----- add-authtoken ---------------------------------------------------------- */
 
 static void authtoken_creates_file(void **state)
@@ -655,6 +706,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(classic_settings),
+        cmocka_unit_test(tunnel_name_oom_keeps_array),
         cmocka_unit_test(v2_format_settings),
         cmocka_unit_test(tunnel_definitions_as_json),
         cmocka_unit_test(merge_order),

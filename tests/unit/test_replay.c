@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,30 @@
 #include "log.h"
 #include "replay.h"
 #include "stream.h"
+
+/* Linked with --wrap=calloc (tests/unit/meson.build): the g_calloc_fail'th
+ * calloc from now returns NULL. */
+void *__real_calloc(size_t n, size_t size);
+void *__wrap_calloc(size_t n, size_t size);
+static int g_calloc_fail;
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+    if (g_calloc_fail > 0 && --g_calloc_fail == 0)
+        return NULL;
+    return __real_calloc(n, size);
+}
+
+static int open_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
 
 #define REQ "POST /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nX-A: 1\r\n\r\nabc"
 
@@ -283,6 +308,45 @@ static void replay_prefers_plugin_slot(void **state)
     free_tunnel(g_t);
 }
 
+/* A replay that cannot be set up (no memory for it, or for the stream the
+ * plugin would get) leaves no socket behind. */
+static void replay_setup_failure_closes_sockets(void **state)
+{
+    char err[128];
+    bw_loaded_plugin_t p = fake_plugin(0);
+    memset(&F, 0, sizeof F);
+    g_t = fake_tunnel(&p);
+    int before = open_fds();
+    for (int nth = 1; nth <= 2; nth++) {
+        g_calloc_fail = nth; /* 1: the replay itself, 2: the plugin's stream */
+        assert_int_equal(bw_replay_start(g_t, REQ, strlen(REQ), NULL, 0, err, sizeof err),
+                         BW_ENOMEM);
+        g_calloc_fail = 0;
+        drain_loop();
+        assert_int_equal(bw_replay_count(g_t), 0);
+        assert_int_equal(open_fds(), before);
+    }
+    assert_int_equal(F.opened, 0);
+    free_tunnel(g_t);
+    drain_loop();
+}
+
+/* An empty request is replayed as an empty connection. */
+static void replay_empty_request(void **state)
+{
+    char err[128];
+    bw_loaded_plugin_t p = fake_plugin(0);
+    memset(&F, 0, sizeof F);
+    F.answer = 1;
+    g_t = fake_tunnel(&p);
+    assert_int_equal(bw_replay_start(g_t, NULL, 0, NULL, 0, err, sizeof err), 0);
+    run_until(replay_gone, 5000);
+    assert_int_equal(F.got_len, 0);
+    assert_true(F.eof);
+    free_tunnel(g_t);
+    drain_loop();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -294,6 +358,8 @@ int main(void)
         cmocka_unit_test(replay_feeds_plugin_and_reads_to_eof),
         cmocka_unit_test(replay_times_out_and_cancels_with_tunnel),
         cmocka_unit_test(replay_prefers_plugin_slot),
+        cmocka_unit_test(replay_setup_failure_closes_sockets),
+        cmocka_unit_test(replay_empty_request),
     };
     bw_log_open("false", BW_LOGFMT_LOGFMT, BW_LOG_CRIT);
     bw_io_t *io = bw_io_new(uv_default_loop());

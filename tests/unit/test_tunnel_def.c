@@ -295,16 +295,19 @@ static void refusals_of_the_first_twin_leave_nothing(void **state)
     env_t *e = *state;
     calls_t c = {0};
     assert_int_equal(add(e, "web", "{\"proto\": \"http\"}", &c), BW_EINVAL);
-    /* Only what was refused is checked: the text names the twin that was
-     * refused first ("web (http)"), not the definition the user wrote. */
-    assert_non_null(strstr(err, " must specify 'addr' to tunnel to"));
+    /* The twin refused first is "web (http)", but the text names the
+     * definition as the user wrote it. */
+    assert_string_equal(err, "Tunnel web must specify 'addr' to tunnel to");
     assert_int_equal(add(e, "web",
                          "{\"proto\": \"http\", \"addr\": 80,"
                          " \"ip_restriction\": {\"allow_cidrs\": [\"10.0.0.0/33\"]}}",
                          &c),
                      BW_EINVAL);
-    assert_non_null(
-        strstr(err, " specifies an invalid CIDR in 'ip_restriction.allow_cidrs': 10.0.0.0/33"));
+    assert_string_equal(
+        err, "Tunnel web specifies an invalid CIDR in 'ip_restriction.allow_cidrs': 10.0.0.0/33");
+    assert_int_equal(add(e, "web", "{\"proto\": \"http\", \"addr\": 70000}", &c), BW_EINVAL);
+    assert_string_equal(
+        err, "Tunnel web specifies an invalid or malformed address '70000': invalid port");
     assert_int_equal(
         add(e, "web", "{\"proto\": \"http\", \"addr\": 80, \"inspect\": \"maybe\"}", &c),
         BW_EINVAL);
@@ -437,6 +440,14 @@ static void definition_check_runs_plugin_rules(void **state)
     assert_int_equal(check(e, "web", "{\"proto\": \"http\", \"addr\": 80, \"inspect\": 3}"),
                      BW_EINVAL);
     assert_string_equal(err, "option 'inspect' must be a boolean");
+    /* The address as `burrow start` reads it. */
+    char bad_addr[64];
+    assert_int_equal(check_strict(e, "db", "{\"proto\": \"tcp\", \"addr\": 70000}", 0, bad_addr,
+                                  sizeof bad_addr),
+                     BW_EINVAL);
+    assert_string_equal(
+        err, "Tunnel db specifies an invalid or malformed address '70000': invalid port");
+    assert_string_equal(bad_addr, "addr");
     /* No plugin for the proto here: `burrow start` reports it. */
     assert_int_equal(check(e, "web", "{\"proto\": \"x\", \"addr\": 80}"), 0);
     /* Strict (version "2" files): the plugin's declarations and the core's
