@@ -33,8 +33,8 @@ struct bw_hrw {
     size_t n_heads, heads_cap;
 };
 
-/* One header of a head: its lines span [start, end) (end after the last
- * line ending), `eol` is where that last line's CR/LF begins. */
+/* One header line of a head: [start, end) (end after its line ending),
+ * `eol` is where its CR/LF begins. */
 typedef struct hdr {
     size_t start, end, eol, name_len, value, value_len;
 } hdr_t;
@@ -147,8 +147,8 @@ static int name_is(const bw_hrw_t *r, const hdr_t *h, const char *name)
     return h->name_len == strlen(name) && strncasecmp(r->head + h->start, name, h->name_len) == 0;
 }
 
-/* Split the header section into headers (continuation lines join the one
- * before). Returns the count, or -1 when there are too many. */
+/* Split the header section into headers. Returns the count, -1 when there
+ * are too many, or -2 on a continuation line (obsolete line folding). */
 static int split_headers(const bw_hrw_t *r, size_t pos, hdr_t *hs, int max, size_t *final)
 {
     int n = 0;
@@ -160,11 +160,12 @@ static int split_headers(const bw_hrw_t *r, size_t pos, hdr_t *hs, int max, size
             return n;
         }
         char c = r->head[start];
-        if ((c == ' ' || c == '\t') && n > 0) {
-            hs[n - 1].end = pos;
-            hs[n - 1].eol = eol;
-            continue;
-        }
+        /* RFC 9112 5.2 lets a server reject or unfold. Unfolding would
+         * mean forwarding a head other than the one http_parser framed
+         * (it reads "Transfer-Encoding:\r\n chunked" its own way), and
+         * backends differ on folds, so a fold is refused. */
+        if ((c == ' ' || c == '\t') && n > 0)
+            return -2;
         if (n == max)
             return -1;
         const char *colon = memchr(r->head + start, ':', eol - start);
@@ -286,6 +287,8 @@ static int finish_head(bw_hrw_t *r)
         return fail(r, 405, "CONNECT is not supported");
     next_line(r, &pos, &eol);
     int n = split_headers(r, pos, hs, MAX_HEADERS, &final);
+    if (n == -2)
+        return fail(r, 400, "invalid header: obsolete line folding");
     if (n < 0)
         return fail(r, 431, "too many header fields");
     for (int i = 0; i < n; i++)

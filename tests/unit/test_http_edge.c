@@ -117,6 +117,11 @@ static void errors_name_the_problem(void **state)
         {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "multiple Host headers"},
         {"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400, "invalid Host header"},
         {"CONNECT h:1 HTTP/1.1\r\nHost: h:1\r\n\r\n", 405, "CONNECT is not supported"},
+        /* RFC 9112 5.2: a folded Transfer-Encoding is read differently by
+         * different parsers, so it never passes */
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n", 400,
+         "obsolete line folding"},
+        {"GET / HTTP/1.1\r\nHost: h\r\nX-A: b\r\n\tc\r\n\r\n", 400, "obsolete line folding"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         bw_hrw_t *r = bw_hrw_new("1.2.3.4", 0);
