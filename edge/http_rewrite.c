@@ -341,8 +341,14 @@ static int parse_error(bw_hrw_t *r)
     case HPE_INVALID_HEADER_TOKEN:
         return fail(r, 400, "invalid header");
     case HPE_INVALID_CONTENT_LENGTH:
+        /* http_parser reports a chunk size past 2^64 with this code too */
+        if (r->state == S_BODY)
+            return fail(r, 400, "invalid chunk size: too large");
         return fail(r, 400, "invalid Content-Length");
     case HPE_UNEXPECTED_CONTENT_LENGTH:
+        /* ... and a second Content-Length like one next to a Transfer-Encoding */
+        if (!r->p.uses_transfer_encoding)
+            return fail(r, 400, "duplicate Content-Length");
         return fail(r, 400, "Content-Length together with Transfer-Encoding");
     case HPE_INVALID_CHUNK_SIZE:
         return fail(r, 400, "invalid chunk size");

@@ -140,6 +140,10 @@ def test_bad_requests_never_reach_the_agent(web):
     _refused(web, b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", 400, b"missing Host header")
     _refused(web, b"POST / HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding:\r\n chunked\r\n\r\n"
                   b"0\r\n\r\n" % h, 400, b"obsolete line folding")
+    _refused(web, b"POST / HTTP/1.1\r\nHost: %s\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"
+                  b"a" % h, 400, b"duplicate Content-Length")
+    _refused(web, b"POST / HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"fffffffffffffffffff\r\n" % h, 400, b"invalid chunk size: too large")
     _refused(web, b"CONNECT %s:443 HTTP/1.1\r\nHost: %s:443\r\n\r\n" % (h, h), 405,
              b"CONNECT")
 

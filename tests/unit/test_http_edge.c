@@ -113,6 +113,14 @@ static void errors_name_the_problem(void **state)
          "invalid chunk size"},
         {"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", 400, "invalid Content-Length"},
         {"GET / HTTP/1.1\r\nA B: c\r\nHost: h\r\n\r\n", 400, "invalid header"},
+        /* each names the fault, not a neighbouring one */
+        {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na", 400,
+         "duplicate Content-Length"},
+        {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+         400, "Content-Length together with Transfer-Encoding"},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "fffffffffffffffffff\r\n",
+         400, "invalid chunk size: too large"},
         {"GET / HTTP/1.1\r\n\r\n", 400, "missing Host header"},
         {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "multiple Host headers"},
         {"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400, "invalid Host header"},
