@@ -285,6 +285,10 @@ static int finish_head(bw_hrw_t *r)
     size_t pos = 0, eol, final;
     if (r->p.method == HTTP_CONNECT)
         return fail(r, 405, "CONNECT is not supported");
+    /* http_parser takes any digit.digit (and no version as 0.9); a backend
+     * may frame a version it does not speak differently from the edge. */
+    if (r->p.http_major != 1 || r->p.http_minor > 1)
+        return fail(r, 400, "invalid request line: unsupported HTTP version");
     next_line(r, &pos, &eol);
     int n = split_headers(r, pos, hs, MAX_HEADERS, &final);
     if (n == -2)

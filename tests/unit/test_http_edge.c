@@ -125,6 +125,10 @@ static void errors_name_the_problem(void **state)
         {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "multiple Host headers"},
         {"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400, "invalid Host header"},
         {"CONNECT h:1 HTTP/1.1\r\nHost: h:1\r\n\r\n", 405, "CONNECT is not supported"},
+        /* only HTTP/1.0 and 1.1 are framed the way the edge frames them */
+        {"GET / HTTP/2.0\r\nHost: h\r\n\r\n", 400, "unsupported HTTP version"},
+        {"GET / HTTP/1.2\r\nHost: h\r\n\r\n", 400, "unsupported HTTP version"},
+        {"GET /\r\nHost: h\r\n\r\n", 400, "unsupported HTTP version"},
         /* RFC 9112 5.2: a folded Transfer-Encoding is read differently by
          * different parsers, so it never passes */
         {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n", 400,
