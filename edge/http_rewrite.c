@@ -289,6 +289,11 @@ static int finish_head(bw_hrw_t *r)
      * may frame a version it does not speak differently from the edge. */
     if (r->p.http_major != 1 || r->p.http_minor > 1)
         return fail(r, 400, "invalid request line: unsupported HTTP version");
+    /* http_parser, built lenient, ends lines at a bare LF too; a backend
+     * that does not would read the head's lines differently. */
+    for (size_t i = 0; i < r->head_len; i++)
+        if (r->head[i] == '\n' && (i == 0 || r->head[i - 1] != '\r'))
+            return fail(r, 400, "invalid line ending: LF without CR");
     next_line(r, &pos, &eol);
     int n = split_headers(r, pos, hs, MAX_HEADERS, &final);
     if (n == -2)
@@ -329,10 +334,12 @@ static int finish_head(bw_hrw_t *r)
  * Feeding
  * ------------------------------------------------------------------------- */
 
-static int parse_error(bw_hrw_t *r)
+/* http_parser failed after taking [data, data+n) of the head being read. */
+static int parse_error(bw_hrw_t *r, const char *data, size_t n)
 {
     enum http_errno e = HTTP_PARSER_ERRNO(&r->p);
-    int in_line = r->state == S_HEAD && !memchr(r->head, '\n', r->head_len);
+    int in_line =
+        r->state == S_HEAD && !memchr(r->head, '\n', r->head_len) && !memchr(data, '\n', n);
     switch (e) {
     case HPE_INVALID_METHOD:
         return fail(r, 400, "invalid request line: unknown method");
@@ -405,7 +412,7 @@ static int step(bw_hrw_t *r, const char *data, size_t len, size_t *used)
     if (e != HPE_OK) {
         if (r->state == S_HEAD && r->head_len + n > sizeof r->head)
             return fail(r, 431, "request header fields too large");
-        return parse_error(r);
+        return parse_error(r, data, n);
     }
     if (take(r, data, n) != 0)
         return BW_EINVAL;

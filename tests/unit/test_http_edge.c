@@ -125,6 +125,12 @@ static void errors_name_the_problem(void **state)
         {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "multiple Host headers"},
         {"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400, "invalid Host header"},
         {"CONNECT h:1 HTTP/1.1\r\nHost: h:1\r\n\r\n", 405, "CONNECT is not supported"},
+        /* a line ending must be CRLF: backends that end lines at CR
+         * alone or at LF alone would see other headers */
+        {"GET / HTTP/1.1\nHost: h\n\n", 400, "invalid line ending: LF without CR"},
+        {"GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n", 400, "invalid line ending: LF without CR"},
+        {"GET / HTTP/1.1\r\nHost: h\r\nX: y\r\n\n", 400, "invalid line ending: LF without CR"},
+        {"GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n", 400, "invalid header"},
         /* only HTTP/1.0 and 1.1 are framed the way the edge frames them */
         {"GET / HTTP/2.0\r\nHost: h\r\n\r\n", 400, "unsupported HTTP version"},
         {"GET / HTTP/1.2\r\nHost: h\r\n\r\n", 400, "unsupported HTTP version"},
