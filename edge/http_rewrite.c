@@ -223,6 +223,59 @@ static int host_name(const char *v, size_t len, char *out)
     return 0;
 }
 
+/* Port of a Host value or URL authority (already checked by host_name),
+ * or `dflt` when it names none. */
+static unsigned host_port(const char *v, size_t len, unsigned dflt)
+{
+    const char *rb = len > 0 && v[0] == '[' ? memchr(v, ']', len) : NULL;
+    const char *from = rb ? rb : v;
+    const char *colon = memchr(from, ':', len - (size_t)(from - v));
+    unsigned port = 0;
+    if (!colon || colon + 1 == v + len)
+        return dflt;
+    for (const char *d = colon + 1; d < v + len && port <= 65535; d++)
+        port = port * 10 + (unsigned)(*d - '0');
+    return port;
+}
+
+/* An absolute-form target (RFC 9112 3.2.2) is what a backend routes by,
+ * while the edge routes by Host: accept it only if it names the same host
+ * and port, so both pick the same site. `h` holds the Host's name. */
+static int check_target(bw_hrw_t *r, const hdr_t *host, const bw_hrw_head_t *h, size_t line_end)
+{
+    const char *sp = memchr(r->head, ' ', line_end), *end = r->head + line_end;
+    struct http_parser_url u;
+    char name[BW_HRW_HOSTLEN];
+    while (end > sp && end[-1] != ' ')
+        end--;
+    if (!sp || end <= sp + 1)
+        return 0; /* http_parser already refused such a line */
+    const char *t = sp + 1;
+    size_t tlen = (size_t)(end - 1 - t);
+    http_parser_url_init(&u);
+    if (tlen == 0 || t[0] == '/' || t[0] == '*' || http_parser_parse_url(t, tlen, 0, &u) != 0 ||
+        !(u.field_set & (1 << UF_SCHEMA)))
+        return 0; /* origin-form and asterisk-form name no host */
+    const char *scheme = t + u.field_data[UF_SCHEMA].off;
+    size_t slen = u.field_data[UF_SCHEMA].len;
+    int https = slen == 5 && strncasecmp(scheme, "https", 5) == 0;
+    if ((!https && !(slen == 4 && strncasecmp(scheme, "http", 4) == 0)) ||
+        (u.field_set & (1 << UF_USERINFO)) || !(u.field_set & (1 << UF_HOST)))
+        return fail(r, 400, "invalid request line: bad request target");
+    /* the authority runs from the host (brackets included) to path or end */
+    const char *a = t + u.field_data[UF_HOST].off;
+    if (a > t && a[-1] == '[')
+        a--;
+    size_t alen = 0;
+    while (a + alen < t + tlen && !strchr("/?#", a[alen]))
+        alen++;
+    if (host_name(a, alen, name) != 0 || strcmp(name, h->host) != 0 ||
+        host_port(a, alen, https ? 443 : 80) !=
+            host_port(r->head + host->value, host->value_len, r->https ? 443 : 80))
+        return fail(r, 400, "request target does not match Host");
+    return 0;
+}
+
 static int emit_forwarded(bw_hrw_t *r, const hdr_t *host, int had_xff)
 {
     int rc = 0;
@@ -322,6 +375,8 @@ static int finish_head(bw_hrw_t *r)
     bw_hrw_head_t *h = &r->heads[r->n_heads];
     if (host_name(r->head + host->value, host->value_len, h->host) != 0)
         return fail(r, 400, "invalid Host header");
+    if (check_target(r, host, h, eol) != 0)
+        return BW_EINVAL;
     h->off = r->out.len;
     if (emit_head(r, hs, n, host, final, pos) != 0)
         return fail(r, 500, "out of memory");

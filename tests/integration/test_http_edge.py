@@ -145,6 +145,8 @@ def test_bad_requests_never_reach_the_agent(web):
     _refused(web, b"POST / HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n\r\n"
                   b"fffffffffffffffffff\r\n" % h, 400, b"invalid chunk size: too large")
     _refused(web, b"GET / HTTP/1.1\r\nHost: %s\nX: y\r\n\r\n" % h, 400, b"LF without CR")
+    _refused(web, b"GET http://other.%s/ HTTP/1.1\r\nHost: %s\r\n\r\n" % (
+        HH.DOMAIN.encode(), h), 400, b"request target does not match Host")
     _refused(web, b"GET / HTTP/2.0\r\nHost: %s\r\n\r\n" % h, 400, b"unsupported HTTP version")
     _refused(web, b"CONNECT %s:443 HTTP/1.1\r\nHost: %s:443\r\n\r\n" % (h, h), 405,
              b"CONNECT")

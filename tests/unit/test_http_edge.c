@@ -131,6 +131,17 @@ static void errors_name_the_problem(void **state)
         {"GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n", 400, "invalid line ending: LF without CR"},
         {"GET / HTTP/1.1\r\nHost: h\r\nX: y\r\n\n", 400, "invalid line ending: LF without CR"},
         {"GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n", 400, "invalid header"},
+        /* RFC 9112 3.2.2: a backend routes an absolute-form request by its
+         * target, the edge by Host: they must name the same host and port */
+        {"GET http://other.x/p HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+         "request target does not match Host"},
+        {"GET http://h:8080/p HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+         "request target does not match Host"},
+        {"GET https://h/p HTTP/1.1\r\nHost: h\r\n\r\n", 400, "request target does not match Host"},
+        {"GET http://u@h/p HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+         "invalid request line: bad request target"},
+        {"GET ftp://h/p HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+         "invalid request line: bad request target"},
         /* only HTTP/1.0 and 1.1 are framed the way the edge frames them */
         {"GET / HTTP/2.0\r\nHost: h\r\n\r\n", 400, "unsupported HTTP version"},
         {"GET / HTTP/1.2\r\nHost: h\r\n\r\n", 400, "unsupported HTTP version"},
@@ -152,6 +163,31 @@ static void errors_name_the_problem(void **state)
         assert_int_equal(bw_hrw_feed(r, "x", 1), BW_EINVAL); /* stays failed */
         bw_hrw_free(r);
     }
+}
+
+/* An absolute-form target naming the Host's host and port passes as sent. */
+static void absolute_form_matching_host_passes(void **state)
+{
+    static const char *const ok[] = {
+        "GET http://H.example./p?q HTTP/1.1\r\nHost: h.example\r\n\r\n",
+        "GET http://h:80/p HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET http://h:8080 HTTP/1.1\r\nHost: H:8080\r\n\r\n",
+        "GET http://[::1]/ HTTP/1.1\r\nHost: [::1]:80\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        int status;
+        size_t heads;
+        char *out = feed_all(ok[i], strlen(ok[i]), 0, &status, &heads);
+        assert_non_null(out);
+        assert_int_equal(heads, 1);
+        assert_memory_equal(out, ok[i], strcspn(ok[i], "\r"));
+        free(out);
+    }
+    int status;
+    size_t heads;
+    char *out = feed_all("GET https://h/ HTTP/1.1\r\nHost: h:443\r\n\r\n", 100, 1, &status, &heads);
+    assert_non_null(out);
+    free(out);
 }
 
 static void head_limit_431(void **state)
@@ -293,6 +329,7 @@ int main(void)
         cmocka_unit_test(head_host_and_offsets),
         cmocka_unit_test(upgrade_goes_raw),
         cmocka_unit_test(errors_name_the_problem),
+        cmocka_unit_test(absolute_form_matching_host_passes),
         cmocka_unit_test(head_limit_431),
         cmocka_unit_test(hostname_rules),
         cmocka_unit_test(registry_claims_and_reservations),
