@@ -15,6 +15,7 @@
 #include <http_parser.h>
 
 #include "burrow/error.h"
+#include "http_chunked.h"
 #include "http_text.h"
 #include "util.h"
 
@@ -24,6 +25,8 @@ enum { EV_NONE, EV_BEGIN, EV_HEADERS };
 struct bw_hrw {
     http_parser p;
     int state, event, go_raw, skip, any_head, status, https;
+    int chunked; /* the current request's body is chunked: ck checks it */
+    bw_chunked_t ck;
     char ip[64];
     char reason[128];
     char head[BW_HRW_MAX_HEAD];
@@ -377,6 +380,9 @@ static int finish_head(bw_hrw_t *r)
         return fail(r, 400, "invalid Host header");
     if (check_target(r, host, h, eol) != 0)
         return BW_EINVAL;
+    r->chunked = (r->p.flags & F_CHUNKED) != 0;
+    if (r->chunked)
+        bw_chunked_init(&r->ck);
     h->off = r->out.len;
     if (emit_head(r, hs, n, host, final, pos) != 0)
         return fail(r, 500, "out of memory");
@@ -439,6 +445,11 @@ static int take(bw_hrw_t *r, const char *data, size_t n)
         return head_put(r, data, n);
     if (!r->any_head)
         return 0; /* CR/LF before the first request: nothing to forward */
+    if (r->chunked) {
+        const char *bad = bw_chunked_check(&r->ck, data + skip, n - skip);
+        if (bad)
+            return fail(r, 400, bad);
+    }
     return out_put(r, data + skip, n - skip);
 }
 

@@ -12,8 +12,9 @@
 
 #include <stddef.h>
 
-#define BW_HRW_MAX_HEAD (16u * 1024u) /* a longer request head gets 431 */
-#define BW_HRW_HOSTLEN  256
+#define BW_HRW_MAX_HEAD      (16u * 1024u) /* a longer request head gets 431 */
+#define BW_HRW_HOSTLEN       256
+#define BW_HRW_MAX_CHUNK_EXT 128 /* bytes of extensions on one chunk-size line */
 
 typedef struct bw_hrw bw_hrw_t;
 

@@ -147,6 +147,11 @@ def test_bad_requests_never_reach_the_agent(web):
     _refused(web, b"GET / HTTP/1.1\r\nHost: %s\nX: y\r\n\r\n" % h, 400, b"LF without CR")
     _refused(web, b"GET http://other.%s/ HTTP/1.1\r\nHost: %s\r\n\r\n" % (
         HH.DOMAIN.encode(), h), 400, b"request target does not match Host")
+    # "XY" in place of the CRLF after chunk data: a smuggled second request
+    _refused(web, b"POST / HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"3\r\nabcXY0\r\n\r\n" % h, 400, b"data not followed by CRLF")
+    _refused(web, b"POST / HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"3;%s\r\nabc\r\n0\r\n\r\n" % (h, b"x" * 200), 400, b"extensions too long")
     _refused(web, b"GET / HTTP/2.0\r\nHost: %s\r\n\r\n" % h, 400, b"unsupported HTTP version")
     _refused(web, b"CONNECT %s:443 HTTP/1.1\r\nHost: %s:443\r\n\r\n" % (h, h), 405,
              b"CONNECT")

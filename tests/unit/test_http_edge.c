@@ -142,6 +142,20 @@ static void errors_name_the_problem(void **state)
          "invalid request line: bad request target"},
         {"GET ftp://h/p HTTP/1.1\r\nHost: h\r\n\r\n", 400,
          "invalid request line: bad request target"},
+        /* chunked framing: every line ends in CRLF, data is followed by
+         * CRLF, extensions stay small; else backends end the body elsewhere */
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n", 400,
+         "invalid chunk: data not followed by CRLF"},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\n\n0\r\n\r\n",
+         400, "invalid chunk: data not followed by CRLF"},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3;x\nabc\r\n0\r\n\r\n",
+         400, "invalid line ending: LF without CR"},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\rXabc\r\n0\r\n\r\n",
+         400, "invalid"},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: y\n\r\n", 400,
+         "invalid line ending: LF without CR"},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n folded\r\n\r\n",
+         400, "invalid header"},
         /* only HTTP/1.0 and 1.1 are framed the way the edge frames them */
         {"GET / HTTP/2.0\r\nHost: h\r\n\r\n", 400, "unsupported HTTP version"},
         {"GET / HTTP/1.2\r\nHost: h\r\n\r\n", 400, "unsupported HTTP version"},
@@ -188,6 +202,37 @@ static void absolute_form_matching_host_passes(void **state)
     char *out = feed_all("GET https://h/ HTTP/1.1\r\nHost: h:443\r\n\r\n", 100, 1, &status, &heads);
     assert_non_null(out);
     free(out);
+}
+
+/* Chunk extensions pass as sent up to BW_HRW_MAX_CHUNK_EXT bytes a line;
+ * a longer one is refused, whatever the read boundaries. */
+static void chunk_extension_bound(void **state)
+{
+    char in[1024], ext[BW_HRW_MAX_CHUNK_EXT + 2];
+    for (int over = 0; over <= 1; over++) {
+        size_t n = BW_HRW_MAX_CHUNK_EXT + (size_t)over;
+        memset(ext, 'e', n);
+        ext[0] = ';';
+        ext[n] = '\0';
+        snprintf(in, sizeof in,
+                 "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "3%s\r\nabc\r\n0%s\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
+                 ext, ext);
+        for (size_t step = 1; step <= strlen(in); step += 7) {
+            int status;
+            size_t heads;
+            char *out = feed_all(in, step, 0, &status, &heads);
+            if (over) {
+                assert_null(out);
+                assert_int_equal(status, 400);
+            } else {
+                assert_non_null(out);
+                assert_int_equal(heads, 2);
+                assert_non_null(strstr(out, ext));
+                free(out);
+            }
+        }
+    }
 }
 
 static void head_limit_431(void **state)
@@ -330,6 +375,7 @@ int main(void)
         cmocka_unit_test(upgrade_goes_raw),
         cmocka_unit_test(errors_name_the_problem),
         cmocka_unit_test(absolute_form_matching_host_passes),
+        cmocka_unit_test(chunk_extension_bound),
         cmocka_unit_test(head_limit_431),
         cmocka_unit_test(hostname_rules),
         cmocka_unit_test(registry_claims_and_reservations),
