@@ -16,10 +16,15 @@
 
 #include "burrow/error.h"
 #include "http_chunked.h"
+#include "http_resp.h"
 #include "http_text.h"
 #include "util.h"
 
-enum { S_IDLE, S_HEAD, S_BODY, S_RAW, S_ERR };
+/* S_UPWAIT: an Upgrade request was forwarded and what the client sent
+ * after it is held until the response shows whether it was accepted. */
+enum { S_IDLE, S_HEAD, S_BODY, S_UPWAIT, S_RAW, S_ERR };
+/* The Upgrade request in flight: none, or answered before it ended. */
+enum { UP_NONE, UP_PENDING, UP_SWITCHED, UP_DECLINED };
 enum { EV_NONE, EV_BEGIN, EV_HEADERS };
 
 struct bw_hrw {
@@ -27,6 +32,9 @@ struct bw_hrw {
     int state, event, go_raw, skip, any_head, status, https;
     int chunked; /* the current request's body is chunked: ck checks it */
     bw_chunked_t ck;
+    int up;         /* UP_* */
+    bw_hresp_t *rt; /* the responses, to learn the Upgrade's fate */
+    bw_buf_t held;  /* S_UPWAIT: client bytes after the Upgrade request */
     char ip[64];
     char reason[128];
     char head[BW_HRW_MAX_HEAD];
@@ -81,6 +89,12 @@ bw_hrw_t *bw_hrw_new(const char *client_ip, int https)
     http_parser_init(&r->p, HTTP_REQUEST);
     r->p.data = r;
     r->https = https;
+    r->held.max = BW_HRW_MAX_HELD;
+    r->rt = bw_hresp_new();
+    if (!r->rt) {
+        free(r);
+        return NULL;
+    }
     size_t n = strlen(client_ip);
     if (n >= sizeof r->ip)
         n = sizeof r->ip - 1;
@@ -93,6 +107,8 @@ void bw_hrw_free(bw_hrw_t *r)
     if (!r)
         return;
     free(r->out.p);
+    bw_buf_free(&r->held);
+    bw_hresp_free(r->rt);
     free(r->heads);
     free(r);
 }
@@ -380,6 +396,11 @@ static int finish_head(bw_hrw_t *r)
         return fail(r, 400, "invalid Host header");
     if (check_target(r, host, h, eol) != 0)
         return BW_EINVAL;
+    int upgrade = r->p.upgrade;
+    bw_hresp_push(r->rt, upgrade                    ? BW_HRESP_UPGRADE
+                         : r->p.method == HTTP_HEAD ? BW_HRESP_HEAD
+                                                    : BW_HRESP_PLAIN);
+    r->up = upgrade ? UP_PENDING : UP_NONE;
     r->chunked = (r->p.flags & F_CHUNKED) != 0;
     if (r->chunked)
         bw_chunked_init(&r->ck);
@@ -453,6 +474,35 @@ static int take(bw_hrw_t *r, const char *data, size_t n)
     return out_put(r, data + skip, n - skip);
 }
 
+static void restart(bw_hrw_t *r)
+{
+    http_parser_init(&r->p, HTTP_REQUEST);
+    r->p.data = r;
+    r->state = S_IDLE;
+    r->up = UP_NONE;
+    r->chunked = 0;
+}
+
+/* An Upgrade request ended at `rest`. Raw only after a 101 (a declined
+ * upgrade leaves an HTTP/1.1 connection whose next requests must be
+ * rewritten like any); until the answer is known, hold what follows. */
+static int upgrade_ended(bw_hrw_t *r, const char *rest, size_t len, size_t *used)
+{
+    if (r->up == UP_DECLINED || (r->up == UP_PENDING && bw_hresp_lost(r->rt))) {
+        restart(r); /* parse on from `rest` */
+        return 0;
+    }
+    *used += len;
+    if (r->up == UP_SWITCHED) {
+        r->state = S_RAW;
+        return out_put(r, rest, len);
+    }
+    r->state = S_UPWAIT;
+    if (bw_buf_put(&r->held, rest, len) != 0)
+        return fail(r, 400, "too much data before the Upgrade was answered");
+    return 0;
+}
+
 static int step(bw_hrw_t *r, const char *data, size_t len, size_t *used)
 {
     r->event = EV_NONE;
@@ -483,11 +533,43 @@ static int step(bw_hrw_t *r, const char *data, size_t len, size_t *used)
     if (take(r, data, n) != 0)
         return BW_EINVAL;
     if (r->go_raw) {
-        r->state = S_RAW;
-        return out_put(r, data + n, len - n);
+        r->go_raw = 0;
+        return upgrade_ended(r, data + n, len - n, used);
     }
     if (n != len)
         return fail(r, 400, "malformed request");
+    return 0;
+}
+
+/* Parse client bytes, appending to the output. */
+static int parse(bw_hrw_t *r, const char *data, size_t len)
+{
+    if (r->state == S_ERR)
+        return BW_EINVAL;
+    if (r->state == S_RAW)
+        return out_put(r, data, len);
+    if (r->state == S_UPWAIT) {
+        if (bw_buf_put(&r->held, data, len) != 0)
+            return fail(r, 400, "too much data before the Upgrade was answered");
+        return 0;
+    }
+    size_t off = 0;
+    while (off < len) {
+        size_t used;
+        if (step(r, data + off, len - off, &used) != 0)
+            return BW_EINVAL;
+        off += used;
+    }
+    return 0;
+}
+
+static int done(bw_hrw_t *r, int rc)
+{
+    if (rc != 0) {
+        r->out.len = 0;
+        r->n_heads = 0;
+        return BW_EINVAL;
+    }
     return 0;
 }
 
@@ -495,23 +577,58 @@ int bw_hrw_feed(bw_hrw_t *r, const char *data, size_t len)
 {
     r->out.len = 0;
     r->n_heads = 0;
-    if (r->state == S_ERR)
-        return BW_EINVAL;
-    if (r->state == S_RAW)
-        return out_put(r, data, len);
-    size_t off = 0;
-    while (off < len && r->state != S_RAW) {
-        size_t used;
-        if (step(r, data + off, len - off, &used) != 0) {
-            r->out.len = 0;
-            r->n_heads = 0;
-            return BW_EINVAL;
-        }
-        off += used;
-        if (r->state == S_RAW)
-            break;
+    return done(r, parse(r, data, len));
+}
+
+/* The Upgrade request in flight was answered: switched (101) or not.
+ * Returns 1 when held bytes were released into the output, 0 when the
+ * request had not ended yet, < 0 when they did not parse. */
+static int answered(bw_hrw_t *r, int switched)
+{
+    if (r->state != S_UPWAIT) {
+        r->up = switched ? UP_SWITCHED : UP_DECLINED;
+        return 0;
     }
-    return 0;
+    size_t len;
+    char *held = bw_buf_take(&r->held, &len);
+    int rc;
+    if (switched) {
+        r->state = S_RAW;
+        rc = out_put(r, held ? held : "", len);
+    } else {
+        restart(r);
+        rc = parse(r, held ? held : "", len);
+    }
+    free(held);
+    return rc != 0 ? BW_EINVAL : 1;
+}
+
+int bw_hrw_response(bw_hrw_t *r, const char *data, size_t len)
+{
+    int released = 0;
+    r->out.len = 0;
+    r->n_heads = 0;
+    if (r->state == S_ERR || r->state == S_RAW)
+        return 0;
+    for (;;) {
+        size_t used;
+        int ev = bw_hresp_feed(r->rt, data, len, &used);
+        data += used;
+        len -= used;
+        if (ev == BW_HRESP_NONE)
+            break;
+        int rc = answered(r, ev == BW_HRESP_SWITCHED);
+        if (rc < 0)
+            return done(r, rc);
+        released |= rc;
+    }
+    if (r->state == S_UPWAIT && bw_hresp_lost(r->rt)) {
+        int rc = answered(r, 0); /* no 101 will be believed */
+        if (rc < 0)
+            return done(r, rc);
+        released = 1;
+    }
+    return released;
 }
 
 const char *bw_hrw_out(const bw_hrw_t *r, size_t *len)
@@ -548,4 +665,9 @@ int bw_hrw_in_head(const bw_hrw_t *r)
 int bw_hrw_raw(const bw_hrw_t *r)
 {
     return r->state == S_RAW;
+}
+
+int bw_hrw_waiting(const bw_hrw_t *r)
+{
+    return r->state == S_UPWAIT;
 }
