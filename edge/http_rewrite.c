@@ -6,7 +6,6 @@
  * heads (bodies, chunk framing) is copied through untouched. */
 #include "http_rewrite.h"
 
-#include <ctype.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +15,7 @@
 
 #include "burrow/error.h"
 #include "http_chunked.h"
+#include "http_host.h"
 #include "http_resp.h"
 #include "http_text.h"
 #include "util.h"
@@ -206,93 +206,12 @@ static int split_headers(const bw_hrw_t *r, size_t pos, hdr_t *hs, int max, size
     return n;
 }
 
-/* Routing name of a Host value: lowercased, port and IPv6 brackets kept
- * apart. Returns 0 or -1 when the value is not a plausible host. */
-static int host_name(const char *v, size_t len, char *out)
-{
-    size_t end = len;
-    if (len == 0 || len >= BW_HRW_HOSTLEN)
-        return -1;
-    if (v[0] == '[') {
-        const char *rb = memchr(v, ']', len);
-        if (!rb)
-            return -1;
-        end = (size_t)(rb - v) + 1;
-        if (end < len && v[end] != ':')
-            return -1;
-    } else {
-        const char *colon = memchr(v, ':', len);
-        if (colon)
-            end = (size_t)(colon - v);
-    }
-    for (size_t i = end; i < len; i++)
-        if (i > end && !isdigit((unsigned char)v[i]))
-            return -1;
-    if (end > 1 && v[end - 1] == '.' && v[0] != '[')
-        end--; /* "example.com." is example.com */
-    if (end == 0)
-        return -1;
-    for (size_t i = 0; i < end; i++) {
-        unsigned char c = (unsigned char)v[i];
-        if (!c || (!isalnum(c) && !strchr("-._[]:", c)))
-            return -1;
-        out[i] = (char)tolower(c);
-    }
-    out[end] = '\0';
-    return 0;
-}
-
-/* Port of a Host value or URL authority (already checked by host_name),
- * or `dflt` when it names none. */
-static unsigned host_port(const char *v, size_t len, unsigned dflt)
-{
-    const char *rb = len > 0 && v[0] == '[' ? memchr(v, ']', len) : NULL;
-    const char *from = rb ? rb : v;
-    const char *colon = memchr(from, ':', len - (size_t)(from - v));
-    unsigned port = 0;
-    if (!colon || colon + 1 == v + len)
-        return dflt;
-    for (const char *d = colon + 1; d < v + len && port <= 65535; d++)
-        port = port * 10 + (unsigned)(*d - '0');
-    return port;
-}
-
-/* An absolute-form target (RFC 9112 3.2.2) is what a backend routes by,
- * while the edge routes by Host: accept it only if it names the same host
- * and port, so both pick the same site. `h` holds the Host's name. */
+/* The Host's name is in h; the request line ends at line_end. */
 static int check_target(bw_hrw_t *r, const hdr_t *host, const bw_hrw_head_t *h, size_t line_end)
 {
-    const char *sp = memchr(r->head, ' ', line_end), *end = r->head + line_end;
-    struct http_parser_url u;
-    char name[BW_HRW_HOSTLEN];
-    while (end > sp && end[-1] != ' ')
-        end--;
-    if (!sp || end <= sp + 1)
-        return 0; /* http_parser already refused such a line */
-    const char *t = sp + 1;
-    size_t tlen = (size_t)(end - 1 - t);
-    http_parser_url_init(&u);
-    if (tlen == 0 || t[0] == '/' || t[0] == '*' || http_parser_parse_url(t, tlen, 0, &u) != 0 ||
-        !(u.field_set & (1 << UF_SCHEMA)))
-        return 0; /* origin-form and asterisk-form name no host */
-    const char *scheme = t + u.field_data[UF_SCHEMA].off;
-    size_t slen = u.field_data[UF_SCHEMA].len;
-    int https = slen == 5 && strncasecmp(scheme, "https", 5) == 0;
-    if ((!https && !(slen == 4 && strncasecmp(scheme, "http", 4) == 0)) ||
-        (u.field_set & (1 << UF_USERINFO)) || !(u.field_set & (1 << UF_HOST)))
-        return fail(r, 400, "invalid request line: bad request target");
-    /* the authority runs from the host (brackets included) to path or end */
-    const char *a = t + u.field_data[UF_HOST].off;
-    if (a > t && a[-1] == '[')
-        a--;
-    size_t alen = 0;
-    while (a + alen < t + tlen && !strchr("/?#", a[alen]))
-        alen++;
-    if (host_name(a, alen, name) != 0 || strcmp(name, h->host) != 0 ||
-        host_port(a, alen, https ? 443 : 80) !=
-            host_port(r->head + host->value, host->value_len, r->https ? 443 : 80))
-        return fail(r, 400, "request target does not match Host");
-    return 0;
+    const char *bad = bw__http_target_check(r->head, line_end, r->head + host->value,
+                                            host->value_len, h->host, r->https);
+    return bad ? fail(r, 400, bad) : 0;
 }
 
 static int emit_forwarded(bw_hrw_t *r, const hdr_t *host, int had_xff)
@@ -349,12 +268,9 @@ static int valid_name(const bw_hrw_t *r, const hdr_t *h)
 }
 
 /* A whole head (request line to the final LF) is in r->head. */
-static int finish_head(bw_hrw_t *r)
+/* What http_parser lets through but a backend may read otherwise. */
+static int check_strict(bw_hrw_t *r)
 {
-    enum { MAX_HEADERS = 256 };
-    hdr_t hs[MAX_HEADERS];
-    const hdr_t *host = NULL;
-    size_t pos = 0, eol, final;
     if (r->p.method == HTTP_CONNECT)
         return fail(r, 405, "CONNECT is not supported");
     /* http_parser takes any digit.digit (and no version as 0.9); a backend
@@ -366,6 +282,30 @@ static int finish_head(bw_hrw_t *r)
     for (size_t i = 0; i < r->head_len; i++)
         if (r->head[i] == '\n' && (i == 0 || r->head[i - 1] != '\r'))
             return fail(r, 400, "invalid line ending: LF without CR");
+    return 0;
+}
+
+/* The head is going out: note what its response and body will be. */
+static void track_request(bw_hrw_t *r)
+{
+    int upgrade = r->p.upgrade;
+    bw_hresp_push(r->rt, upgrade                    ? BW_HRESP_UPGRADE
+                         : r->p.method == HTTP_HEAD ? BW_HRESP_HEAD
+                                                    : BW_HRESP_PLAIN);
+    r->up = upgrade ? UP_PENDING : UP_NONE;
+    r->chunked = (r->p.flags & F_CHUNKED) != 0;
+    if (r->chunked)
+        bw_chunked_init(&r->ck);
+}
+
+static int finish_head(bw_hrw_t *r)
+{
+    enum { MAX_HEADERS = 256 };
+    hdr_t hs[MAX_HEADERS];
+    const hdr_t *host = NULL;
+    size_t pos = 0, eol, final;
+    if (check_strict(r) != 0)
+        return BW_EINVAL;
     next_line(r, &pos, &eol);
     int n = split_headers(r, pos, hs, MAX_HEADERS, &final);
     if (n == -2)
@@ -392,18 +332,11 @@ static int finish_head(bw_hrw_t *r)
         r->heads_cap = cap;
     }
     bw_hrw_head_t *h = &r->heads[r->n_heads];
-    if (host_name(r->head + host->value, host->value_len, h->host) != 0)
+    if (bw__http_host_name(r->head + host->value, host->value_len, h->host) != 0)
         return fail(r, 400, "invalid Host header");
     if (check_target(r, host, h, eol) != 0)
         return BW_EINVAL;
-    int upgrade = r->p.upgrade;
-    bw_hresp_push(r->rt, upgrade                    ? BW_HRESP_UPGRADE
-                         : r->p.method == HTTP_HEAD ? BW_HRESP_HEAD
-                                                    : BW_HRESP_PLAIN);
-    r->up = upgrade ? UP_PENDING : UP_NONE;
-    r->chunked = (r->p.flags & F_CHUNKED) != 0;
-    if (r->chunked)
-        bw_chunked_init(&r->ck);
+    track_request(r);
     h->off = r->out.len;
     if (emit_head(r, hs, n, host, final, pos) != 0)
         return fail(r, 500, "out of memory");
