@@ -31,16 +31,14 @@ static int on_headers(http_parser *p)
         return -1;
     }
     int kind = t->kinds[t->head];
-    if (kind == BW_HRESP_UPGRADE) {
+    if (kind & BW_HRESP_UPGRADE) {
         t->event = status == 101 ? BW_HRESP_SWITCHED : BW_HRESP_DECLINED;
         http_parser_pause(p, 1);
-        return 0;
-    }
-    if (status == 101) { /* switching without having been asked */
+    } else if (status == 101) { /* switching without having been asked */
         t->lost = 1;
         return -1;
     }
-    return kind == BW_HRESP_HEAD ? 1 : 0; /* 1: no body follows */
+    return kind & BW_HRESP_HEAD ? 1 : 0; /* 1: no body follows */
 }
 
 static int on_complete(http_parser *p)

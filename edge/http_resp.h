@@ -8,8 +8,8 @@
 
 #include <stddef.h>
 
-/* What a forwarded request means for framing its response. */
-enum { BW_HRESP_PLAIN, BW_HRESP_HEAD, BW_HRESP_UPGRADE };
+/* What a forwarded request means for framing its response (flags). */
+enum { BW_HRESP_PLAIN = 0, BW_HRESP_HEAD = 1, BW_HRESP_UPGRADE = 2 };
 
 /* What bw_hresp_feed() found out about the Upgrade request in flight. */
 enum { BW_HRESP_NONE, BW_HRESP_SWITCHED, BW_HRESP_DECLINED };

@@ -289,9 +289,8 @@ static int check_strict(bw_hrw_t *r)
 static void track_request(bw_hrw_t *r)
 {
     int upgrade = r->p.upgrade;
-    bw_hresp_push(r->rt, upgrade                    ? BW_HRESP_UPGRADE
-                         : r->p.method == HTTP_HEAD ? BW_HRESP_HEAD
-                                                    : BW_HRESP_PLAIN);
+    bw_hresp_push(r->rt, (upgrade ? BW_HRESP_UPGRADE : BW_HRESP_PLAIN) |
+                             (r->p.method == HTTP_HEAD ? BW_HRESP_HEAD : BW_HRESP_PLAIN));
     r->up = upgrade ? UP_PENDING : UP_NONE;
     r->chunked = (r->p.flags & F_CHUNKED) != 0;
     if (r->chunked)

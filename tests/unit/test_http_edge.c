@@ -187,6 +187,17 @@ static void upgrade_answer_found_behind_others(void **state)
         assert_int_equal(released, 1);
         bw_hrw_free(r);
     }
+    /* a declined HEAD with Upgrade: its response has no body either */
+    bw_hrw_t *hr = bw_hrw_new("1.2.3.4", 0);
+    static const char *const head_up =
+        "HEAD / HTTP/1.1\r\nHost: h\r\nUpgrade: ws\r\nConnection: upgrade\r\n\r\n";
+    static const char *const head_ok = "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n";
+    assert_int_equal(bw_hrw_feed(hr, head_up, strlen(head_up)), 0);
+    assert_int_equal(bw_hrw_response(hr, head_ok, strlen(head_ok)), 1);
+    assert_int_equal(bw_hrw_feed(hr, UPGRADE, strlen(UPGRADE)), 0);
+    assert_int_equal(bw_hrw_response(hr, SWITCHED, strlen(SWITCHED)), 1);
+    assert_true(bw_hrw_raw(hr));
+    bw_hrw_free(hr);
     /* not HTTP: the Upgrade counts as declined and "raw" is parsed (400) */
     bw_hrw_t *r = bw_hrw_new("1.2.3.4", 0);
     assert_int_equal(bw_hrw_feed(r, UPGRADE, strlen(UPGRADE)), 0);
