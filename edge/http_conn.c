@@ -16,6 +16,7 @@
 #define FLUSH_POLL_MS 50   /* https, both sides done: is the queue empty yet? */
 
 static void answer(hconn_t *c, int status, const char *text);
+static void deliver(hconn_t *c);
 
 /* ---------------------------------------------------------------------------
  * The public side: a TCP stream or a TLS connection
@@ -246,7 +247,17 @@ static void agent_read(bw_stream_t *s, void *ud, const void *data, size_t len)
         bw_stream_read_stop(s);
     } else if (rc < 0) {
         bw__hconn_close(c, 1);
+        return;
     }
+    if (c->lingering || c->draining || c->closing)
+        return;
+    /* Responses pass as they are; the rewriter only watches them for the
+     * answer to an Upgrade request, which may release held requests. */
+    rc = bw_hrw_response(c->rw, data, len);
+    if (rc < 0)
+        answer(c, bw_hrw_status(c->rw), bw_hrw_reason(c->rw));
+    else if (rc > 0)
+        deliver(c);
 }
 
 static void agent_eof(bw_stream_t *s, void *ud)
@@ -275,7 +286,8 @@ static void agent_drain(bw_stream_t *s, void *ud)
     hconn_t *c = ud;
     if (c->pub_paused && !c->draining && !c->lingering) {
         c->pub_paused = 0;
-        pub_reading(c, 1);
+        if (!c->up_wait)
+            pub_reading(c, 1);
     }
 }
 
@@ -367,14 +379,33 @@ static int forward(hconn_t *c, const char *data, size_t len)
     return 0;
 }
 
-void bw__hconn_data(hconn_t *c, const uint8_t *data, size_t len)
+/* While an Upgrade request awaits its answer the rewriter holds what the
+ * client sends after it, so stop reading the client; go on once answered
+ * (and pass on an EOF that came meanwhile). */
+static void upgrade_wait(hconn_t *c)
 {
-    if (c->lingering || c->draining || c->closing)
-        return; /* after an answer: dropped */
-    if (bw_hrw_feed(c->rw, (const char *)data, len) < 0) {
-        answer(c, bw_hrw_status(c->rw), bw_hrw_reason(c->rw));
+    if (bw_hrw_waiting(c->rw)) {
+        if (!c->up_wait) {
+            c->up_wait = 1;
+            pub_reading(c, 0);
+        }
         return;
     }
+    if (!c->up_wait)
+        return;
+    c->up_wait = 0;
+    if (c->client_eof) {
+        if (c->agent && !c->agent_eof)
+            bw_stream_shutdown(c->agent);
+        return;
+    }
+    if (!c->pub_paused)
+        pub_reading(c, 1);
+}
+
+/* Forward what the rewriter produced, routing each request head in it. */
+static void deliver(hconn_t *c)
+{
     size_t out_len, pos = 0;
     const char *out = bw_hrw_out(c->rw, &out_len);
     for (size_t i = 0; i < bw_hrw_heads(c->rw); i++) {
@@ -387,12 +418,24 @@ void bw__hconn_data(hconn_t *c, const uint8_t *data, size_t len)
     }
     if (forward(c, out + pos, out_len - pos) < 0)
         return;
+    upgrade_wait(c);
     if (bw_hrw_raw(c->rw))
         arm(c, T_NONE, 0);
     else if (bw_hrw_in_head(c->rw))
         c->tkind != T_HEAD ? arm(c, T_HEAD, c->he->header_ms) : (void)0;
     else
         arm(c, T_IDLE, c->he->idle_ms);
+}
+
+void bw__hconn_data(hconn_t *c, const uint8_t *data, size_t len)
+{
+    if (c->lingering || c->draining || c->closing)
+        return; /* after an answer: dropped */
+    if (bw_hrw_feed(c->rw, (const char *)data, len) < 0) {
+        answer(c, bw_hrw_status(c->rw), bw_hrw_reason(c->rw));
+        return;
+    }
+    deliver(c);
 }
 
 void bw__hconn_eof(hconn_t *c)
@@ -407,7 +450,7 @@ void bw__hconn_eof(hconn_t *c)
         conn_done(c);
         return;
     }
-    if (!c->draining)
+    if (!c->draining && !c->up_wait) /* held requests go first */
         bw_stream_shutdown(c->agent);
 }
 

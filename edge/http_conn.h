@@ -52,6 +52,7 @@ struct hconn {
     char text[320];
     unsigned client_eof : 1, agent_eof : 1, closing : 1, draining : 1, lingering : 1;
     unsigned pub_paused : 1, agent_paused : 1, shut : 1;
+    unsigned up_wait : 1;    /* client reading stopped: an Upgrade awaits its answer */
     unsigned handshaken : 1; /* https: TLS is up, answers can be written */
     bw_list_node_t node;     /* on he->conns until it closes */
 };

@@ -6,7 +6,6 @@
  * heads (bodies, chunk framing) is copied through untouched. */
 #include "http_rewrite.h"
 
-#include <ctype.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,15 +14,27 @@
 #include <http_parser.h>
 
 #include "burrow/error.h"
+#include "http_chunked.h"
+#include "http_host.h"
+#include "http_resp.h"
 #include "http_text.h"
 #include "util.h"
 
-enum { S_IDLE, S_HEAD, S_BODY, S_RAW, S_ERR };
+/* S_UPWAIT: an Upgrade request was forwarded and what the client sent
+ * after it is held until the response shows whether it was accepted. */
+enum { S_IDLE, S_HEAD, S_BODY, S_UPWAIT, S_RAW, S_ERR };
+/* The Upgrade request in flight: none, or answered before it ended. */
+enum { UP_NONE, UP_PENDING, UP_SWITCHED, UP_DECLINED };
 enum { EV_NONE, EV_BEGIN, EV_HEADERS };
 
 struct bw_hrw {
     http_parser p;
     int state, event, go_raw, skip, any_head, status, https;
+    int chunked; /* the current request's body is chunked: ck checks it */
+    bw_chunked_t ck;
+    int up;         /* UP_* */
+    bw_hresp_t *rt; /* the responses, to learn the Upgrade's fate */
+    bw_buf_t held;  /* S_UPWAIT: client bytes after the Upgrade request */
     char ip[64];
     char reason[128];
     char head[BW_HRW_MAX_HEAD];
@@ -33,8 +44,8 @@ struct bw_hrw {
     size_t n_heads, heads_cap;
 };
 
-/* One header of a head: its lines span [start, end) (end after the last
- * line ending), `eol` is where that last line's CR/LF begins. */
+/* One header line of a head: [start, end) (end after its line ending),
+ * `eol` is where its CR/LF begins. */
 typedef struct hdr {
     size_t start, end, eol, name_len, value, value_len;
 } hdr_t;
@@ -78,6 +89,12 @@ bw_hrw_t *bw_hrw_new(const char *client_ip, int https)
     http_parser_init(&r->p, HTTP_REQUEST);
     r->p.data = r;
     r->https = https;
+    r->held.max = BW_HRW_MAX_HELD;
+    r->rt = bw_hresp_new();
+    if (!r->rt) {
+        free(r);
+        return NULL;
+    }
     size_t n = strlen(client_ip);
     if (n >= sizeof r->ip)
         n = sizeof r->ip - 1;
@@ -90,6 +107,8 @@ void bw_hrw_free(bw_hrw_t *r)
     if (!r)
         return;
     free(r->out.p);
+    bw_buf_free(&r->held);
+    bw_hresp_free(r->rt);
     free(r->heads);
     free(r);
 }
@@ -147,8 +166,8 @@ static int name_is(const bw_hrw_t *r, const hdr_t *h, const char *name)
     return h->name_len == strlen(name) && strncasecmp(r->head + h->start, name, h->name_len) == 0;
 }
 
-/* Split the header section into headers (continuation lines join the one
- * before). Returns the count, or -1 when there are too many. */
+/* Split the header section into headers. Returns the count, -1 when there
+ * are too many, or -2 on a continuation line (obsolete line folding). */
 static int split_headers(const bw_hrw_t *r, size_t pos, hdr_t *hs, int max, size_t *final)
 {
     int n = 0;
@@ -160,11 +179,12 @@ static int split_headers(const bw_hrw_t *r, size_t pos, hdr_t *hs, int max, size
             return n;
         }
         char c = r->head[start];
-        if ((c == ' ' || c == '\t') && n > 0) {
-            hs[n - 1].end = pos;
-            hs[n - 1].eol = eol;
-            continue;
-        }
+        /* RFC 9112 5.2 lets a server reject or unfold. Unfolding would
+         * mean forwarding a head other than the one http_parser framed
+         * (it reads "Transfer-Encoding:\r\n chunked" its own way), and
+         * backends differ on folds, so a fold is refused. */
+        if ((c == ' ' || c == '\t') && n > 0)
+            return -2;
         if (n == max)
             return -1;
         const char *colon = memchr(r->head + start, ':', eol - start);
@@ -186,40 +206,12 @@ static int split_headers(const bw_hrw_t *r, size_t pos, hdr_t *hs, int max, size
     return n;
 }
 
-/* Routing name of a Host value: lowercased, port and IPv6 brackets kept
- * apart. Returns 0 or -1 when the value is not a plausible host. */
-static int host_name(const char *v, size_t len, char *out)
+/* The Host's name is in h; the request line ends at line_end. */
+static int check_target(bw_hrw_t *r, const hdr_t *host, const bw_hrw_head_t *h, size_t line_end)
 {
-    size_t end = len;
-    if (len == 0 || len >= BW_HRW_HOSTLEN)
-        return -1;
-    if (v[0] == '[') {
-        const char *rb = memchr(v, ']', len);
-        if (!rb)
-            return -1;
-        end = (size_t)(rb - v) + 1;
-        if (end < len && v[end] != ':')
-            return -1;
-    } else {
-        const char *colon = memchr(v, ':', len);
-        if (colon)
-            end = (size_t)(colon - v);
-    }
-    for (size_t i = end; i < len; i++)
-        if (i > end && !isdigit((unsigned char)v[i]))
-            return -1;
-    if (end > 1 && v[end - 1] == '.' && v[0] != '[')
-        end--; /* "example.com." is example.com */
-    if (end == 0)
-        return -1;
-    for (size_t i = 0; i < end; i++) {
-        unsigned char c = (unsigned char)v[i];
-        if (!c || (!isalnum(c) && !strchr("-._[]:", c)))
-            return -1;
-        out[i] = (char)tolower(c);
-    }
-    out[end] = '\0';
-    return 0;
+    const char *bad = bw__http_target_check(r->head, line_end, r->head + host->value,
+                                            host->value_len, h->host, r->https);
+    return bad ? fail(r, 400, bad) : 0;
 }
 
 static int emit_forwarded(bw_hrw_t *r, const hdr_t *host, int had_xff)
@@ -276,16 +268,47 @@ static int valid_name(const bw_hrw_t *r, const hdr_t *h)
 }
 
 /* A whole head (request line to the final LF) is in r->head. */
+/* What http_parser lets through but a backend may read otherwise. */
+static int check_strict(bw_hrw_t *r)
+{
+    if (r->p.method == HTTP_CONNECT)
+        return fail(r, 405, "CONNECT is not supported");
+    /* http_parser takes any digit.digit (and no version as 0.9); a backend
+     * may frame a version it does not speak differently from the edge. */
+    if (r->p.http_major != 1 || r->p.http_minor > 1)
+        return fail(r, 400, "invalid request line: unsupported HTTP version");
+    /* http_parser, built lenient, ends lines at a bare LF too; a backend
+     * that does not would read the head's lines differently. */
+    for (size_t i = 0; i < r->head_len; i++)
+        if (r->head[i] == '\n' && (i == 0 || r->head[i - 1] != '\r'))
+            return fail(r, 400, "invalid line ending: LF without CR");
+    return 0;
+}
+
+/* The head is going out: note what its response and body will be. */
+static void track_request(bw_hrw_t *r)
+{
+    int upgrade = r->p.upgrade;
+    bw_hresp_push(r->rt, (upgrade ? BW_HRESP_UPGRADE : BW_HRESP_PLAIN) |
+                             (r->p.method == HTTP_HEAD ? BW_HRESP_HEAD : BW_HRESP_PLAIN));
+    r->up = upgrade ? UP_PENDING : UP_NONE;
+    r->chunked = (r->p.flags & F_CHUNKED) != 0;
+    if (r->chunked)
+        bw_chunked_init(&r->ck);
+}
+
 static int finish_head(bw_hrw_t *r)
 {
     enum { MAX_HEADERS = 256 };
     hdr_t hs[MAX_HEADERS];
     const hdr_t *host = NULL;
     size_t pos = 0, eol, final;
-    if (r->p.method == HTTP_CONNECT)
-        return fail(r, 405, "CONNECT is not supported");
+    if (check_strict(r) != 0)
+        return BW_EINVAL;
     next_line(r, &pos, &eol);
     int n = split_headers(r, pos, hs, MAX_HEADERS, &final);
+    if (n == -2)
+        return fail(r, 400, "invalid header: obsolete line folding");
     if (n < 0)
         return fail(r, 431, "too many header fields");
     for (int i = 0; i < n; i++)
@@ -308,8 +331,11 @@ static int finish_head(bw_hrw_t *r)
         r->heads_cap = cap;
     }
     bw_hrw_head_t *h = &r->heads[r->n_heads];
-    if (host_name(r->head + host->value, host->value_len, h->host) != 0)
+    if (bw__http_host_name(r->head + host->value, host->value_len, h->host) != 0)
         return fail(r, 400, "invalid Host header");
+    if (check_target(r, host, h, eol) != 0)
+        return BW_EINVAL;
+    track_request(r);
     h->off = r->out.len;
     if (emit_head(r, hs, n, host, final, pos) != 0)
         return fail(r, 500, "out of memory");
@@ -322,10 +348,12 @@ static int finish_head(bw_hrw_t *r)
  * Feeding
  * ------------------------------------------------------------------------- */
 
-static int parse_error(bw_hrw_t *r)
+/* http_parser failed after taking [data, data+n) of the head being read. */
+static int parse_error(bw_hrw_t *r, const char *data, size_t n)
 {
     enum http_errno e = HTTP_PARSER_ERRNO(&r->p);
-    int in_line = r->state == S_HEAD && !memchr(r->head, '\n', r->head_len);
+    int in_line =
+        r->state == S_HEAD && !memchr(r->head, '\n', r->head_len) && !memchr(data, '\n', n);
     switch (e) {
     case HPE_INVALID_METHOD:
         return fail(r, 400, "invalid request line: unknown method");
@@ -338,8 +366,14 @@ static int parse_error(bw_hrw_t *r)
     case HPE_INVALID_HEADER_TOKEN:
         return fail(r, 400, "invalid header");
     case HPE_INVALID_CONTENT_LENGTH:
+        /* http_parser reports a chunk size past 2^64 with this code too */
+        if (r->state == S_BODY)
+            return fail(r, 400, "invalid chunk size: too large");
         return fail(r, 400, "invalid Content-Length");
     case HPE_UNEXPECTED_CONTENT_LENGTH:
+        /* ... and a second Content-Length like one next to a Transfer-Encoding */
+        if (!r->p.uses_transfer_encoding)
+            return fail(r, 400, "duplicate Content-Length");
         return fail(r, 400, "Content-Length together with Transfer-Encoding");
     case HPE_INVALID_CHUNK_SIZE:
         return fail(r, 400, "invalid chunk size");
@@ -364,7 +398,41 @@ static int take(bw_hrw_t *r, const char *data, size_t n)
         return head_put(r, data, n);
     if (!r->any_head)
         return 0; /* CR/LF before the first request: nothing to forward */
+    if (r->chunked) {
+        const char *bad = bw_chunked_check(&r->ck, data + skip, n - skip);
+        if (bad)
+            return fail(r, 400, bad);
+    }
     return out_put(r, data + skip, n - skip);
+}
+
+static void restart(bw_hrw_t *r)
+{
+    http_parser_init(&r->p, HTTP_REQUEST);
+    r->p.data = r;
+    r->state = S_IDLE;
+    r->up = UP_NONE;
+    r->chunked = 0;
+}
+
+/* An Upgrade request ended at `rest`. Raw only after a 101 (a declined
+ * upgrade leaves an HTTP/1.1 connection whose next requests must be
+ * rewritten like any); until the answer is known, hold what follows. */
+static int upgrade_ended(bw_hrw_t *r, const char *rest, size_t len, size_t *used)
+{
+    if (r->up == UP_DECLINED || (r->up == UP_PENDING && bw_hresp_lost(r->rt))) {
+        restart(r); /* parse on from `rest` */
+        return 0;
+    }
+    *used += len;
+    if (r->up == UP_SWITCHED) {
+        r->state = S_RAW;
+        return out_put(r, rest, len);
+    }
+    r->state = S_UPWAIT;
+    if (bw_buf_put(&r->held, rest, len) != 0)
+        return fail(r, 400, "too much data before the Upgrade was answered");
+    return 0;
 }
 
 static int step(bw_hrw_t *r, const char *data, size_t len, size_t *used)
@@ -392,16 +460,48 @@ static int step(bw_hrw_t *r, const char *data, size_t len, size_t *used)
     if (e != HPE_OK) {
         if (r->state == S_HEAD && r->head_len + n > sizeof r->head)
             return fail(r, 431, "request header fields too large");
-        return parse_error(r);
+        return parse_error(r, data, n);
     }
     if (take(r, data, n) != 0)
         return BW_EINVAL;
     if (r->go_raw) {
-        r->state = S_RAW;
-        return out_put(r, data + n, len - n);
+        r->go_raw = 0;
+        return upgrade_ended(r, data + n, len - n, used);
     }
     if (n != len)
         return fail(r, 400, "malformed request");
+    return 0;
+}
+
+/* Parse client bytes, appending to the output. */
+static int parse(bw_hrw_t *r, const char *data, size_t len)
+{
+    if (r->state == S_ERR)
+        return BW_EINVAL;
+    if (r->state == S_RAW)
+        return out_put(r, data, len);
+    if (r->state == S_UPWAIT) {
+        if (bw_buf_put(&r->held, data, len) != 0)
+            return fail(r, 400, "too much data before the Upgrade was answered");
+        return 0;
+    }
+    size_t off = 0;
+    while (off < len) {
+        size_t used;
+        if (step(r, data + off, len - off, &used) != 0)
+            return BW_EINVAL;
+        off += used;
+    }
+    return 0;
+}
+
+static int done(bw_hrw_t *r, int rc)
+{
+    if (rc != 0) {
+        r->out.len = 0;
+        r->n_heads = 0;
+        return BW_EINVAL;
+    }
     return 0;
 }
 
@@ -409,23 +509,58 @@ int bw_hrw_feed(bw_hrw_t *r, const char *data, size_t len)
 {
     r->out.len = 0;
     r->n_heads = 0;
-    if (r->state == S_ERR)
-        return BW_EINVAL;
-    if (r->state == S_RAW)
-        return out_put(r, data, len);
-    size_t off = 0;
-    while (off < len && r->state != S_RAW) {
-        size_t used;
-        if (step(r, data + off, len - off, &used) != 0) {
-            r->out.len = 0;
-            r->n_heads = 0;
-            return BW_EINVAL;
-        }
-        off += used;
-        if (r->state == S_RAW)
-            break;
+    return done(r, parse(r, data, len));
+}
+
+/* The Upgrade request in flight was answered: switched (101) or not.
+ * Returns 1 when held bytes were released into the output, 0 when the
+ * request had not ended yet, < 0 when they did not parse. */
+static int answered(bw_hrw_t *r, int switched)
+{
+    if (r->state != S_UPWAIT) {
+        r->up = switched ? UP_SWITCHED : UP_DECLINED;
+        return 0;
     }
-    return 0;
+    size_t len;
+    char *held = bw_buf_take(&r->held, &len);
+    int rc;
+    if (switched) {
+        r->state = S_RAW;
+        rc = out_put(r, held ? held : "", len);
+    } else {
+        restart(r);
+        rc = parse(r, held ? held : "", len);
+    }
+    free(held);
+    return rc != 0 ? BW_EINVAL : 1;
+}
+
+int bw_hrw_response(bw_hrw_t *r, const char *data, size_t len)
+{
+    int released = 0;
+    r->out.len = 0;
+    r->n_heads = 0;
+    if (r->state == S_ERR || r->state == S_RAW)
+        return 0;
+    for (;;) {
+        size_t used;
+        int ev = bw_hresp_feed(r->rt, data, len, &used);
+        data += used;
+        len -= used;
+        if (ev == BW_HRESP_NONE)
+            break;
+        int rc = answered(r, ev == BW_HRESP_SWITCHED);
+        if (rc < 0)
+            return done(r, rc);
+        released |= rc;
+    }
+    if (r->state == S_UPWAIT && bw_hresp_lost(r->rt)) {
+        int rc = answered(r, 0); /* no 101 will be believed */
+        if (rc < 0)
+            return done(r, rc);
+        released = 1;
+    }
+    return released;
 }
 
 const char *bw_hrw_out(const bw_hrw_t *r, size_t *len)
@@ -462,4 +597,9 @@ int bw_hrw_in_head(const bw_hrw_t *r)
 int bw_hrw_raw(const bw_hrw_t *r)
 {
     return r->state == S_RAW;
+}
+
+int bw_hrw_waiting(const bw_hrw_t *r)
+{
+    return r->state == S_UPWAIT;
 }

@@ -2,7 +2,9 @@
  * sends (http_parser, request mode), validates every request head, adds the
  * X-Forwarded-* headers to it and passes everything else through byte-exact
  * (request lines, other headers in order, bodies with their chunked framing).
- * After an Upgrade request (or CONNECT) the rest of the stream is raw.
+ * After an Upgrade request the rest of the stream becomes raw only once the
+ * service answered it with 101 (bw_hrw_response() watches the responses);
+ * until then what the client sent after it is held.
  *
  * No sockets here: the caller feeds each read and gets back the bytes to
  * forward plus where each request head starts in them, so a read that fails
@@ -12,8 +14,10 @@
 
 #include <stddef.h>
 
-#define BW_HRW_MAX_HEAD (16u * 1024u) /* a longer request head gets 431 */
-#define BW_HRW_HOSTLEN  256
+#define BW_HRW_MAX_HEAD      (16u * 1024u) /* a longer request head gets 431 */
+#define BW_HRW_HOSTLEN       256
+#define BW_HRW_MAX_CHUNK_EXT 128             /* bytes of extensions on one chunk-size line */
+#define BW_HRW_MAX_HELD      (1024u * 1024u) /* held while an Upgrade awaits its answer */
 
 typedef struct bw_hrw bw_hrw_t;
 
@@ -41,13 +45,24 @@ const char *bw_hrw_out(const bw_hrw_t *r, size_t *len);
 size_t bw_hrw_heads(const bw_hrw_t *r);
 const bw_hrw_head_t *bw_hrw_head(const bw_hrw_t *r, size_t i);
 
+/* Observe `len` bytes of the service's responses (they are forwarded
+ * unchanged by the caller). Returns 0, or 1 when an Upgrade request the
+ * rewriter was waiting on got its answer: reading the client may resume,
+ * and what was held is in bw_hrw_out() and bw_hrw_head() as after a feed
+ * (raw after a 101, parsed and rewritten otherwise). Returns < 0 when those
+ * bytes did not parse, as a feed would. */
+int bw_hrw_response(bw_hrw_t *r, const char *data, size_t len);
+
 /* The HTTP status (400, 405, 431) and a short reason for the last error. */
 int bw_hrw_status(const bw_hrw_t *r);
 const char *bw_hrw_reason(const bw_hrw_t *r);
 
 /* True while a request head has begun and not yet completed. */
 int bw_hrw_in_head(const bw_hrw_t *r);
-/* True once the stream became raw bytes (after Upgrade). */
+/* True once the stream became raw bytes (after an accepted Upgrade). */
 int bw_hrw_raw(const bw_hrw_t *r);
+/* True while client bytes are held for an Upgrade's answer: the caller
+ * should stop reading the client. */
+int bw_hrw_waiting(const bw_hrw_t *r);
 
 #endif /* BW_EDGE_HTTP_REWRITE_H */

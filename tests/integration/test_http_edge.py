@@ -138,6 +138,21 @@ def test_bad_requests_never_reach_the_agent(web):
     _refused(web, b"GET / HTTP/1.1\r\nBad Header: x\r\nHost: %s\r\n\r\n" % h, 400,
              b"invalid header")
     _refused(web, b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", 400, b"missing Host header")
+    _refused(web, b"POST / HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding:\r\n chunked\r\n\r\n"
+                  b"0\r\n\r\n" % h, 400, b"obsolete line folding")
+    _refused(web, b"POST / HTTP/1.1\r\nHost: %s\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"
+                  b"a" % h, 400, b"duplicate Content-Length")
+    _refused(web, b"POST / HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"fffffffffffffffffff\r\n" % h, 400, b"invalid chunk size: too large")
+    _refused(web, b"GET / HTTP/1.1\r\nHost: %s\nX: y\r\n\r\n" % h, 400, b"LF without CR")
+    _refused(web, b"GET http://other.%s/ HTTP/1.1\r\nHost: %s\r\n\r\n" % (
+        HH.DOMAIN.encode(), h), 400, b"request target does not match Host")
+    # "XY" in place of the CRLF after chunk data: a smuggled second request
+    _refused(web, b"POST / HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"3\r\nabcXY0\r\n\r\n" % h, 400, b"data not followed by CRLF")
+    _refused(web, b"POST / HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"3;%s\r\nabc\r\n0\r\n\r\n" % (h, b"x" * 200), 400, b"extensions too long")
+    _refused(web, b"GET / HTTP/2.0\r\nHost: %s\r\n\r\n" % h, 400, b"unsupported HTTP version")
     _refused(web, b"CONNECT %s:443 HTTP/1.1\r\nHost: %s:443\r\n\r\n" % (h, h), 405,
              b"CONNECT")
 
@@ -185,6 +200,44 @@ def test_upgrade_passthrough(web):
     c.send(payload)
     got = c.buf + H.recv_exact(c.sock, len(payload) - len(c.buf))
     assert got == payload
+    # raw bytes sent right behind the Upgrade request wait for the 101
+    c = HH.Client(web.port)
+    c.send(b"GET /ws HTTP/1.1\r\nHost: up.%s\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n"
+           % HH.DOMAIN.encode() + payload)
+    head, c.buf = HH.read_head(c.sock, c.buf)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    got = c.buf + H.recv_exact(c.sock, len(payload) - len(c.buf))
+    assert got == payload
+
+
+def test_declined_upgrade_keeps_rewriting(web):
+    """The service answers an Upgrade request with 200, not 101: the
+    connection stays HTTP, so later requests on it are still rewritten and
+    routed, sent after the answer or pipelined behind the Upgrade."""
+    up = b"GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n" % (
+        web.host.encode())
+    forged = (b"GET /next HTTP/1.1\r\nHost: %s\r\nX-Forwarded-For: 6.6.6.6\r\n"
+              b"X-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.example\r\n\r\n" % (
+                  web.host.encode()))
+    for pipelined in (False, True):
+        c = HH.Client(web.port)
+        c.send(up + forged if pipelined else up)
+        status, _, body = c.response()
+        assert status == 200 and HH.parse_echo(body)[0].startswith(b"GET /ws ")
+        if not pipelined:
+            c.send(forged)
+        status, _, body = c.response()
+        assert status == 200
+        lines = HH.parse_echo(body)[0].split(b"\r\n")
+        assert lines[0] == b"GET /next HTTP/1.1"
+        assert b"X-Forwarded-For: 6.6.6.6, 127.0.0.1" in lines, lines
+        assert b"X-Forwarded-Proto: http" in lines and b"X-Forwarded-Proto: https" not in lines
+        assert b"X-Forwarded-Host: %s" % web.host.encode() in lines, lines
+        assert b"evil.example" not in body
+        # another tunnel's Host is still refused on this connection
+        c.request("other.%s" % HH.DOMAIN)
+        assert c.response()[0] == 421
+        c.close()
 
 
 def test_agent_gone_is_502(web, procs):

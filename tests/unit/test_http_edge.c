@@ -85,19 +85,134 @@ static void head_host_and_offsets(void **state)
     bw_hrw_free(r);
 }
 
-static void upgrade_goes_raw(void **state)
+static const char *const UPGRADE =
+    "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: ws\r\nConnection: upgrade\r\n\r\n";
+static const char *const SWITCHED =
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: ws\r\nConnection: upgrade\r\n\r\n";
+
+/* What the client sends after an Upgrade request waits for the answer and
+ * becomes raw bytes on a 101, in the order sent. */
+static void upgrade_goes_raw_on_101(void **state)
 {
-    const char *in = "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: ws\r\nConnection: upgrade\r\n\r\n"
-                     "\x01\x02 not http";
     bw_hrw_t *r = bw_hrw_new("1.2.3.4", 0);
     size_t len;
+    char in[256];
+    snprintf(in, sizeof in, "%s\x01\x02 not http", UPGRADE);
     assert_int_equal(bw_hrw_feed(r, in, strlen(in)), 0);
+    assert_false(bw_hrw_raw(r));
+    assert_true(bw_hrw_waiting(r));
+    bw_hrw_out(r, &len);
+    assert_int_equal(len, strlen(in) - 11 + strlen("X-Forwarded-For: 1.2.3.4\r\n") +
+                              strlen("X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\n"));
+    assert_int_equal(bw_hrw_feed(r, "\r\nmore", 6), 0); /* held too */
+    bw_hrw_out(r, &len);
+    assert_int_equal(len, 0);
+    /* the response arrives in pieces; the 101's head decides */
+    assert_int_equal(bw_hrw_response(r, SWITCHED, 20), 0);
+    assert_int_equal(bw_hrw_response(r, SWITCHED + 20, strlen(SWITCHED) - 20), 1);
     assert_true(bw_hrw_raw(r));
     const char *out = bw_hrw_out(r, &len);
-    assert_memory_equal(out + len - 11, "\x01\x02 not http", 11);
+    assert_int_equal(len, 17);
+    assert_memory_equal(out, "\x01\x02 not http\r\nmore", 17);
     assert_int_equal(bw_hrw_feed(r, "\r\n\r\nGARBAGE", 11), 0);
     bw_hrw_out(r, &len);
     assert_int_equal(len, 11);
+    assert_int_equal(bw_hrw_response(r, "raw", 3), 0);
+    bw_hrw_free(r);
+}
+
+/* A declined Upgrade (the service answered 200) leaves HTTP: the next
+ * request on the connection is parsed, routed and rewritten like any, so
+ * forged X-Forwarded-* and another tunnel's Host cannot slip through. */
+static void declined_upgrade_stays_http(void **state)
+{
+    static const char *const next = "GET /2 HTTP/1.1\r\nHost: other\r\nX-Forwarded-For: 6.6.6.6\r\n"
+                                    "X-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\n\r\n";
+    static const char *const want =
+        "GET /2 HTTP/1.1\r\nHost: other\r\nX-Forwarded-For: 6.6.6.6, 1.2.3.4\r\n"
+        "X-Forwarded-Proto: http\r\nX-Forwarded-Host: other\r\n\r\n";
+    static const char *const ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    for (int pipelined = 0; pipelined <= 1; pipelined++) {
+        bw_hrw_t *r = bw_hrw_new("1.2.3.4", 0);
+        size_t len;
+        char in[512];
+        snprintf(in, sizeof in, "%s%s", UPGRADE, pipelined ? next : "");
+        assert_int_equal(bw_hrw_feed(r, in, strlen(in)), 0);
+        assert_int_equal(bw_hrw_heads(r), 1);
+        assert_int_equal(bw_hrw_response(r, ok, strlen(ok)), 1); /* reading may go on */
+        assert_false(bw_hrw_raw(r));
+        assert_false(bw_hrw_waiting(r));
+        if (!pipelined)
+            assert_int_equal(bw_hrw_feed(r, next, strlen(next)), 0);
+        const char *out = bw_hrw_out(r, &len);
+        assert_int_equal(bw_hrw_heads(r), 1);
+        assert_string_equal(bw_hrw_head(r, 0)->host, "other");
+        assert_int_equal(len, strlen(want));
+        assert_memory_equal(out, want, len);
+        /* still parsed: garbage is refused, not passed on */
+        assert_int_equal(bw_hrw_feed(r, "\x01\x02 not http\r\n", 12), BW_EINVAL);
+        bw_hrw_free(r);
+    }
+}
+
+/* The answer to the Upgrade is found behind the responses to earlier
+ * requests: a body framed by length and by chunks, a HEAD response whose
+ * Content-Length announces no body, an interim 100; and a response stream
+ * that cannot be followed never yields raw. */
+static void upgrade_answer_found_behind_others(void **state)
+{
+    static const char *const reqs = "GET /a HTTP/1.1\r\nHost: h\r\n\r\n"
+                                    "HEAD /b HTTP/1.1\r\nHost: h\r\n\r\n"
+                                    "GET /c HTTP/1.1\r\nHost: h\r\n\r\n";
+    static const char *const resps =
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nHTTP/"
+        "HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n"
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n101\r\n0\r\n\r\n"
+        "HTTP/1.1 100 Continue\r\n\r\n";
+    for (size_t step = 1; step <= strlen(resps) + strlen(SWITCHED); step += 5) {
+        bw_hrw_t *r = bw_hrw_new("1.2.3.4", 0);
+        char all[1024];
+        int released = 0;
+        assert_int_equal(bw_hrw_feed(r, reqs, strlen(reqs)), 0);
+        assert_int_equal(bw_hrw_feed(r, UPGRADE, strlen(UPGRADE)), 0);
+        assert_int_equal(bw_hrw_feed(r, "raw", 3), 0);
+        snprintf(all, sizeof all, "%s%s", resps, SWITCHED);
+        for (size_t off = 0; off < strlen(all); off += step) {
+            size_t n = strlen(all) - off < step ? strlen(all) - off : step;
+            int rc = bw_hrw_response(r, all + off, n);
+            assert_true(rc >= 0);
+            released += rc;
+            assert_int_equal(bw_hrw_raw(r), off + n >= strlen(all));
+        }
+        assert_int_equal(released, 1);
+        bw_hrw_free(r);
+    }
+    /* a declined HEAD with Upgrade: its response has no body either */
+    bw_hrw_t *hr = bw_hrw_new("1.2.3.4", 0);
+    static const char *const head_up =
+        "HEAD / HTTP/1.1\r\nHost: h\r\nUpgrade: ws\r\nConnection: upgrade\r\n\r\n";
+    static const char *const head_ok = "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n";
+    assert_int_equal(bw_hrw_feed(hr, head_up, strlen(head_up)), 0);
+    assert_int_equal(bw_hrw_response(hr, head_ok, strlen(head_ok)), 1);
+    assert_int_equal(bw_hrw_feed(hr, UPGRADE, strlen(UPGRADE)), 0);
+    assert_int_equal(bw_hrw_response(hr, SWITCHED, strlen(SWITCHED)), 1);
+    assert_true(bw_hrw_raw(hr));
+    bw_hrw_free(hr);
+    /* not HTTP: the Upgrade counts as declined and "raw" is parsed (400) */
+    bw_hrw_t *r = bw_hrw_new("1.2.3.4", 0);
+    assert_int_equal(bw_hrw_feed(r, UPGRADE, strlen(UPGRADE)), 0);
+    assert_int_equal(bw_hrw_feed(r, "raw\r\n", 5), 0);
+    assert_int_equal(bw_hrw_response(r, "\x16\x03\x01", 3), BW_EINVAL);
+    assert_int_equal(bw_hrw_status(r), 400);
+    bw_hrw_free(r);
+    /* a 101 nobody asked for is not believed later either */
+    r = bw_hrw_new("1.2.3.4", 0);
+    assert_int_equal(bw_hrw_feed(r, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", 27), 0);
+    assert_int_equal(bw_hrw_response(r, SWITCHED, strlen(SWITCHED)), 0);
+    assert_int_equal(bw_hrw_feed(r, UPGRADE, strlen(UPGRADE)), 0);
+    assert_false(bw_hrw_waiting(r));
+    assert_int_equal(bw_hrw_response(r, SWITCHED, strlen(SWITCHED)), 0);
+    assert_false(bw_hrw_raw(r));
     bw_hrw_free(r);
 }
 
@@ -113,10 +228,58 @@ static void errors_name_the_problem(void **state)
          "invalid chunk size"},
         {"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", 400, "invalid Content-Length"},
         {"GET / HTTP/1.1\r\nA B: c\r\nHost: h\r\n\r\n", 400, "invalid header"},
+        /* each names the fault, not a neighbouring one */
+        {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na", 400,
+         "duplicate Content-Length"},
+        {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+         400, "Content-Length together with Transfer-Encoding"},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "fffffffffffffffffff\r\n",
+         400, "invalid chunk size: too large"},
         {"GET / HTTP/1.1\r\n\r\n", 400, "missing Host header"},
         {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "multiple Host headers"},
         {"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400, "invalid Host header"},
         {"CONNECT h:1 HTTP/1.1\r\nHost: h:1\r\n\r\n", 405, "CONNECT is not supported"},
+        /* a line ending must be CRLF: backends that end lines at CR
+         * alone or at LF alone would see other headers */
+        {"GET / HTTP/1.1\nHost: h\n\n", 400, "invalid line ending: LF without CR"},
+        {"GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n", 400, "invalid line ending: LF without CR"},
+        {"GET / HTTP/1.1\r\nHost: h\r\nX: y\r\n\n", 400, "invalid line ending: LF without CR"},
+        {"GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n", 400, "invalid header"},
+        /* RFC 9112 3.2.2: a backend routes an absolute-form request by its
+         * target, the edge by Host: they must name the same host and port */
+        {"GET http://other.x/p HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+         "request target does not match Host"},
+        {"GET http://h:8080/p HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+         "request target does not match Host"},
+        {"GET https://h/p HTTP/1.1\r\nHost: h\r\n\r\n", 400, "request target does not match Host"},
+        {"GET http://u@h/p HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+         "invalid request line: bad request target"},
+        {"GET ftp://h/p HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+         "invalid request line: bad request target"},
+        /* chunked framing: every line ends in CRLF, data is followed by
+         * CRLF, extensions stay small; else backends end the body elsewhere */
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n", 400,
+         "invalid chunk: data not followed by CRLF"},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\n\n0\r\n\r\n",
+         400, "invalid chunk: data not followed by CRLF"},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3;x\nabc\r\n0\r\n\r\n",
+         400, "invalid line ending: LF without CR"},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\rXabc\r\n0\r\n\r\n",
+         400, "invalid"},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: y\n\r\n", 400,
+         "invalid line ending: LF without CR"},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n folded\r\n\r\n",
+         400, "invalid header"},
+        /* only HTTP/1.0 and 1.1 are framed the way the edge frames them */
+        {"GET / HTTP/2.0\r\nHost: h\r\n\r\n", 400, "unsupported HTTP version"},
+        {"GET / HTTP/1.2\r\nHost: h\r\n\r\n", 400, "unsupported HTTP version"},
+        {"GET /\r\nHost: h\r\n\r\n", 400, "unsupported HTTP version"},
+        /* RFC 9112 5.2: a folded Transfer-Encoding is read differently by
+         * different parsers, so it never passes */
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n", 400,
+         "obsolete line folding"},
+        {"GET / HTTP/1.1\r\nHost: h\r\nX-A: b\r\n\tc\r\n\r\n", 400, "obsolete line folding"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         bw_hrw_t *r = bw_hrw_new("1.2.3.4", 0);
@@ -128,6 +291,62 @@ static void errors_name_the_problem(void **state)
         assert_int_equal(len, 0);
         assert_int_equal(bw_hrw_feed(r, "x", 1), BW_EINVAL); /* stays failed */
         bw_hrw_free(r);
+    }
+}
+
+/* An absolute-form target naming the Host's host and port passes as sent. */
+static void absolute_form_matching_host_passes(void **state)
+{
+    static const char *const ok[] = {
+        "GET http://H.example./p?q HTTP/1.1\r\nHost: h.example\r\n\r\n",
+        "GET http://h:80/p HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET http://h:8080 HTTP/1.1\r\nHost: H:8080\r\n\r\n",
+        "GET http://[::1]/ HTTP/1.1\r\nHost: [::1]:80\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        int status;
+        size_t heads;
+        char *out = feed_all(ok[i], strlen(ok[i]), 0, &status, &heads);
+        assert_non_null(out);
+        assert_int_equal(heads, 1);
+        assert_memory_equal(out, ok[i], strcspn(ok[i], "\r"));
+        free(out);
+    }
+    int status;
+    size_t heads;
+    char *out = feed_all("GET https://h/ HTTP/1.1\r\nHost: h:443\r\n\r\n", 100, 1, &status, &heads);
+    assert_non_null(out);
+    free(out);
+}
+
+/* Chunk extensions pass as sent up to BW_HRW_MAX_CHUNK_EXT bytes a line;
+ * a longer one is refused, whatever the read boundaries. */
+static void chunk_extension_bound(void **state)
+{
+    char in[1024], ext[BW_HRW_MAX_CHUNK_EXT + 2];
+    for (int over = 0; over <= 1; over++) {
+        size_t n = BW_HRW_MAX_CHUNK_EXT + (size_t)over;
+        memset(ext, 'e', n);
+        ext[0] = ';';
+        ext[n] = '\0';
+        snprintf(in, sizeof in,
+                 "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "3%s\r\nabc\r\n0%s\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
+                 ext, ext);
+        for (size_t step = 1; step <= strlen(in); step += 7) {
+            int status;
+            size_t heads;
+            char *out = feed_all(in, step, 0, &status, &heads);
+            if (over) {
+                assert_null(out);
+                assert_int_equal(status, 400);
+            } else {
+                assert_non_null(out);
+                assert_int_equal(heads, 2);
+                assert_non_null(strstr(out, ext));
+                free(out);
+            }
+        }
     }
 }
 
@@ -268,8 +487,12 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(rewrite_exact_at_every_split),
         cmocka_unit_test(head_host_and_offsets),
-        cmocka_unit_test(upgrade_goes_raw),
+        cmocka_unit_test(upgrade_goes_raw_on_101),
+        cmocka_unit_test(declined_upgrade_stays_http),
+        cmocka_unit_test(upgrade_answer_found_behind_others),
         cmocka_unit_test(errors_name_the_problem),
+        cmocka_unit_test(absolute_form_matching_host_passes),
+        cmocka_unit_test(chunk_extension_bound),
         cmocka_unit_test(head_limit_431),
         cmocka_unit_test(hostname_rules),
         cmocka_unit_test(registry_claims_and_reservations),
