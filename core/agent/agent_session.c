@@ -21,11 +21,30 @@
 
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 30000
-/* A session counts as having stayed up, and the backoff starts over, only
- * after this long: a session that authenticates and then dies at once
- * (its binds refused, the edge closing it) must not reset the backoff, or
- * a persistent failure becomes a reconnect a second forever. */
+/* The backoff starts over only after a session that worked: every tunnel
+ * it had to bind was bound, or it stayed up this long. A session that
+ * authenticates and then dies at once (its binds refused, the edge closing
+ * it) must not reset the backoff, or a persistent failure becomes a
+ * reconnect a second forever; a healthy session cut by the network must
+ * not pay for the cuts before it either. */
 #define BACKOFF_STABLE_MS 30000
+
+/* Every tunnel of the session that is ending was bound (and there was at
+ * least one, or the session lived for BACKOFF_STABLE_MS). */
+static int session_worked(const bw_agent_t *a)
+{
+    if (!a->authed)
+        return 0;
+    if (uv_now(a->loop) - a->authed_at >= BACKOFF_STABLE_MS)
+        return 1;
+    int any = 0;
+    for (const agent_tunnel_t *at = a->tunnels; at; at = at->next) {
+        if (!at->bound)
+            return 0;
+        any = 1;
+    }
+    return any;
+}
 
 /* ---------------------------------------------------------------------------
  * Public connections
@@ -145,7 +164,7 @@ static void schedule_reconnect(bw_agent_t *a);
 
 void bw__agent_session_lost(bw_agent_t *a)
 {
-    if (a->authed && uv_now(a->loop) - a->authed_at >= BACKOFF_STABLE_MS)
+    if (session_worked(a))
         a->backoff_ms = 0;
     a->link = NULL;
     a->ctl = NULL;
