@@ -190,11 +190,13 @@ bw_edge_t *bw_edge_new(bw_io_t *io, const bw_edge_config_t *cfg, char *err, size
         goto fail;
     if (setup_tls(e, err, errlen) != 0)
         goto fail;
+    /* Before any listener: no agent may bind what a previous run held. */
+    bw_hosts_on_gone(e->hosts, bw__edge_host_gone, e);
+    bw__edge_state_load(e);
     if (!(e->http = bw_http_edge_new(io, e, cfg, err, errlen)))
         goto fail;
     if (listen_agents(e, err, errlen) != 0)
         goto fail;
-    bw_hosts_on_gone(e->hosts, bw__edge_host_gone, e);
     uv_timer_init(e->loop, &e->report_timer);
     e->report_timer_open = 1;
     return e;

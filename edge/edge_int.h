@@ -98,7 +98,7 @@ typedef struct edge_tunnel {
 /* A lost session's port, kept for its client for the grace period. */
 typedef struct reservation {
     char client_id[33];
-    char *token;
+    char *token; /* SHA-256 hex of the client's token */
     int port;
     uint64_t expires_ms;
     struct reservation *next;
@@ -111,7 +111,7 @@ struct edge_session {
     bw_frame_reader_t reader;
     char id[13];
     char client_id[33];
-    char *token;
+    char *token; /* SHA-256 hex of the authtoken: all the edge keeps of it */
     char peer[BW_ADDRSTRLEN];
     int authed;
     int violation; /* ended by a protocol violation: logged at warn even after auth */
@@ -161,6 +161,14 @@ void bw__edge_public_conn(uv_stream_t *server, int status);
 void bw__edge_host_gone(void *arg, const char *host, int scheme);
 /* Release t's name or close its listener; frees t. */
 void bw__edge_tunnel_close(edge_tunnel_t *t);
+
+/* edge_state.c: the reservations file in state_dir (docs/edge.md). */
+/* Write every live tunnel's address and every reservation, crash-safely;
+ * a failure is logged, never fatal. Call after each change. */
+void bw__edge_state_save(bw_edge_t *e);
+/* Load the file written by a previous run into e's reservations; a
+ * missing file is silence, an unreadable or malformed one a warning. */
+void bw__edge_state_load(bw_edge_t *e);
 
 /* edge_session.c */
 /* End s: reserve its addresses (when authenticated and the edge is not

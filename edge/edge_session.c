@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "control.h"
 #include "edge_int.h"
@@ -45,6 +46,20 @@ static void close_later(uv_timer_t *h)
 {
     edge_session_t *s = BW_CONTAINER_OF(h, edge_session_t, timer);
     bw__edge_session_end(s, "authentication refused"); /* only refusals close later */
+}
+
+/* The session keeps only a SHA-256 of its token: enough to tell the same
+ * agent again, and safe to write into the reservations file. */
+static char *token_hash(const char *token)
+{
+    unsigned char md[32];
+    unsigned int n = 0;
+    char hex[65];
+    if (!EVP_Digest(token, strlen(token), md, &n, EVP_sha256(), NULL) || n != 32)
+        return NULL;
+    for (unsigned i = 0; i < n; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    return bw_strdup(hex);
 }
 
 static int client_known(bw_edge_t *e, const char *cid, const char *token)
@@ -163,7 +178,7 @@ static void on_auth(edge_session_t *s, const json_t *m)
         return;
     /* Without its own copy of the token the session could neither be
      * resumed nor compared against reservations: fail it as internal. */
-    s->token = bw_strdup(token);
+    s->token = token_hash(token);
     if (!s->token) {
         if (s->link)
             bw_link_close(s->link, BW_MUX_GOAWAY_INTERNAL_ERROR);
@@ -174,7 +189,7 @@ static void on_auth(edge_session_t *s, const json_t *m)
     /* Only ids this edge issued and still remembers (a live session or a
      * reservation, under the same token) are resumed; any other gets a
      * fresh id, which tells the agent nothing was resumed. */
-    if (*cid && client_known(e, cid, token))
+    if (*cid && client_known(e, cid, s->token))
         snprintf(s->client_id, sizeof s->client_id, "%s", cid);
     else
         bw_random_hex(s->client_id, 16);
@@ -336,6 +351,7 @@ static void on_bind(edge_session_t *s, const json_t *m)
     s->n_tunnels++;
     bw_log(BW_LOG_INFO, "tunnel bound", "obj", "session", "id", s->id, "name",
            bw_msg_str(m, "name"), "url", t->url, NULL);
+    bw__edge_state_save(s->e);
     send_msg(s, bw_msg_bind_resp(req, t->id, t->url, ""));
 }
 
@@ -350,6 +366,7 @@ static void on_unbind(edge_session_t *s, const json_t *m)
             bw_log(BW_LOG_INFO, "tunnel unbound", "obj", "session", "id", s->id, "url", t->url,
                    NULL);
             bw__edge_tunnel_close(t);
+            bw__edge_state_save(s->e);
             send_msg(s, bw_msg_unbind_resp(id, ""));
             return;
         }
@@ -544,6 +561,8 @@ void bw__edge_session_end(edge_session_t *s, const char *reason)
             bw_hosts_reserve(e->hosts, t, uv_now(e->loop) + e->cfg.grace_ms);
         bw__edge_tunnel_close(t);
     }
+    if (s->authed)
+        bw__edge_state_save(e);
     if (s->ctl) {
         bw_mux_stream_t *ctl = s->ctl;
         s->ctl = NULL;

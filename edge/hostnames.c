@@ -188,6 +188,33 @@ void bw_hosts_reserve(bw_hosts_t *h, const void *tunnel, uint64_t expires)
         }
 }
 
+int bw_hosts_hold(bw_hosts_t *h, const char *host, int scheme, const char *client,
+                  const char *token, uint64_t expires)
+{
+    for (entry_t *e = h->head; e; e = e->next)
+        if (strcmp(e->host, host) == 0 && e->scheme == scheme)
+            return BW_EEXIST;
+    entry_t *e = calloc(1, sizeof *e);
+    if (!e || !(e->client = strdup(client)) || !(e->token = strdup(token))) {
+        if (e)
+            entry_free(e);
+        return BW_ENOMEM;
+    }
+    snprintf(e->host, sizeof e->host, "%s", host);
+    e->scheme = scheme;
+    e->expires = expires;
+    e->next = h->head;
+    h->head = e;
+    return 0;
+}
+
+void bw_hosts_each(bw_hosts_t *h, uint64_t now, bw_hosts_each_cb cb, void *arg)
+{
+    expire(h, now);
+    for (entry_t *e = h->head; e; e = e->next)
+        cb(arg, e->host, e->scheme, e->client, e->token, e->sess != NULL, e->expires);
+}
+
 void *bw_hosts_find(bw_hosts_t *h, const char *host, int scheme, uint64_t now, int *held)
 {
     *held = 0;

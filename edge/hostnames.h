@@ -71,6 +71,19 @@ void bw_hosts_reserve(bw_hosts_t *h, const void *tunnel, uint64_t expires);
 
 /* The tunnel serving `host` for `scheme`, or NULL; *held is set to 1 when
  * the name is only reserved (its session is gone). */
+/* Hold `host` for `scheme` for client/token until `expires` (as if a lost
+ * session had it), unless someone holds it already: a reservation loaded
+ * from disk. Returns 0, BW_EEXIST or BW_ENOMEM. */
+int bw_hosts_hold(bw_hosts_t *h, const char *host, int scheme, const char *client,
+                  const char *token, uint64_t expires);
+
+/* Every name held or reserved at `now`: cb(arg, host, scheme, client,
+ * token, live, expires) with live set for a bound tunnel (expires is then
+ * meaningless). */
+typedef void (*bw_hosts_each_cb)(void *arg, const char *host, int scheme, const char *client,
+                                 const char *token, int live, uint64_t expires);
+void bw_hosts_each(bw_hosts_t *h, uint64_t now, bw_hosts_each_cb cb, void *arg);
+
 void *bw_hosts_find(bw_hosts_t *h, const char *host, int scheme, uint64_t now, int *held);
 
 #endif /* BW_EDGE_HOSTNAMES_H */

@@ -102,6 +102,7 @@ bw_agent_t *bw_agent_new(bw_io_t *io, bw_registry_t *reg, const bw_agent_config_
     if (!a->ctx)
         goto fail;
     uv_timer_init(a->loop, &a->retry);
+    uv_timer_init(a->loop, &a->rebind);
     return a;
 fail:
     bw_capture_store_free(a->captures);
@@ -274,6 +275,8 @@ void bw_agent_stop(bw_agent_t *a)
     }
     if (!uv_is_closing((uv_handle_t *)&a->retry))
         uv_close((uv_handle_t *)&a->retry, NULL);
+    if (!uv_is_closing((uv_handle_t *)&a->rebind))
+        uv_close((uv_handle_t *)&a->rebind, NULL);
     if (a->cfg.on_stop)
         a->cfg.on_stop(a->cfg.stop_ud);
 }

@@ -27,6 +27,9 @@ typedef struct agent_tunnel {
     int waits; /* has a leader that has not been bound yet */
     int bound;
     int ever_bound;
+    /* A refused re-bind is retried on the same session: the next attempt's
+     * loop time (0: none due) and the current, doubling, delay. */
+    uint64_t rebind_at, rebind_delay_ms;
     bw_agent_bind_cb cb; /* first bind's outcome goes here, once */
     void *cb_ud;
     struct agent_tunnel *next;
@@ -53,7 +56,8 @@ struct bw_agent {
     agent_tunnel_t *tunnels;
     bw_capture_store_t *captures;
 
-    uv_timer_t retry; /* reconnect backoff and connect timeout */
+    uv_timer_t retry;  /* reconnect backoff and connect timeout */
+    uv_timer_t rebind; /* the next retry of a refused re-bind */
     uint64_t backoff_ms;
     uint64_t authed_at; /* loop time of the last successful AuthResp */
     int stopping;
@@ -75,6 +79,9 @@ void bw__agent_try_bind(bw_agent_t *a, agent_tunnel_t *at);
 int bw__agent_take_leader_host(agent_tunnel_t *f, const agent_tunnel_t *leader);
 /* The leader `at` is bound: its waiting twins ask for the same host. */
 void bw__agent_bind_followers(bw_agent_t *a, agent_tunnel_t *at);
+/* Re-binds refused since the last AuthResp: forget them, every tunnel binds
+ * afresh on a new session. */
+void bw__agent_rebinds_reset(bw_agent_t *a);
 /* `at` is going away: its twins carry on alone; one still waiting for it
  * binds now on what it asked for itself. */
 void bw__agent_forget_leader(bw_agent_t *a, agent_tunnel_t *at);

@@ -238,6 +238,7 @@ static void on_auth_resp(bw_agent_t *a, const json_t *m)
     bw_random_hex(a->session_id, 6);
     bw_log(BW_LOG_INFO, "client session established", "obj", "csess", "id", a->session_id, NULL);
     bw_log(BW_LOG_INFO, "tunnel session started", "obj", "tunnels.session", NULL);
+    bw__agent_rebinds_reset(a);
     for (agent_tunnel_t *at = a->tunnels; at; at = at->next)
         bw__agent_try_bind(a, at);
 }

@@ -187,6 +187,60 @@ void bw__agent_forget_leader(bw_agent_t *a, agent_tunnel_t *at)
     }
 }
 
+#define REBIND_FIRST_MS 500
+#define REBIND_MAX_MS   30000
+
+static void rebind_fired(uv_timer_t *h);
+
+/* Start the timer for the earliest re-bind due, if any. */
+static void schedule_rebind(bw_agent_t *a)
+{
+    uint64_t next = 0, now = uv_now(a->loop);
+    for (agent_tunnel_t *at = a->tunnels; at; at = at->next)
+        if (at->rebind_at && (!next || at->rebind_at < next))
+            next = at->rebind_at;
+    if (next && !a->stopping)
+        uv_timer_start(&a->rebind, rebind_fired, next > now ? next - now : 0, 0);
+}
+
+static void rebind_fired(uv_timer_t *h)
+{
+    bw_agent_t *a = BW_CONTAINER_OF(h, bw_agent_t, rebind);
+    uint64_t now = uv_now(a->loop);
+    for (agent_tunnel_t *at = a->tunnels; at; at = at->next)
+        if (at->rebind_at && at->rebind_at <= now) {
+            at->rebind_at = 0;
+            if (a->authed && a->ctl && !at->bound && !at->req_id[0])
+                send_bind(a, at);
+        }
+    schedule_rebind(a);
+}
+
+void bw__agent_rebinds_reset(bw_agent_t *a)
+{
+    uv_timer_stop(&a->rebind);
+    for (agent_tunnel_t *at = a->tunnels; at; at = at->next)
+        at->rebind_at = at->rebind_delay_ms = 0;
+}
+
+/* A tunnel that had an address lost it (another client holds it now): it
+ * shows no URL but the reason, and asks again with a capped backoff while
+ * the session lives (docs/api.md "Failed tunnels"). */
+static void rebind_refused(bw_agent_t *a, agent_tunnel_t *at, const char *err)
+{
+    char retry[32];
+    at->rebind_delay_ms = at->rebind_delay_ms ? at->rebind_delay_ms * 2 : REBIND_FIRST_MS;
+    if (at->rebind_delay_ms > REBIND_MAX_MS)
+        at->rebind_delay_ms = REBIND_MAX_MS;
+    at->rebind_at = uv_now(a->loop) + at->rebind_delay_ms;
+    bw_tunnel_set_url(at->t, "");
+    snprintf(at->t->bind_error, sizeof at->t->bind_error, "%s", err);
+    snprintf(retry, sizeof retry, "%gs", (double)at->rebind_delay_ms / 1000);
+    bw_log(BW_LOG_WARN, "tunnel address refused, retrying", "obj", "tunnels", "name", at->t->name,
+           "err", err, "retry", retry, NULL);
+    schedule_rebind(a);
+}
+
 void bw__agent_on_bind_resp(bw_agent_t *a, const json_t *m)
 {
     const char *req = bw_msg_str(m, "req_id"), *err = bw_msg_str(m, "error");
@@ -204,6 +258,11 @@ void bw__agent_on_bind_resp(bw_agent_t *a, const json_t *m)
         return;
     }
     at->req_id[0] = '\0';
+    if (*err && at->ever_bound && !at->cb) {
+        refuse_followers(a, at, err);
+        rebind_refused(a, at, err);
+        return;
+    }
     if (*err) {
         bw_log(BW_LOG_ERROR, "failed to start tunnel", "obj", "tunnels", "name", at->t->name, "err",
                err, NULL);
@@ -222,6 +281,8 @@ void bw__agent_on_bind_resp(bw_agent_t *a, const json_t *m)
     bw_tunnel_set_url(at->t, bw_msg_str(m, "url"));
     at->bound = 1;
     at->ever_bound = 1;
+    at->rebind_at = at->rebind_delay_ms = 0;
+    at->t->bind_error[0] = '\0';
     remember_address(at);
     bw_log(BW_LOG_INFO, "started tunnel", "obj", "tunnels", "name", at->t->name, "addr",
            at->t->addr, "url", at->t->public_url, NULL);

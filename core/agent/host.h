@@ -22,10 +22,11 @@ struct bw_conf {
 
 struct bw_tunnel {
     char *name;
-    char *addr;         /* normalised local address */
-    char *public_url;   /* "" until bound */
-    char tunnel_id[33]; /* the edge's id of the current binding */
-    char api_id[33];    /* stable id the agent API shows as "ID" */
+    char *addr;           /* normalised local address */
+    char *public_url;     /* "" until bound, and while a re-bind is refused */
+    char bind_error[256]; /* why the edge refused the last re-bind; "" when bound */
+    char tunnel_id[33];   /* the edge's id of the current binding */
+    char api_id[33];      /* stable id the agent API shows as "ID" */
     bw_conf_t conf;
     const bw_loaded_plugin_t *plugin;
     void *tstate; /* the plugin's, from tunnel_start */

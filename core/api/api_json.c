@@ -64,11 +64,16 @@ json_t *bw_api_tunnel(bw_tunnel_t *t, uint64_t now_ns)
         return NULL;
     int inspect = (t->plugin->desc.flags & BW_PLUGIN_F_INSPECTS) && t->inspect;
     /* jansson keeps insertion order, which is ngrok's struct order. */
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:s, s:b}, s:{s:o, s:o}}", "name", t->name, "ID",
-                     t->api_id, "uri", uri, "public_url", t->public_url, "proto",
-                     t->plugin->desc.public_scheme, "config", "addr", t->addr, "inspect", inspect,
-                     "metrics", "conns", bw_api_metric(&t->conns, now_ns, 1), "http",
-                     bw_api_metric(&t->http, now_ns, 0));
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:s, s:b}, s:{s:o, s:o}}", "name", t->name,
+                          "ID", t->api_id, "uri", uri, "public_url", t->public_url, "proto",
+                          t->plugin->desc.public_scheme, "config", "addr", t->addr, "inspect",
+                          inspect, "metrics", "conns", bw_api_metric(&t->conns, now_ns, 1), "http",
+                          bw_api_metric(&t->http, now_ns, 0));
+    /* Additive, only while the edge refuses the tunnel's address: ngrok's
+     * shape is unchanged for every bound tunnel (docs/api.md). */
+    if (o && t->bind_error[0])
+        json_object_set_new(o, "error", json_string(t->bind_error));
+    return o;
 }
 
 json_t *bw_api_error(int error_code, int status_code, const char *msg, json_t *details)

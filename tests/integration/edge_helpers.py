@@ -17,11 +17,11 @@ DOMAIN = "burrow.test"
 class ConfigAgent(H.Proc):
     """burrow start --all with a config file of tunnels (dict name -> def)."""
 
-    def __init__(self, home, server_addr, ca, tunnels, name="burrow"):
+    def __init__(self, home, server_addr, ca, tunnels, name="burrow", authtoken="test-token"):
         import json
         os.makedirs(home, exist_ok=True)
         cfg = os.path.join(home, "burrow.yml")
-        lines = ['version: "2"', "authtoken: test-token", "tunnels:" + ("" if tunnels else " {}")]
+        lines = ['version: "2"', "authtoken: " + authtoken, "tunnels:" + ("" if tunnels else " {}")]
         for tname, d in tunnels.items():
             lines.append("  %s:" % tname)
             for k, v in d.items():

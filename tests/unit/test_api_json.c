@@ -88,14 +88,48 @@ static void tunnel_resource_shape(void **state)
     bw_registry_free(r);
 }
 
+/* docs/api.md "Failed tunnels": no stale URL, the edge's reason appended
+ * after ngrok's members, and gone again once bound. */
+static void failed_tunnel_shape(void **state)
+{
+    char err[256];
+    bw_registry_t *r = bw_registry_new(bw_host_table_for);
+    assert_int_equal(bw_registry_load(r, BW_TCP_PLUGIN, err, sizeof err), 0);
+    bw_conf_t conf;
+    json_t *empty = json_object();
+    assert_int_equal(
+        bw_conf_build(bw_registry_find(r, "tcp")->desc.options, empty, 0, &conf, err, sizeof err),
+        0);
+    json_decref(empty);
+    bw_tunnel_t *t = bw_tunnel_new("t", "localhost:22", bw_registry_find(r, "tcp"), &conf);
+    bw_tunnel_set_url(t, "");
+    snprintf(t->bind_error, sizeof t->bind_error, "remote address localhost:1 is already bound");
+    json_t *o = bw_api_tunnel(t, 1000);
+    assert_string_equal(json_string_value(json_object_get(o, "public_url")), "");
+    assert_string_equal(json_string_value(json_object_get(o, "error")),
+                        "remote address localhost:1 is already bound");
+    const char *last = NULL;
+    const char *key;
+    json_t *v;
+    json_object_foreach(o, key, v) last = key;
+    assert_string_equal(last, "error");
+    json_decref(o);
+    t->bind_error[0] = '\0';
+    bw_tunnel_set_url(t, "tcp://localhost:1");
+    o = bw_api_tunnel(t, 1000);
+    assert_null(json_object_get(o, "error"));
+    json_decref(o);
+    bw_tunnel_free(t);
+    bw_registry_free(r);
+}
+
 int main(void)
 {
     bw_log_open("false", BW_LOGFMT_LOGFMT, BW_LOG_CRIT);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(path_escape_matches_go),
-        cmocka_unit_test(numbers_print_like_go),
-        cmocka_unit_test(error_shape_and_key_order),
-        cmocka_unit_test(tunnel_resource_shape),
+        cmocka_unit_test(path_escape_matches_go),    cmocka_unit_test(numbers_print_like_go),
+        cmocka_unit_test(error_shape_and_key_order), cmocka_unit_test(tunnel_resource_shape),
+        cmocka_unit_test(failed_tunnel_shape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,6 +24,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "burrow/error.h"
 #include "control.h"
 #include "edge.h"
@@ -368,7 +370,8 @@ static int setup(void **state)
 
 static void rm_state(const char *dir)
 {
-    static const char *const files[] = {"tokens", "ca.pem", "ca.key", "server.pem", "server.key"};
+    static const char *const files[] = {"tokens",     "ca.pem",     "ca.key",
+                                        "server.pem", "server.key", "reservations.json"};
     char p[PATH_MAX + 16];
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(p, sizeof p, "%s/%s", dir, files[i]);
@@ -473,13 +476,26 @@ static void test_unknown_major_refused(void **state)
     assert_string_equal(bw_msg_str(r, "error"), "");
 }
 
-/* When the session's copy of the token cannot be made, the session ends as
- * an internal error instead of living on without a token to resume by. */
+/* The SHA-256 hex of `token`: all the edge keeps of it. */
+static const char *token_sha256(const char *token, char hex[65])
+{
+    unsigned char md[32];
+    unsigned int n = 0;
+    assert_true(EVP_Digest(token, strlen(token), md, &n, EVP_sha256(), NULL) && n == 32);
+    for (unsigned i = 0; i < n; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    return hex;
+}
+
+/* When the session's copy of the token (its hash) cannot be made, the
+ * session ends as an internal error instead of living on without a token to
+ * resume by. */
 static void test_token_copy_oom_ends_session(void **state)
 {
     fixture_t *fx = *state;
+    char hex[65];
     agent_start(fx, &fx->a);
-    fail_strdup_of = TOKEN;
+    fail_strdup_of = token_sha256(TOKEN, hex);
     send_msg(&fx->a, bw_msg_auth(TOKEN, "", BW_VERSION));
     run_until(fx, is_closed, &fx->a, "the edge to end a session whose token copy failed");
     assert_null(fail_strdup_of); /* the copy was attempted */
@@ -727,6 +743,83 @@ static void test_unknown_client_id_not_resumed(void **state)
     assert_int_equal(strlen(bw_msg_str(r, "client_id")), 32);
 }
 
+static char *read_all(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char *buf = calloc(1, 1 << 16);
+    assert_non_null(buf);
+    size_t n = fread(buf, 1, (1 << 16) - 1, f);
+    assert_true(n > 0 && n < (1 << 16) - 1);
+    fclose(f);
+    return buf;
+}
+
+/* docs/edge.md "Reservations across restarts": a live tunnel's port is on
+ * disk while the session lives, and an edge restarted from that file keeps
+ * it for its client: another client is refused, the owner resumes. */
+static void test_reservations_survive_restart(void **state)
+{
+    fixture_t *fx = *state;
+    char cid[64], url[320], addr[64], path[PATH_MAX + 32], err[256] = "", hex[65];
+    int len = sizeof fx->agent_addr;
+    agent_start(fx, &fx->a);
+    snprintf(cid, sizeof cid, "%s", bw_msg_str(auth(fx, &fx->a, TOKEN, ""), "client_id"));
+    const json_t *r = bind_msg(fx, &fx->a, "r1", "tcp", "");
+    assert_string_equal(bw_msg_str(r, "error"), "");
+    snprintf(url, sizeof url, "%s", bw_msg_str(r, "url"));
+    snprintf(addr, sizeof addr, "localhost:%d", url_port(url));
+
+    /* What a crash right now would leave behind: the live port, under a
+     * hash of the token and never the token. */
+    snprintf(path, sizeof path, "%s/reservations.json", fx->dir);
+    char *saved = read_all(path);
+    assert_non_null(strstr(saved, token_sha256(TOKEN, hex)));
+    assert_null(strstr(saved, TOKEN));
+    assert_non_null(strstr(saved, cid));
+
+    bw_link_close(fx->a.link, BW_MUX_GOAWAY_NORMAL);
+    fx->a.link = NULL;
+    fx->a.ctl = NULL;
+    bw_edge_stop(fx->e);
+    drain(fx);
+    bw_edge_free(fx->e);
+    write_file(path, saved);
+    free(saved);
+    fx->e = bw_edge_new(g_io, &fx->cfg, err, sizeof err);
+    assert_non_null(fx->e);
+    assert_int_equal(uv_tcp_getsockname(&fx->e->agents, (struct sockaddr *)&fx->agent_addr, &len),
+                     0);
+
+    agent_start(fx, &fx->b);
+    r = auth(fx, &fx->b, TOKEN, "");
+    assert_string_not_equal(bw_msg_str(r, "client_id"), cid);
+    r = bind_msg(fx, &fx->b, "steal", "tcp", addr);
+    assert_non_null(strstr(bw_msg_str(r, "error"), "is already bound"));
+
+    agent_start(fx, &fx->c);
+    r = auth(fx, &fx->c, TOKEN, cid);
+    assert_string_equal(bw_msg_str(r, "client_id"), cid);
+    r = bind_msg(fx, &fx->c, "again", "tcp", addr);
+    assert_string_equal(bw_msg_str(r, "error"), "");
+    assert_string_equal(bw_msg_str(r, "url"), url);
+}
+
+/* An unreadable file costs nothing but a warning: the edge starts. */
+static void test_corrupt_reservations_ignored(void **state)
+{
+    fixture_t *fx = *state;
+    char path[PATH_MAX + 32], err[256] = "";
+    snprintf(path, sizeof path, "%s/reservations.json", fx->dir);
+    bw_edge_stop(fx->e);
+    drain(fx);
+    bw_edge_free(fx->e);
+    write_file(path, "{\"version\": 1, \"reservations\": [{\"port\": ");
+    fx->e = bw_edge_new(g_io, &fx->cfg, err, sizeof err);
+    assert_non_null(fx->e);
+    assert_null(fx->e->reservations);
+}
+
 static int group_setup(void **state)
 {
     if (uv_loop_init(&g_loop) != 0 || !(g_io = bw_io_new(&g_loop)))
@@ -759,6 +852,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bind_without_req_id_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resume_keeps_port, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_client_id_not_resumed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reservations_survive_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_reservations_ignored, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -1,0 +1,241 @@
+/* burrowd: the reservations file. The addresses the edge holds for its
+ * clients (live tunnels and lost sessions' reservations) are written to
+ * <state-dir>/reservations.json on every change and read back at start, so
+ * a crash or restart does not hand them to someone else before their
+ * owner reconnects. Format and guarantees: docs/edge.md "Reservations
+ * across restarts". Tokens never reach the disk: sessions only carry a
+ * SHA-256 of their token (edge_session.c). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "burrow/error.h"
+#include "edge_int.h"
+#include "hostnames.h"
+#include "log.h"
+#include "util.h"
+
+#define STATE_FILE    "reservations.json"
+#define STATE_VERSION 1
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void add_entry(json_t *list, const char *client, const char *token_sha256, const char *key,
+                      json_t *value, json_t *expires)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "client_id", json_string(client));
+    json_object_set_new(o, "token_sha256", json_string(token_sha256));
+    json_object_set_new(o, key, value);
+    json_object_set_new(o, "expires", expires);
+    json_array_append_new(list, o);
+}
+
+/* Remaining grace of a reservation as a wall-clock time; null for a live
+ * tunnel, whose grace only starts when the edge loses it. */
+static json_t *expiry(bw_edge_t *e, uint64_t expires_loop_ms)
+{
+    uint64_t now = uv_now(e->loop);
+    uint64_t left = expires_loop_ms > now ? expires_loop_ms - now : 0;
+    return json_integer((json_int_t)(wall_ms() + left));
+}
+
+static void add_host(void *arg, const char *host, int scheme, const char *client, const char *token,
+                     int live, uint64_t expires)
+{
+    void **a = arg;
+    bw_edge_t *e = a[0];
+    json_t *o = json_object();
+    json_object_set_new(o, "host", json_string(host));
+    json_object_set_new(o, "scheme", json_string(scheme == BW_SCHEME_HTTPS ? "https" : "http"));
+    add_entry(a[1], client, token, "name", o, live ? json_null() : expiry(e, expires));
+}
+
+static json_t *snapshot(bw_edge_t *e)
+{
+    json_t *root = json_object(), *list = json_array();
+    json_object_set_new(root, "version", json_integer(STATE_VERSION));
+    json_object_set_new(root, "saved_at", json_integer((json_int_t)wall_ms()));
+    json_object_set_new(root, "reservations", list);
+    uint64_t now = uv_now(e->loop);
+    for (reservation_t *r = e->reservations; r; r = r->next)
+        if (r->expires_ms > now)
+            add_entry(list, r->client_id, r->token, "port", json_integer(r->port),
+                      expiry(e, r->expires_ms));
+    BW_LIST_FOREACH (s, &e->sessions, edge_session_t, node)
+        for (edge_tunnel_t *t = s->tunnels; t; t = t->next)
+            if (s->authed && t->scheme < 0)
+                add_entry(list, s->client_id, s->token, "port", json_integer(t->port), json_null());
+    void *arg[2] = {e, list};
+    bw_hosts_each(e->hosts, now, add_host, arg);
+    return root;
+}
+
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
+/* Write all of buf to a new temp file, fsync it, rename it over the file,
+ * then fsync the directory so the rename itself survives a crash. */
+static int write_atomic(const char *dir, const char *buf, size_t len)
+{
+    char path[1024], tmp[1040];
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return -errno;
+    snprintf(path, sizeof path, "%s/%s", dir, STATE_FILE);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    int rc = 0;
+    for (size_t off = 0; off < len && rc == 0;) {
+        ssize_t n = write(fd, buf + off, len - off);
+        if (n < 0 && errno != EINTR)
+            rc = -errno;
+        else if (n > 0)
+            off += (size_t)n;
+    }
+    if (rc == 0 && fsync(fd) != 0)
+        rc = -errno;
+    if (close(fd) != 0 && rc == 0)
+        rc = -errno;
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = -errno;
+    if (rc != 0) {
+        unlink(tmp);
+        return rc;
+    }
+    return fsync_dir(dir);
+}
+
+void bw__edge_state_save(bw_edge_t *e)
+{
+    if (!e->cfg.state_dir || e->stopping)
+        return;
+    json_t *root = snapshot(e);
+    char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    int rc = text ? write_atomic(e->cfg.state_dir, text, strlen(text)) : BW_ENOMEM;
+    if (rc != 0)
+        bw_log(BW_LOG_WARN, "cannot save reservations", "obj", "edge", "dir", e->cfg.state_dir,
+               "err", bw_strerror(rc), NULL);
+    free(text);
+    json_decref(root);
+}
+
+static int load_port(bw_edge_t *e, const char *client, const char *token, json_t *port,
+                     uint64_t left)
+{
+    json_int_t p = json_integer_value(port);
+    if (!json_is_integer(port) || p < 1 || p > 65535)
+        return BW_EINVAL;
+    reservation_t *r = calloc(1, sizeof *r);
+    if (!r || !(r->token = bw_strdup(token))) {
+        free(r);
+        return BW_ENOMEM;
+    }
+    snprintf(r->client_id, sizeof r->client_id, "%s", client);
+    r->port = (int)p;
+    r->expires_ms = uv_now(e->loop) + left;
+    r->next = e->reservations;
+    e->reservations = r;
+    return 0;
+}
+
+static int load_name(bw_edge_t *e, const char *client, const char *token, json_t *name,
+                     uint64_t left)
+{
+    const char *host = json_string_value(json_object_get(name, "host"));
+    const char *scheme = json_string_value(json_object_get(name, "scheme"));
+    char low[BW_HOSTNAME_MAX + 1], why[96];
+    if (!host || !scheme || (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0) ||
+        bw_hostname_check(host, low, why, sizeof why) != 0)
+        return BW_EINVAL;
+    return bw_hosts_hold(e->hosts, low, scheme[4] ? BW_SCHEME_HTTPS : BW_SCHEME_HTTP, client, token,
+                         uv_now(e->loop) + left);
+}
+
+/* One entry; BW_EINVAL when it is malformed (the caller logs and skips). */
+static int load_entry(bw_edge_t *e, json_t *o, uint64_t now)
+{
+    const char *client = json_string_value(json_object_get(o, "client_id"));
+    const char *token = json_string_value(json_object_get(o, "token_sha256"));
+    json_t *exp = json_object_get(o, "expires");
+    if (!client || !*client || strlen(client) > 32 || !token || strlen(token) != 64 ||
+        !(json_is_null(exp) || json_is_integer(exp)))
+        return BW_EINVAL;
+    /* A live tunnel's grace starts now: the edge cannot know when it died. */
+    uint64_t left = e->cfg.grace_ms;
+    if (json_is_integer(exp)) {
+        json_int_t at = json_integer_value(exp);
+        if (at <= 0 || (uint64_t)at <= now)
+            return 0; /* expired while the edge was down */
+        left = (uint64_t)at - now;
+        if (left > e->cfg.grace_ms)
+            left = e->cfg.grace_ms; /* a clock set back never extends a hold */
+    }
+    json_t *port = json_object_get(o, "port"), *name = json_object_get(o, "name");
+    if (port)
+        return load_port(e, client, token, port, left);
+    if (json_is_object(name))
+        return load_name(e, client, token, name, left);
+    return BW_EINVAL;
+}
+
+void bw__edge_state_load(bw_edge_t *e)
+{
+    char path[1024];
+    json_error_t jerr;
+    if (!e->cfg.state_dir)
+        return;
+    snprintf(path, sizeof path, "%s/%s", e->cfg.state_dir, STATE_FILE);
+    json_t *root = json_load_file(path, 0, &jerr);
+    if (!root) {
+        if (access(path, F_OK) == 0)
+            bw_log(BW_LOG_WARN, "ignoring unreadable reservations file", "obj", "edge", "file",
+                   path, "err", jerr.text, NULL);
+        return;
+    }
+    json_t *list = json_object_get(root, "reservations");
+    if (json_integer_value(json_object_get(root, "version")) != STATE_VERSION ||
+        !json_is_array(list)) {
+        bw_log(BW_LOG_WARN, "ignoring unreadable reservations file", "obj", "edge", "file", path,
+               "err", "not a version 1 reservations file", NULL);
+        json_decref(root);
+        return;
+    }
+    uint64_t now = wall_ms();
+    size_t i, bad = 0, n = 0;
+    json_t *o;
+    json_array_foreach(list, i, o)
+    {
+        int rc = json_is_object(o) ? load_entry(e, o, now) : BW_EINVAL;
+        bad += rc != 0;
+        n += rc == 0;
+    }
+    char nbad[24], nok[24];
+    snprintf(nbad, sizeof nbad, "%zu", bad);
+    snprintf(nok, sizeof nok, "%zu", n);
+    if (bad)
+        bw_log(BW_LOG_WARN, "ignoring malformed reservations", "obj", "edge", "file", path, "count",
+               nbad, NULL);
+    bw_log(BW_LOG_INFO, "loaded reservations", "obj", "edge", "file", path, "count", nok, NULL);
+    json_decref(root);
+}
