@@ -112,14 +112,16 @@ static void send_pending_frame(bw_mux_stream_t *s)
     nseg =
         bw_chunkq_gather(&s->pending, frame_budget(s, s->pending.bytes), segs, lens, MAX_SEGS, &n);
     uint16_t flags = bw__mux_take_flags(s);
-    bool fin = s->shut_wr && n == s->pending.bytes;
-    if (fin)
-        flags |= BW_MUX_FLAG_FIN;
     send_frame(s->m, BW_MUX_TYPE_DATA, flags, s->id, (uint32_t)n, segs, lens, nseg);
     s->send_window -= (uint32_t)n;
     bw_chunkq_drop(&s->pending, n);
-    if (fin)
-        fin_sent(s);
+    /* The FIN goes in a frame of its own after the last data, never on a
+     * data frame: hashicorp/yamux as Debian ships it applies a data frame's
+     * flags before it buffers the payload, so a reader woken by the FIN
+     * returns EOF and the frame's bytes are lost to it (seen as a stream
+     * cut at exactly one window in the Go interop test). */
+    if (s->shut_wr && s->pending.bytes == 0)
+        send_fin(s);
 }
 
 static bool sendable(const bw_mux_stream_t *s)

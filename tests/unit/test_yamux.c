@@ -582,6 +582,60 @@ static void test_shutdown_waits_for_pending(void **state)
     pair_free(&p);
 }
 
+/* Headers (type, flags, length) of every frame in a side's output, walking
+ * over data payloads. Returns how many were found (at most max). */
+static size_t frames_of(const side_t *sd, bw_mux_header_t *out, size_t max)
+{
+    size_t off = 0, n = 0;
+    while (off + BW_MUX_HEADER_SIZE <= sd->out_len && n < max) {
+        bw_mux_header_t h;
+        assert_int_equal(bw_mux_header_decode(sd->out + off, &h), 0);
+        out[n++] = h;
+        off += BW_MUX_HEADER_SIZE + (h.type == BW_MUX_TYPE_DATA ? h.length : 0);
+    }
+    assert_int_equal(off, sd->out_len);
+    return n;
+}
+
+/* A FIN never rides on a data frame: peers that apply a frame's flags
+ * before buffering its payload (Debian's hashicorp/yamux) would lose the
+ * payload to a reader woken by the FIN. The last data frame carries no
+ * flags; a window update with FIN and length 0 follows it. */
+static void test_fin_is_a_frame_of_its_own(void **state)
+{
+    (void)state;
+    pair_t p;
+    pair_init(&p, NULL, NULL);
+    p.s.manual_consume = true;
+    size_t total = BW_MUX_INITIAL_WINDOW + 1000;
+    uint8_t *buf = malloc(total);
+    fill_pattern(buf, total, 7);
+    bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    attach(&p.c, s);
+    bw_mux_stream_write(s, buf, total);
+    bw_mux_stream_shutdown(s);
+    pump(&p.c, &p.s);
+    sctx_t *sc = &p.s.ctx[0];
+    assert_int_equal(sc->len, BW_MUX_INITIAL_WINDOW); /* the rest waits for credit */
+    bw_mux_stream_consumed(sc->s, sc->len);
+    transfer(&p.s, &p.c); /* the window update: the client sends the rest */
+    bw_mux_header_t f[16];
+    size_t n = frames_of(&p.c, f, 16);
+    assert_true(n >= 2);
+    for (size_t i = 0; i < n; i++)
+        if (f[i].type == BW_MUX_TYPE_DATA && f[i].length > 0)
+            assert_false(f[i].flags & BW_MUX_FLAG_FIN);
+    assert_int_equal(f[n - 1].type, BW_MUX_TYPE_WINDOW_UPDATE);
+    assert_int_equal(f[n - 1].flags, BW_MUX_FLAG_FIN);
+    assert_int_equal(f[n - 1].length, 0);
+    pump(&p.c, &p.s);
+    assert_int_equal(sc->len, total);
+    assert_int_equal(sc->eofs, 1);
+    assert_memory_equal(sc->data, buf, total);
+    free(buf);
+    pair_free(&p);
+}
+
 static void test_rst(void **state)
 {
     (void)state;
@@ -879,6 +933,7 @@ int main(void)
         cmocka_unit_test(test_half_close),
         cmocka_unit_test(test_close_frees_after_peer_fin),
         cmocka_unit_test(test_shutdown_waits_for_pending),
+        cmocka_unit_test(test_fin_is_a_frame_of_its_own),
         cmocka_unit_test(test_rst),
         cmocka_unit_test(test_late_frames_ignored),
         cmocka_unit_test(test_ping),
