@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <uv.h>
 
@@ -89,6 +90,31 @@ static int parse_timeout(const char *flag, const char *v, uint64_t *ms)
     return 0;
 }
 
+/* Public connections each hold a descriptor, and a slow client costs
+ * nothing to keep open, so the distribution's default soft limit (often
+ * 1024) is what lets a few hundred of them lock agents out. Take all the
+ * hard limit allows; logged so an operator sees what the edge got. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    char cur[24], was[24];
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    snprintf(was, sizeof was, "%llu", (unsigned long long)rl.rlim_cur);
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit want = {.rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &want) != 0)
+            bw_log(BW_LOG_WARN, "cannot raise descriptor limit", "obj", "edge", "nofile", was,
+                   NULL);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur == RLIM_INFINITY)
+        snprintf(cur, sizeof cur, "unlimited");
+    else
+        snprintf(cur, sizeof cur, "%llu", (unsigned long long)rl.rlim_cur);
+    bw_log(BW_LOG_INFO, "descriptor limit", "obj", "edge", "nofile", cur, "was", was, NULL);
+}
+
 static int build_config(bw_edge_config_t *c, char *state, size_t statelen)
 {
     const char *home = getenv("HOME"), *xdg = getenv("XDG_DATA_HOME");
@@ -166,6 +192,7 @@ int main(int argc, char **argv)
      * created or listens. */
     if (build_config(&cfg, state, sizeof state) != 0)
         return 1;
+    raise_nofile();
     if (bw_edge_config_check(&cfg, err, sizeof err) != 0) {
         fprintf(stderr, "ERROR:  %s\n", err);
         return 1;
