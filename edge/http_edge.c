@@ -230,6 +230,7 @@ bw_http_edge_t *bw_http_edge_new(bw_io_t *io, bw_edge_t *e, const bw_edge_config
     he->edge = e;
     he->header_ms = cfg->http_header_timeout_ms ? cfg->http_header_timeout_ms : 10000;
     he->idle_ms = cfg->http_idle_ms ? cfg->http_idle_ms : 90000;
+    he->body_ms = cfg->http_body_timeout_ms ? cfg->http_body_timeout_ms : 30000;
     /* Certificates first: a file that does not load stops burrowd before
      * any listener opens. */
     if (enabled(cfg->https_addr)) {

@@ -17,7 +17,7 @@ static struct {
     const char *agent_addr, *tcp_addr, *tcp_ports, *domain, *state_dir;
     const char *tls_cert, *tls_key, *auth_tokens, *grace;
     const char *log, *log_level, *log_format;
-    const char *http_addr, *https_addr, *header_timeout, *http_idle;
+    const char *http_addr, *https_addr, *header_timeout, *http_idle, *body_timeout;
     bw_flag_list_t host_certs;
     int help, version;
 } o;
@@ -44,6 +44,8 @@ static const bw_flag_t flags[] = {
      "a public request head must arrive within this, else 408 (default 10s)"},
     {"http-idle-timeout", BW_FLAG_STR, &o.http_idle,
      "close a public HTTP connection silent this long (default 90s)"},
+    {"http-body-timeout", BW_FLAG_STR, &o.body_timeout,
+     "a public request body must bring 1 KiB (or its end) this often, else 408 (default 30s)"},
     {"grace", BW_FLAG_STR, &o.grace, "how long a lost session's addresses stay reserved (60s)"},
     {"log", BW_FLAG_STR, &o.log, "'stdout' (default), 'stderr', 'false' or a file path"},
     {"log-level", BW_FLAG_STR, &o.log_level, "debug, info (default), warn, error, crit"},
@@ -143,8 +145,10 @@ static int build_config(bw_edge_config_t *c, char *state, size_t statelen)
     c->n_host_certs = (size_t)o.host_certs.n;
     c->http_header_timeout_ms = 10000;
     c->http_idle_ms = 90000;
+    c->http_body_timeout_ms = 30000;
     if (parse_timeout("--http-header-timeout", o.header_timeout, &c->http_header_timeout_ms) ||
-        parse_timeout("--http-idle-timeout", o.http_idle, &c->http_idle_ms))
+        parse_timeout("--http-idle-timeout", o.http_idle, &c->http_idle_ms) ||
+        parse_timeout("--http-body-timeout", o.body_timeout, &c->http_body_timeout_ms))
         return -1;
     if (o.state_dir)
         snprintf(state, statelen, "%s", o.state_dir);

@@ -3,8 +3,14 @@ burrowd takes the whole hard descriptor limit, and slow public clients
 cannot hold connections open for ever."""
 import contextlib
 import resource
+import socket
+import time
+import types
+
+import pytest
 
 import helpers as H
+import edge_helpers as HH
 
 
 @contextlib.contextmanager
@@ -24,3 +30,63 @@ def test_raises_soft_descriptor_limit_to_hard(start_edge):
     _, rec = edge.wait_log("descriptor limit", 5)
     want = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
     assert rec.get("nofile") == want and rec.get("was") == "256", rec
+
+
+@pytest.fixture
+def web(start_edge, procs, servers, tmp_path):
+    """An edge with a 1 s body timeout and an http tunnel "web" to an echo
+    server that answers once it has the whole body."""
+    edge = start_edge(extra=["--domain", HH.DOMAIN, "--http-body-timeout", "1s"])
+    srv = HH.EchoHeadServer()
+    servers.append(srv)
+    agent = procs.add(HH.ConfigAgent(str(tmp_path / "agent"), edge.addr, edge.ca, {
+        "web": {"proto": "httpraw", "addr": srv.port, "subdomain": "web"},
+    }))
+    agent.urls(["web"])
+    return types.SimpleNamespace(edge=edge, port=edge.http_port, host="web.%s" % HH.DOMAIN)
+
+
+def _post_head(host, length):
+    return b"POST / HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n" % (
+        host.encode(), length)
+
+
+def test_trickling_body_gets_408(web):
+    """A body that brings a byte every 0.3 s never goes idle, yet it is
+    ended: under 1 KiB per body timeout is a stall."""
+    c = HH.Client(web.port)
+    c.send(_post_head(web.host, 100000))
+    c.sock.settimeout(0.3)
+    start = time.monotonic()
+    got = b""
+    while time.monotonic() - start < H.t(8) and b"\r\n\r\n" not in got:
+        try:
+            c.send(b"x")
+            d = c.sock.recv(4096)
+            if not d:
+                break
+            got += d
+        except socket.timeout:
+            continue
+        except OSError:
+            break
+    took = time.monotonic() - start
+    assert got.startswith(b"HTTP/1.1 408 "), (got, took)
+    assert b"Request body timeout" in got or b"\r\n\r\n" in got
+    assert 0.9 <= took <= H.t(7), took
+    c.close()
+
+
+def test_slow_but_steady_body_passes(web):
+    """2 KiB per 0.5 s keeps above the floor: the request is answered."""
+    c = HH.Client(web.port)
+    body = b"y" * 8192
+    c.send(_post_head(web.host, len(body)))
+    for i in range(0, len(body), 2048):
+        time.sleep(0.5)
+        c.send(body[i:i + 2048])
+    c.sock.settimeout(H.t(10))
+    status, _, resp = c.response()
+    assert status == 200, resp
+    assert resp.endswith(b" 8192\n"), resp
+    c.close()
