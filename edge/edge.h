@@ -37,6 +37,11 @@ typedef struct bw_edge_config {
      * (0: 5 and 1 s; docs/edge.md "Authentication"). */
     unsigned auth_fail_free;
     uint64_t auth_lock_ms;
+    /* Public connections (http, https and tcp tunnel ports) open at once
+     * from one source IP and in all; past them new ones are closed at once
+     * (0: 256 per IP, no total; docs/edge.md "Descriptors and public
+     * connections"). */
+    unsigned max_conns_per_ip, max_public_conns;
 } bw_edge_config_t;
 
 /* Check the settings without opening or creating anything: addresses parse

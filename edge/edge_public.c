@@ -102,6 +102,44 @@ int bw__edge_listen_port(bw_edge_t *e, int port)
  * Public connections
  * ------------------------------------------------------------------------- */
 
+#define REFUSED_LOG_MS 10000 /* one line per cap and window, with the count */
+
+int bw__edge_public_admit(bw_edge_t *e, const char *ip)
+{
+    int why = bw_conn_limit_take(e->limit, ip);
+    if (why == BW_CONN_OK)
+        return 0;
+    unsigned long n = bw_conn_limit_report(e->limit, why, uv_now(e->loop), REFUSED_LOG_MS);
+    if (n > 0) {
+        char count[24], open[24];
+        snprintf(count, sizeof count, "%lu", n);
+        snprintf(open, sizeof open, "%u",
+                 bw_conn_limit_open(e->limit, why == BW_CONN_PER_IP ? ip : NULL));
+        bw_log(BW_LOG_WARN, "public connections refused", "obj", "edge", "reason",
+               why == BW_CONN_PER_IP ? "per-ip limit" : "total limit", "r", ip, "open", open,
+               "count", count, NULL);
+    }
+    return BW_EAGAIN;
+}
+
+void bw__edge_public_release(bw_edge_t *e, const char *ip)
+{
+    bw_conn_limit_release(e->limit, ip);
+}
+
+/* A tcp tunnel connection counted against the caps, until the join ends. */
+typedef struct counted {
+    bw_edge_t *e;
+    char ip[BW_ADDRSTRLEN];
+} counted_t;
+
+static void counted_done(void *ud, int err, uint64_t bytes_in, uint64_t bytes_out)
+{
+    counted_t *k = ud;
+    bw__edge_public_release(k->e, k->ip);
+    free(k);
+}
+
 /* A stream to t's agent that starts with the Conn header, or NULL. */
 static bw_stream_t *open_conn(edge_tunnel_t *t, const char *client, const char *edge_type,
                               const char *server_name)
@@ -135,12 +173,23 @@ void bw__edge_public_conn(uv_stream_t *server, int status)
         return;
     }
     bw_stream_tcp_ready(pub);
-    bw_stream_t *priv = open_conn(t, bw_stream_peer(pub), "tcp", "");
-    if (!priv) {
+    int port;
+    counted_t *k = calloc(1, sizeof *k);
+    if (!k || bw_split_hostport(bw_stream_peer(pub), k->ip, sizeof k->ip, &port) != 0 ||
+        bw__edge_public_admit(s->e, k->ip) != 0) {
+        free(k);
         bw_stream_close(pub, 1);
         return;
     }
-    bw_stream_join(pub, priv, NULL, NULL);
+    k->e = s->e;
+    bw_stream_t *priv = open_conn(t, bw_stream_peer(pub), "tcp", "");
+    if (!priv) {
+        counted_done(k, 0, 0, 0);
+        bw_stream_close(pub, 1);
+        return;
+    }
+    if (bw_stream_join(pub, priv, counted_done, k) != 0)
+        counted_done(k, 0, 0, 0);
 }
 
 int bw__edge_http_route(bw_edge_t *e, int scheme, const char *host,

@@ -101,6 +101,9 @@ void bw__hconn_close(hconn_t *c, int abort)
         return;
     c->closing = 1;
     bw_list_remove(&c->node);
+    if (c->counted)
+        bw__edge_public_release(c->he->edge, c->ip);
+    c->counted = 0;
     if (c->agent)
         bw_stream_close(c->agent, abort);
     c->agent = NULL;
@@ -520,6 +523,9 @@ int bw__hconn_start(hconn_t *c, const char *peer)
     snprintf(c->client, sizeof c->client, "%s", peer);
     if (bw_split_hostport(peer, c->ip, sizeof c->ip, &port) != 0)
         snprintf(c->ip, sizeof c->ip, "%s", peer);
+    if (bw__edge_public_admit(c->he->edge, c->ip) != 0)
+        return BW_EAGAIN;
+    c->counted = 1;
     c->rw = bw_hrw_new(c->ip, c->scheme == BW_SCHEME_HTTPS);
     if (!c->rw)
         return BW_ENOMEM;

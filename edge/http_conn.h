@@ -55,6 +55,7 @@ struct hconn {
     unsigned pub_paused : 1, agent_paused : 1, shut : 1;
     unsigned up_wait : 1;       /* client reading stopped: an Upgrade awaits its answer */
     unsigned handshaken : 1;    /* https: TLS is up, answers can be written */
+    unsigned counted : 1;       /* against the edge's connection caps (ip) */
     unsigned body_answered : 1; /* T_BODY: the agent sent bytes since the body began */
     bw_list_node_t node;        /* on he->conns until it closes */
 };
@@ -63,8 +64,9 @@ struct hconn {
  * c->tcp or c->tls (and a reference for it), then calls bw__hconn_start.
  * Returns NULL on allocation failure. */
 hconn_t *bw__hconn_new(listener_t *l);
-/* The client is `peer` ("ip:port"): start its rewriter and header timer.
- * Returns 0 or BW_ENOMEM. */
+/* The client is `peer` ("ip:port"): count it against the edge's connection
+ * caps, start its rewriter and header timer. Returns 0, BW_EAGAIN when a cap
+ * refuses it, or BW_ENOMEM; the caller then closes c. */
 int bw__hconn_start(hconn_t *c, const char *peer);
 /* What the public transport reports. */
 void bw__hconn_data(hconn_t *c, const uint8_t *data, size_t len);

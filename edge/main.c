@@ -18,6 +18,7 @@ static struct {
     const char *tls_cert, *tls_key, *auth_tokens, *grace;
     const char *log, *log_level, *log_format;
     const char *http_addr, *https_addr, *header_timeout, *http_idle, *body_timeout;
+    const char *per_ip, *max_conns;
     bw_flag_list_t host_certs;
     int help, version;
 } o;
@@ -46,6 +47,10 @@ static const bw_flag_t flags[] = {
      "close a public HTTP connection silent this long (default 90s)"},
     {"http-body-timeout", BW_FLAG_STR, &o.body_timeout,
      "a public request body must bring 1 KiB (or its end) this often, else 408 (default 30s)"},
+    {"max-conns-per-ip", BW_FLAG_STR, &o.per_ip,
+     "public connections open at once from one IP address (default 256)"},
+    {"max-public-conns", BW_FLAG_STR, &o.max_conns,
+     "public connections open at once in all (default: descriptor limit - 128)"},
     {"grace", BW_FLAG_STR, &o.grace, "how long a lost session's addresses stay reserved (60s)"},
     {"log", BW_FLAG_STR, &o.log, "'stdout' (default), 'stderr', 'false' or a file path"},
     {"log-level", BW_FLAG_STR, &o.log_level, "debug, info (default), warn, error, crit"},
@@ -96,12 +101,12 @@ static int parse_timeout(const char *flag, const char *v, uint64_t *ms)
  * nothing to keep open, so the distribution's default soft limit (often
  * 1024) is what lets a few hundred of them lock agents out. Take all the
  * hard limit allows; logged so an operator sees what the edge got. */
-static void raise_nofile(void)
+static uint64_t raise_nofile(void)
 {
     struct rlimit rl;
     char cur[24], was[24];
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return;
+        return 0;
     snprintf(was, sizeof was, "%llu", (unsigned long long)rl.rlim_cur);
     if (rl.rlim_cur < rl.rlim_max) {
         struct rlimit want = {.rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max};
@@ -115,6 +120,32 @@ static void raise_nofile(void)
     else
         snprintf(cur, sizeof cur, "%llu", (unsigned long long)rl.rlim_cur);
     bw_log(BW_LOG_INFO, "descriptor limit", "obj", "edge", "nofile", cur, "was", was, NULL);
+    return rl.rlim_cur == RLIM_INFINITY ? 0 : (uint64_t)rl.rlim_cur;
+}
+
+/* Leave descriptors for agents, tunnel listeners, certificates and logs
+ * whatever the public side does. */
+#define NOFILE_KEEP 128
+
+static int parse_caps(bw_edge_config_t *c, uint64_t nofile)
+{
+    long long v;
+    if (o.per_ip && bw_parse_int(o.per_ip, 1, 1000000, &v) != 0) {
+        fprintf(stderr, "ERROR:  invalid --max-conns-per-ip '%s' (expected 1-1000000)\n", o.per_ip);
+        return -1;
+    }
+    c->max_conns_per_ip = o.per_ip ? (unsigned)v : 256;
+    if (o.max_conns && bw_parse_int(o.max_conns, 1, 100000000, &v) != 0) {
+        fprintf(stderr, "ERROR:  invalid --max-public-conns '%s' (expected 1-100000000)\n",
+                o.max_conns);
+        return -1;
+    }
+    if (o.max_conns)
+        c->max_public_conns = (unsigned)v;
+    else if (nofile > 0)
+        c->max_public_conns =
+            nofile > 2 * NOFILE_KEEP ? (unsigned)(nofile - NOFILE_KEEP) : NOFILE_KEEP;
+    return 0;
 }
 
 static int build_config(bw_edge_config_t *c, char *state, size_t statelen)
@@ -196,7 +227,8 @@ int main(int argc, char **argv)
      * created or listens. */
     if (build_config(&cfg, state, sizeof state) != 0)
         return 1;
-    raise_nofile();
+    if (parse_caps(&cfg, raise_nofile()) != 0)
+        return 1;
     if (bw_edge_config_check(&cfg, err, sizeof err) != 0) {
         fprintf(stderr, "ERROR:  %s\n", err);
         return 1;

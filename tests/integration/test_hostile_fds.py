@@ -90,3 +90,56 @@ def test_slow_but_steady_body_passes(web):
     assert status == 200, resp
     assert resp.endswith(b" 8192\n"), resp
     c.close()
+
+
+def _held(port, n):
+    socks = [H.connect(port, 5) for _ in range(n)]
+    return socks
+
+
+def _closed_at_once(port):
+    try:
+        c = HH.Client(port)
+    except ConnectionResetError:  # the reset can beat connect() back on loopback
+        return "reset"
+    how = c.closed(H.t(2))
+    c.close()
+    return how
+
+
+def test_per_ip_cap_refuses_the_excess(start_edge, tunnel_cap):
+    """--max-conns-per-ip 5: five public connections from 127.0.0.1 stay
+    open, the sixth is closed at once, on http and on a tcp tunnel port
+    alike (one count), and a slot freed is usable again. Refusals are
+    logged aggregated: one line, not one per connection."""
+    edge, tcp_port = tunnel_cap
+    held = _held(edge.http_port, 3) + _held(tcp_port, 2)
+    try:
+        time.sleep(0.3)
+        for port in (edge.http_port, tcp_port, edge.https_port):
+            for _ in range(3):
+                assert _closed_at_once(port) in ("eof", "reset"), port
+        _, rec = edge.wait_log("public connections refused", 5)
+        assert rec.get("reason") == "per-ip limit" and rec.get("r") == "127.0.0.1", rec
+        time.sleep(0.5)
+        lines = [r for r in list(edge.out.records) if r.get("msg") == "public connections refused"]
+        assert len(lines) == 1, lines
+        # the held ones still work: a request on one of them is answered
+        held[0].sendall(b"GET / HTTP/1.1\r\nHost: nobody.%s\r\n\r\n" % HH.DOMAIN.encode())
+        assert held[0].recv(64).startswith(b"HTTP/1.1 404 ")
+        held.pop(0).close()
+        time.sleep(0.3)
+        c = HH.Client(edge.http_port)
+        assert c.closed(0.5) == "timeout"
+        c.close()
+    finally:
+        for s in held:
+            s.close()
+
+
+@pytest.fixture
+def tunnel_cap(start_edge, start_agent, echo):
+    edge = start_edge(extra=["--domain", HH.DOMAIN, "--max-conns-per-ip", "5"])
+    agent = start_agent(echo.port, edge)
+    agent.wait_tunnel()
+    return edge, H.parse_tcp_url(agent.url)[1]
