@@ -105,6 +105,11 @@ unsigned bw_conn_limit_open(const bw_conn_limit_t *l, const char *ip)
     return e ? e->n : 0;
 }
 
+void bw_conn_limit_refused(bw_conn_limit_t *l, int reason)
+{
+    l->refused[reason]++;
+}
+
 unsigned long bw_conn_limit_report(bw_conn_limit_t *l, int reason, uint64_t now_ms,
                                    uint64_t every_ms)
 {

@@ -9,8 +9,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Why a connection was refused (bw_conn_limit_take). */
-enum { BW_CONN_OK = 0, BW_CONN_PER_IP = 1, BW_CONN_TOTAL = 2, BW_CONN_REASONS = 3 };
+/* Why a connection was refused (bw_conn_limit_take), or not accepted at all
+ * (the descriptor reserve, an accept error: bw_conn_limit_refused). */
+enum {
+    BW_CONN_OK = 0,
+    BW_CONN_PER_IP = 1,
+    BW_CONN_TOTAL = 2,
+    BW_CONN_RESERVE = 3,
+    BW_CONN_ACCEPT = 4,
+    BW_CONN_REASONS = 5
+};
 
 typedef struct bw_conn_limit bw_conn_limit_t;
 
@@ -28,6 +36,9 @@ int bw_conn_limit_take(bw_conn_limit_t *l, const char *ip);
 void bw_conn_limit_release(bw_conn_limit_t *l, const char *ip);
 /* Open connections counted: from `ip`, or in all when ip is NULL. */
 unsigned bw_conn_limit_open(const bw_conn_limit_t *l, const char *ip);
+
+/* Count a refusal of `reason` decided by the caller, for the report. */
+void bw_conn_limit_refused(bw_conn_limit_t *l, int reason);
 
 /* Refusals of `reason` since the last report, if it is due: returns their
  * count and starts a new window when some were refused and none was

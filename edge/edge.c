@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -197,6 +198,10 @@ bw_edge_t *bw_edge_new(bw_io_t *io, const bw_edge_config_t *cfg, char *err, size
     if (listen_agents(e, err, errlen) != 0)
         goto fail;
     bw_hosts_on_gone(e->hosts, bw__edge_host_gone, e);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur <= 0x7fffffff)
+        e->fd_limit = (unsigned)rl.rlim_cur;
     uv_timer_init(e->loop, &e->report_timer);
     e->report_timer_open = 1;
     return e;

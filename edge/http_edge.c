@@ -106,7 +106,7 @@ static void on_public(uv_stream_t *server, int status)
 {
     listener_t *l = BW_CONTAINER_OF(server, listener_t, tcp);
     if (status < 0) {
-        bw_log(BW_LOG_ERROR, "accept failed", "obj", "http", "err", uv_strerror(status), NULL);
+        bw__edge_public_accept_failed(l->he->edge, status);
         return;
     }
     hconn_t *c = l->he->stopping ? NULL : bw__hconn_new(l);
@@ -123,6 +123,7 @@ static void on_public(uv_stream_t *server, int status)
         int len = sizeof ss;
         char peer[BW_ADDRSTRLEN] = "";
         if (uv_accept(server, (uv_stream_t *)bw_tls_tcp(c->tls)) != 0 ||
+            bw__edge_public_fd_ok(l->he->edge, (uv_handle_t *)bw_tls_tcp(c->tls)) != 0 ||
             keepalive(bw_tls_tcp(c->tls)) != 0 ||
             uv_tcp_getpeername(bw_tls_tcp(c->tls), (struct sockaddr *)&ss, &len) != 0 ||
             !bw_sockaddr_str((struct sockaddr *)&ss, peer, sizeof peer) ||
@@ -136,6 +137,7 @@ static void on_public(uv_stream_t *server, int status)
         return;
     }
     if (uv_accept(server, (uv_stream_t *)bw_stream_tcp_handle(c->tcp)) != 0 ||
+        bw__edge_public_fd_ok(l->he->edge, (uv_handle_t *)bw_stream_tcp_handle(c->tcp)) != 0 ||
         keepalive(bw_stream_tcp_handle(c->tcp)) != 0) {
         bw__hconn_close(c, 1);
         return;

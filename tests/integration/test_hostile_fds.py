@@ -143,3 +143,59 @@ def tunnel_cap(start_edge, start_agent, echo):
     agent = start_agent(echo.port, edge)
     agent.wait_tunnel()
     return edge, H.parse_tcp_url(agent.url)[1]
+
+
+@pytest.fixture
+def low_nofile(tmp_path, monkeypatch):
+    """burrowd started with soft and hard descriptor limits of 256."""
+    wrap = tmp_path / "burrowd-256"
+    wrap.write_text('#!/bin/sh\nulimit -n 256 || exit 99\nexec "%s" "$@"\n' % H.BURROWD)
+    wrap.chmod(0o755)
+    monkeypatch.setattr(H, "BURROWD", str(wrap))
+
+
+def _flood(port, n):
+    """Up to n public connections held open (fewer if the edge refuses some)."""
+    socks = []
+    for _ in range(n):
+        try:
+            socks.append(H.connect(port, 5))
+        except OSError:
+            pass
+    return socks
+
+
+@pytest.mark.parametrize("extra", [[], ["--max-public-conns", "100000"]],
+                         ids=["derived-total-cap", "descriptor-reserve"])
+def test_agent_connects_while_public_side_is_saturated(low_nofile, start_edge, start_agent,
+                                                       echo, extra):
+    """Under a 256-descriptor limit 400 public connections are held open.
+    The edge stops taking public ones in time (by the total cap derived from
+    the limit, or, with that cap lifted, by the descriptor reserve), so an
+    agent still connects and binds a tcp tunnel, which passes data once the
+    flood is gone."""
+    # The flood outlives the test's waits: only the limits can save the agent.
+    edge = start_edge(extra=["--max-conns-per-ip", "1000", "--http-header-timeout", "60s"] + extra)
+    _, rec = edge.wait_log("descriptor limit", 5)
+    assert rec.get("nofile") == "256", rec
+    flood = []
+    try:
+        for port in (edge.http_port, edge.https_port):
+            flood += _flood(port, 200)
+        time.sleep(1)
+        reason = "descriptor reserve" if extra else "total limit"
+        edge.wait_log("public connections refused", 5, reason=reason)
+        agent = start_agent(echo.port, edge)
+        agent.wait_tunnel(timeout=H.t(10))
+        assert edge.alive()
+    finally:
+        for s in flood:
+            s.close()
+    # The tunnel's own public connections count too; with the flood gone
+    # they pass again.
+    time.sleep(0.5)
+    port = H.parse_tcp_url(agent.url)[1]
+    with H.connect(port, 5) as s:
+        s.sendall(b"ping")
+        s.settimeout(H.t(5))
+        assert s.recv(16) == b"ping"

@@ -72,6 +72,11 @@ static void refusals_reported_aggregated(void **state)
     assert_int_equal(bw_conn_limit_report(l, BW_CONN_TOTAL, 5000, 10000), 0);
     assert_int_equal(bw_conn_limit_report(l, BW_CONN_PER_IP, 11000, 10000), 1000);
     assert_int_equal(bw_conn_limit_report(l, BW_CONN_PER_IP, 30000, 10000), 0);
+    /* refusals the caller decides are reported apart, the same way */
+    bw_conn_limit_refused(l, BW_CONN_RESERVE);
+    bw_conn_limit_refused(l, BW_CONN_RESERVE);
+    assert_int_equal(bw_conn_limit_report(l, BW_CONN_ACCEPT, 30000, 10000), 0);
+    assert_int_equal(bw_conn_limit_report(l, BW_CONN_RESERVE, 30000, 10000), 2);
     bw_conn_limit_free(l);
 }
 
