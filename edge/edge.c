@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -178,7 +179,9 @@ bw_edge_t *bw_edge_new(bw_io_t *io, const bw_edge_config_t *cfg, char *err, size
     bw_auth_throttle_cfg_t tc = {.free_failures = cfg->auth_fail_free,
                                  .base_ms = cfg->auth_lock_ms};
     e->throttle = bw_auth_throttle_new(&tc);
-    if (!e->domain || !e->tcp_addr || !(e->hosts = bw_hosts_new()) || !e->throttle) {
+    e->limit = bw_conn_limit_new(cfg->max_conns_per_ip ? cfg->max_conns_per_ip : 256,
+                                 cfg->max_public_conns);
+    if (!e->domain || !e->tcp_addr || !(e->hosts = bw_hosts_new()) || !e->throttle || !e->limit) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -197,6 +200,10 @@ bw_edge_t *bw_edge_new(bw_io_t *io, const bw_edge_config_t *cfg, char *err, size
         goto fail;
     if (listen_agents(e, err, errlen) != 0)
         goto fail;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur <= 0x7fffffff)
+        e->fd_limit = (unsigned)rl.rlim_cur;
     uv_timer_init(e->loop, &e->report_timer);
     e->report_timer_open = 1;
     return e;
@@ -235,6 +242,7 @@ void bw_edge_free(bw_edge_t *e)
     bw_http_edge_free(e->http);
     bw_hosts_free(e->hosts);
     bw_auth_throttle_free(e->throttle);
+    bw_conn_limit_free(e->limit);
     SSL_CTX_free(e->ctx);
     free(e->domain);
     free(e->tcp_addr);

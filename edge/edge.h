@@ -31,11 +31,17 @@ typedef struct bw_edge_config {
     size_t n_host_certs;
     uint64_t http_header_timeout_ms; /* a request head must be complete within this */
     uint64_t http_idle_ms;           /* a public connection silent this long is closed */
+    uint64_t http_body_timeout_ms;   /* a request body must bring 1 KiB (or its end) this often */
     /* Failed authentications per source IP: this many are free, then the
      * address is locked out for auth_lock_ms, doubling per further failure
      * (0: 5 and 1 s; docs/edge.md "Authentication"). */
     unsigned auth_fail_free;
     uint64_t auth_lock_ms;
+    /* Public connections (http, https and tcp tunnel ports) open at once
+     * from one source IP and in all; past them new ones are closed at once
+     * (0: 256 per IP, no total; docs/edge.md "Descriptors and public
+     * connections"). */
+    unsigned max_conns_per_ip, max_public_conns;
 } bw_edge_config_t;
 
 /* Check the settings without opening or creating anything: addresses parse

@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "auth_throttle.h"
+#include "conn_limit.h"
 #include "control.h"
 #include "edge.h"
 #include "hostnames.h"
@@ -137,6 +138,8 @@ struct bw_edge {
     bw_hosts_t *hosts;
     bw_http_edge_t *http;
     bw_auth_throttle_t *throttle; /* failed authentications per source IP */
+    bw_conn_limit_t *limit;       /* public connections per source IP and in all */
+    unsigned fd_limit;            /* RLIMIT_NOFILE at start, 0: unknown or unlimited */
     uv_timer_t report_timer;      /* logs the throttle's counts once a minute */
     int report_timer_open;
     int stopping;
@@ -157,6 +160,19 @@ int bw__edge_listen_port(bw_edge_t *e, int port);
 /* edge_public.c: public connections. */
 /* A tcp tunnel's listener accepted a public connection. */
 void bw__edge_public_conn(uv_stream_t *server, int status);
+/* A public connection from `ip` was accepted: returns 0 when it may stay
+ * (counted: bw__edge_public_release it once it closes), or BW_EAGAIN when a
+ * cap is reached (the caller closes it; the refusal is logged, aggregated). */
+int bw__edge_public_admit(bw_edge_t *e, const char *ip);
+void bw__edge_public_release(bw_edge_t *e, const char *ip);
+/* Public listeners leave the last BW_EDGE_FD_RESERVE descriptors to the
+ * agent listener: returns 0 when `h`, just accepted, may stay, else
+ * BW_EAGAIN (the caller closes it; logged aggregated). */
+#define BW_EDGE_FD_RESERVE 64
+int bw__edge_public_fd_ok(bw_edge_t *e, uv_handle_t *h);
+/* A public listener's accept failed with `status` (EMFILE, ENFILE, ...):
+ * logged aggregated, never once per failure. */
+void bw__edge_public_accept_failed(bw_edge_t *e, int status);
 /* bw_hosts_on_gone callback (arg: the edge). */
 void bw__edge_host_gone(void *arg, const char *host, int scheme);
 /* Release t's name or close its listener; frees t. */

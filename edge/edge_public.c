@@ -102,6 +102,87 @@ int bw__edge_listen_port(bw_edge_t *e, int port)
  * Public connections
  * ------------------------------------------------------------------------- */
 
+#define REFUSED_LOG_MS 10000 /* one line per cap and window, with the count */
+
+static const char *const reasons[BW_CONN_REASONS] = {
+    [BW_CONN_PER_IP] = "per-ip limit",
+    [BW_CONN_TOTAL] = "total limit",
+    [BW_CONN_RESERVE] = "descriptor reserve",
+};
+
+/* One line per reason and window: the refusals (or failed accepts) counted
+ * since the previous one. */
+static void report(bw_edge_t *e, int why, const char *ip, const char *err)
+{
+    unsigned long n = bw_conn_limit_report(e->limit, why, uv_now(e->loop), REFUSED_LOG_MS);
+    char count[24], open[24];
+    if (n == 0)
+        return;
+    snprintf(count, sizeof count, "%lu", n);
+    snprintf(open, sizeof open, "%u",
+             bw_conn_limit_open(e->limit, why == BW_CONN_PER_IP ? ip : NULL));
+    if (why == BW_CONN_ACCEPT)
+        bw_log(BW_LOG_WARN, "public accept failed", "obj", "edge", "err", err, "open", open,
+               "count", count, NULL);
+    else
+        bw_log(BW_LOG_WARN, "public connections refused", "obj", "edge", "reason", reasons[why],
+               "r", ip, "open", open, "count", count, NULL);
+}
+
+int bw__edge_public_admit(bw_edge_t *e, const char *ip)
+{
+    int why = bw_conn_limit_take(e->limit, ip);
+    if (why == BW_CONN_OK)
+        return 0;
+    report(e, why, ip, NULL);
+    return BW_EAGAIN;
+}
+
+int bw__edge_public_fd_ok(bw_edge_t *e, uv_handle_t *h)
+{
+    uv_os_fd_t fd;
+    if (!e->fd_limit || uv_fileno(h, &fd) != 0 || fd < 0)
+        return 0;
+    /* Descriptors are handed out lowest first, so every number below fd is
+     * taken: fewer than the reserve are left once fd reaches into it. */
+    if ((unsigned)fd + BW_EDGE_FD_RESERVE < e->fd_limit)
+        return 0;
+    bw_conn_limit_refused(e->limit, BW_CONN_RESERVE);
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char peer[BW_ADDRSTRLEN] = "", ip[BW_ADDRSTRLEN] = "";
+    int port;
+    if (uv_tcp_getpeername((uv_tcp_t *)h, (struct sockaddr *)&ss, &len) == 0 &&
+        bw_sockaddr_str((struct sockaddr *)&ss, peer, sizeof peer))
+        bw_split_hostport(peer, ip, sizeof ip, &port);
+    report(e, BW_CONN_RESERVE, ip, NULL);
+    return BW_EAGAIN;
+}
+
+void bw__edge_public_accept_failed(bw_edge_t *e, int status)
+{
+    bw_conn_limit_refused(e->limit, BW_CONN_ACCEPT);
+    report(e, BW_CONN_ACCEPT, NULL, uv_strerror(status));
+}
+
+void bw__edge_public_release(bw_edge_t *e, const char *ip)
+{
+    bw_conn_limit_release(e->limit, ip);
+}
+
+/* A tcp tunnel connection counted against the caps, until the join ends. */
+typedef struct counted {
+    bw_edge_t *e;
+    char ip[BW_ADDRSTRLEN];
+} counted_t;
+
+static void counted_done(void *ud, int err, uint64_t bytes_in, uint64_t bytes_out)
+{
+    counted_t *k = ud;
+    bw__edge_public_release(k->e, k->ip);
+    free(k);
+}
+
 /* A stream to t's agent that starts with the Conn header, or NULL. */
 static bw_stream_t *open_conn(edge_tunnel_t *t, const char *client, const char *edge_type,
                               const char *server_name)
@@ -125,22 +206,36 @@ void bw__edge_public_conn(uv_stream_t *server, int status)
 {
     edge_tunnel_t *t = BW_CONTAINER_OF(server, edge_tunnel_t, listener);
     edge_session_t *s = t->sess;
-    if (status < 0)
+    if (status < 0) {
+        bw__edge_public_accept_failed(s->e, status);
         return;
+    }
     bw_stream_t *pub = bw_stream_tcp_new(s->e->io);
     if (!pub)
         return;
-    if (uv_accept(server, (uv_stream_t *)bw_stream_tcp_handle(pub)) != 0 || !s->link) {
+    if (uv_accept(server, (uv_stream_t *)bw_stream_tcp_handle(pub)) != 0 || !s->link ||
+        bw__edge_public_fd_ok(s->e, (uv_handle_t *)bw_stream_tcp_handle(pub)) != 0) {
         bw_stream_close(pub, 1);
         return;
     }
     bw_stream_tcp_ready(pub);
-    bw_stream_t *priv = open_conn(t, bw_stream_peer(pub), "tcp", "");
-    if (!priv) {
+    int port;
+    counted_t *k = calloc(1, sizeof *k);
+    if (!k || bw_split_hostport(bw_stream_peer(pub), k->ip, sizeof k->ip, &port) != 0 ||
+        bw__edge_public_admit(s->e, k->ip) != 0) {
+        free(k);
         bw_stream_close(pub, 1);
         return;
     }
-    bw_stream_join(pub, priv, NULL, NULL);
+    k->e = s->e;
+    bw_stream_t *priv = open_conn(t, bw_stream_peer(pub), "tcp", "");
+    if (!priv) {
+        counted_done(k, 0, 0, 0);
+        bw_stream_close(pub, 1);
+        return;
+    }
+    if (bw_stream_join(pub, priv, counted_done, k) != 0)
+        counted_done(k, 0, 0, 0);
 }
 
 int bw__edge_http_route(bw_edge_t *e, int scheme, const char *host,

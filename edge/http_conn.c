@@ -11,9 +11,10 @@
 #include "http_text.h"
 #include "log.h"
 
-#define DRAIN_MS      5000 /* how long an error answer waits for the response before it */
-#define LINGER_MS     2000 /* reading after an error answer, so no RST eats it */
-#define FLUSH_POLL_MS 50   /* https, both sides done: is the queue empty yet? */
+#define DRAIN_MS       5000 /* how long an error answer waits for the response before it */
+#define LINGER_MS      2000 /* reading after an error answer, so no RST eats it */
+#define FLUSH_POLL_MS  50   /* https, both sides done: is the queue empty yet? */
+#define BODY_MIN_BYTES 1024 /* a request body brings this much per body timeout */
 
 static void answer(hconn_t *c, int status, const char *text);
 static void deliver(hconn_t *c);
@@ -100,6 +101,9 @@ void bw__hconn_close(hconn_t *c, int abort)
         return;
     c->closing = 1;
     bw_list_remove(&c->node);
+    if (c->counted)
+        bw__edge_public_release(c->he->edge, c->ip);
+    c->counted = 0;
     if (c->agent)
         bw_stream_close(c->agent, abort);
     c->agent = NULL;
@@ -143,6 +147,33 @@ static void flush_poll(hconn_t *c)
         arm(c, T_FLUSH, FLUSH_POLL_MS);
 }
 
+static void body_start(hconn_t *c)
+{
+    c->body_bytes = 0;
+    c->body_answered = 0;
+    arm(c, T_BODY, c->he->body_ms);
+}
+
+/* A body that trickles (a byte every few seconds) would hold its
+ * descriptor for ever under a plain idle timeout, so it must bring
+ * BODY_MIN_BYTES per period. Time the agent stream made us stop reading
+ * is not the client's fault. Once the service began answering, a 408 could
+ * follow a response, so the connection is just closed. */
+static void body_check(hconn_t *c)
+{
+    if (c->body_bytes >= BODY_MIN_BYTES || c->pub_paused) {
+        c->body_bytes = 0;
+        arm(c, T_BODY, c->he->body_ms);
+        return;
+    }
+    if (!c->body_answered) {
+        answer(c, 408, "Request body timeout\n");
+        return;
+    }
+    bw_log(BW_LOG_DEBUG, "request body stalled", "obj", "http", "r", c->client, NULL);
+    bw__hconn_close(c, 1);
+}
+
 static void on_timer(uv_timer_t *h)
 {
     hconn_t *c = BW_CONTAINER_OF(h, hconn_t, timer);
@@ -152,6 +183,9 @@ static void on_timer(uv_timer_t *h)
             bw__hconn_close(c, 1); /* a stalled TLS handshake: no way to answer */
         else
             answer(c, 408, "Request header timeout\n");
+        break;
+    case T_BODY:
+        body_check(c);
         break;
     case T_DRAIN: {
         char text[sizeof c->text];
@@ -239,6 +273,8 @@ static void agent_read(bw_stream_t *s, void *ud, const void *data, size_t len)
 {
     hconn_t *c = ud;
     touch(c);
+    if (c->tkind == T_BODY)
+        c->body_answered = 1;
     if (c->shut)
         return;
     int rc = pub_write(c, data, len);
@@ -423,6 +459,8 @@ static void deliver(hconn_t *c)
         arm(c, T_NONE, 0);
     else if (bw_hrw_in_head(c->rw))
         c->tkind != T_HEAD ? arm(c, T_HEAD, c->he->header_ms) : (void)0;
+    else if (bw_hrw_in_body(c->rw))
+        c->tkind != T_BODY ? body_start(c) : (void)0;
     else
         arm(c, T_IDLE, c->he->idle_ms);
 }
@@ -431,6 +469,8 @@ void bw__hconn_data(hconn_t *c, const uint8_t *data, size_t len)
 {
     if (c->lingering || c->draining || c->closing)
         return; /* after an answer: dropped */
+    if (c->tkind == T_BODY)
+        c->body_bytes += len;
     if (bw_hrw_feed(c->rw, (const char *)data, len) < 0) {
         answer(c, bw_hrw_status(c->rw), bw_hrw_reason(c->rw));
         return;
@@ -483,6 +523,9 @@ int bw__hconn_start(hconn_t *c, const char *peer)
     snprintf(c->client, sizeof c->client, "%s", peer);
     if (bw_split_hostport(peer, c->ip, sizeof c->ip, &port) != 0)
         snprintf(c->ip, sizeof c->ip, "%s", peer);
+    if (bw__edge_public_admit(c->he->edge, c->ip) != 0)
+        return BW_EAGAIN;
+    c->counted = 1;
     c->rw = bw_hrw_new(c->ip, c->scheme == BW_SCHEME_HTTPS);
     if (!c->rw)
         return BW_ENOMEM;

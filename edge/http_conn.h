@@ -12,7 +12,7 @@
 #include "tls.h"
 #include "util.h"
 
-enum { T_HEAD, T_IDLE, T_DRAIN, T_LINGER, T_FLUSH, T_NONE };
+enum { T_HEAD, T_BODY, T_IDLE, T_DRAIN, T_LINGER, T_FLUSH, T_NONE };
 
 typedef struct hconn hconn_t;
 
@@ -29,7 +29,7 @@ struct bw_http_edge {
     bw_edge_t *edge;
     listener_t *l[2];
     bw_certs_t *certs;
-    uint64_t header_ms, idle_ms;
+    uint64_t header_ms, idle_ms, body_ms;
     bw_list_t conns; /* hconn_t, open ones */
     int stopping;
 };
@@ -50,19 +50,23 @@ struct hconn {
     size_t flush_left;      /* T_FLUSH: TLS bytes queued at the last poll */
     uint64_t flush_idle_ms; /* T_FLUSH: how long they have not moved */
     char text[320];
+    size_t body_bytes; /* T_BODY: client bytes since the timer was armed */
     unsigned client_eof : 1, agent_eof : 1, closing : 1, draining : 1, lingering : 1;
     unsigned pub_paused : 1, agent_paused : 1, shut : 1;
-    unsigned up_wait : 1;    /* client reading stopped: an Upgrade awaits its answer */
-    unsigned handshaken : 1; /* https: TLS is up, answers can be written */
-    bw_list_node_t node;     /* on he->conns until it closes */
+    unsigned up_wait : 1;       /* client reading stopped: an Upgrade awaits its answer */
+    unsigned handshaken : 1;    /* https: TLS is up, answers can be written */
+    unsigned counted : 1;       /* against the edge's connection caps (ip) */
+    unsigned body_answered : 1; /* T_BODY: the agent sent bytes since the body began */
+    bw_list_node_t node;        /* on he->conns until it closes */
 };
 
 /* A connection accepted on l, before its transport exists: the owner sets
  * c->tcp or c->tls (and a reference for it), then calls bw__hconn_start.
  * Returns NULL on allocation failure. */
 hconn_t *bw__hconn_new(listener_t *l);
-/* The client is `peer` ("ip:port"): start its rewriter and header timer.
- * Returns 0 or BW_ENOMEM. */
+/* The client is `peer` ("ip:port"): count it against the edge's connection
+ * caps, start its rewriter and header timer. Returns 0, BW_EAGAIN when a cap
+ * refuses it, or BW_ENOMEM; the caller then closes c. */
 int bw__hconn_start(hconn_t *c, const char *peer);
 /* What the public transport reports. */
 void bw__hconn_data(hconn_t *c, const uint8_t *data, size_t len);

@@ -106,7 +106,7 @@ static void on_public(uv_stream_t *server, int status)
 {
     listener_t *l = BW_CONTAINER_OF(server, listener_t, tcp);
     if (status < 0) {
-        bw_log(BW_LOG_ERROR, "accept failed", "obj", "http", "err", uv_strerror(status), NULL);
+        bw__edge_public_accept_failed(l->he->edge, status);
         return;
     }
     hconn_t *c = l->he->stopping ? NULL : bw__hconn_new(l);
@@ -123,6 +123,7 @@ static void on_public(uv_stream_t *server, int status)
         int len = sizeof ss;
         char peer[BW_ADDRSTRLEN] = "";
         if (uv_accept(server, (uv_stream_t *)bw_tls_tcp(c->tls)) != 0 ||
+            bw__edge_public_fd_ok(l->he->edge, (uv_handle_t *)bw_tls_tcp(c->tls)) != 0 ||
             keepalive(bw_tls_tcp(c->tls)) != 0 ||
             uv_tcp_getpeername(bw_tls_tcp(c->tls), (struct sockaddr *)&ss, &len) != 0 ||
             !bw_sockaddr_str((struct sockaddr *)&ss, peer, sizeof peer) ||
@@ -136,6 +137,7 @@ static void on_public(uv_stream_t *server, int status)
         return;
     }
     if (uv_accept(server, (uv_stream_t *)bw_stream_tcp_handle(c->tcp)) != 0 ||
+        bw__edge_public_fd_ok(l->he->edge, (uv_handle_t *)bw_stream_tcp_handle(c->tcp)) != 0 ||
         keepalive(bw_stream_tcp_handle(c->tcp)) != 0) {
         bw__hconn_close(c, 1);
         return;
@@ -230,6 +232,7 @@ bw_http_edge_t *bw_http_edge_new(bw_io_t *io, bw_edge_t *e, const bw_edge_config
     he->edge = e;
     he->header_ms = cfg->http_header_timeout_ms ? cfg->http_header_timeout_ms : 10000;
     he->idle_ms = cfg->http_idle_ms ? cfg->http_idle_ms : 90000;
+    he->body_ms = cfg->http_body_timeout_ms ? cfg->http_body_timeout_ms : 30000;
     /* Certificates first: a file that does not load stops burrowd before
      * any listener opens. */
     if (enabled(cfg->https_addr)) {

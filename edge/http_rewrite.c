@@ -594,6 +594,11 @@ int bw_hrw_in_head(const bw_hrw_t *r)
     return r->state == S_HEAD;
 }
 
+int bw_hrw_in_body(const bw_hrw_t *r)
+{
+    return r->state == S_BODY;
+}
+
 int bw_hrw_raw(const bw_hrw_t *r)
 {
     return r->state == S_RAW;

@@ -59,6 +59,9 @@ const char *bw_hrw_reason(const bw_hrw_t *r);
 
 /* True while a request head has begun and not yet completed. */
 int bw_hrw_in_head(const bw_hrw_t *r);
+/* True while a request's head is complete and its body is not (a body
+ * still to come, by Content-Length or chunks). */
+int bw_hrw_in_body(const bw_hrw_t *r);
 /* True once the stream became raw bytes (after an accepted Upgrade). */
 int bw_hrw_raw(const bw_hrw_t *r);
 /* True while client bytes are held for an Upgrade's answer: the caller

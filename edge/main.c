@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <uv.h>
 
@@ -16,7 +17,8 @@ static struct {
     const char *agent_addr, *tcp_addr, *tcp_ports, *domain, *state_dir;
     const char *tls_cert, *tls_key, *auth_tokens, *grace;
     const char *log, *log_level, *log_format;
-    const char *http_addr, *https_addr, *header_timeout, *http_idle;
+    const char *http_addr, *https_addr, *header_timeout, *http_idle, *body_timeout;
+    const char *per_ip, *max_conns;
     bw_flag_list_t host_certs;
     int help, version;
 } o;
@@ -43,6 +45,12 @@ static const bw_flag_t flags[] = {
      "a public request head must arrive within this, else 408 (default 10s)"},
     {"http-idle-timeout", BW_FLAG_STR, &o.http_idle,
      "close a public HTTP connection silent this long (default 90s)"},
+    {"http-body-timeout", BW_FLAG_STR, &o.body_timeout,
+     "a public request body must bring 1 KiB (or its end) this often, else 408 (default 30s)"},
+    {"max-conns-per-ip", BW_FLAG_STR, &o.per_ip,
+     "public connections open at once from one IP address (default 256)"},
+    {"max-public-conns", BW_FLAG_STR, &o.max_conns,
+     "public connections open at once in all (default: descriptor limit - 128)"},
     {"grace", BW_FLAG_STR, &o.grace, "how long a lost session's addresses stay reserved (60s)"},
     {"log", BW_FLAG_STR, &o.log, "'stdout' (default), 'stderr', 'false' or a file path"},
     {"log-level", BW_FLAG_STR, &o.log_level, "debug, info (default), warn, error, crit"},
@@ -89,6 +97,57 @@ static int parse_timeout(const char *flag, const char *v, uint64_t *ms)
     return 0;
 }
 
+/* Public connections each hold a descriptor, and a slow client costs
+ * nothing to keep open, so the distribution's default soft limit (often
+ * 1024) is what lets a few hundred of them lock agents out. Take all the
+ * hard limit allows; logged so an operator sees what the edge got. */
+static uint64_t raise_nofile(void)
+{
+    struct rlimit rl;
+    char cur[24], was[24];
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0;
+    snprintf(was, sizeof was, "%llu", (unsigned long long)rl.rlim_cur);
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit want = {.rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &want) != 0)
+            bw_log(BW_LOG_WARN, "cannot raise descriptor limit", "obj", "edge", "nofile", was,
+                   NULL);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur == RLIM_INFINITY)
+        snprintf(cur, sizeof cur, "unlimited");
+    else
+        snprintf(cur, sizeof cur, "%llu", (unsigned long long)rl.rlim_cur);
+    bw_log(BW_LOG_INFO, "descriptor limit", "obj", "edge", "nofile", cur, "was", was, NULL);
+    return rl.rlim_cur == RLIM_INFINITY ? 0 : (uint64_t)rl.rlim_cur;
+}
+
+/* Leave descriptors for agents, tunnel listeners, certificates and logs
+ * whatever the public side does. */
+#define NOFILE_KEEP 128
+
+static int parse_caps(bw_edge_config_t *c, uint64_t nofile)
+{
+    long long v;
+    if (o.per_ip && bw_parse_int(o.per_ip, 1, 1000000, &v) != 0) {
+        fprintf(stderr, "ERROR:  invalid --max-conns-per-ip '%s' (expected 1-1000000)\n", o.per_ip);
+        return -1;
+    }
+    c->max_conns_per_ip = o.per_ip ? (unsigned)v : 256;
+    if (o.max_conns && bw_parse_int(o.max_conns, 1, 100000000, &v) != 0) {
+        fprintf(stderr, "ERROR:  invalid --max-public-conns '%s' (expected 1-100000000)\n",
+                o.max_conns);
+        return -1;
+    }
+    if (o.max_conns)
+        c->max_public_conns = (unsigned)v;
+    else if (nofile > 0)
+        c->max_public_conns =
+            nofile > 2 * NOFILE_KEEP ? (unsigned)(nofile - NOFILE_KEEP) : NOFILE_KEEP;
+    return 0;
+}
+
 static int build_config(bw_edge_config_t *c, char *state, size_t statelen)
 {
     const char *home = getenv("HOME"), *xdg = getenv("XDG_DATA_HOME");
@@ -117,8 +176,10 @@ static int build_config(bw_edge_config_t *c, char *state, size_t statelen)
     c->n_host_certs = (size_t)o.host_certs.n;
     c->http_header_timeout_ms = 10000;
     c->http_idle_ms = 90000;
+    c->http_body_timeout_ms = 30000;
     if (parse_timeout("--http-header-timeout", o.header_timeout, &c->http_header_timeout_ms) ||
-        parse_timeout("--http-idle-timeout", o.http_idle, &c->http_idle_ms))
+        parse_timeout("--http-idle-timeout", o.http_idle, &c->http_idle_ms) ||
+        parse_timeout("--http-body-timeout", o.body_timeout, &c->http_body_timeout_ms))
         return -1;
     if (o.state_dir)
         snprintf(state, statelen, "%s", o.state_dir);
@@ -165,6 +226,8 @@ int main(int argc, char **argv)
     /* Every invalid or refused setting is reported before anything is
      * created or listens. */
     if (build_config(&cfg, state, sizeof state) != 0)
+        return 1;
+    if (parse_caps(&cfg, raise_nofile()) != 0)
         return 1;
     if (bw_edge_config_check(&cfg, err, sizeof err) != 0) {
         fprintf(stderr, "ERROR:  %s\n", err);

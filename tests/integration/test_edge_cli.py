@@ -28,6 +28,9 @@ def _run_burrowd(tmp_path, *args):
     (["--tcp-ports", "5-1"], "invalid --tcp-ports '5-1' (expected LOW-HIGH)"),
     (["--grace", "soon"], "invalid --grace 'soon'"),
     (["--http-header-timeout", "0s"], "invalid --http-header-timeout '0s'"),
+    (["--http-body-timeout", "soon"], "invalid --http-body-timeout 'soon'"),
+    (["--max-conns-per-ip", "0"], "invalid --max-conns-per-ip '0' (expected 1-1000000)"),
+    (["--max-public-conns", "many"], "invalid --max-public-conns 'many'"),
 ])
 def test_refused_setting_exits_1_before_anything_starts(tmp_path, args, message):
     r, state = _run_burrowd(tmp_path, *args)

@@ -306,5 +306,6 @@ def test_slow_client_download_is_bounded(start_edge, procs, servers, tmp_path):
 def test_help_lists_http_flags():
     out = subprocess.run([H.BURROWD, "--help"], capture_output=True, text=True).stdout
     for flag in ("--http-addr", "--https-addr", "--host-cert", "--http-header-timeout",
-                 "--http-idle-timeout"):
+                 "--http-idle-timeout", "--http-body-timeout", "--max-conns-per-ip",
+                 "--max-public-conns"):
         assert flag in out, out

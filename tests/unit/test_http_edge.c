@@ -85,6 +85,29 @@ static void head_host_and_offsets(void **state)
     bw_hrw_free(r);
 }
 
+/* The body timer runs exactly while a body is owed: not after a bodyless
+ * head, not once the last body byte arrived. */
+static void in_body_while_body_owed(void **state)
+{
+    bw_hrw_t *r = bw_hrw_new("1.2.3.4", 0);
+    const char *get = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+    const char *post = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nab";
+    assert_int_equal(bw_hrw_feed(r, get, strlen(get)), 0);
+    assert_false(bw_hrw_in_body(r));
+    assert_int_equal(bw_hrw_feed(r, post, strlen(post)), 0);
+    assert_true(bw_hrw_in_body(r));
+    assert_int_equal(bw_hrw_feed(r, "cd", 2), 0);
+    assert_true(bw_hrw_in_body(r));
+    assert_int_equal(bw_hrw_feed(r, "e", 1), 0);
+    assert_false(bw_hrw_in_body(r));
+    const char *chunked = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx";
+    assert_int_equal(bw_hrw_feed(r, chunked, strlen(chunked)), 0);
+    assert_true(bw_hrw_in_body(r));
+    assert_int_equal(bw_hrw_feed(r, "\r\n0\r\n\r\n", 7), 0);
+    assert_false(bw_hrw_in_body(r));
+    bw_hrw_free(r);
+}
+
 static const char *const UPGRADE =
     "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: ws\r\nConnection: upgrade\r\n\r\n";
 static const char *const SWITCHED =
@@ -487,6 +510,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(rewrite_exact_at_every_split),
         cmocka_unit_test(head_host_and_offsets),
+        cmocka_unit_test(in_body_while_body_owed),
         cmocka_unit_test(upgrade_goes_raw_on_101),
         cmocka_unit_test(declined_upgrade_stays_http),
         cmocka_unit_test(upgrade_answer_found_behind_others),
