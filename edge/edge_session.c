@@ -1,6 +1,10 @@
 /* burrowd: agent sessions. Each accepted agent connection becomes a link
  * (TLS + yamux); its control stream carries Auth, Bind and Unbind, which bind
- * public addresses for the session's tunnels. See docs/protocol.md. */
+ * public addresses for the session's tunnels. See docs/protocol.md.
+ *
+ * A little over 600 lines: one session's life (auth, binds, unbinds, the
+ * stream that carries each public connection) reads as one piece; ports,
+ * reservations and public sides are already edge_public.c and edge_state.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

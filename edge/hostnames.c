@@ -123,6 +123,24 @@ int bw_hosts_taken(bw_hosts_t *h, const char *host, const char *client, const ch
     return 0;
 }
 
+/* A new entry for host/scheme owned by client/token, at the head of the
+ * list. NULL on ENOMEM (nothing added). */
+static entry_t *entry_push(bw_hosts_t *h, const char *host, int scheme, const char *client,
+                           const char *token)
+{
+    entry_t *e = calloc(1, sizeof *e);
+    if (!e || !(e->client = strdup(client)) || !(e->token = strdup(token))) {
+        if (e)
+            entry_free(e);
+        return NULL;
+    }
+    snprintf(e->host, sizeof e->host, "%s", host);
+    e->scheme = scheme;
+    e->next = h->head;
+    h->head = e;
+    return e;
+}
+
 int bw_hosts_claim(bw_hosts_t *h, const char *host, int scheme, const void *sess,
                    const char *client, const char *token, void *tunnel, uint64_t now)
 {
@@ -142,18 +160,11 @@ int bw_hosts_claim(bw_hosts_t *h, const char *host, int scheme, const void *sess
         }
         ep = &e->next;
     }
-    entry_t *e = calloc(1, sizeof *e);
-    if (!e || !(e->client = strdup(client)) || !(e->token = strdup(token))) {
-        if (e)
-            entry_free(e);
+    entry_t *e = entry_push(h, host, scheme, client, token);
+    if (!e)
         return BW_ENOMEM;
-    }
-    snprintf(e->host, sizeof e->host, "%s", host);
-    e->scheme = scheme;
     e->sess = sess;
     e->tunnel = tunnel;
-    e->next = h->head;
-    h->head = e;
     return 0;
 }
 
@@ -194,17 +205,10 @@ int bw_hosts_hold(bw_hosts_t *h, const char *host, int scheme, const char *clien
     for (entry_t *e = h->head; e; e = e->next)
         if (strcmp(e->host, host) == 0 && e->scheme == scheme)
             return BW_EEXIST;
-    entry_t *e = calloc(1, sizeof *e);
-    if (!e || !(e->client = strdup(client)) || !(e->token = strdup(token))) {
-        if (e)
-            entry_free(e);
+    entry_t *e = entry_push(h, host, scheme, client, token);
+    if (!e)
         return BW_ENOMEM;
-    }
-    snprintf(e->host, sizeof e->host, "%s", host);
-    e->scheme = scheme;
     e->expires = expires;
-    e->next = h->head;
-    h->head = e;
     return 0;
 }
 

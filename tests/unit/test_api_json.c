@@ -58,18 +58,25 @@ static void error_shape_and_key_order(void **state)
     free(s);
 }
 
-static void tunnel_resource_shape(void **state)
+/* A tcp tunnel `name` to localhost:22 with default options; *r holds the
+ * registry to free after the tunnel. */
+static bw_tunnel_t *tcp_tunnel(const char *name, bw_registry_t **r)
 {
     char err[256];
-    bw_registry_t *r = bw_registry_new(bw_host_table_for);
-    assert_int_equal(bw_registry_load(r, BW_TCP_PLUGIN, err, sizeof err), 0);
+    *r = bw_registry_new(bw_host_table_for);
+    assert_int_equal(bw_registry_load(*r, BW_TCP_PLUGIN, err, sizeof err), 0);
+    const bw_loaded_plugin_t *p = bw_registry_find(*r, "tcp");
     bw_conf_t conf;
     json_t *empty = json_object();
-    assert_int_equal(
-        bw_conf_build(bw_registry_find(r, "tcp")->desc.options, empty, 0, &conf, err, sizeof err),
-        0);
+    assert_int_equal(bw_conf_build(p->desc.options, empty, 0, &conf, err, sizeof err), 0);
     json_decref(empty);
-    bw_tunnel_t *t = bw_tunnel_new("ssh (x)", "localhost:22", bw_registry_find(r, "tcp"), &conf);
+    return bw_tunnel_new(name, "localhost:22", p, &conf);
+}
+
+static void tunnel_resource_shape(void **state)
+{
+    bw_registry_t *r;
+    bw_tunnel_t *t = tcp_tunnel("ssh (x)", &r);
     bw_tunnel_set_url(t, "tcp://localhost:10001");
     char *s = dump(bw_api_tunnel(t, 1000));
     char expect[1024];
@@ -92,16 +99,8 @@ static void tunnel_resource_shape(void **state)
  * after ngrok's members, and gone again once bound. */
 static void failed_tunnel_shape(void **state)
 {
-    char err[256];
-    bw_registry_t *r = bw_registry_new(bw_host_table_for);
-    assert_int_equal(bw_registry_load(r, BW_TCP_PLUGIN, err, sizeof err), 0);
-    bw_conf_t conf;
-    json_t *empty = json_object();
-    assert_int_equal(
-        bw_conf_build(bw_registry_find(r, "tcp")->desc.options, empty, 0, &conf, err, sizeof err),
-        0);
-    json_decref(empty);
-    bw_tunnel_t *t = bw_tunnel_new("t", "localhost:22", bw_registry_find(r, "tcp"), &conf);
+    bw_registry_t *r;
+    bw_tunnel_t *t = tcp_tunnel("t", &r);
     bw_tunnel_set_url(t, "");
     snprintf(t->bind_error, sizeof t->bind_error, "remote address localhost:1 is already bound");
     json_t *o = bw_api_tunnel(t, 1000);
