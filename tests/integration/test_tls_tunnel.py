@@ -478,3 +478,28 @@ def test_config_check_checks_certificate_files(certs, tmp_path):
     r = subprocess.run([H.BURROW, "config", "check", "--config", str(cfg)], capture_output=True,
                        timeout=H.t(10), env={"HOME": str(tmp_path)})
     assert r.returncode == 0, r.stderr
+
+
+def test_resume_keeps_tls_name_and_refuses_meanwhile(edge, local_tls, certs, procs, servers,
+                                                     tmp_path):
+    proxy = H.CuttableProxy(edge.agent_port)
+    servers.append(proxy)
+    agent = procs.add(HH.ConfigAgent(str(tmp_path / "r"), "127.0.0.1:%d" % proxy.port, edge.ca,
+                                     {"rnd": {"proto": "tls", "addr": local_tls.port}},
+                                     name="burrow-r"))
+    url = agent.urls(["rnd"])["rnd"]
+    host = HH.url_host(url)
+    assert host.endswith("." + DOMAIN)
+    mark, emark = agent.out.mark(), edge.out.mark()
+    assert proxy.cut() >= 1
+    edge.wait_log("session closed", since=emark, timeout=10)
+    # While the agent is away its name stays a tls name: refused with an alert, never
+    # terminated with the edge's certificate.
+    with pytest.raises(ssl.SSLError) as e:
+        tls_client(edge.https_port, host, cafile=certs["local-ca"])
+    assert "UNRECOGNIZED_NAME" in str(e.value).upper(), e.value
+    _, rec = agent.wait_log("started tunnel", timeout=20, since=mark, url=None)
+    assert rec["url"] == url
+    s = tls_client(edge.https_port, host, cafile=certs["local-ca"])
+    assert roundtrip(s, b"back\n") == b"back\n"
+    s.close()
