@@ -23,6 +23,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <burrow/plugin.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -54,6 +56,23 @@ static inline int bw_proxy_proto_parse(const char *value)
     if (strcmp(value, "2") == 0)
         return 2;
     return -1;
+}
+
+/* The version a tunnel definition asks for with its `proxy_proto` option
+ * (declared BW_OPT_STRING as BW_PROXY_PROTO_KEY): 0, 1 or 2; or BW_EINVAL
+ * with "Tunnel <tunnel_name> specifies invalid 'proxy_proto': <value> (must
+ * be 1 or 2)" in err. One text for every plugin's validate and start. */
+static inline int bw_proxy_proto_conf(const bw_host_t *host, const bw_conf_t *conf,
+                                      const char *tunnel_name, bw_error_t *err)
+{
+    const char *v = host->conf_str(conf, BW_PROXY_PROTO_KEY);
+    int version = bw_proxy_proto_parse(v);
+    if (version < 0) {
+        host->error_set(err, "Tunnel %s specifies invalid 'proxy_proto': %s (must be 1 or 2)",
+                        tunnel_name, v);
+        return BW_EINVAL;
+    }
+    return version;
 }
 
 /* Parse "a.b.c.d:port" or "[v6]:port" (what the host gives as
