@@ -163,7 +163,11 @@ static void up_gone(http_conn_t *c)
     h1_init(&c->res, H1_RESPONSE);
 }
 
-static void connected(void *ud, bw_stream_t *s, int status)
+/* Two callers since the PROXY header (dialed, tls_done): kept out of line,
+ * as it was when it was the connect callback itself, so gcc -fanalyzer
+ * does not analyse a partially inlined copy that loses pump_pub's own
+ * reference and report a use after free that cannot happen. */
+__attribute__((noinline)) static void connected(void *ud, bw_stream_t *s, int status)
 {
     http_conn_t *c = ud;
     c->lstate = L_NONE;
