@@ -5,8 +5,10 @@ local services parse the header strictly, here, from the spec."""
 import json
 import os
 import socket
+import ssl
 import struct
 import subprocess
+import time
 
 import pytest
 
@@ -102,10 +104,15 @@ class ProxyEchoServer(H._Server):
 
 class ProxyHttpServer(H._Server):
     """An HTTP/1.1 service behind a PROXY header: every response body is
-    JSON naming the connection's header, its number and the request body."""
+    JSON naming the connection's header, its number and the request body.
+    With `tls` (a server SSLContext) TLS starts after the header, on the
+    raw connection. After a request for /bye it closes the connection
+    (keep-alive announced all the same, as a service timing out idle
+    connections does)."""
 
-    def __init__(self):
+    def __init__(self, tls=None):
         self.conn_count = 0
+        self.tls = tls
         super().__init__()
 
     def handle(self, conn):
@@ -114,6 +121,9 @@ class ProxyHttpServer(H._Server):
         with self.lock:
             self.conn_count += 1
             number = self.conn_count
+        if self.tls:
+            assert hdr is not None and not rest, "TLS before the PROXY header"
+            conn = self.tls.wrap_socket(conn, server_side=True)
         buf = bytearray(rest)
         while True:
             while b"\r\n\r\n" not in buf:
@@ -134,6 +144,8 @@ class ProxyHttpServer(H._Server):
             out = json.dumps({"proxy": hdr, "conn": number, "body": body.hex()}).encode()
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                          b"Content-Length: %d\r\n\r\n" % len(out) + out)
+            if head.split(b" ")[1] == b"/bye":
+                return
 
 
 def start_agent(procs, tmp_path, edge, tunnels):
@@ -184,6 +196,64 @@ def test_tcp_tunnels_v1_v2_and_none(start_edge, procs, tmp_path, servers):
         assert got == payload, name
 
 
+class HttpClient:
+    """One public connection to an http tunnel; request() returns the
+    service's JSON answer."""
+
+    def __init__(self, url):
+        self.host, self.port = H.parse_hostport(url.split("://", 1)[1])
+        self.sock = H.connect(self.port)
+        self.me = self.sock.getsockname()
+        self.f = self.sock.makefile("rb")
+
+    def request(self, path="/x", body=b""):
+        self.sock.sendall(b"POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Length: %d\r\n\r\n"
+                          % (path.encode(), self.host.encode(), self.port, len(body)) + body)
+        status = self.f.readline()
+        assert status.startswith(b"HTTP/1.1 200"), status
+        length = None
+        while True:
+            line = self.f.readline()
+            if line == b"\r\n":
+                break
+            k, _, v = line.partition(b":")
+            if k.lower() == b"content-length":
+                length = int(v)
+        answer = json.loads(self.f.read(length))
+        assert answer["body"] == body.hex()
+        return answer
+
+    def close(self):
+        self.f.close()
+        self.sock.close()
+
+
+def test_http_header_before_tls_and_again_on_each_new_local_connection(
+        start_edge, procs, tmp_path, servers):
+    crt, key = tmp_path / "local.crt", tmp_path / "local.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj",
+                    "/CN=localhost", "-keyout", str(key), "-out", str(crt)],
+                   check=True, capture_output=True)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(crt), str(key))
+    svc = ProxyHttpServer(tls=ctx)
+    servers.append(svc)
+    edge = start_edge()
+    _, _, urls = start_agent(procs, tmp_path, edge, {
+        "s": HH.http_tunnel_def("https://localhost:%d" % svc.port, proxy_proto=1)})
+    c = HttpClient(urls["s"])
+    first = c.request("/bye", b"one")
+    time.sleep(0.5)  # the service's close reaches the agent between requests
+    second = c.request("/x", b"two")
+    c.close()
+    # a new local connection for the same public one: a new header, same client
+    assert second["conn"] == first["conn"] + 1, (first, second)
+    want = {"version": 1, "family": "TCP4", "src": ["127.0.0.1", c.me[1]],
+            "dst": ["127.0.0.1", c.port]}
+    assert first["proxy"] == want and second["proxy"] == want, (first, second)
+
+
 def test_http_tunnels_one_header_per_local_connection(start_edge, procs, tmp_path, servers):
     svc = ProxyHttpServer()
     servers.append(svc)
@@ -194,37 +264,25 @@ def test_http_tunnels_one_header_per_local_connection(start_edge, procs, tmp_pat
         "off": HH.http_tunnel_def(svc.port, subdomain="pp-off"),
     })
     for name, version in (("h1", 1), ("h2", 2), ("off", None)):
-        host, port = H.parse_hostport(urls[name].split("://", 1)[1])
-        s = H.connect(port)
-        me = s.getsockname()
-        f = s.makefile("rb")
-        answers = []
-        for i in range(2):  # two keep-alive requests on one public connection
-            body = bytes(range(256)) * (i + 1)
-            s.sendall(b"POST /x HTTP/1.1\r\nHost: %s:%d\r\nContent-Length: %d\r\n\r\n"
-                      % (host.encode(), port, len(body)) + body)
-            status = f.readline()
-            assert status.startswith(b"HTTP/1.1 200"), (status, svc.errors)
-            length = None
-            while True:
-                line = f.readline()
-                if line == b"\r\n":
-                    break
-                k, _, v = line.partition(b":")
-                if k.lower() == b"content-length":
-                    length = int(v)
-            answers.append(json.loads(f.read(length)))
-            assert answers[-1]["body"] == body.hex(), name
-        f.close()
-        s.close()
-        # both requests went over one local connection, under one header
-        assert answers[0]["conn"] == answers[1]["conn"], answers
-        hdr = answers[0]["proxy"]
-        if version is None:
-            assert hdr is None
-            continue
-        assert hdr == {"version": version, "family": "TCP4", "src": ["127.0.0.1", me[1]],
-                       "dst": ["127.0.0.1", port]}, (name, hdr, me)
+        # Two clients at once, requests interleaved, two each (keep-alive):
+        # each client's requests share one local connection under its own
+        # header, never the other's.
+        clients = [HttpClient(urls[name]), HttpClient(urls[name])]
+        answers = [[], []]
+        for i in range(4):
+            answers[i % 2].append(clients[i % 2].request("/x", bytes(range(256)) * (i + 1)))
+        for c in clients:
+            c.close()
+        assert answers[0][0]["conn"] != answers[1][0]["conn"], answers
+        for c, got in zip(clients, answers):
+            assert got[0]["conn"] == got[1]["conn"], got
+            assert got[0]["proxy"] == got[1]["proxy"], got
+            if version is None:
+                assert got[0]["proxy"] is None
+                continue
+            assert got[0]["proxy"] == {"version": version, "family": "TCP4",
+                                       "src": ["127.0.0.1", c.me[1]],
+                                       "dst": ["127.0.0.1", c.port]}, (name, got, c.me)
 
 
 def burrow(args, home):
