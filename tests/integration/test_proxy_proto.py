@@ -200,9 +200,13 @@ class HttpClient:
     """One public connection to an http tunnel; request() returns the
     service's JSON answer."""
 
-    def __init__(self, url):
-        self.host, self.port = H.parse_hostport(url.split("://", 1)[1])
-        self.sock = H.connect(self.port)
+    def __init__(self, url, ca=None):
+        scheme, hostport = url.split("://", 1)
+        self.host, self.port = H.parse_hostport(hostport)
+        if scheme == "https":
+            self.sock = H.tls_connect(self.port, ca, server_name=self.host)
+        else:
+            self.sock = H.connect(self.port)
         self.me = self.sock.getsockname()
         self.f = self.sock.makefile("rb")
 
@@ -252,6 +256,22 @@ def test_http_header_before_tls_and_again_on_each_new_local_connection(
     want = {"version": 1, "family": "TCP4", "src": ["127.0.0.1", c.me[1]],
             "dst": ["127.0.0.1", c.port]}
     assert first["proxy"] == want and second["proxy"] == want, (first, second)
+
+
+def test_https_edge_destination_is_its_https_listener(start_edge, procs, tmp_path, servers):
+    """Through the edge's HTTPS listener the destination is that listener."""
+    svc = ProxyHttpServer()
+    servers.append(svc)
+    edge = start_edge()
+    _, _, urls = start_agent(procs, tmp_path, edge, {
+        "hs": HH.http_tunnel_def(svc.port, proxy_proto=2, bind_tls="true", subdomain="pp-tls")})
+    assert urls["hs"].startswith("https://"), urls
+    c = HttpClient(urls["hs"], ca=edge.ca)
+    got = c.request("/x", b"secret")
+    c.close()
+    assert c.port == edge.https_port
+    assert got["proxy"] == {"version": 2, "family": "TCP4", "src": ["127.0.0.1", c.me[1]],
+                            "dst": ["127.0.0.1", edge.https_port]}, got
 
 
 def test_http_tunnels_one_header_per_local_connection(start_edge, procs, tmp_path, servers):
