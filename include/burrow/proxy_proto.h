@@ -136,7 +136,7 @@ static inline void bw_proxy_addr_map6(bw_proxy_addr_t *a)
 }
 
 /* Append `s` to out[*len] if it fits in `cap`; returns -1 when it does not. */
-static inline int bw_proxy__put(uint8_t *out, size_t cap, size_t *len, const char *s, size_t n)
+static inline int bw__proxy_put(uint8_t *out, size_t cap, size_t *len, const char *s, size_t n)
 {
     if (*len + n > cap)
         return -1;
@@ -146,7 +146,7 @@ static inline int bw_proxy__put(uint8_t *out, size_t cap, size_t *len, const cha
 }
 
 /* Append the decimal text of `v`. */
-static inline int bw_proxy__put_uint(uint8_t *out, size_t cap, size_t *len, unsigned v)
+static inline int bw__proxy_put_uint(uint8_t *out, size_t cap, size_t *len, unsigned v)
 {
     char buf[8];
     size_t i = sizeof buf;
@@ -154,19 +154,19 @@ static inline int bw_proxy__put_uint(uint8_t *out, size_t cap, size_t *len, unsi
         buf[--i] = (char)('0' + v % 10);
         v /= 10;
     } while (v && i > 0);
-    return bw_proxy__put(out, cap, len, buf + i, sizeof buf - i);
+    return bw__proxy_put(out, cap, len, buf + i, sizeof buf - i);
 }
 
 /* Append an address in the spec's canonical text: dotted quad, or hex
  * groups without leading zeros with the longest run (two or more) of zero
  * groups as "::". Never the dotted tail inet_ntop gives mapped addresses. */
-static inline int bw_proxy__put_ip(uint8_t *out, size_t cap, size_t *len, const bw_proxy_addr_t *a)
+static inline int bw__proxy_put_ip(uint8_t *out, size_t cap, size_t *len, const bw_proxy_addr_t *a)
 {
     static const char hex[] = "0123456789abcdef";
     if (a->family == 4) {
         for (int i = 0; i < 4; i++)
-            if ((i && bw_proxy__put(out, cap, len, ".", 1) != 0) ||
-                bw_proxy__put_uint(out, cap, len, a->ip[i]) != 0)
+            if ((i && bw__proxy_put(out, cap, len, ".", 1) != 0) ||
+                bw__proxy_put_uint(out, cap, len, a->ip[i]) != 0)
                 return -1;
         return 0;
     }
@@ -183,7 +183,7 @@ static inline int bw_proxy__put_ip(uint8_t *out, size_t cap, size_t *len, const 
     }
     for (int i = 0; i < 8; i++) {
         if (i == best) {
-            if (bw_proxy__put(out, cap, len, "::", 2) != 0)
+            if (bw__proxy_put(out, cap, len, "::", 2) != 0)
                 return -1;
             i += best_n - 1;
             continue;
@@ -195,29 +195,29 @@ static inline int bw_proxy__put_ip(uint8_t *out, size_t cap, size_t *len, const 
             buf[--k] = hex[g & 0xf];
             g >>= 4;
         } while (g && k > 0);
-        if (bw_proxy__put(out, cap, len, buf + k, sizeof buf - k) != 0 ||
-            (i < 7 && i + 1 != best && bw_proxy__put(out, cap, len, ":", 1) != 0))
+        if (bw__proxy_put(out, cap, len, buf + k, sizeof buf - k) != 0 ||
+            (i < 7 && i + 1 != best && bw__proxy_put(out, cap, len, ":", 1) != 0))
             return -1;
     }
     return 0;
 }
 
-static inline size_t bw_proxy__v1(const bw_proxy_addr_t *src, const bw_proxy_addr_t *dst,
+static inline size_t bw__proxy_v1(const bw_proxy_addr_t *src, const bw_proxy_addr_t *dst,
                                   uint8_t *out, size_t cap)
 {
     size_t len = 0;
     if (!src)
-        return bw_proxy__put(out, cap, &len, "PROXY UNKNOWN\r\n", 15) == 0 ? len : 0;
-    if (bw_proxy__put(out, cap, &len, src->family == 4 ? "PROXY TCP4 " : "PROXY TCP6 ", 11) ||
-        bw_proxy__put_ip(out, cap, &len, src) || bw_proxy__put(out, cap, &len, " ", 1) ||
-        bw_proxy__put_ip(out, cap, &len, dst) || bw_proxy__put(out, cap, &len, " ", 1) ||
-        bw_proxy__put_uint(out, cap, &len, src->port) || bw_proxy__put(out, cap, &len, " ", 1) ||
-        bw_proxy__put_uint(out, cap, &len, dst->port) || bw_proxy__put(out, cap, &len, "\r\n", 2))
+        return bw__proxy_put(out, cap, &len, "PROXY UNKNOWN\r\n", 15) == 0 ? len : 0;
+    if (bw__proxy_put(out, cap, &len, src->family == 4 ? "PROXY TCP4 " : "PROXY TCP6 ", 11) ||
+        bw__proxy_put_ip(out, cap, &len, src) || bw__proxy_put(out, cap, &len, " ", 1) ||
+        bw__proxy_put_ip(out, cap, &len, dst) || bw__proxy_put(out, cap, &len, " ", 1) ||
+        bw__proxy_put_uint(out, cap, &len, src->port) || bw__proxy_put(out, cap, &len, " ", 1) ||
+        bw__proxy_put_uint(out, cap, &len, dst->port) || bw__proxy_put(out, cap, &len, "\r\n", 2))
         return 0;
     return len;
 }
 
-static inline size_t bw_proxy__v2(const bw_proxy_addr_t *src, const bw_proxy_addr_t *dst,
+static inline size_t bw__proxy_v2(const bw_proxy_addr_t *src, const bw_proxy_addr_t *dst,
                                   uint8_t *out, size_t cap)
 {
     static const uint8_t sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
@@ -270,8 +270,8 @@ static inline size_t bw_proxy_header(int version, const char *src_ipport, const 
         bw_proxy_addr_map6(&src);
         bw_proxy_addr_map6(&dst);
     }
-    return version == 1 ? bw_proxy__v1(have_src ? &src : NULL, &dst, out, cap)
-                        : bw_proxy__v2(have_src ? &src : NULL, &dst, out, cap);
+    return version == 1 ? bw__proxy_v1(have_src ? &src : NULL, &dst, out, cap)
+                        : bw__proxy_v2(have_src ? &src : NULL, &dst, out, cap);
 }
 
 #ifdef __cplusplus
