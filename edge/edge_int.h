@@ -34,11 +34,12 @@ int bw__edge_http_route(bw_edge_t *e, int scheme, const char *host,
                         char tunnel_id[BW_TUNNEL_ID_LEN]);
 
 /* Route as above and open a stream to the agent carrying the Conn header
- * (client_addr, server_name). Returns 0 with a new stream in *out (the
+ * (client_addr, server_name, server_addr: the public socket's own address,
+ * "" when unknown). Returns 0 with a new stream in *out (the
  * caller owns it) and the tunnel id, or BW_ENOENT / BW_ECONNABORTED. */
 int bw__edge_http_open(bw_edge_t *e, int scheme, const char *host, const char *client_addr,
-                       const char *server_name, char tunnel_id[BW_TUNNEL_ID_LEN],
-                       bw_stream_t **out);
+                       const char *server_name, const char *server_addr,
+                       char tunnel_id[BW_TUNNEL_ID_LEN], bw_stream_t **out);
 
 /* ---- http_edge.c ---- */
 
@@ -174,6 +175,10 @@ void bw__edge_public_release(bw_edge_t *e, const char *ip);
  * BW_EAGAIN (the caller closes it; logged aggregated). */
 #define BW_EDGE_FD_RESERVE 64
 int bw__edge_public_fd_ok(bw_edge_t *e, uv_handle_t *h);
+/* The local address ("ip:port") of an accepted public connection into
+ * buf[len], for the Conn header's server_addr; "" when the kernel will not
+ * say. */
+void bw__edge_sockname(uv_tcp_t *h, char *buf, size_t len);
 /* A public listener's accept failed with `status` (EMFILE, ENFILE, ...):
  * logged aggregated, never once per failure. */
 void bw__edge_public_accept_failed(bw_edge_t *e, int status);

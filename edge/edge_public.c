@@ -201,15 +201,25 @@ int bw__edge_public_join(bw_edge_t *e, const char *ip, bw_stream_t *pub, bw_stre
     return 0;
 }
 
+void bw__edge_sockname(uv_tcp_t *h, char *buf, size_t len)
+{
+    struct sockaddr_storage ss;
+    int n = sizeof ss;
+    buf[0] = '\0';
+    if (uv_tcp_getsockname(h, (struct sockaddr *)&ss, &n) != 0 ||
+        !bw_sockaddr_str((struct sockaddr *)&ss, buf, len))
+        buf[0] = '\0';
+}
+
 /* A stream to t's agent that starts with the Conn header, or NULL. */
 static bw_stream_t *open_conn(edge_tunnel_t *t, const char *client, const char *edge_type,
-                              const char *server_name)
+                              const char *server_name, const char *server_addr)
 {
     edge_session_t *s = t->sess;
     bw_mux_stream_t *ms = s->link ? bw_mux_stream_open(bw_link_mux(s->link)) : NULL;
     if (!ms)
         return NULL;
-    json_t *m = bw_msg_conn(t->id, client, edge_type, server_name);
+    json_t *m = bw_msg_conn(t->id, client, edge_type, server_name, server_addr);
     int rc = m ? bw_link_send_msg(ms, m) : BW_ENOMEM;
     json_decref(m);
     bw_stream_t *priv = bw_stream_mux_new(s->e->io, ms, s->peer);
@@ -244,7 +254,9 @@ void bw__edge_public_conn(uv_stream_t *server, int status)
         bw_stream_close(pub, 1);
         return;
     }
-    bw_stream_t *priv = open_conn(t, bw_stream_peer(pub), "tcp", "");
+    char self[BW_ADDRSTRLEN];
+    bw__edge_sockname(bw_stream_tcp_handle(pub), self, sizeof self);
+    bw_stream_t *priv = open_conn(t, bw_stream_peer(pub), "tcp", "", self);
     if (!priv) {
         bw__edge_public_release(s->e, ip);
         bw_stream_close(pub, 1);
@@ -265,13 +277,14 @@ int bw__edge_http_route(bw_edge_t *e, int scheme, const char *host,
 }
 
 int bw__edge_http_open(bw_edge_t *e, int scheme, const char *host, const char *client_addr,
-                       const char *server_name, char tunnel_id[BW_TUNNEL_ID_LEN], bw_stream_t **out)
+                       const char *server_name, const char *server_addr,
+                       char tunnel_id[BW_TUNNEL_ID_LEN], bw_stream_t **out)
 {
     int held;
     edge_tunnel_t *t = bw_hosts_find(e->hosts, host, scheme, uv_now(e->loop), &held);
     if (!t)
         return held ? BW_ECONNABORTED : BW_ENOENT;
-    *out = open_conn(t, client_addr, bw_scheme_name(scheme), server_name);
+    *out = open_conn(t, client_addr, bw_scheme_name(scheme), server_name, server_addr);
     if (!*out)
         return BW_ECONNABORTED;
     snprintf(tunnel_id, BW_TUNNEL_ID_LEN, "%s", t->id);

@@ -373,7 +373,8 @@ static int route_head(hconn_t *c, const bw_hrw_head_t *h)
     int rc;
     if (!c->agent) {
         const char *sn = c->scheme == BW_SCHEME_HTTPS && c->sni[0] ? c->sni : h->host;
-        rc = bw__edge_http_open(e, c->scheme, h->host, c->client, sn, c->tunnel_id, &c->agent);
+        rc = bw__edge_http_open(e, c->scheme, h->host, c->client, sn, c->self, c->tunnel_id,
+                                &c->agent);
         if (rc < 0) {
             refuse_route(c, rc, h->host);
             return -1;

@@ -45,6 +45,7 @@ struct hconn {
     int tkind;
     unsigned refs; /* the timer, and the TLS object */
     char client[BW_ADDRSTRLEN], ip[BW_ADDRSTRLEN], sni[256];
+    char self[BW_ADDRSTRLEN]; /* the listener's address the client reached */
     char tunnel_id[BW_TUNNEL_ID_LEN], host[BW_HRW_HOSTLEN];
     int status;             /* the error answer waiting for the agent's response */
     size_t flush_left;      /* T_FLUSH: TLS bytes queued at the last poll */

@@ -128,8 +128,11 @@ static void on_public(uv_stream_t *server, int status)
             keepalive(bw_tls_tcp(c->tls)) != 0 ||
             uv_tcp_getpeername(bw_tls_tcp(c->tls), (struct sockaddr *)&ss, &len) != 0 ||
             !bw_sockaddr_str((struct sockaddr *)&ss, peer, sizeof peer) ||
-            bw__hconn_start(c, peer) != 0 || bw_tls_start(c->tls) != 0)
+            bw__hconn_start(c, peer) != 0 || bw_tls_start(c->tls) != 0) {
             bw__hconn_close(c, 1);
+            return;
+        }
+        bw__edge_sockname(bw_tls_tcp(c->tls), c->self, sizeof c->self);
         return;
     }
     c->tcp = bw_stream_tcp_new(l->he->io);
@@ -148,6 +151,7 @@ static void on_public(uv_stream_t *server, int status)
         bw__hconn_close(c, 1);
         return;
     }
+    bw__edge_sockname(bw_stream_tcp_handle(c->tcp), c->self, sizeof c->self);
     bw_stream_set_callbacks(c->tcp, &tcp_cbs, c);
 }
 

@@ -92,8 +92,8 @@ static int route(hconn_t *c, const char *sni, const uint8_t *hello, size_t len)
     bw_stream_t *agent = NULL;
     if (bw_hostname_check(sni, host, why, sizeof why) != 0)
         return BW_TLS_PEEK_GO; /* no tunnel has such a name: as https */
-    int rc =
-        bw__edge_http_open(c->he->edge, BW_SCHEME_TLS, host, c->client, host, c->tunnel_id, &agent);
+    int rc = bw__edge_http_open(c->he->edge, BW_SCHEME_TLS, host, c->client, host, c->self,
+                                c->tunnel_id, &agent);
     if (rc == BW_ENOENT)
         return BW_TLS_PEEK_GO;
     if (rc < 0) {

@@ -99,6 +99,7 @@ static void incoming_dispatch(incoming_t *in, json_t *m, const uint8_t *rest, si
         .client_ip = ip,
         .edge_type = t->plugin->desc.edge_type,
         .server_name = bw_msg_str(m, "server_name"),
+        .server_addr = bw_msg_str(m, "server_addr"),
     };
     bw_tunnel_conn(t, s, &info);
 }

@@ -159,9 +159,9 @@ static int conf_put(const bw_option_t *o, const json_t *v, json_t *out, char *er
 static int is_common_key(const char *k)
 {
     static const char *const common[] = {
-        "proto",       "addr",         "name",           "metadata",       "inspect",
-        "ip_policy",   "labels",       "policy",         "bindings",       "proxy_proto",
-        "description", "app_protocol", "traffic_policy", "pooling_enabled"};
+        "proto",        "addr",           "name",           "metadata", "inspect",
+        "ip_policy",    "labels",         "policy",         "bindings", "description",
+        "app_protocol", "traffic_policy", "pooling_enabled"};
     for (size_t i = 0; i < BW_ARRAY_SIZE(common); i++)
         if (strcmp(k, common[i]) == 0)
             return 1;

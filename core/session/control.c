@@ -273,7 +273,8 @@ static const struct member_rule rules[][MAX_RULES] = {
     [BW_MSG_CONN] = {{"tunnel_id", M_NONEMPTY, 0},
                      {"client_addr", M_STR, 0},
                      {"edge_type", M_EDGE, 0},
-                     {"server_name", M_STR, 1}},
+                     {"server_name", M_STR, 1},
+                     {"server_addr", M_STR, 1}},
 };
 
 static int in_set(const char *s, const char *const *set)
@@ -421,11 +422,12 @@ json_t *bw_msg_notice(const char *level, const char *text)
 }
 
 json_t *bw_msg_conn(const char *tunnel_id, const char *client_addr, const char *edge_type,
-                    const char *server_name)
+                    const char *server_name, const char *server_addr)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "Conn", "tunnel_id", or_empty(tunnel_id),
-                     "client_addr", or_empty(client_addr), "edge_type", or_empty(edge_type),
-                     "server_name", or_empty(server_name));
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "type", "Conn", "tunnel_id",
+                     or_empty(tunnel_id), "client_addr", or_empty(client_addr), "edge_type",
+                     or_empty(edge_type), "server_name", or_empty(server_name), "server_addr",
+                     or_empty(server_addr));
 }
 
 int bw_frame_reader_each(bw_frame_reader_t *r, const uint8_t *data, size_t len,

@@ -93,7 +93,9 @@ json_t *bw_msg_bind_resp(const char *req_id, const char *tunnel_id, const char *
 json_t *bw_msg_unbind(const char *tunnel_id);
 json_t *bw_msg_unbind_resp(const char *tunnel_id, const char *error);
 json_t *bw_msg_notice(const char *level, const char *text);
+/* server_addr: the edge's own address of the public connection ("ip:port"),
+ * or NULL/"" when unknown; an optional member old agents ignore. */
 json_t *bw_msg_conn(const char *tunnel_id, const char *client_addr, const char *edge_type,
-                    const char *server_name);
+                    const char *server_name, const char *server_addr);
 
 #endif /* BW_SESSION_CONTROL_H */

@@ -119,7 +119,17 @@ typedef struct bw_conn_info {
     const char *client_ip;   /* "ip" alone */
     bw_edge_type_t edge_type;
     const char *server_name; /* SNI or Host the edge routed on, or "" */
+    /* Appended after ABI 1.2 shipped; reach it with BW_CONN_INFO_HAS(info,
+     * server_addr). The edge's own address of the public connection, the
+     * listener socket the client reached ("ip:port"), or "" when the edge
+     * did not say (older edges, replays). */
+    const char *server_addr;
 } bw_conn_info_t;
+
+/* True when the host's bw_conn_info_t `i` holds member `field` and it is
+ * set; older hosts pass a shorter struct. */
+#define BW_CONN_INFO_HAS(i, field)                                                                 \
+    ((i)->struct_size >= offsetof(bw_conn_info_t, field) + sizeof((i)->field) && (i)->field != NULL)
 
 /* ----- streams ----------------------------------------------------------------- */
 

@@ -163,7 +163,11 @@ static void up_gone(http_conn_t *c)
     h1_init(&c->res, H1_RESPONSE);
 }
 
-static void connected(void *ud, bw_stream_t *s, int status)
+/* Two callers since the PROXY header (dialed, tls_done): kept out of line,
+ * as it was when it was the connect callback itself, so gcc -fanalyzer
+ * does not analyse a partially inlined copy that loses pump_pub's own
+ * reference and report a use after free that cannot happen. */
+__attribute__((noinline)) static void connected(void *ud, bw_stream_t *s, int status)
 {
     http_conn_t *c = ud;
     c->lstate = L_NONE;
@@ -194,10 +198,59 @@ static void connected(void *ud, bw_stream_t *s, int status)
     unref(c);
 }
 
+static void tls_done(void *ud, bw_stream_t *s, int status, const bw_tls_info_t *info)
+{
+    (void)info;
+    connected(ud, s, status);
+}
+
+/* TLS to an https:// service over `s`, as BW_CONNECT_TLS would have set it
+ * up; 0 when tls_done will follow, else < 0 and `s` is still ours. */
+static int start_tls(http_conn_t *c, bw_stream_t *s)
+{
+    static const char *const alpn[] = {"http/1.1", NULL};
+    char host[520];
+    snprintf(host, sizeof host, "%s", c->tt->addr);
+    char *colon = strrchr(host, ':'), *name = host;
+    if (colon)
+        *colon = '\0';
+    if (host[0] == '[') {
+        name = host + 1;
+        name[strcspn(name, "]")] = '\0';
+    }
+    bw_tls_opts_t o = {.struct_size = sizeof o, .server_name = name, .alpn = alpn};
+    if (!BW_HOST_HAS(H, stream_start_tls))
+        return BW_ENOTSUP;
+    return H->stream_start_tls(s, &o, tls_done, c, NULL);
+}
+
+/* The local connection is up: with proxy_proto its first bytes are the
+ * PROXY header, before TLS to an https:// service (the service reads the
+ * header off the raw connection), then the request. */
+static void dialed(void *ud, bw_stream_t *s, int status)
+{
+    http_conn_t *c = ud;
+    if (status < 0 || c->phase != C_HTTP || c->tt->proxy_proto == 0) {
+        connected(c, s, status);
+        return;
+    }
+    uint8_t hdr[BW_PROXY_HEADER_MAX];
+    size_t n = bw_proxy_header(c->tt->proxy_proto, c->client_addr, c->server_addr, hdr, sizeof hdr);
+    status = n > 0 ? H->stream_write(s, hdr, n) : 0;
+    if (status >= 0 && c->tt->kind == UP_HTTPS && (status = start_tls(c, s)) == 0)
+        return;
+    if (status < 0) {
+        H->stream_close(s, 1);
+        s = NULL;
+    }
+    connected(c, s, status < 0 ? status : 0);
+}
+
 static void start_connect(http_conn_t *c)
 {
-    uint32_t flags = c->tt->kind == UP_HTTPS ? BW_CONNECT_TLS : 0;
-    int rc = c->tt->t ? H->connect(c->tt->t, c->tt->addr, flags, connected, c) : BW_ECANCELED;
+    /* With proxy_proto the plugin starts TLS itself, after the header. */
+    uint32_t flags = c->tt->kind == UP_HTTPS && !c->tt->proxy_proto ? BW_CONNECT_TLS : 0;
+    int rc = c->tt->t ? H->connect(c->tt->t, c->tt->addr, flags, dialed, c) : BW_ECANCELED;
     c->lstate = L_CONNECTING;
     c->refs++;
     if (rc < 0)
@@ -662,6 +715,8 @@ void bw__http_conn_open(http_tunnel_t *tt, bw_stream_t *pub, const bw_conn_info_
     snprintf(c->client_ip, sizeof c->client_ip, "%s", info->client_ip ? info->client_ip : "");
     snprintf(c->server_name, sizeof c->server_name, "%s",
              info->server_name ? info->server_name : "");
+    if (BW_CONN_INFO_HAS(info, server_addr))
+        snprintf(c->server_addr, sizeof c->server_addr, "%s", info->server_addr);
     c->forbidden = !http_ip_allowed(tt->allow, tt->n_allow, tt->deny, tt->n_deny, c->client_ip);
     h1_init(&c->req, H1_REQUEST);
     h1_init(&c->res, H1_RESPONSE);

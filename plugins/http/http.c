@@ -59,6 +59,10 @@ static const bw_option_t http_options[] = {
     {.key = "ip_restriction.deny_cidrs",
      .type = BW_OPT_STRING_LIST,
      .description = "clients in these CIDRs are refused"},
+    {.key = BW_PROXY_PROTO_KEY,
+     .type = BW_OPT_STRING,
+     .description = "start every local connection with a PROXY protocol header (1 or 2) "
+                    "carrying the client's address"},
     /* ngrok's keys that burrow accepts in config files but does not act on
      * (the agent warns when one is set). */
     {.key = "domain", .type = BW_OPT_ANY, .description = "ngrok reserved domain; no effect"},
@@ -195,6 +199,8 @@ static int http_validate(void *state, const bw_conf_t *conf, const char *name, b
     for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++)
         if (check_list(conf, lists[i], name, err) < 0)
             return BW_EINVAL;
+    if (bw_proxy_proto_conf(H, conf, name, err) < 0)
+        return BW_EINVAL;
     return check_auth(conf, name, err);
 }
 
@@ -341,6 +347,10 @@ static int http_tunnel_start(void *state, bw_tunnel_t *t, void **tstate, bw_erro
                      H->tunnel_name(t), H->tunnel_addr(t));
     else if ((rc = load_options(tt, H->tunnel_conf(t))) < 0)
         H->error_set(err, "Tunnel %s: %s", H->tunnel_name(t), H->strerror(rc));
+    else if ((rc = bw_proxy_proto_conf(H, H->tunnel_conf(t), H->tunnel_name(t), err)) >= 0) {
+        tt->proxy_proto = rc; /* the version */
+        rc = 0;
+    }
     if (rc < 0) {
         bw__http_tunnel_unref(tt);
         return rc;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include <burrow/plugin.h>
+#include <burrow/proxy_proto.h>
 
 #include "h1.h"
 #include "policy.h"
@@ -26,6 +27,7 @@ typedef struct http_tunnel {
     bw_tunnel_t *t; /* NULL once the tunnel stopped */
     unsigned live;  /* connections still open */
     http_upstream_t kind;
+    int proxy_proto;      /* PROXY protocol version each local connection starts with, 0: none */
     char host_port[512];  /* Host for host_header: rewrite (default port omitted) */
     char addr[520];       /* "host:port" to connect to */
     char shown_addr[600]; /* the local address as the 502 page names it */
@@ -78,6 +80,7 @@ typedef struct http_conn {
     http_tunnel_t *tt;
     bw_stream_t *pub, *up;
     char client_addr[80], client_ip[64], server_name[256];
+    char server_addr[80]; /* the edge's address the client reached, or "" */
     bw_edge_type_t edge_type;
     uint64_t conn_start, x_start;
     h1_t req, res;

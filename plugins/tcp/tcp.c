@@ -10,12 +10,14 @@
 #include <string.h>
 
 #include <burrow/plugin.h>
+#include <burrow/proxy_proto.h>
 
 static const bw_host_t *H;
 
 typedef struct tcp_tunnel {
-    bw_tunnel_t *t; /* NULL once the tunnel stopped */
-    unsigned live;  /* connections still open */
+    bw_tunnel_t *t;  /* NULL once the tunnel stopped */
+    unsigned live;   /* connections still open */
+    int proxy_proto; /* PROXY protocol version sent first, 0: none */
 } tcp_tunnel_t;
 
 typedef struct tcp_conn {
@@ -23,6 +25,7 @@ typedef struct tcp_conn {
     bw_stream_t *pub;
     uint64_t start_ns;
     char client[64];
+    char server[64]; /* the edge's address the client reached, or "" */
 } tcp_conn_t;
 
 static const bw_option_t tcp_options[] = {
@@ -34,8 +37,18 @@ static const bw_option_t tcp_options[] = {
      .default_value = "false",
      .description = "tcp tunnels cannot inspect traffic; accepted for compatibility"},
     {.key = "ip_restriction", .type = BW_OPT_ANY, .description = "ngrok option; no effect"},
+    {.key = BW_PROXY_PROTO_KEY,
+     .type = BW_OPT_STRING,
+     .description = "send a PROXY protocol header (1 or 2) with the client's address first"},
     {.key = NULL},
 };
+
+static int tcp_validate(void *state, const bw_conf_t *conf, const char *name, bw_error_t *err)
+{
+    (void)state;
+    int rc = bw_proxy_proto_conf(H, conf, name, err);
+    return rc < 0 ? rc : 0;
+}
 
 static int tcp_init(const bw_host_t *host, void **state, bw_error_t *err)
 {
@@ -66,6 +79,12 @@ static int tcp_tunnel_start(void *state, bw_tunnel_t *t, void **tstate, bw_error
     if (H->conf_bool(H->tunnel_conf(t), "inspect", 0))
         H->log(BW_LOG_WARN, "TCP tunnel cannot inspect traffic", "obj", "tunnels", "name",
                H->tunnel_name(t), NULL);
+    tt->proxy_proto = bw_proxy_proto_conf(H, H->tunnel_conf(t), H->tunnel_name(t), err);
+    if (tt->proxy_proto < 0) {
+        int rc = tt->proxy_proto;
+        free(tt);
+        return rc;
+    }
     tt->t = t;
     *tstate = tt;
     return 0;
@@ -113,6 +132,17 @@ static void connected(void *ud, bw_stream_t *local, int status)
     }
     H->log(BW_LOG_DEBUG, "join connections", "obj", "join", "l", H->stream_peer(local), "r",
            c->client, NULL);
+    if (c->tt->proxy_proto > 0) {
+        /* Queued before the join forwards anything, so it goes first. */
+        uint8_t hdr[BW_PROXY_HEADER_MAX];
+        size_t n = bw_proxy_header(c->tt->proxy_proto, c->client, c->server, hdr, sizeof hdr);
+        if (n > 0 && H->stream_write(local, hdr, n) < 0) {
+            H->stream_close(local, 1);
+            H->stream_close(c->pub, 1);
+            conn_done(c);
+            return;
+        }
+    }
     if (H->stream_join(c->pub, local, joined, c) < 0)
         conn_done(c);
 }
@@ -130,6 +160,8 @@ static void tcp_conn_open(void *tstate, bw_stream_t *pub, const bw_conn_info_t *
     c->pub = pub;
     c->start_ns = H->now_ns();
     snprintf(c->client, sizeof c->client, "%s", info->client_addr ? info->client_addr : "");
+    if (BW_CONN_INFO_HAS(info, server_addr))
+        snprintf(c->server, sizeof c->server, "%s", info->server_addr);
     tt->live++;
     H->metric_conn_open(tt->t);
     /* Bytes the client sends before the local side is up wait in the host,
@@ -153,6 +185,7 @@ static const bw_plugin_t tcp_plugin = {
     .tunnel_start = tcp_tunnel_start,
     .tunnel_stop = tcp_tunnel_stop,
     .conn_open = tcp_conn_open,
+    .validate = tcp_validate,
 };
 
 BW_PLUGIN_DEFINE(tcp_plugin)

@@ -313,9 +313,10 @@ static void connected(void *ud, bw_stream_t *local, int status)
         conn_done(c);
         return;
     }
-    /* PROXY protocol (proxy_proto: 1|2) goes here: write its header, with
-     * c->client as the source, to `local` before the join, and c->subject
-     * with it when TLS ended here. Not done yet: see docs/tls.md. */
+    /* TODO(proxy_proto): the PROXY protocol header (proxy_proto: 1|2) goes
+     * here, written to `local` before the join as plugins/tcp/tcp.c does
+     * (bw_proxy_header with c->client and the Conn's server_addr), with
+     * c->subject as a TLV when TLS ended here. Not wired yet: docs/tls.md. */
     H->log(BW_LOG_DEBUG, "join connections", "obj", "join", "l", H->stream_peer(local), "r",
            c->client, NULL);
     if (H->stream_join(c->pub, local, joined, c) < 0)

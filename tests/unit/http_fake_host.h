@@ -40,7 +40,7 @@ static int g_inspect = 1, g_connects, g_conn_closes, g_http_metrics;
 static bw_connect_cb g_connect_cb;
 static void *g_connect_ud;
 static const char *g_addr = "http://localhost:8080";
-static const char *g_host_header, *g_auth;
+static const char *g_host_header, *g_auth, *g_proxy_proto;
 
 static void f_log(bw_log_level_t l, const char *msg, ...)
 {
@@ -62,6 +62,8 @@ static const char *f_conf_str(const bw_conf_t *c, const char *k)
         return g_host_header;
     if (strcmp(k, "auth") == 0)
         return g_auth;
+    if (strcmp(k, "proxy_proto") == 0)
+        return g_proxy_proto;
     return NULL;
 }
 static int f_conf_bool(const bw_conf_t *c, const char *k, int d)

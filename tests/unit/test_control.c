@@ -111,8 +111,9 @@ static void test_roundtrip_builders(void **state)
     roundtrip(bw_msg_unbind(ID_A), BW_MSG_UNBIND);
     roundtrip(bw_msg_unbind_resp(ID_A, ""), BW_MSG_UNBIND_RESP);
     roundtrip(bw_msg_notice("warn", "going down for maintenance"), BW_MSG_NOTICE);
-    roundtrip(bw_msg_conn(ID_A, "203.0.113.7:5555", "tls", "a.example.com"), BW_MSG_CONN);
-    roundtrip(bw_msg_conn(ID_A, "[2001:db8::1]:80", "http", NULL), BW_MSG_CONN);
+    roundtrip(bw_msg_conn(ID_A, "203.0.113.7:5555", "tls", "a.example.com", "198.51.100.1:443"),
+              BW_MSG_CONN);
+    roundtrip(bw_msg_conn(ID_A, "[2001:db8::1]:80", "http", NULL, NULL), BW_MSG_CONN);
 }
 
 static void test_builder_members(void **state)
@@ -192,7 +193,7 @@ static void test_byte_by_byte(void **state)
 static void test_every_split(void **state)
 {
     (void)state;
-    json_t *c = bw_msg_conn(ID_A, "1.2.3.4:5", "tcp", "");
+    json_t *c = bw_msg_conn(ID_A, "1.2.3.4:5", "tcp", "", "");
     uint8_t *f;
     size_t len;
     assert_int_equal(bw_frame_encode(c, &f, &len), 0);
@@ -221,7 +222,7 @@ static void test_every_split(void **state)
 static void test_frame_then_raw(void **state)
 {
     (void)state;
-    json_t *c = bw_msg_conn(ID_A, "1.2.3.4:5", "tcp", "");
+    json_t *c = bw_msg_conn(ID_A, "1.2.3.4:5", "tcp", "", "");
     uint8_t *f;
     size_t len;
     assert_int_equal(bw_frame_encode(c, &f, &len), 0);
@@ -561,6 +562,12 @@ static void test_validate_conn(void **state)
     expect_invalid("{\"type\":\"Conn\",\"tunnel_id\":\"t\",\"client_addr\":\"\","
                    "\"edge_type\":\"tcp\",\"server_name\":0}",
                    "Conn: member \"server_name\" must be a string");
+    /* server_addr is optional (older edges omit it) but typed when sent. */
+    expect_valid("{\"type\":\"Conn\",\"tunnel_id\":\"t\",\"client_addr\":\"1.2.3.4:5\","
+                 "\"edge_type\":\"tcp\",\"server_addr\":\"127.0.0.1:10001\"}");
+    expect_invalid("{\"type\":\"Conn\",\"tunnel_id\":\"t\",\"client_addr\":\"\","
+                   "\"edge_type\":\"tcp\",\"server_addr\":[]}",
+                   "Conn: member \"server_addr\" must be a string");
 }
 
 static void test_validate_generic(void **state)

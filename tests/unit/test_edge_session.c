@@ -615,6 +615,10 @@ static void test_bind_conn_unbind(void **state)
     assert_string_equal(bw_msg_str(a->conn_msg, "tunnel_id"), tid);
     assert_string_equal(bw_msg_str(a->conn_msg, "edge_type"), "tcp");
     assert_int_equal(strncmp(bw_msg_str(a->conn_msg, "client_addr"), "127.0.0.1:", 10), 0);
+    /* The address the client reached: the destination of PROXY headers. */
+    char self[64];
+    snprintf(self, sizeof self, "127.0.0.1:%d", port);
+    assert_string_equal(bw_msg_str(a->conn_msg, "server_addr"), self);
 
     send_msg(a, bw_msg_unbind(tid));
     r = next_msg(fx, a, "UnbindResp");

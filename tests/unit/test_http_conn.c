@@ -40,7 +40,8 @@ static int setup(void **st)
                            .client_addr = "127.0.0.1:5555",
                            .client_ip = "127.0.0.1",
                            .edge_type = BW_EDGE_HTTPS,
-                           .server_name = "abc.example"};
+                           .server_name = "abc.example",
+                           .server_addr = "10.0.0.1:443"};
     P->conn_open(g_tstate, &g_pub, &info);
     return 0;
 }
@@ -253,6 +254,48 @@ static void test_auth_refusal_with_expect_closes(void **st)
     assert_int_equal(g_cap.ended, 1);
 }
 
+/* proxy_proto: the header goes first on every local connection, the
+ * public connection's client in each, and again after the service closed
+ * between exchanges. */
+static void test_proxy_header_first_on_each_local_connection(void **st)
+{
+    g_proxy_proto = "1";
+    teardown(st);
+    setup(st);
+    g_proxy_proto = NULL;
+#define PP1  "PROXY TCP4 127.0.0.1 10.0.0.1 5555 443\r\n"
+#define GET1 "GET /1 HTTP/1.1\r\nHost: h\r\n\r\n"
+#define GET2 "GET /2 HTTP/1.1\r\nHost: h\r\n\r\n"
+    client(GET1);
+    connect_ok();
+    written_is(&g_up, PP1 GET1);
+    server("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    g_up.cbs->on_eof(&g_up, g_up.ud);
+    assert_int_equal(g_up.closed, 1);
+    client(GET2);
+    assert_int_equal(g_connects, 2);
+    connect_ok();
+    written_is(&g_up, PP1 GET1 PP1 GET2);
+}
+
+static void test_proxy_proto_values(void **st)
+{
+    static const struct {
+        const char *value;
+        int rc;
+    } cases[] = {{"1", 0}, {"2", 0}, {"0", 0}, {"3", BW_EINVAL}, {"true", BW_EINVAL}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        g_proxy_proto = cases[i].value;
+        assert_int_equal(P->validate(g_state, NULL, "t", NULL), cases[i].rc);
+        void *ts = NULL;
+        int rc = P->tunnel_start(g_state, &g_tunnel, &ts, NULL);
+        assert_int_equal(rc, cases[i].rc);
+        if (rc == 0)
+            P->tunnel_stop(ts);
+    }
+    g_proxy_proto = NULL;
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -269,6 +312,8 @@ int main(void)
         T(test_bad_request_answers_400),
         T(test_auth_refusal_keeps_connection),
         T(test_auth_refusal_with_expect_closes),
+        T(test_proxy_header_first_on_each_local_connection),
+        T(test_proxy_proto_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
