@@ -26,8 +26,8 @@
 
 /* ---- edge_public.c ---- */
 
-/* The tunnel serving `host` (lowercased, no port) on the listener of
- * `scheme` (BW_SCHEME_*): 0 with its id in tunnel_id, BW_ENOENT when no one
+/* The tunnel serving `host` (lowercased, no port) as `scheme` (BW_SCHEME_*;
+ * tls tunnels are on the HTTPS listener): 0 with its id in tunnel_id, BW_ENOENT when no one
  * holds the name, BW_ECONNABORTED when it is held but its agent is not
  * connected. */
 int bw__edge_http_route(bw_edge_t *e, int scheme, const char *host,
@@ -92,7 +92,7 @@ typedef struct edge_tunnel {
     char id[33];
     char url[320];
     int port;
-    int scheme;        /* BW_SCHEME_* for http/https tunnels, -1 for tcp */
+    int scheme;        /* BW_SCHEME_* for http/https/tls tunnels, -1 for tcp */
     uv_tcp_t listener; /* tcp tunnels only */
     struct edge_tunnel *next;
 } edge_tunnel_t;
@@ -159,6 +159,10 @@ void bw__edge_reserve(bw_edge_t *e, edge_session_t *s, int port);
 int bw__edge_listen_port(bw_edge_t *e, int port);
 
 /* edge_public.c: public connections. */
+/* Join public connection `pub` from `ip` (counted by bw__edge_public_admit)
+ * with `priv`, its agent stream; the count is released when the join ends.
+ * Takes both streams. Returns 0, or BW_ENOMEM (both closed, released). */
+int bw__edge_public_join(bw_edge_t *e, const char *ip, bw_stream_t *pub, bw_stream_t *priv);
 /* A tcp tunnel's listener accepted a public connection. */
 void bw__edge_public_conn(uv_stream_t *server, int status);
 /* A public connection from `ip` was accepted: returns 0 when it may stay

@@ -183,6 +183,24 @@ static void counted_done(void *ud, int err, uint64_t bytes_in, uint64_t bytes_ou
     free(k);
 }
 
+int bw__edge_public_join(bw_edge_t *e, const char *ip, bw_stream_t *pub, bw_stream_t *priv)
+{
+    counted_t *k = calloc(1, sizeof *k);
+    if (!k) {
+        bw__edge_public_release(e, ip);
+        bw_stream_close(pub, 1);
+        bw_stream_close(priv, 1);
+        return BW_ENOMEM;
+    }
+    k->e = e;
+    snprintf(k->ip, sizeof k->ip, "%s", ip);
+    if (bw_stream_join(pub, priv, counted_done, k) != 0) {
+        counted_done(k, 0, 0, 0);
+        return BW_ENOMEM;
+    }
+    return 0;
+}
+
 void bw__edge_sockname(uv_tcp_t *h, char *buf, size_t len)
 {
     struct sockaddr_storage ss;
@@ -230,24 +248,21 @@ void bw__edge_public_conn(uv_stream_t *server, int status)
     }
     bw_stream_tcp_ready(pub);
     int port;
-    counted_t *k = calloc(1, sizeof *k);
-    if (!k || bw_split_hostport(bw_stream_peer(pub), k->ip, sizeof k->ip, &port) != 0 ||
-        bw__edge_public_admit(s->e, k->ip) != 0) {
-        free(k);
+    char ip[BW_ADDRSTRLEN];
+    if (bw_split_hostport(bw_stream_peer(pub), ip, sizeof ip, &port) != 0 ||
+        bw__edge_public_admit(s->e, ip) != 0) {
         bw_stream_close(pub, 1);
         return;
     }
-    k->e = s->e;
     char self[BW_ADDRSTRLEN];
     bw__edge_sockname(bw_stream_tcp_handle(pub), self, sizeof self);
     bw_stream_t *priv = open_conn(t, bw_stream_peer(pub), "tcp", "", self);
     if (!priv) {
-        counted_done(k, 0, 0, 0);
+        bw__edge_public_release(s->e, ip);
         bw_stream_close(pub, 1);
         return;
     }
-    if (bw_stream_join(pub, priv, counted_done, k) != 0)
-        counted_done(k, 0, 0, 0);
+    bw__edge_public_join(s->e, ip, pub, priv);
 }
 
 int bw__edge_http_route(bw_edge_t *e, int scheme, const char *host,
@@ -269,7 +284,7 @@ int bw__edge_http_open(bw_edge_t *e, int scheme, const char *host, const char *c
     edge_tunnel_t *t = bw_hosts_find(e->hosts, host, scheme, uv_now(e->loop), &held);
     if (!t)
         return held ? BW_ECONNABORTED : BW_ENOENT;
-    *out = open_conn(t, client_addr, scheme ? "https" : "http", server_name, server_addr);
+    *out = open_conn(t, client_addr, bw_scheme_name(scheme), server_name, server_addr);
     if (!*out)
         return BW_ECONNABORTED;
     snprintf(tunnel_id, BW_TUNNEL_ID_LEN, "%s", t->id);

@@ -251,16 +251,19 @@ static int bind_tcp_port(edge_session_t *s, const char *remote_addr, int *port_o
     return BW_EEXIST;
 }
 
-/* An http/https tunnel: a hostname on that listener, no port of its own. */
+/* An http, https or tls tunnel: a hostname on a listener (tls tunnels
+ * share the HTTPS one), no port of its own. */
 static int bind_http(edge_session_t *s, const json_t *m, int scheme, edge_tunnel_t **out, char *err,
                      size_t errlen)
 {
     bw_edge_t *e = s->e;
-    int port = bw_http_edge_port(e->http, scheme);
+    int listener = scheme == BW_SCHEME_HTTP ? BW_SCHEME_HTTP : BW_SCHEME_HTTPS;
+    int port = bw_http_edge_port(e->http, listener);
+    const char *name = bw_scheme_name(scheme);
     char host[BW_HOSTNAME_MAX + 1];
     if (port == 0) {
-        snprintf(err, errlen, "%s tunnels are disabled on this edge (no %s)",
-                 scheme ? "https" : "http", scheme ? "--https-addr" : "--http-addr");
+        snprintf(err, errlen, "%s tunnels are disabled on this edge (no %s)", name,
+                 listener ? "--https-addr" : "--http-addr");
         return BW_ENOTSUP;
     }
     edge_tunnel_t *t = calloc(1, sizeof *t);
@@ -287,10 +290,10 @@ static int bind_http(edge_session_t *s, const json_t *m, int scheme, edge_tunnel
     if (scheme == BW_SCHEME_HTTPS)
         bw_certs_host_add(bw_http_edge_certs(e->http), host);
     bw_random_hex(t->id, 16);
-    if (port == (scheme ? 443 : 80))
-        snprintf(t->url, sizeof t->url, "%s://%s", scheme ? "https" : "http", host);
+    if (port == (listener ? 443 : 80))
+        snprintf(t->url, sizeof t->url, "%s://%s", name, host);
     else
-        snprintf(t->url, sizeof t->url, "%s://%s:%d", scheme ? "https" : "http", host, port);
+        snprintf(t->url, sizeof t->url, "%s://%s:%d", name, host, port);
     *out = t;
     return 0;
 }
@@ -305,12 +308,13 @@ static int bind_tunnel(edge_session_t *s, const json_t *m, edge_tunnel_t **out, 
         snprintf(err, errlen, "tunnel limit reached (%u per session)", e->cfg.max_tunnels);
         return BW_EINVAL;
     }
-    if (strcmp(edge_type, "http") == 0 || strcmp(edge_type, "https") == 0)
-        return bind_http(s, m, edge_type[4] == 's', out, err, errlen);
+    for (int scheme = 0; scheme < BW_SCHEMES; scheme++)
+        if (strcmp(edge_type, bw_scheme_name(scheme)) == 0)
+            return bind_http(s, m, scheme, out, err, errlen);
     if (strcmp(edge_type, "tcp") != 0) {
         snprintf(err, errlen,
-                 "unsupported edge type \"%s\" (this edge serves tcp, http and "
-                 "https)",
+                 "unsupported edge type \"%s\" (this edge serves tcp, http, https and "
+                 "tls)",
                  edge_type);
         return BW_ENOTSUP;
     }

@@ -59,7 +59,7 @@ static void add_host(void *arg, const char *host, int scheme, const char *client
     bw_edge_t *e = a[0];
     json_t *o = json_object();
     json_object_set_new(o, "host", json_string(host));
-    json_object_set_new(o, "scheme", json_string(scheme == BW_SCHEME_HTTPS ? "https" : "http"));
+    json_object_set_new(o, "scheme", json_string(bw_scheme_name(scheme)));
     add_entry(a[1], client, token, "name", o, live ? json_null() : expiry(e, expires));
 }
 
@@ -165,11 +165,12 @@ static int load_name(bw_edge_t *e, const char *client, const char *token, json_t
     const char *host = json_string_value(json_object_get(name, "host"));
     const char *scheme = json_string_value(json_object_get(name, "scheme"));
     char low[BW_HOSTNAME_MAX + 1], why[96];
-    if (!host || !scheme || (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0) ||
-        bw_hostname_check(host, low, why, sizeof why) != 0)
+    int sc = 0;
+    while (scheme && sc < BW_SCHEMES && strcmp(scheme, bw_scheme_name(sc)) != 0)
+        sc++;
+    if (!host || sc == BW_SCHEMES || bw_hostname_check(host, low, why, sizeof why) != 0)
         return BW_EINVAL;
-    return bw_hosts_hold(e->hosts, low, scheme[4] ? BW_SCHEME_HTTPS : BW_SCHEME_HTTP, client, token,
-                         uv_now(e->loop) + left);
+    return bw_hosts_hold(e->hosts, low, sc, client, token, uv_now(e->loop) + left);
 }
 
 /* One entry; BW_EINVAL when it is malformed (the caller logs and skips). */

@@ -28,6 +28,11 @@ struct bw_hosts {
     void *gone_arg;
 };
 
+const char *bw_scheme_name(int scheme)
+{
+    return scheme == BW_SCHEME_TLS ? "tls" : scheme == BW_SCHEME_HTTPS ? "https" : "http";
+}
+
 int bw_hostname_check(const char *in, char *out, char *why, size_t whylen)
 {
     size_t n = strlen(in), label = 0;
@@ -141,8 +146,16 @@ static entry_t *entry_push(bw_hosts_t *h, const char *host, int scheme, const ch
     return e;
 }
 
-int bw_hosts_claim(bw_hosts_t *h, const char *host, int scheme, const void *sess,
-                   const char *client, const char *token, void *tunnel, uint64_t now)
+/* https and tls share the HTTPS port: one name cannot be both. */
+static int clash(int a, int b)
+{
+    return (a == BW_SCHEME_HTTPS && b == BW_SCHEME_TLS) ||
+           (a == BW_SCHEME_TLS && b == BW_SCHEME_HTTPS);
+}
+
+/* bw_hosts_claim; *holder is the scheme of the entry that refused it. */
+static int claim(bw_hosts_t *h, const char *host, int scheme, const void *sess, const char *client,
+                 const char *token, void *tunnel, uint64_t now, int *holder)
 {
     expire(h, now);
     for (entry_t **ep = &h->head; *ep;) {
@@ -151,7 +164,9 @@ int bw_hosts_claim(bw_hosts_t *h, const char *host, int scheme, const void *sess
             ep = &e->next;
             continue;
         }
-        if (e->sess ? e->sess != sess || e->scheme == scheme : !same_client(e, client, token))
+        *holder = e->scheme;
+        if (clash(e->scheme, scheme) ||
+            (e->sess ? e->sess != sess || e->scheme == scheme : !same_client(e, client, token)))
             return BW_EEXIST;
         if (!e->sess && e->scheme == scheme) { /* our own reservation: take it */
             *ep = e->next;
@@ -166,6 +181,13 @@ int bw_hosts_claim(bw_hosts_t *h, const char *host, int scheme, const void *sess
     e->sess = sess;
     e->tunnel = tunnel;
     return 0;
+}
+
+int bw_hosts_claim(bw_hosts_t *h, const char *host, int scheme, const void *sess,
+                   const char *client, const char *token, void *tunnel, uint64_t now)
+{
+    int holder;
+    return claim(h, host, scheme, sess, client, token, tunnel, now, &holder);
 }
 
 int bw_hosts_reserved_for(bw_hosts_t *h, const char *client, const char *token, uint64_t now)
@@ -283,8 +305,14 @@ int bw_hosts_bind(bw_hosts_t *h, const bw_host_req_t *q, char *host, char *err, 
         snprintf(err, errlen, "cannot pick a random subdomain");
         return rc;
     }
-    rc = bw_hosts_claim(h, host, q->scheme, q->sess, q->client, q->token, q->tunnel, q->now);
-    if (rc == BW_EEXIST && *q->subdomain)
+    int holder = q->scheme;
+    rc = claim(h, host, q->scheme, q->sess, q->client, q->token, q->tunnel, q->now, &holder);
+    if (rc == BW_EEXIST && clash(holder, q->scheme))
+        snprintf(err, errlen,
+                 "hostname \"%s\" is already in use by %s tunnel (https and tls tunnels "
+                 "share the HTTPS port, so a name is one or the other)",
+                 host, holder == BW_SCHEME_TLS ? "a tls" : "an https");
+    else if (rc == BW_EEXIST && *q->subdomain)
         snprintf(err, errlen, "subdomain \"%s\" is already in use", q->subdomain);
     else if (rc == BW_EEXIST)
         snprintf(err, errlen, "hostname \"%s\" is already in use", host);

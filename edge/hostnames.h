@@ -9,7 +9,12 @@
 
 #define BW_HOSTNAME_MAX 253
 
-enum { BW_SCHEME_HTTP = 0, BW_SCHEME_HTTPS = 1 };
+/* The HTTPS listener serves https and tls tunnels on one port, routed by
+ * SNI, so a name is held as one of those two, never both. */
+enum { BW_SCHEME_HTTP = 0, BW_SCHEME_HTTPS = 1, BW_SCHEME_TLS = 2, BW_SCHEMES = 3 };
+
+/* "http", "https" or "tls". */
+const char *bw_scheme_name(int scheme);
 
 typedef struct bw_hosts bw_hosts_t;
 
@@ -31,7 +36,8 @@ void bw_hosts_free(bw_hosts_t *h);
 
 /* Give `host` for `scheme` to `tunnel` of session `sess` (client `client`,
  * token `token`). A session may hold a name once per scheme; a name held
- * by another session, or reserved for another client, is refused. A
+ * by another session, or reserved for another client, is refused, and so
+ * is a name held or reserved as https for tls and the other way round. A
  * reservation of the same client for this scheme is taken over. Returns 0,
  * BW_EEXIST or BW_ENOMEM. */
 int bw_hosts_claim(bw_hosts_t *h, const char *host, int scheme, const void *sess,

@@ -69,6 +69,7 @@ void bw__hconn_unref(hconn_t *c)
     if (--c->refs > 0)
         return;
     bw_hrw_free(c->rw);
+    free(c->hello);
     free(c);
 }
 

@@ -52,6 +52,8 @@ struct hconn {
     uint64_t flush_idle_ms; /* T_FLUSH: how long they have not moved */
     char text[320];
     size_t body_bytes; /* T_BODY: client bytes since the timer was armed */
+    uint8_t *hello;    /* https: a ClientHello still incomplete (tls_route.c) */
+    size_t hello_len;
     unsigned client_eof : 1, agent_eof : 1, closing : 1, draining : 1, lingering : 1;
     unsigned pub_paused : 1, agent_paused : 1, shut : 1;
     unsigned up_wait : 1;       /* client reading stopped: an Upgrade awaits its answer */
@@ -77,5 +79,10 @@ void bw__hconn_drain(hconn_t *c);
 void bw__hconn_close(hconn_t *c, int abort);
 /* Drop a reference (the TLS object's on_close does). */
 void bw__hconn_unref(hconn_t *c);
+
+/* tls_route.c: the bw_tls_peek_cb of https connections (ud: the hconn):
+ * routes on the ClientHello's SNI to a tls tunnel, or lets TLS go on. */
+int bw__hconn_peek(bw_tls_t *t, void *ud, const uint8_t *data, size_t len, const uint8_t **feed,
+                   size_t *feed_len);
 
 #endif /* BW_EDGE_HTTP_CONN_H */

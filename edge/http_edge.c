@@ -119,6 +119,7 @@ static void on_public(uv_stream_t *server, int status)
             return;
         }
         c->refs++;
+        bw_tls_set_peek(c->tls, bw__hconn_peek, c);
         struct sockaddr_storage ss;
         int len = sizeof ss;
         char peer[BW_ADDRSTRLEN] = "";

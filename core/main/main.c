@@ -36,7 +36,7 @@ typedef struct cli {
     const char *authtoken, *server_addr, *root_cas, *web_addr, *region, *metadata;
     const char *log, *log_level, *log_format;
     const char *remote_addr, *subdomain, *hostname, *auth, *bind_tls, *host_header;
-    const char *inspect;
+    const char *inspect, *crt, *key, *client_cas, *terminate_at;
     int all, none, help, version;
 } cli_t;
 
@@ -65,6 +65,12 @@ static const bw_flag_t flags[] = {
     {"host-header", BW_FLAG_STR, &g_cli.host_header,
      "http: set Host header; if 'rewrite' use local address hostname"},
     {"inspect", BW_FLAG_STR, &g_cli.inspect, "http: enable/disable http introspection"},
+    {"crt", BW_FLAG_STR, &g_cli.crt, "tls: PEM TLS certificate at path to terminate TLS traffic"},
+    {"key", BW_FLAG_STR, &g_cli.key, "tls: PEM TLS private key at path to terminate TLS traffic"},
+    {"client-cas", BW_FLAG_STR, &g_cli.client_cas,
+     "tls: path to TLS certificate authority to verify client certs"},
+    {"terminate-at", BW_FLAG_STR, &g_cli.terminate_at,
+     "tls: where TLS ends: 'agent' (needs --crt and --key) or 'upstream'"},
     {"all", BW_FLAG_BOOL, &g_cli.all, "start: start all tunnels in the configuration file"},
     {"none", BW_FLAG_BOOL, &g_cli.none, "start: start running no tunnels"},
     {"help", BW_FLAG_BOOL, &g_cli.help, "show help"},
@@ -242,10 +248,18 @@ static json_t *cli_tunnel(const cli_t *c, const char *proto, const char *addr)
     const struct {
         const char *key, *value;
     } opt[] = {
-        {"remote_addr", c->remote_addr}, {"subdomain", c->subdomain},
-        {"hostname", c->hostname},       {"auth", c->auth},
-        {"bind_tls", c->bind_tls},       {"host_header", c->host_header},
-        {"inspect", c->inspect},         {"metadata", c->metadata},
+        {"remote_addr", c->remote_addr},
+        {"subdomain", c->subdomain},
+        {"hostname", c->hostname},
+        {"auth", c->auth},
+        {"bind_tls", c->bind_tls},
+        {"host_header", c->host_header},
+        {"inspect", c->inspect},
+        {"metadata", c->metadata},
+        {"crt", c->crt},
+        {"key", c->key},
+        {"client_cas", c->client_cas},
+        {"terminate_at", c->terminate_at},
     };
     for (size_t i = 0; d && i < BW_ARRAY_SIZE(opt); i++)
         if (opt[i].value)

@@ -122,6 +122,24 @@ void bw_tls_lower_error(bw_tls_t *t, int err, const char *why);
 /* The transport's queue fell after its write returned BW_EAGAIN. */
 void bw_tls_lower_drain(bw_tls_t *t);
 
+/* What a peek callback decides about the first bytes of a connection. */
+enum {
+    BW_TLS_PEEK_WAIT = 0, /* keep reading: the callback kept a copy of the bytes */
+    BW_TLS_PEEK_GO = 1,   /* hand *feed (these bytes or all kept so far) to TLS */
+    BW_TLS_PEEK_STOP = 2  /* stop reading: the owner took the connection or closes it */
+};
+/* Called with each read of the transport until it answers GO or STOP;
+ * `data` is valid during the call only. On GO, *feed and *feed_len (preset to
+ * data/len) name the ciphertext the handshake starts with; it must stay
+ * valid until the call that invoked the callback returns. The callback may
+ * call bw_tls_close(t). */
+typedef int (*bw_tls_peek_cb)(bw_tls_t *t, void *ud, const uint8_t *data, size_t len,
+                              const uint8_t **feed, size_t *feed_len);
+/* Look at the bytes a server connection reads before OpenSSL does (SNI
+ * routing at the edge). Call before bw_tls_start. The common case, a
+ * decision on the first read, costs no copy. */
+void bw_tls_set_peek(bw_tls_t *t, bw_tls_peek_cb cb, void *ud);
+
 /* Application protocols (ALPN), `protos` NULL-terminated, each 1..255
  * bytes: a client offers them in order; a server picks the first of its
  * list the client offered (none: no ALPN in the answer). Call before

@@ -54,7 +54,9 @@ struct bw_tls {
     unsigned closing : 1;
     unsigned over_hwm : 1;
     unsigned want_pump : 1; /* the kick must also deliver buffered input */
-    unsigned char *alpn;    /* ALPN list in wire format, or NULL */
+    bw_tls_peek_cb peek;    /* until it answers GO: sees input before SSL does */
+    void *peek_ud;
+    unsigned char *alpn; /* ALPN list in wire format, or NULL */
     size_t alpn_len;
     char err[256];
     char peer[64];

@@ -97,6 +97,18 @@ void bw__tls_input(bw_tls_t *t, const uint8_t *p, size_t n)
 {
     if (bw__tls_dead(t))
         return;
+    if (t->peek) {
+        int r = t->peek(t, t->peek_ud, p, n, &p, &n);
+        if (r == BW_TLS_PEEK_WAIT || bw__tls_dead(t))
+            return;
+        if (r == BW_TLS_PEEK_STOP) {
+            if (t->reading)
+                bw__tls_lower_read(t, 0);
+            t->reading = 0;
+            return;
+        }
+        t->peek = NULL;
+    }
     if (take_input(t, p, n) < 0) {
         bw__tls_set_err(t, "read: out of memory");
         bw__tls_fail(t, BW_ENOMEM);
@@ -314,6 +326,12 @@ int bw_tls_connect(bw_tls_t *t, const struct sockaddr *addr)
     }
     t->connecting = 1;
     return 0;
+}
+
+void bw_tls_set_peek(bw_tls_t *t, bw_tls_peek_cb cb, void *ud)
+{
+    t->peek = cb;
+    t->peek_ud = ud;
 }
 
 /* Returns 0 (the outcome arrives as on_handshake) or < 0 (no callback). */

@@ -3,6 +3,7 @@
 session is needed."""
 import json
 import os
+import shutil
 import subprocess
 import urllib.request
 
@@ -14,10 +15,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DATA = os.path.join(ROOT, "tests", "data", "config")
 
 
-def burrow(args, home, timeout=20):
+def burrow(args, home, timeout=20, cwd=None):
     env = dict(os.environ, HOME=str(home), XDG_CONFIG_HOME=os.path.join(str(home), ".config"))
     return subprocess.run([H.BURROW] + args, capture_output=True, text=True, timeout=timeout,
-                          env=env, stdin=subprocess.DEVNULL)
+                          env=env, stdin=subprocess.DEVNULL, cwd=cwd)
 
 
 def test_version_and_help(tmp_path):
@@ -59,7 +60,12 @@ def test_config_check_valid_and_every_invalid_case(tmp_path):
     valid = os.path.join(DATA, "valid")
     for case in sorted(os.listdir(valid)):
         f = os.path.join(valid, case, "input.yaml")
-        r = burrow(["config", "check", "--config", f], tmp_path)
+        # Files a case names by relative path (classic_full: ngrok's
+        # example.crt/.key) are read from the working directory.
+        for extra in os.listdir(os.path.join(valid, case)):
+            if extra != "input.yaml":
+                shutil.copy(os.path.join(valid, case, extra), str(tmp_path))
+        r = burrow(["config", "check", "--config", f], tmp_path, cwd=str(tmp_path))
         assert r.returncode == 0, (case, r.stderr)
         assert "Valid configuration file at " + f in r.stdout
     invalid = os.path.join(DATA, "invalid")

@@ -32,8 +32,8 @@ def test_abi_1_0_binary_loads_and_forwards(start_edge, start_agent, echo, monkey
 
 
 def test_plugin_path_adds_to_the_bundled_plugins(start_edge, start_agent, echo, monkeypatch):
-    """Pointing BURROW_PLUGIN_PATH at one extra plugin keeps tcp, http and
-    https; http.so is one object providing two protos."""
+    """Pointing BURROW_PLUGIN_PATH at one extra plugin keeps tcp, tls, http
+    and https; http.so is one object providing two protos."""
     monkeypatch.setenv("BURROW_PLUGIN_PATH", HTTPTCP_DIR)
     edge = start_edge()
     agent = start_agent(echo.port, edge)
@@ -41,6 +41,6 @@ def test_plugin_path_adds_to_the_bundled_plugins(start_edge, start_agent, echo, 
     loaded = _loaded(agent)
     assert loaded.get(os.path.join(HTTPTCP_DIR, "httptcp.so")) == "httptcp", loaded
     protos = sorted(p for v in loaded.values() for p in v.split(","))
-    assert protos == ["http", "https", "httptcp", "tcp"], loaded
+    assert protos == ["http", "https", "httptcp", "tcp", "tls"], loaded
     assert [p for p in loaded if p.endswith("/http.so")], loaded
     assert H.echo_roundtrip(H.parse_tcp_url(agent.url)[1], b"still tcp")

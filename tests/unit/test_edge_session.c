@@ -642,7 +642,8 @@ static void test_refused_binds_answered(void **state)
     auth(fx, a, TOKEN, "");
 
     const json_t *r = bind_msg(fx, a, "tls", "tls", "");
-    assert_non_null(strstr(bw_msg_str(r, "error"), "unsupported edge type \"tls\""));
+    assert_non_null(strstr(bw_msg_str(r, "error"), "tls tunnels are disabled on this edge (no "
+                                                   "--https-addr)"));
     assert_string_equal(bw_msg_str(r, "tunnel_id"), "");
     r = bind_msg(fx, a, "http", "http", "");
     assert_non_null(strstr(bw_msg_str(r, "error"), "http tunnels are disabled"));

@@ -505,6 +505,46 @@ static void registry_reports_gone_names(void **state)
     assert_int_equal(calls, 3);
 }
 
+/* https and tls share the HTTPS port: one name is one or the other, even
+ * within one session and across a reservation, and the refusal names the
+ * holder's type; http twins beside either stay allowed. */
+static void https_and_tls_names_exclusive(void **state)
+{
+    bw_hosts_t *h = bw_hosts_new();
+    char host[BW_HOSTNAME_MAX + 1], err[256];
+    int s1, s2, t1, t2, t3;
+    bw_host_req_t q = {.domain = "example.net",
+                       .subdomain = "pt",
+                       .hostname = "",
+                       .scheme = BW_SCHEME_TLS,
+                       .sess = &s1,
+                       .client = "c1",
+                       .token = "",
+                       .tunnel = &t1};
+    assert_int_equal(bw_hosts_bind(h, &q, host, err, sizeof err), 0);
+    q.scheme = BW_SCHEME_HTTPS;
+    q.tunnel = &t2;
+    assert_int_equal(bw_hosts_bind(h, &q, host, err, sizeof err), BW_EEXIST);
+    assert_non_null(strstr(err, "hostname \"pt.example.net\" is already in use by a tls tunnel"));
+    q.scheme = BW_SCHEME_HTTP; /* port 80 beside it: the twin rule */
+    assert_int_equal(bw_hosts_bind(h, &q, host, err, sizeof err), 0);
+    int held;
+    assert_ptr_equal(bw_hosts_find(h, "pt.example.net", BW_SCHEME_TLS, 0, &held), &t1);
+    assert_null(bw_hosts_find(h, "pt.example.net", BW_SCHEME_HTTPS, 0, &held));
+    /* A reserved https name refuses tls for its own client too. */
+    q.subdomain = "web";
+    q.scheme = BW_SCHEME_HTTPS;
+    q.tunnel = &t3;
+    assert_int_equal(bw_hosts_bind(h, &q, host, err, sizeof err), 0);
+    bw_hosts_reserve(h, &t3, 100);
+    q.sess = &s2;
+    q.scheme = BW_SCHEME_TLS;
+    assert_int_equal(bw_hosts_bind(h, &q, host, err, sizeof err), BW_EEXIST);
+    assert_non_null(strstr(err, "already in use by an https tunnel"));
+    assert_string_equal(bw_scheme_name(BW_SCHEME_TLS), "tls");
+    bw_hosts_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -521,6 +561,7 @@ int main(void)
         cmocka_unit_test(hostname_rules),
         cmocka_unit_test(registry_claims_and_reservations),
         cmocka_unit_test(bind_names),
+        cmocka_unit_test(https_and_tls_names_exclusive),
         cmocka_unit_test(registry_reports_gone_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

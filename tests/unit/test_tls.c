@@ -57,6 +57,10 @@ struct fixture {
     size_t total;     /* bytes the test moves */
     size_t q_max;     /* largest bw_tls_queued() seen by the writer */
     int srv_rx_while_paused, drains_while_paused;
+    bw_tls_peek_cb peek; /* set on the server connection when not NULL */
+    int peeks, peek_verdict;
+    uint8_t peeked[4096]; /* what the peek kept, fed from there on GO */
+    size_t peeked_len;
 };
 
 static void path_in(char *out, const char *dir, const char *name)
@@ -173,6 +177,8 @@ static void on_connection(uv_stream_t *l, int status)
     assert_int_equal(status, 0);
     p->t = bw_tls_new(&fx->loop, fx->sctx, 1, NULL, fx->srv_cbs, p);
     assert_non_null(p->t);
+    if (fx->peek)
+        bw_tls_set_peek(p->t, fx->peek, fx);
     assert_int_equal(uv_accept(l, (uv_stream_t *)bw_tls_tcp(p->t)), 0);
     assert_int_equal(bw_tls_start(p->t), 0);
     uv_close((uv_handle_t *)l, NULL); /* one connection per test */
@@ -395,6 +401,63 @@ static void test_echo(void **state)
     assert_int_equal(fx->srv.eofs, 1);
     assert_int_equal(fx->cli.eofs, 1);
     assert_int_equal(fx->cli.errors + fx->srv.errors, 0);
+}
+
+/* ---- the owner's look at the first bytes ---- */
+
+/* Copies what it is shown and answers fx->peek_verdict: GO feeds the copy,
+ * so the handshake provably starts from what the peek handed back. */
+static int peek_copy(bw_tls_t *t, void *ud, const uint8_t *data, size_t len, const uint8_t **feed,
+                     size_t *feed_len)
+{
+    struct fixture *fx = ud;
+
+    fx->peeks++;
+    assert_true(len > 0 && len <= sizeof(fx->peeked));
+    assert_int_equal(data[0], 22); /* a handshake record */
+    memcpy(fx->peeked, data, len);
+    fx->peeked_len = len;
+    if (fx->peek_verdict == BW_TLS_PEEK_STOP) {
+        bw_tls_close(t);
+        return BW_TLS_PEEK_STOP;
+    }
+    memset((void *)data, 0, len); /* the engine must not read the original */
+    *feed = fx->peeked;
+    *feed_len = len;
+    return BW_TLS_PEEK_GO;
+}
+
+static void test_peek_go_feeds_the_handshake(void **state)
+{
+    struct fixture *fx = *state;
+
+    fx->total = 64 * 1024;
+    fx->srv_cbs = &echo_srv_cbs;
+    fx->peek = peek_copy;
+    fx->peek_verdict = BW_TLS_PEEK_GO;
+    connect_client(fx, fx->cctx, "localhost", &echo_cli_cbs);
+    run(fx);
+    assert_int_equal(fx->peeks, 1); /* asked once, then out of the way */
+    assert_int_equal(fx->cli.hs_status, 0);
+    assert_int_equal(fx->srv.hs_status, 0);
+    assert_int_equal(fx->cli.rx, fx->total);
+    assert_int_equal(fx->cli.mismatch + fx->srv.mismatch, 0);
+    assert_closed_once(&fx->srv);
+}
+
+static void test_peek_stop_takes_the_connection(void **state)
+{
+    struct fixture *fx = *state;
+
+    fx->peek = peek_copy;
+    fx->peek_verdict = BW_TLS_PEEK_STOP;
+    connect_client(fx, fx->cctx, "localhost", &rec_cbs);
+    run(fx);
+    assert_int_equal(fx->peeks, 1);
+    assert_int_equal(fx->srv.handshakes, 0); /* OpenSSL never saw it */
+    assert_int_equal(fx->srv.closes, 1);
+    assert_int_equal(fx->cli.handshakes, 1);
+    assert_true(fx->cli.hs_status < 0);
 }
 
 /* ---- verification failures ---- */
@@ -924,6 +987,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_echo, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peek_go_feeds_the_handshake, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peek_stop_takes_the_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_ca, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostname_mismatch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ip_mismatch, setup, teardown),
