@@ -191,6 +191,10 @@ bw_edge_t *bw_edge_new(bw_io_t *io, const bw_edge_config_t *cfg, char *err, size
         goto fail;
     if (cfg->auth_tokens && load_tokens(e, cfg->auth_tokens, err, errlen) != 0)
         goto fail;
+    /* Every file is read before the first is written: a --host-cert that
+     * does not load (even with HTTPS off) leaves no dev CA behind. */
+    if (bw_certs_check(cfg->host_certs, cfg->n_host_certs, err, errlen) != 0)
+        goto fail;
     if (setup_tls(e, err, errlen) != 0)
         goto fail;
     /* Before any listener: no agent may bind what a previous run held. */

@@ -69,6 +69,10 @@ bw_certs_t *bw_http_edge_certs(const bw_http_edge_t *h);
  * "*.<domain>" in state_dir. Returns NULL with err[errlen]. */
 bw_certs_t *bw_certs_new(const char *state_dir, const char *domain, const char *const *host_certs,
                          size_t n, char *err, size_t errlen);
+/* Load every --host-cert pair ("CERT:KEY") and let it go again: returns 0,
+ * or < 0 with err[errlen] naming the flag, the file and the fault. Writes
+ * nothing, so it runs before the dev CA is created. */
+int bw_certs_check(const char *const *host_certs, size_t n, char *err, size_t errlen);
 /* An https tunnel now holds `host` (lowercased): unless a --host-cert
  * covers it, mint a certificate for exactly that name, signed by the dev CA,
  * and serve it to that SNI until bw_certs_host_remove. A failure is logged
