@@ -86,6 +86,10 @@ void bw_certs_free(bw_certs_t *c);
 
 /* ---- the edge's state (edge.c, edge_session.c, edge_public.c) ---- */
 
+/* An agent's TLS handshake must end within this of the accept; the Auth
+ * deadline and the idle clock start when it does (docs/protocol.md). */
+#define BW_EDGE_HANDSHAKE_MS 10000
+
 #define BW_EDGE_MAX_TOKENS 1024
 
 typedef struct edge_session edge_session_t;

@@ -527,11 +527,17 @@ static void on_closed(bw_link_t *l, void *ud, int err, const char *reason)
     bw__edge_session_end(s, reason);
 }
 
+static void auth_timeout(uv_timer_t *h);
+
+/* TLS is up: the link's idle clock started, and so does the Auth deadline
+ * (docs/protocol.md). A failed handshake ends in on_closed. */
 static void on_ready(bw_link_t *l, void *ud, int status)
 {
     edge_session_t *s = ud;
-    if (status == 0)
-        snprintf(s->peer, sizeof s->peer, "%s", bw_link_peer(l));
+    if (status != 0 || s->ending || uv_is_closing((uv_handle_t *)&s->timer))
+        return;
+    snprintf(s->peer, sizeof s->peer, "%s", bw_link_peer(l));
+    uv_timer_start(&s->timer, auth_timeout, s->e->cfg.auth_timeout_ms, 0);
 }
 
 static const bw_link_cbs_t link_cbs = {
@@ -597,6 +603,7 @@ void bw__edge_agent_conn(uv_stream_t *server, int status)
     bw_link_config_t lc = {
         .is_client = 0,
         .idle_ms = e->cfg.idle_ms,
+        .handshake_ms = e->cfg.handshake_ms ? e->cfg.handshake_ms : BW_EDGE_HANDSHAKE_MS,
         .max_window = e->cfg.max_window,
     };
     s->link = bw_link_new(e->loop, e->ctx, &lc, &link_cbs, s);
@@ -612,5 +619,4 @@ void bw__edge_agent_conn(uv_stream_t *server, int status)
         return;
     }
     snprintf(s->peer, sizeof s->peer, "%s", bw_link_peer(s->link));
-    uv_timer_start(&s->timer, auth_timeout, e->cfg.auth_timeout_ms, 0);
 }
