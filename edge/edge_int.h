@@ -12,6 +12,7 @@
 #include <openssl/ssl.h>
 #include <uv.h>
 
+#include "accept.h"
 #include "auth_throttle.h"
 #include "conn_limit.h"
 #include "control.h"
@@ -99,8 +100,8 @@ typedef struct edge_tunnel {
     char id[33];
     char url[320];
     int port;
-    int scheme;        /* BW_SCHEME_* for http/https tunnels, -1 for tcp */
-    uv_tcp_t listener; /* tcp tunnels only */
+    int scheme;         /* BW_SCHEME_* for http/https tunnels, -1 for tcp */
+    bw_acceptor_t *acc; /* tcp tunnels only: their port's listener */
     struct edge_tunnel *next;
 } edge_tunnel_t;
 
@@ -164,23 +165,23 @@ void bw__edge_reservation_take(bw_edge_t *e, int port);
 void bw__edge_reserve(bw_edge_t *e, edge_session_t *s, int port);
 /* A listening socket on tcp_addr:port, or < 0. */
 int bw__edge_listen_port(bw_edge_t *e, int port);
+/* A listening, non-blocking socket bound to `ss` (SO_REUSEADDR), or a
+ * negative errno. */
+int bw__edge_listen_fd(const struct sockaddr_storage *ss);
 
 /* edge_public.c: public connections. */
-/* A tcp tunnel's listener accepted a public connection. */
-void bw__edge_public_conn(uv_stream_t *server, int status);
+/* A tcp tunnel's port has a connection pending (bw_accept_cb, ud: the
+ * edge_tunnel_t). */
+void bw__edge_public_conn(bw_acceptor_t *a, void *ud);
 /* A public connection from `ip` was accepted: returns 0 when it may stay
  * (counted: bw__edge_public_release it once it closes), or BW_EAGAIN when a
  * cap is reached (the caller closes it; the refusal is logged, aggregated). */
 int bw__edge_public_admit(bw_edge_t *e, const char *ip);
 void bw__edge_public_release(bw_edge_t *e, const char *ip);
 /* Public listeners leave the last BW_EDGE_FD_RESERVE descriptors to the
- * agent listener: returns 0 when `h`, just accepted, may stay, else
- * BW_EAGAIN (the caller closes it; logged aggregated). */
+ * agent listener: the fd_max of their acceptors (0: no limit known). */
 #define BW_EDGE_FD_RESERVE 64
-int bw__edge_public_fd_ok(bw_edge_t *e, uv_handle_t *h);
-/* A public listener's accept failed with `status` (EMFILE, ENFILE, ...):
- * logged aggregated, never once per failure. */
-void bw__edge_public_accept_failed(bw_edge_t *e, int status);
+unsigned bw__edge_public_fd_max(const bw_edge_t *e);
 /* bw_hosts_on_gone callback (arg: the edge). */
 void bw__edge_host_gone(void *arg, const char *host, int scheme);
 /* Release t's name or close its listener; frees t. */

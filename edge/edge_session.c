@@ -328,11 +328,12 @@ static int bind_tunnel(edge_session_t *s, const json_t *m, edge_tunnel_t **out, 
     t->scheme = -1;
     bw_random_hex(t->id, 16);
     snprintf(t->url, sizeof t->url, "tcp://%s:%d", e->domain, port);
-    uv_tcp_init(e->loop, &t->listener);
-    if (uv_tcp_open(&t->listener, fd) != 0 ||
-        uv_listen((uv_stream_t *)&t->listener, 511, bw__edge_public_conn) != 0) {
+    char name[BW_ADDRSTRLEN + 8];
+    snprintf(name, sizeof name, "%s:%d", e->tcp_addr, port);
+    t->acc = bw_acceptor_new(e->loop, fd, name, bw__edge_public_fd_max(e), bw__edge_public_conn, t);
+    if (!t->acc) { /* fd closed */
         snprintf(err, errlen, "cannot listen on port %d", port);
-        bw__edge_tunnel_close(t); /* closes fd with the handle */
+        bw__edge_tunnel_close(t);
         return BW_EINVAL;
     }
     bw__edge_reservation_take(e, port);
