@@ -171,6 +171,11 @@ int bw_acceptor_take(bw_acceptor_t *a, uv_tcp_t *h)
     return rc;
 }
 
+uint64_t bw_acceptor_pause_ms(const bw_acceptor_t *a)
+{
+    return a->pause_ms;
+}
+
 void bw_acceptor_close(bw_acceptor_t *a)
 {
     if (!a || a->closing)

@@ -41,6 +41,9 @@ bw_acceptor_t *bw_acceptor_new(uv_loop_t *loop, int fd, const char *name, unsign
  * the acceptor's loop, not yet open). Returns 0 or a negative libuv error
  * (the connection is then closed). */
 int bw_acceptor_take(bw_acceptor_t *a, uv_tcp_t *h);
+/* The last pause in ms: 0 until one, and again once a connection was
+ * kept. */
+uint64_t bw_acceptor_pause_ms(const bw_acceptor_t *a);
 /* Stop and free (from the loop, once its handles closed); no callback
  * follows. NULL-safe. */
 void bw_acceptor_close(bw_acceptor_t *a);
