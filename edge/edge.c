@@ -191,8 +191,17 @@ bw_edge_t *bw_edge_new(bw_io_t *io, const bw_edge_config_t *cfg, char *err, size
         goto fail;
     if (cfg->auth_tokens && load_tokens(e, cfg->auth_tokens, err, errlen) != 0)
         goto fail;
+    /* Every file is read before the first is written: a --host-cert that
+     * does not load (even with HTTPS off) leaves no dev CA behind. */
+    if (bw_certs_check(cfg->host_certs, cfg->n_host_certs, err, errlen) != 0)
+        goto fail;
     if (setup_tls(e, err, errlen) != 0)
         goto fail;
+    /* Before any listener: public ones leave the agents a reserve of it. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur <= 0x7fffffff)
+        e->fd_limit = (unsigned)rl.rlim_cur;
     /* Before any listener: no agent may bind what a previous run held. */
     bw_hosts_on_gone(e->hosts, bw__edge_host_gone, e);
     bw__edge_state_load(e);
@@ -200,10 +209,6 @@ bw_edge_t *bw_edge_new(bw_io_t *io, const bw_edge_config_t *cfg, char *err, size
         goto fail;
     if (listen_agents(e, err, errlen) != 0)
         goto fail;
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-        rl.rlim_cur <= 0x7fffffff)
-        e->fd_limit = (unsigned)rl.rlim_cur;
     uv_timer_init(e->loop, &e->report_timer);
     e->report_timer_open = 1;
     return e;

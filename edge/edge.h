@@ -21,8 +21,9 @@ typedef struct bw_edge_config {
     const char *tls_cert, *tls_key;
     const char *auth_tokens;  /* file, or NULL */
     uint64_t grace_ms;        /* how long a lost session's addresses stay reserved */
-    uint64_t auth_timeout_ms; /* Auth must arrive within this */
-    uint64_t idle_ms;         /* a session silent this long is dead */
+    uint64_t handshake_ms;    /* an agent's TLS handshake must end within this (0: 10 s) */
+    uint64_t auth_timeout_ms; /* Auth must arrive within this of the handshake's end */
+    uint64_t idle_ms;         /* a session silent this long (from the handshake's end) is dead */
     unsigned max_tunnels;     /* per session */
     uint32_t max_window;
     /* Public HTTP/HTTPS listeners ("host:port"; NULL, "" or "false": off). */

@@ -12,6 +12,7 @@
 #include <openssl/ssl.h>
 #include <uv.h>
 
+#include "accept.h"
 #include "auth_throttle.h"
 #include "conn_limit.h"
 #include "control.h"
@@ -70,6 +71,10 @@ bw_certs_t *bw_http_edge_certs(const bw_http_edge_t *h);
  * "*.<domain>" in state_dir. Returns NULL with err[errlen]. */
 bw_certs_t *bw_certs_new(const char *state_dir, const char *domain, const char *const *host_certs,
                          size_t n, char *err, size_t errlen);
+/* Load every --host-cert pair ("CERT:KEY") and let it go again: returns 0,
+ * or < 0 with err[errlen] naming the flag, the file and the fault. Writes
+ * nothing, so it runs before the dev CA is created. */
+int bw_certs_check(const char *const *host_certs, size_t n, char *err, size_t errlen);
 /* An https tunnel now holds `host` (lowercased): unless a --host-cert
  * covers it, mint a certificate for exactly that name, signed by the dev CA,
  * and serve it to that SNI until bw_certs_host_remove. A failure is logged
@@ -83,6 +88,10 @@ void bw_certs_free(bw_certs_t *c);
 
 /* ---- the edge's state (edge.c, edge_session.c, edge_public.c) ---- */
 
+/* An agent's TLS handshake must end within this of the accept; the Auth
+ * deadline and the idle clock start when it does (docs/protocol.md). */
+#define BW_EDGE_HANDSHAKE_MS 10000
+
 #define BW_EDGE_MAX_TOKENS 1024
 
 typedef struct edge_session edge_session_t;
@@ -92,8 +101,8 @@ typedef struct edge_tunnel {
     char id[33];
     char url[320];
     int port;
-    int scheme;        /* BW_SCHEME_* for http/https/tls tunnels, -1 for tcp */
-    uv_tcp_t listener; /* tcp tunnels only */
+    int scheme;         /* BW_SCHEME_* for http/https/tls tunnels, -1 for tcp */
+    bw_acceptor_t *acc; /* tcp tunnels only: their port's listener */
     struct edge_tunnel *next;
 } edge_tunnel_t;
 
@@ -157,31 +166,31 @@ void bw__edge_reservation_take(bw_edge_t *e, int port);
 void bw__edge_reserve(bw_edge_t *e, edge_session_t *s, int port);
 /* A listening socket on tcp_addr:port, or < 0. */
 int bw__edge_listen_port(bw_edge_t *e, int port);
+/* A listening, non-blocking socket bound to `ss` (SO_REUSEADDR), or a
+ * negative errno. */
+int bw__edge_listen_fd(const struct sockaddr_storage *ss);
 
 /* edge_public.c: public connections. */
 /* Join public connection `pub` from `ip` (counted by bw__edge_public_admit)
  * with `priv`, its agent stream; the count is released when the join ends.
  * Takes both streams. Returns 0, or BW_ENOMEM (both closed, released). */
 int bw__edge_public_join(bw_edge_t *e, const char *ip, bw_stream_t *pub, bw_stream_t *priv);
-/* A tcp tunnel's listener accepted a public connection. */
-void bw__edge_public_conn(uv_stream_t *server, int status);
+/* A tcp tunnel's port has a connection pending (bw_accept_cb, ud: the
+ * edge_tunnel_t). */
+void bw__edge_public_conn(bw_acceptor_t *a, void *ud);
 /* A public connection from `ip` was accepted: returns 0 when it may stay
  * (counted: bw__edge_public_release it once it closes), or BW_EAGAIN when a
  * cap is reached (the caller closes it; the refusal is logged, aggregated). */
 int bw__edge_public_admit(bw_edge_t *e, const char *ip);
 void bw__edge_public_release(bw_edge_t *e, const char *ip);
 /* Public listeners leave the last BW_EDGE_FD_RESERVE descriptors to the
- * agent listener: returns 0 when `h`, just accepted, may stay, else
- * BW_EAGAIN (the caller closes it; logged aggregated). */
+ * agent listener: the fd_max of their acceptors (0: no limit known). */
 #define BW_EDGE_FD_RESERVE 64
-int bw__edge_public_fd_ok(bw_edge_t *e, uv_handle_t *h);
+unsigned bw__edge_public_fd_max(const bw_edge_t *e);
 /* The local address ("ip:port") of an accepted public connection into
  * buf[len], for the Conn header's server_addr; "" when the kernel will not
  * say. */
 void bw__edge_sockname(uv_tcp_t *h, char *buf, size_t len);
-/* A public listener's accept failed with `status` (EMFILE, ENFILE, ...):
- * logged aggregated, never once per failure. */
-void bw__edge_public_accept_failed(bw_edge_t *e, int status);
 /* bw_hosts_on_gone callback (arg: the edge). */
 void bw__edge_host_gone(void *arg, const char *host, int scheme);
 /* Release t's name or close its listener; frees t. */

@@ -77,12 +77,18 @@ void bw__edge_reserve(bw_edge_t *e, edge_session_t *s, int port)
 }
 
 /* A listening socket on tcp_addr:port, or < 0. A raw socket lets us probe
- * ports cheaply before handing the winner to libuv. */
+ * ports cheaply before handing the winner to an acceptor. */
 int bw__edge_listen_port(bw_edge_t *e, int port)
 {
     struct sockaddr_storage ss;
     if (bw_resolve(e->tcp_addr, port, &ss) != 0)
         return BW_EINVAL;
+    return bw__edge_listen_fd(&ss);
+}
+
+int bw__edge_listen_fd(const struct sockaddr_storage *ss_in)
+{
+    struct sockaddr_storage ss = *ss_in;
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return -errno;
@@ -107,12 +113,11 @@ int bw__edge_listen_port(bw_edge_t *e, int port)
 static const char *const reasons[BW_CONN_REASONS] = {
     [BW_CONN_PER_IP] = "per-ip limit",
     [BW_CONN_TOTAL] = "total limit",
-    [BW_CONN_RESERVE] = "descriptor reserve",
 };
 
-/* One line per reason and window: the refusals (or failed accepts) counted
- * since the previous one. */
-static void report(bw_edge_t *e, int why, const char *ip, const char *err)
+/* One line per cap and window: the refusals counted since the previous
+ * one. (Descriptors running out pause the listener instead: accept.c.) */
+static void report(bw_edge_t *e, int why, const char *ip)
 {
     unsigned long n = bw_conn_limit_report(e->limit, why, uv_now(e->loop), REFUSED_LOG_MS);
     char count[24], open[24];
@@ -121,12 +126,8 @@ static void report(bw_edge_t *e, int why, const char *ip, const char *err)
     snprintf(count, sizeof count, "%lu", n);
     snprintf(open, sizeof open, "%u",
              bw_conn_limit_open(e->limit, why == BW_CONN_PER_IP ? ip : NULL));
-    if (why == BW_CONN_ACCEPT)
-        bw_log(BW_LOG_WARN, "public accept failed", "obj", "edge", "err", err, "open", open,
-               "count", count, NULL);
-    else
-        bw_log(BW_LOG_WARN, "public connections refused", "obj", "edge", "reason", reasons[why],
-               "r", ip, "open", open, "count", count, NULL);
+    bw_log(BW_LOG_WARN, "public connections refused", "obj", "edge", "reason", reasons[why], "r",
+           ip, "open", open, "count", count, NULL);
 }
 
 int bw__edge_public_admit(bw_edge_t *e, const char *ip)
@@ -134,35 +135,13 @@ int bw__edge_public_admit(bw_edge_t *e, const char *ip)
     int why = bw_conn_limit_take(e->limit, ip);
     if (why == BW_CONN_OK)
         return 0;
-    report(e, why, ip, NULL);
+    report(e, why, ip);
     return BW_EAGAIN;
 }
 
-int bw__edge_public_fd_ok(bw_edge_t *e, uv_handle_t *h)
+unsigned bw__edge_public_fd_max(const bw_edge_t *e)
 {
-    uv_os_fd_t fd;
-    if (!e->fd_limit || uv_fileno(h, &fd) != 0 || fd < 0)
-        return 0;
-    /* Descriptors are handed out lowest first, so every number below fd is
-     * taken: fewer than the reserve are left once fd reaches into it. */
-    if ((unsigned)fd + BW_EDGE_FD_RESERVE < e->fd_limit)
-        return 0;
-    bw_conn_limit_refused(e->limit, BW_CONN_RESERVE);
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    char peer[BW_ADDRSTRLEN] = "", ip[BW_ADDRSTRLEN] = "";
-    int port;
-    if (uv_tcp_getpeername((uv_tcp_t *)h, (struct sockaddr *)&ss, &len) == 0 &&
-        bw_sockaddr_str((struct sockaddr *)&ss, peer, sizeof peer))
-        bw_split_hostport(peer, ip, sizeof ip, &port);
-    report(e, BW_CONN_RESERVE, ip, NULL);
-    return BW_EAGAIN;
-}
-
-void bw__edge_public_accept_failed(bw_edge_t *e, int status)
-{
-    bw_conn_limit_refused(e->limit, BW_CONN_ACCEPT);
-    report(e, BW_CONN_ACCEPT, NULL, uv_strerror(status));
+    return e->fd_limit > BW_EDGE_FD_RESERVE ? e->fd_limit - BW_EDGE_FD_RESERVE : 0;
 }
 
 void bw__edge_public_release(bw_edge_t *e, const char *ip)
@@ -230,19 +209,14 @@ static bw_stream_t *open_conn(edge_tunnel_t *t, const char *client, const char *
     return priv;
 }
 
-void bw__edge_public_conn(uv_stream_t *server, int status)
+void bw__edge_public_conn(bw_acceptor_t *a, void *ud)
 {
-    edge_tunnel_t *t = BW_CONTAINER_OF(server, edge_tunnel_t, listener);
+    edge_tunnel_t *t = ud;
     edge_session_t *s = t->sess;
-    if (status < 0) {
-        bw__edge_public_accept_failed(s->e, status);
-        return;
-    }
     bw_stream_t *pub = bw_stream_tcp_new(s->e->io);
     if (!pub)
         return;
-    if (uv_accept(server, (uv_stream_t *)bw_stream_tcp_handle(pub)) != 0 || !s->link ||
-        bw__edge_public_fd_ok(s->e, (uv_handle_t *)bw_stream_tcp_handle(pub)) != 0) {
+    if (bw_acceptor_take(a, bw_stream_tcp_handle(pub)) != 0 || !s->link) {
         bw_stream_close(pub, 1);
         return;
     }
@@ -299,17 +273,10 @@ void bw__edge_host_gone(void *arg, const char *host, int scheme)
         bw_certs_host_remove(bw_http_edge_certs(e->http), host);
 }
 
-static void tunnel_closed(uv_handle_t *h)
-{
-    free(BW_CONTAINER_OF(h, edge_tunnel_t, listener));
-}
-
 void bw__edge_tunnel_close(edge_tunnel_t *t)
 {
-    if (t->scheme >= 0) {
+    if (t->scheme >= 0)
         bw_hosts_release(t->sess->e->hosts, t);
-        free(t);
-        return;
-    }
-    uv_close((uv_handle_t *)&t->listener, tunnel_closed);
+    bw_acceptor_close(t->acc); /* tcp tunnels: no callback follows */
+    free(t);
 }

@@ -332,11 +332,12 @@ static int bind_tunnel(edge_session_t *s, const json_t *m, edge_tunnel_t **out, 
     t->scheme = -1;
     bw_random_hex(t->id, 16);
     snprintf(t->url, sizeof t->url, "tcp://%s:%d", e->domain, port);
-    uv_tcp_init(e->loop, &t->listener);
-    if (uv_tcp_open(&t->listener, fd) != 0 ||
-        uv_listen((uv_stream_t *)&t->listener, 511, bw__edge_public_conn) != 0) {
+    char name[BW_ADDRSTRLEN + 8];
+    snprintf(name, sizeof name, "%s:%d", e->tcp_addr, port);
+    t->acc = bw_acceptor_new(e->loop, fd, name, bw__edge_public_fd_max(e), bw__edge_public_conn, t);
+    if (!t->acc) { /* fd closed */
         snprintf(err, errlen, "cannot listen on port %d", port);
-        bw__edge_tunnel_close(t); /* closes fd with the handle */
+        bw__edge_tunnel_close(t);
         return BW_EINVAL;
     }
     bw__edge_reservation_take(e, port);
@@ -531,11 +532,17 @@ static void on_closed(bw_link_t *l, void *ud, int err, const char *reason)
     bw__edge_session_end(s, reason);
 }
 
+static void auth_timeout(uv_timer_t *h);
+
+/* TLS is up: the link's idle clock started, and so does the Auth deadline
+ * (docs/protocol.md). A failed handshake ends in on_closed. */
 static void on_ready(bw_link_t *l, void *ud, int status)
 {
     edge_session_t *s = ud;
-    if (status == 0)
-        snprintf(s->peer, sizeof s->peer, "%s", bw_link_peer(l));
+    if (status != 0 || s->ending || uv_is_closing((uv_handle_t *)&s->timer))
+        return;
+    snprintf(s->peer, sizeof s->peer, "%s", bw_link_peer(l));
+    uv_timer_start(&s->timer, auth_timeout, s->e->cfg.auth_timeout_ms, 0);
 }
 
 static const bw_link_cbs_t link_cbs = {
@@ -601,6 +608,7 @@ void bw__edge_agent_conn(uv_stream_t *server, int status)
     bw_link_config_t lc = {
         .is_client = 0,
         .idle_ms = e->cfg.idle_ms,
+        .handshake_ms = e->cfg.handshake_ms ? e->cfg.handshake_ms : BW_EDGE_HANDSHAKE_MS,
         .max_window = e->cfg.max_window,
     };
     s->link = bw_link_new(e->loop, e->ctx, &lc, &link_cbs, s);
@@ -616,5 +624,4 @@ void bw__edge_agent_conn(uv_stream_t *server, int status)
         return;
     }
     snprintf(s->peer, sizeof s->peer, "%s", bw_link_peer(s->link));
-    uv_timer_start(&s->timer, auth_timeout, e->cfg.auth_timeout_ms, 0);
 }

@@ -140,6 +140,25 @@ static int load_host_cert(host_cert_t *h, const char *spec, char *err, size_t er
     return load_names(h, buf, err, errlen);
 }
 
+static void host_cert_clear(host_cert_t *h)
+{
+    SSL_CTX_free(h->ctx);
+    for (size_t j = 0; j < h->n_names; j++)
+        free(h->names[j]);
+}
+
+int bw_certs_check(const char *const *host_certs, size_t n, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        host_cert_t h = {0};
+        int rc = load_host_cert(&h, host_certs[i], err, errlen);
+        host_cert_clear(&h);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 /* The dev wildcard certificate: made, or reused while valid. */
 static SSL_CTX *dev_wildcard(const char *dir, const char *domain, char *err, size_t errlen)
 {
@@ -247,11 +266,8 @@ void bw_certs_free(bw_certs_t *c)
 {
     if (!c)
         return;
-    for (size_t i = 0; i < c->n; i++) {
-        SSL_CTX_free(c->hc[i].ctx);
-        for (size_t j = 0; j < c->hc[i].n_names; j++)
-            free(c->hc[i].names[j]);
-    }
+    for (size_t i = 0; i < c->n; i++)
+        host_cert_clear(&c->hc[i]);
     free(c->hc);
     while (c->minted)
         minted_free(&c->minted);

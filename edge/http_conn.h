@@ -20,7 +20,7 @@ typedef struct listener {
     bw_http_edge_t *he;
     int scheme;
     int port;
-    uv_tcp_t tcp;
+    bw_acceptor_t *acc;
 } listener_t;
 
 struct bw_http_edge {

@@ -102,13 +102,9 @@ static int keepalive(uv_tcp_t *h)
     return uv_tcp_keepalive(h, 1, 60);
 }
 
-static void on_public(uv_stream_t *server, int status)
+static void on_public(bw_acceptor_t *a, void *ud)
 {
-    listener_t *l = BW_CONTAINER_OF(server, listener_t, tcp);
-    if (status < 0) {
-        bw__edge_public_accept_failed(l->he->edge, status);
-        return;
-    }
+    listener_t *l = ud;
     hconn_t *c = l->he->stopping ? NULL : bw__hconn_new(l);
     if (!c)
         return;
@@ -123,9 +119,7 @@ static void on_public(uv_stream_t *server, int status)
         struct sockaddr_storage ss;
         int len = sizeof ss;
         char peer[BW_ADDRSTRLEN] = "";
-        if (uv_accept(server, (uv_stream_t *)bw_tls_tcp(c->tls)) != 0 ||
-            bw__edge_public_fd_ok(l->he->edge, (uv_handle_t *)bw_tls_tcp(c->tls)) != 0 ||
-            keepalive(bw_tls_tcp(c->tls)) != 0 ||
+        if (bw_acceptor_take(a, bw_tls_tcp(c->tls)) != 0 || keepalive(bw_tls_tcp(c->tls)) != 0 ||
             uv_tcp_getpeername(bw_tls_tcp(c->tls), (struct sockaddr *)&ss, &len) != 0 ||
             !bw_sockaddr_str((struct sockaddr *)&ss, peer, sizeof peer) ||
             bw__hconn_start(c, peer) != 0 || bw_tls_start(c->tls) != 0) {
@@ -140,8 +134,7 @@ static void on_public(uv_stream_t *server, int status)
         bw__hconn_close(c, 1);
         return;
     }
-    if (uv_accept(server, (uv_stream_t *)bw_stream_tcp_handle(c->tcp)) != 0 ||
-        bw__edge_public_fd_ok(l->he->edge, (uv_handle_t *)bw_stream_tcp_handle(c->tcp)) != 0 ||
+    if (bw_acceptor_take(a, bw_stream_tcp_handle(c->tcp)) != 0 ||
         keepalive(bw_stream_tcp_handle(c->tcp)) != 0) {
         bw__hconn_close(c, 1);
         return;
@@ -155,18 +148,13 @@ static void on_public(uv_stream_t *server, int status)
     bw_stream_set_callbacks(c->tcp, &tcp_cbs, c);
 }
 
-static void listener_closed(uv_handle_t *h)
-{
-    free(BW_CONTAINER_OF(h, listener_t, tcp));
-}
-
 static int listen_on(bw_http_edge_t *he, int scheme, const char *addr, char *err, size_t errlen)
 {
     const char *flag = scheme == BW_SCHEME_HTTPS ? "--https-addr" : "--http-addr";
     char host[256], bound[BW_ADDRSTRLEN];
-    int port, rc;
+    int port, fd;
     struct sockaddr_storage ss;
-    int len = sizeof ss;
+    socklen_t len = sizeof ss;
     if (bw_split_hostport(addr, host, sizeof host, &port) != 0 ||
         bw_resolve(host, port, &ss) != 0) {
         snprintf(err, errlen, "invalid %s '%s' (expected host:port)", flag, addr);
@@ -179,22 +167,26 @@ static int listen_on(bw_http_edge_t *he, int scheme, const char *addr, char *err
     }
     l->he = he;
     l->scheme = scheme;
-    uv_tcp_init(he->loop, &l->tcp);
     he->l[scheme] = l;
-    rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_public);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot listen on %s %s: %s", flag, addr, uv_strerror(rc));
-        bw_log(BW_LOG_ERROR, "cannot listen", "obj", "http", "addr", addr, "err", uv_strerror(rc),
+    /* An acceptor, not uv_listen: it pauses while descriptors run out
+     * (accept.h). */
+    fd = bw__edge_listen_fd(&ss);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot listen on %s %s: %s", flag, addr, uv_strerror(fd));
+        bw_log(BW_LOG_ERROR, "cannot listen", "obj", "http", "addr", addr, "err", uv_strerror(fd),
                NULL);
-        return rc;
+        return fd;
     }
-    uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len);
+    getsockname(fd, (struct sockaddr *)&ss, &len);
     l->port = bw_sockaddr_port((struct sockaddr *)&ss);
+    bw_sockaddr_str((struct sockaddr *)&ss, bound, sizeof bound);
+    l->acc = bw_acceptor_new(he->loop, fd, bound, bw__edge_public_fd_max(he->edge), on_public, l);
+    if (!l->acc) {
+        snprintf(err, errlen, "cannot listen on %s %s: out of memory", flag, addr);
+        return BW_ENOMEM;
+    }
     bw_log(BW_LOG_INFO, scheme == BW_SCHEME_HTTPS ? "listening for https" : "listening for http",
-           "obj", "edge", "addr", bw_sockaddr_str((struct sockaddr *)&ss, bound, sizeof bound),
-           NULL);
+           "obj", "edge", "addr", bound, NULL);
     return 0;
 }
 
@@ -275,7 +267,8 @@ void bw_http_edge_stop(bw_http_edge_t *h)
     h->stopping = 1;
     for (int i = 0; i < 2; i++)
         if (h->l[i]) {
-            uv_close((uv_handle_t *)&h->l[i]->tcp, listener_closed);
+            bw_acceptor_close(h->l[i]->acc);
+            free(h->l[i]);
             h->l[i] = NULL;
         }
     hconn_t *c;

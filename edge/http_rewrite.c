@@ -30,12 +30,13 @@
 enum { S_IDLE, S_HEAD, S_BODY, S_UPWAIT, S_RAW, S_ERR };
 /* The Upgrade request in flight: none, or answered before it ended. */
 enum { UP_NONE, UP_PENDING, UP_SWITCHED, UP_DECLINED };
-enum { EV_NONE, EV_BEGIN, EV_HEADERS };
+enum { EV_NONE, EV_BEGIN, EV_HEADERS, EV_COMPLETE };
 
 struct bw_hrw {
     http_parser p;
     int state, event, go_raw, skip, any_head, status, https;
-    int chunked; /* the current request's body is chunked: ck checks it */
+    size_t blank; /* CR/LF bytes seen since the last request ended (S_IDLE) */
+    int chunked;  /* the current request's body is chunked: ck checks it */
     bw_chunked_t ck;
     int up;         /* UP_* */
     bw_hresp_t *rt; /* the responses, to learn the Upgrade's fate */
@@ -71,12 +72,15 @@ static int on_headers(http_parser *p)
     return 0;
 }
 
+/* Paused here too, so the request's last byte is known: what the parser
+ * skips after it (empty lines) is not the request's to forward. */
 static int on_complete(http_parser *p)
 {
     bw_hrw_t *r = p->data;
     if (p->upgrade)
         r->go_raw = 1;
-    r->state = S_IDLE;
+    r->event = EV_COMPLETE;
+    http_parser_pause(p, 1);
     return 0;
 }
 
@@ -392,8 +396,27 @@ static int parse_error(bw_hrw_t *r, const char *data, size_t n)
     return fail(r, 400, http_errno_description(e));
 }
 
+/* Between requests the parser skips CR and LF only. RFC 9112 section 2.2
+ * lets a server ignore empty lines before a request-line: up to
+ * BW_HRW_MAX_BLANK of them, each a CRLF, are dropped, never forwarded (a
+ * backend must not see bytes that belong to no request); more, or a CR or
+ * LF alone, is a 400. */
+static int skip_blank(bw_hrw_t *r, const char *data, size_t n)
+{
+    for (size_t i = 0; i < n; i++, r->blank++) {
+        if (r->blank >= 2 * BW_HRW_MAX_BLANK)
+            return fail(r, 400, "too many empty lines before the request line");
+        if (r->blank % 2 == 0 && data[i] != '\r')
+            return fail(r, 400, "invalid line ending: LF without CR");
+        if (r->blank % 2 == 1 && data[i] != '\n')
+            return fail(r, 400, "invalid line ending: CR without LF");
+    }
+    return 0;
+}
+
 /* Where the bytes [data, data+n) just parsed go: into the head being
- * collected, or out (minus a head's final LF already emitted). */
+ * collected, dropped as empty lines between requests, or out (minus a
+ * head's final LF already emitted). */
 static int take(bw_hrw_t *r, const char *data, size_t n)
 {
     size_t skip = r->skip && n > 0 ? 1 : 0;
@@ -401,8 +424,8 @@ static int take(bw_hrw_t *r, const char *data, size_t n)
         r->skip = 0;
     if (r->state == S_HEAD)
         return head_put(r, data, n);
-    if (!r->any_head)
-        return 0; /* CR/LF before the first request: nothing to forward */
+    if (r->state == S_IDLE)
+        return skip_blank(r, data, n);
     if (r->chunked) {
         const char *bad = bw_chunked_check(&r->ck, data + skip, n - skip);
         if (bad)
@@ -418,6 +441,7 @@ static void restart(bw_hrw_t *r)
     r->state = S_IDLE;
     r->up = UP_NONE;
     r->chunked = 0;
+    r->blank = 0;
 }
 
 /* An Upgrade request ended at `rest`. Raw only after a 101 (a declined
@@ -453,7 +477,17 @@ static int step(bw_hrw_t *r, const char *data, size_t len, size_t *used)
                 return BW_EINVAL;
             r->state = S_HEAD;
             r->head_len = 0;
+            r->blank = 0;
             return head_put(r, data + n - 1, 1);
+        }
+        if (r->event == EV_COMPLETE) { /* the request's last byte was consumed */
+            if (take(r, data, n) != 0)
+                return BW_EINVAL;
+            r->state = S_IDLE;
+            if (!r->go_raw)
+                return 0;
+            r->go_raw = 0;
+            return upgrade_ended(r, data + n, len - n, used);
         }
         /* Headers complete: the parser stopped on the final LF. */
         if (take(r, data, n) != 0 || head_put(r, data + n, 1) != 0)
@@ -469,10 +503,6 @@ static int step(bw_hrw_t *r, const char *data, size_t len, size_t *used)
     }
     if (take(r, data, n) != 0)
         return BW_EINVAL;
-    if (r->go_raw) {
-        r->go_raw = 0;
-        return upgrade_ended(r, data + n, len - n, used);
-    }
     if (n != len)
         return fail(r, 400, "malformed request");
     return 0;

@@ -17,6 +17,7 @@
 #define BW_HRW_MAX_HEAD      (16u * 1024u) /* a longer request head gets 431 */
 #define BW_HRW_HOSTLEN       256
 #define BW_HRW_MAX_CHUNK_EXT 128             /* bytes of extensions on one chunk-size line */
+#define BW_HRW_MAX_BLANK     4               /* empty lines (CRLF) skipped before a request-line */
 #define BW_HRW_MAX_HELD      (1024u * 1024u) /* held while an Upgrade awaits its answer */
 
 typedef struct bw_hrw bw_hrw_t;

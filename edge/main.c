@@ -234,6 +234,10 @@ int main(int argc, char **argv)
         return 1;
     }
     uv_loop_t *loop = uv_default_loop();
+    /* A stdout whose reader stops must not stop the edge: records queue
+     * (bounded, counted when dropped) and drain from the loop once the pipe
+     * takes more. */
+    bw_log_attach_loop(loop);
     bw_io_t *io = bw_io_new(loop);
     edge = io ? bw_edge_new(io, &cfg, err, sizeof err) : NULL;
     if (!edge) {
@@ -242,6 +246,7 @@ int main(int argc, char **argv)
         bw_log(BW_LOG_CRIT, "edge failed to start", "obj", "edge", "err", err, NULL);
         fprintf(stderr, "ERROR:  %s\n", err);
         bw_io_free(io);
+        bw_log_detach_loop();
         uv_run(loop, UV_RUN_DEFAULT);
         uv_loop_close(loop);
         return 1;
@@ -253,6 +258,7 @@ int main(int argc, char **argv)
     bw_log(BW_LOG_INFO, "edge ready", "obj", "edge", NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     bw_io_free(io);
+    bw_log_detach_loop();
     uv_walk(loop, close_walk, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     bw_edge_free(edge);

@@ -234,6 +234,7 @@ bw_mux_t *bw_mux_new(const bw_mux_config_t *cfg, const bw_mux_callbacks_t *cbs, 
         return NULL;
     }
     m->last_pong_ns = bw__mux_now_ns(m);
+    m->ping_first = 1; /* ids as before: the first ping carries 1 */
     return m;
 }
 
@@ -266,11 +267,15 @@ int bw_mux_ping(bw_mux_t *m)
 {
     if (m->failed || m->send_dead)
         return BW_EPIPE;
-    /* One ping in flight: a newer one supersedes it, its pong is ignored. */
-    m->ping_id++;
-    m->ping_out = true;
-    m->ping_sent_ns = bw__mux_now_ns(m);
-    bw__mux_send_ctrl(m, BW_MUX_TYPE_PING, BW_MUX_FLAG_SYN, 0, m->ping_id);
+    /* Earlier pings stay outstanding: on a slow link their pongs arrive
+     * after the next ping went out and still prove the peer alive. */
+    if (m->ping_out == BW_MUX_PINGS) {
+        m->ping_first++;
+        m->ping_out--;
+    }
+    uint32_t id = m->ping_first + m->ping_out++;
+    m->ping_sent_ns[id % BW_MUX_PINGS] = bw__mux_now_ns(m);
+    bw__mux_send_ctrl(m, BW_MUX_TYPE_PING, BW_MUX_FLAG_SYN, 0, id);
     return m->send_dead ? BW_EPIPE : 0;
 }
 

@@ -235,11 +235,15 @@ static void ping_frame(bw_mux_t *m, const bw_mux_header_t *h)
         bw__mux_send_ctrl(m, BW_MUX_TYPE_PING, BW_MUX_FLAG_ACK, 0, h->length);
         return;
     }
-    if (!(h->flags & BW_MUX_FLAG_ACK) || !m->ping_out || h->length != m->ping_id)
+    /* Any outstanding ping counts (unsigned: ids wrap); it answers the
+     * older ones too, since the peer answers in order. */
+    uint32_t age = h->length - m->ping_first;
+    if (!(h->flags & BW_MUX_FLAG_ACK) || age >= m->ping_out)
         return;
-    m->ping_out = false;
     m->last_pong_ns = bw__mux_now_ns(m);
-    m->rtt_ns = m->last_pong_ns - m->ping_sent_ns;
+    m->rtt_ns = m->last_pong_ns - m->ping_sent_ns[h->length % BW_MUX_PINGS];
+    m->ping_first = h->length + 1;
+    m->ping_out -= age + 1;
     if (m->cbs.on_pong)
         m->cbs.on_pong(m->ud, m->rtt_ns);
 }

@@ -14,6 +14,10 @@
 #include "list.h"
 #include "yamux.h"
 
+/* Pings remembered while their pongs are outstanding (a slow link answers
+ * late, not never). */
+#define BW_MUX_PINGS 8
+
 enum stream_state {
     ST_INIT,
     ST_SYN_SENT,
@@ -67,9 +71,12 @@ struct bw_mux {
     bw_list_t queue; /* bw_mux_stream_t via qnode, oldest first */
     unsigned depth;
     bw_mux_stream_t *graveyard;
-    uint32_t ping_id;
-    bool ping_out;
-    uint64_t ping_sent_ns, last_pong_ns, rtt_ns;
+    /* Pings in flight: ids ping_first .. ping_first + ping_out - 1, each
+     * sent at ping_sent_ns[id % BW_MUX_PINGS]. A pong answers the one it
+     * names and every older one; past BW_MUX_PINGS the oldest is dropped. */
+    uint32_t ping_first, ping_out;
+    uint64_t ping_sent_ns[BW_MUX_PINGS];
+    uint64_t last_pong_ns, rtt_ns;
     char err[160];
 };
 

@@ -84,11 +84,32 @@ static void link_fail(bw_link_t *l, int err, const char *reason, int graceful)
 
 /* --- TLS callbacks --- */
 
+static void heartbeat(uv_timer_t *h);
+
+/* Server: the handshake's own bound ran out. */
+static void handshake_timeout(uv_timer_t *h)
+{
+    link_fail(BW_CONTAINER_OF(h, bw_link_t, timer), BW_ETIMEDOUT, "TLS handshake timeout", 0);
+}
+
+/* Server: the idle clock starts once TLS is up, so a slow handshake does
+ * not spend the idle budget. */
+static void start_idle_clock(bw_link_t *l)
+{
+    uint64_t every = l->cfg.idle_ms / 3;
+    l->last_input_ms = uv_now(l->timer.loop);
+    uv_timer_stop(&l->timer);
+    if (every)
+        uv_timer_start(&l->timer, heartbeat, every, every);
+}
+
 static void tls_handshake(bw_tls_t *t, void *ud, int status)
 {
     bw_link_t *l = ud;
     if (status == 0)
         l->ready = 1;
+    if (status == 0 && !l->cfg.is_client && !l->dead)
+        start_idle_clock(l);
     if (status == 0)
         snprintf(l->peer, sizeof l->peer, "%s", bw_tls_peer(t));
     if (l->cbs.on_ready && !l->dead)
@@ -255,10 +276,12 @@ uv_tcp_t *bw_link_tcp(bw_link_t *l)
 
 int bw_link_start(bw_link_t *l, const struct sockaddr *addr)
 {
-    uint64_t every = l->cfg.is_client ? l->cfg.heartbeat_ms : l->cfg.idle_ms / 3;
+    uint64_t every = l->cfg.heartbeat_ms;
     int rc = addr ? bw_tls_connect(l->tls, addr) : bw_tls_start(l->tls);
-    if (rc == 0 && every)
+    if (rc == 0 && l->cfg.is_client && every)
         uv_timer_start(&l->timer, heartbeat, every, every);
+    else if (rc == 0 && !l->cfg.is_client && l->cfg.handshake_ms)
+        uv_timer_start(&l->timer, handshake_timeout, l->cfg.handshake_ms, 0);
     if (!addr) {
         struct sockaddr_storage ss;
         int len = sizeof ss;

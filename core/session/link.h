@@ -32,7 +32,10 @@ typedef struct bw_link_config {
     const char *server_name; /* client: SNI and the name verified */
     uint64_t heartbeat_ms;   /* client: ping interval; 0 disables */
     uint64_t tolerance_ms;   /* client: dead when no pong for this long */
-    uint64_t idle_ms;        /* server: dead when nothing arrives for this long */
+    uint64_t idle_ms;        /* server: dead when nothing arrives for this long, counted
+                              * from the end of the TLS handshake */
+    uint64_t handshake_ms;   /* server: the TLS handshake must end within this of
+                              * bw_link_start; 0: no bound of its own */
     uint32_t max_window;     /* yamux receive window ceiling */
 } bw_link_config_t;
 

@@ -41,14 +41,19 @@ def test_refused_setting_exits_1_before_anything_starts(tmp_path, args, message)
     assert not os.path.exists(state / "ca.pem")
 
 
-def test_unloadable_host_cert_exits_1_before_listening(tmp_path):
+@pytest.mark.parametrize("https", ["127.0.0.1:0", "false"])
+def test_unloadable_host_cert_exits_1_before_writing_or_listening(tmp_path, https):
     agent_port = H.free_port()
-    r, _ = _run_burrowd(tmp_path, "--agent-addr", "127.0.0.1:%d" % agent_port,
-                        "--http-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0",
-                        "--host-cert", str(tmp_path / "nope.pem") + ":" + str(tmp_path / "nope.key"))
+    r, state = _run_burrowd(tmp_path, "--agent-addr", "127.0.0.1:%d" % agent_port,
+                            "--http-addr", "127.0.0.1:0", "--https-addr", https, "--host-cert",
+                            str(tmp_path / "nope.pem") + ":" + str(tmp_path / "nope.key"))
     assert r.returncode == 1, (r.returncode, r.stderr)
-    assert "ERROR:  --host-cert" in r.stderr and "nope.pem" in r.stderr
+    pem = tmp_path / "nope.pem"
+    assert "ERROR:  --host-cert %s:%s: cannot load certificate %s: no such file" % (
+        pem, tmp_path / "nope.key", pem) in r.stderr, r.stderr
     assert "listening for" not in r.stderr
+    # Checked before anything was written: the empty state dir got no dev CA.
+    assert not os.path.exists(state / "ca.pem"), os.listdir(state)
 
 
 def _make_cert(tmp_path, name):

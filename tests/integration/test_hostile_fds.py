@@ -2,6 +2,7 @@
 burrowd takes the whole hard descriptor limit, and slow public clients
 cannot hold connections open for ever."""
 import contextlib
+import os
 import resource
 import socket
 import time
@@ -183,8 +184,10 @@ def test_agent_connects_while_public_side_is_saturated(low_nofile, start_edge, s
         for port in (edge.http_port, edge.https_port):
             flood += _flood(port, 200)
         time.sleep(1)
-        reason = "descriptor reserve" if extra else "total limit"
-        edge.wait_log("public connections refused", 5, reason=reason)
+        if extra:
+            edge.wait_log("public listener out of file descriptors", 5)
+        else:
+            edge.wait_log("public connections refused", 5, reason="total limit")
         agent = start_agent(echo.port, edge)
         agent.wait_tunnel(timeout=H.t(10))
         assert edge.alive()
@@ -199,3 +202,98 @@ def test_agent_connects_while_public_side_is_saturated(low_nofile, start_edge, s
         s.sendall(b"ping")
         s.settimeout(H.t(5))
         assert s.recv(16) == b"ping"
+
+
+class _Flood:
+    """Threads that open public connections as fast as they can, until
+    stopped. Connections the edge closed are let go; the ones it holds stay
+    open (closing them would hand the edge its descriptors back)."""
+
+    def __init__(self, port, threads=4, sweep=1000):
+        import threading
+        self.port, self.sweep, self.stopping, self.socks = port, sweep, False, []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    @staticmethod
+    def _closed_by_peer(s):
+        try:
+            return s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    def _run(self):
+        while not self.stopping:
+            s = socket.socket()
+            s.settimeout(0.5)
+            try:
+                s.connect(("127.0.0.1", self.port))
+            except OSError:
+                s.close()
+                continue
+            s.setblocking(False)  # _closed_by_peer must not wait
+            with self.lock:
+                self.socks.append(s)
+                if len(self.socks) < self.sweep:
+                    continue
+                dead = {x for x in self.socks if self._closed_by_peer(x)}
+                self.socks = [x for x in self.socks if x not in dead]
+            for x in dead:
+                x.close()
+
+    def stop(self):
+        self.stopping = True
+        for t in self.threads:
+            t.join()
+        for s in self.socks:
+            s.close()
+
+
+def _cpu_seconds(pid):
+    """utime + stime of pid, in seconds (/proc/PID/stat fields 14 and 15)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_public_listener_pauses_while_descriptors_run_out(low_nofile, start_edge, start_agent,
+                                                          echo):
+    """A flood of public connections under a 256-descriptor limit, with the
+    connection caps lifted: once the public side reaches the agents' reserve
+    the listener refuses what waits and pauses (50 ms doubling to 1 s), one
+    log line per pause, instead of accepting and closing each connection as
+    fast as the flood comes. burrowd stays nearly idle, an agent still gets
+    in, and once the flood ends a new public connection is served."""
+    edge = start_edge(extra=["--max-conns-per-ip", "100000", "--max-public-conns", "100000",
+                             "--http-header-timeout", "60s"])
+    flood = _Flood(edge.http_port)
+    try:
+        listener = "127.0.0.1:%d" % edge.http_port
+        _, rec = edge.wait_log("public listener out of file descriptors", 10, listener=listener)
+        assert int(rec["refused"]) > 0 and rec["pause"] == "50ms", rec
+        edge.wait_log(lambda rec, line: rec.get("msg") == "public listener out of file "
+                      "descriptors" and rec.get("pause") in ("400ms", "800ms", "1000ms"), 15)
+        before = _cpu_seconds(edge.pid)
+        time.sleep(2)
+        spent = _cpu_seconds(edge.pid) - before
+        assert spent < 0.5, "burrowd used %.2f s of CPU in 2 s of flood" % spent
+        agent = start_agent(echo.port, edge)
+        agent.wait_tunnel(timeout=H.t(10))
+    finally:
+        flood.stop()
+    # the next pause is at most 1 s: then the first connection kept says so
+    c = HH.Client(edge.http_port)
+    c.request("nobody.localhost")
+    status, _, _ = c.response()
+    assert status == 404
+    c.close()
+    edge.wait_log("public listener accepting again", 5, listener=listener)
+    # the pauses are logged, not each refusal
+    lines = [r for r in list(edge.out.records)
+             if r.get("msg") == "public listener out of file descriptors"]
+    refused = sum(int(r["refused"]) for r in lines)
+    assert refused >= 10 * len(lines), (refused, len(lines))

@@ -157,6 +157,25 @@ def test_bad_requests_never_reach_the_agent(web):
              b"CONNECT")
 
 
+def test_empty_lines_between_pipelined_requests_dropped(web):
+    """RFC 9112 2.2: up to 4 empty lines before a request-line are skipped
+    and never forwarded: the service sees each head start at its method."""
+    h = web.host.encode()
+    before = len(web.srv.heads)
+    c = HH.Client(web.port)
+    c.send(b"GET /1 HTTP/1.1\r\nHost: %s\r\n\r\n\r\nGET /2 HTTP/1.1\r\nHost: %s\r\n\r\n"
+           b"\r\n\r\n\r\n\r\nGET /3 HTTP/1.1\r\nHost: %s\r\n\r\n" % (h, h, h))
+    for i in (1, 2, 3):
+        status, _, body = c.response()
+        assert status == 200 and HH.parse_echo(body)[0].startswith(b"GET /%d " % i), body
+    c.close()
+    heads = web.srv.heads[before:]
+    assert [x.split(b" ")[:2] for x in heads] == [[b"GET", b"/%d" % i] for i in (1, 2, 3)], heads
+    # a fifth empty line is one too many
+    _refused(web, b"GET /1 HTTP/1.1\r\nHost: %s\r\n\r\n" % h + b"\r\n" * 5
+             + b"GET /2 HTTP/1.1\r\nHost: %s\r\n\r\n" % h, 400, b"too many empty lines")
+
+
 def test_slowloris_gets_408(web):
     c = HH.Client(web.port)
     start = time.monotonic()

@@ -88,3 +88,46 @@ def test_stdout_nobody_reads_does_not_stop_the_agent(tmp_path):
             p.kill()
             p.wait()
         p.stdout.close()
+
+
+def refused_requests(port, n):
+    """n public requests for a host no tunnel holds: each is answered 404
+    and logs a `refused request` record of some 320 bytes at debug."""
+    host = ".".join(["y" * 60] * 3) + ".localhost"
+    for _ in range(n):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=H.t(10))
+        c.request("GET", "/", headers={"Host": host})
+        r = c.getresponse()
+        r.read()
+        assert r.status == 404
+        c.close()
+
+
+def test_edge_stdout_nobody_reads_drains_from_the_loop(tmp_path):
+    """burrowd's log queue drains from its loop: once the pipe is read again
+    the `dropped` record arrives without waiting for a record to push it."""
+    argv = [H.BURROWD, "--agent-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+            "--https-addr", "false", "--state-dir", str(tmp_path), "--log", "stdout",
+            "--log-level", "debug", "--tcp-ports", "%d-%d" % H.free_port_range()]
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, cwd=str(tmp_path),
+                         start_new_session=True, preexec_fn=H._die_with_parent)
+    fd = p.stdout.fileno()
+    try:
+        head = read_until(fd, re.compile(rb'msg="edge ready"'), H.t(15))
+        port = int(re.search(rb'msg="listening for http" obj=edge addr=[0-9.]+:(\d+)', head).group(1))
+        # 1 MB of records against a 64 KiB pipe and a 256 KiB queue nobody
+        # reads: both fill.
+        refused_requests(port, 3000)
+        out = read_until(fd, DROPPED, H.t(10))
+        m = DROPPED.search(out)
+        assert m, out[-2000:]
+        assert int(m.group(1)) > 0
+        p.send_signal(signal.SIGTERM)
+        read_until(fd, None, H.t(10))
+        assert p.wait(H.t(10)) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stdout.close()

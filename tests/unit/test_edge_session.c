@@ -314,6 +314,9 @@ static void write_file(const char *path, const char *text)
     assert_int_equal(fclose(f), 0);
 }
 
+/* Deadlines for the tests of deadlines (0: longer than any test). */
+static uint64_t g_auth_ms, g_handshake_ms;
+
 static int setup(void **state)
 {
     fixture_t *fx = calloc(1, sizeof *fx);
@@ -336,7 +339,8 @@ static int setup(void **state)
         .state_dir = fx->dir,
         .auth_tokens = fx->tokens,
         .grace_ms = 600000, /* reservations outlive every test */
-        .auth_timeout_ms = 600000,
+        .auth_timeout_ms = g_auth_ms ? g_auth_ms : 600000,
+        .handshake_ms = g_handshake_ms ? g_handshake_ms : 600000,
         .idle_ms = 0, /* no heartbeat: nothing here depends on time */
         .max_tunnels = 2,
         .auth_fail_free = 2,
@@ -366,6 +370,26 @@ static int setup(void **state)
     fx->watchdog.data = fx;
     *state = fx;
     return 0;
+}
+
+/* The edge with the given deadlines (0: longer than any test). */
+static int setup_deadlines(void **state, uint64_t auth_ms, uint64_t handshake_ms)
+{
+    g_auth_ms = auth_ms;
+    g_handshake_ms = handshake_ms;
+    int rc = setup(state);
+    g_auth_ms = g_handshake_ms = 0;
+    return rc;
+}
+
+static int setup_short_handshake(void **state)
+{
+    return setup_deadlines(state, 0, 300);
+}
+
+static int setup_short_auth(void **state)
+{
+    return setup_deadlines(state, 300, 0);
 }
 
 static void rm_state(const char *dir)
@@ -404,6 +428,132 @@ static int teardown(void **state)
     rm_state(fx->dir);
     free(fx);
     return 0;
+}
+
+/* ---- deadlines before Auth ---- */
+
+/* A client that connects at once and starts its TLS handshake only after
+ * `delay_ms` (never when 0), then sends nothing. */
+typedef struct slow_client {
+    fixture_t *fx;
+    bw_tls_t *tls;
+    uv_connect_t req;
+    uv_timer_t timer;
+    uint64_t delay_ms;
+    int handshakes, hs_status, gone;
+} slow_client_t;
+
+static void slow_handshake(bw_tls_t *t, void *ud, int status)
+{
+    slow_client_t *sc = ud;
+    sc->handshakes++;
+    sc->hs_status = status;
+    if (status < 0)
+        bw_tls_close(t);
+}
+
+static void slow_read(bw_tls_t *t, void *ud, const uint8_t *data, size_t len)
+{
+}
+
+static void slow_end(bw_tls_t *t, void *ud)
+{
+    bw_tls_close(t);
+}
+
+static void slow_error(bw_tls_t *t, void *ud, int err)
+{
+    bw_tls_close(t);
+}
+
+static void slow_closed(bw_tls_t *t, void *ud)
+{
+    slow_client_t *sc = ud;
+    sc->gone = 1;
+    sc->tls = NULL;
+}
+
+static const bw_tls_cbs_t slow_cbs = {
+    .on_handshake = slow_handshake,
+    .on_read = slow_read,
+    .on_eof = slow_end,
+    .on_error = slow_error,
+    .on_close = slow_closed,
+};
+
+static void slow_start(uv_timer_t *h)
+{
+    slow_client_t *sc = h->data;
+    if (sc->tls)
+        assert_int_equal(bw_tls_start(sc->tls), 0);
+}
+
+static slow_client_t g_slow; /* run_until's and libuv's arguments carry no room for it */
+
+static void raw_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    static char b[256];
+    *buf = uv_buf_init(b, sizeof b);
+}
+
+/* A client that never starts TLS reads the socket itself to see the edge
+ * hang up. */
+static void raw_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    if (n < 0 && g_slow.tls)
+        bw_tls_close(g_slow.tls); /* st->data is the TLS object's */
+}
+
+static void slow_connected(uv_connect_t *req, int status)
+{
+    slow_client_t *sc = req->data;
+    assert_int_equal(status, 0);
+    if (sc->delay_ms) {
+        uv_timer_start(&sc->timer, slow_start, sc->delay_ms, 0);
+        return;
+    }
+    assert_int_equal(uv_read_start((uv_stream_t *)bw_tls_tcp(sc->tls), raw_alloc, raw_read), 0);
+}
+
+static int slow_gone(agent_t *unused)
+{
+    return g_slow.gone;
+}
+
+/* Connect a slow client, wait until the edge hung up on it. */
+static void slow_until_gone(fixture_t *fx, uint64_t delay_ms)
+{
+    slow_client_t *sc = &g_slow;
+    *sc = (slow_client_t){.fx = fx, .delay_ms = delay_ms};
+    sc->tls = bw_tls_new(fx->loop, fx->cctx, 0, "localhost", &slow_cbs, sc);
+    assert_non_null(sc->tls);
+    uv_timer_init(fx->loop, &sc->timer);
+    sc->timer.data = sc;
+    sc->req.data = sc;
+    assert_int_equal(uv_tcp_connect(&sc->req, bw_tls_tcp(sc->tls),
+                                    (struct sockaddr *)&fx->agent_addr, slow_connected),
+                     0);
+    run_until(fx, slow_gone, NULL, "the edge to hang up on a silent client");
+    uv_close((uv_handle_t *)&sc->timer, NULL);
+}
+
+/* A connection that never starts TLS is dropped at the handshake's own
+ * bound, long before the (here endless) Auth deadline could. */
+static void test_handshake_bounded(void **state)
+{
+    fixture_t *fx = *state;
+    slow_until_gone(fx, 0);
+    assert_int_equal(g_slow.handshakes, 0);
+}
+
+/* A handshake slower than the Auth deadline completes: that deadline
+ * counts from the handshake's end, and then it ends the silent session. */
+static void test_auth_deadline_counts_from_handshake(void **state)
+{
+    fixture_t *fx = *state;
+    slow_until_gone(fx, 900);
+    assert_int_equal(g_slow.handshakes, 1);
+    assert_int_equal(g_slow.hs_status, 0);
 }
 
 /* ---- authentication ---- */
@@ -844,6 +994,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_auth_ok, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handshake_bounded, setup_short_handshake, teardown),
+        cmocka_unit_test_setup_teardown(test_auth_deadline_counts_from_handshake, setup_short_auth,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_bad_token_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_major_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_copy_oom_ends_session, setup, teardown),

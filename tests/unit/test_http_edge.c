@@ -317,6 +317,56 @@ static void errors_name_the_problem(void **state)
     }
 }
 
+/* RFC 9112 2.2: empty lines before a request-line are skipped, up to
+ * BW_HRW_MAX_BLANK CRLFs, and never forwarded, whichever way reads split
+ * them. */
+static void empty_lines_between_requests_dropped(void **state)
+{
+    static const char in[] = "\r\nGET /1 HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\n"
+                             "POST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nab"
+                             "\r\n\r\n\r\n\r\nGET /3 HTTP/1.1\r\nHost: h\r\n\r\n\r\n";
+    static const char want[] = "GET /1 HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.9\r\n"
+                               "X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\n\r\n"
+                               "POST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n"
+                               "X-Forwarded-For: 10.0.0.9\r\nX-Forwarded-Proto: http\r\n"
+                               "X-Forwarded-Host: h\r\n\r\nab"
+                               "GET /3 HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.9\r\n"
+                               "X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\n\r\n";
+    for (size_t step = 1; step <= strlen(in); step++) {
+        int status;
+        size_t heads;
+        char *out = feed_all(in, step, 0, &status, &heads);
+        assert_non_null(out);
+        assert_string_equal(out, want);
+        assert_int_equal(heads, 3);
+        free(out);
+    }
+    static const struct {
+        const char *in;
+        const char *reason;
+    } bad[] = {
+        {"\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
+         "too many empty lines before the request line"},
+        {"GET / HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\n\r\n\r\n\r\n",
+         "too many empty lines before the request line"},
+        {"GET / HTTP/1.1\r\nHost: h\r\n\r\n\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
+         "invalid line ending: LF without CR"},
+        {"\r\rGET / HTTP/1.1\r\nHost: h\r\n\r\n", "invalid line ending: CR without LF"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        for (size_t step = 1; step <= strlen(bad[i].in); step++) {
+            bw_hrw_t *r = bw_hrw_new("1.2.3.4", 0);
+            const char *in = bad[i].in;
+            int rc = 0;
+            for (size_t off = 0; off < strlen(in) && rc == 0; off += step)
+                rc = bw_hrw_feed(r, in + off, strlen(in) - off < step ? strlen(in) - off : step);
+            assert_int_equal(rc, BW_EINVAL);
+            assert_int_equal(bw_hrw_status(r), 400);
+            assert_string_equal(bw_hrw_reason(r), bad[i].reason);
+            bw_hrw_free(r);
+        }
+}
+
 /* An absolute-form target naming the Host's host and port passes as sent. */
 static void absolute_form_matching_host_passes(void **state)
 {
@@ -555,6 +605,7 @@ int main(void)
         cmocka_unit_test(declined_upgrade_stays_http),
         cmocka_unit_test(upgrade_answer_found_behind_others),
         cmocka_unit_test(errors_name_the_problem),
+        cmocka_unit_test(empty_lines_between_requests_dropped),
         cmocka_unit_test(absolute_form_matching_host_passes),
         cmocka_unit_test(chunk_extension_bound),
         cmocka_unit_test(head_limit_431),

@@ -707,6 +707,43 @@ static void test_ping(void **state)
     pair_free(&p);
 }
 
+/* A slow link: the pong of the first ping arrives after the second ping was
+ * sent. It still proves the peer alive and measures from its own ping; the
+ * second's pong then counts too, and a pong repeated or for a ping never
+ * sent is ignored. */
+static void test_late_pong_counts(void **state)
+{
+    (void)state;
+    pair_t p;
+    pair_init(&p, NULL, NULL);
+    uint64_t t0 = fake_now;
+    assert_int_equal(bw_mux_ping(p.c.m), 0);
+    transfer(&p.c, &p.s); /* the server answers; the pong is in flight */
+    fake_now += 7000000;
+    assert_int_equal(bw_mux_ping(p.c.m), 0);
+    fake_now += 3000000;
+    transfer(&p.s, &p.c); /* the first pong arrives 10 ms after its ping */
+    assert_int_equal(p.c.pongs, 1);
+    assert_int_equal(p.c.rtt, 10000000);
+    assert_int_equal(bw_mux_since_pong(p.c.m), 0);
+    transfer(&p.c, &p.s);
+    fake_now += 1000000;
+    transfer(&p.s, &p.c); /* the second: 4 ms */
+    assert_int_equal(p.c.pongs, 2);
+    assert_int_equal(p.c.rtt, 4000000);
+    /* The same pong again, and one for an id never sent: ignored. */
+    bw_mux_header_t h = {0, BW_MUX_TYPE_PING, BW_MUX_FLAG_ACK, 0, 2};
+    uint8_t b[12];
+    bw_mux_header_encode(b, &h);
+    assert_int_equal(bw_mux_input(p.c.m, b, 12), 0);
+    h.length = 3;
+    bw_mux_header_encode(b, &h);
+    assert_int_equal(bw_mux_input(p.c.m, b, 12), 0);
+    assert_int_equal(p.c.pongs, 2);
+    assert_true(fake_now - t0 == 11000000);
+    pair_free(&p);
+}
+
 static void test_go_away(void **state)
 {
     (void)state;
@@ -937,6 +974,7 @@ int main(void)
         cmocka_unit_test(test_rst),
         cmocka_unit_test(test_late_frames_ignored),
         cmocka_unit_test(test_ping),
+        cmocka_unit_test(test_late_pong_counts),
         cmocka_unit_test(test_go_away),
         cmocka_unit_test(test_max_streams),
         cmocka_unit_test(test_reentrant_close_in_on_data),
