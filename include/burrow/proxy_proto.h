@@ -274,6 +274,56 @@ static inline size_t bw_proxy_header(int version, const char *src_ipport, const 
                         : bw__proxy_v2(have_src ? &src : NULL, &dst, out, cap);
 }
 
+/* Room a v2 header needs at most with bw_proxy_v2_add_ssl(): the TLV's
+ * 3 + 5 bytes, a version sub-TLV and a CN sub-TLV of up to 255 bytes each. */
+#define BW_PROXY_HEADER_SSL_MAX (BW_PROXY_HEADER_MAX + 8 + 2 * (3 + 255))
+
+/* Append the PP2_TYPE_SSL TLV (spec section 2.2.5) to the v2 header
+ * out[0..len) that bw_proxy_header() wrote, for a connection whose TLS the
+ * plugin ended: `verified` says whether the client showed a certificate that
+ * verified, `tls_version` (e.g. "TLSv1.3") and `cn` (the client certificate's
+ * Common Name) are sent as sub-TLVs when not NULL or empty, cut at 255 bytes.
+ * Updates the header's length field. Returns the new length, or 0 when the
+ * header is not a v2 PROXY header or the TLV does not fit in `cap`. */
+static inline size_t bw_proxy_v2_add_ssl(uint8_t *out, size_t len, size_t cap, int verified,
+                                         const char *tls_version, const char *cn)
+{
+    if (!out || len < 16 || out[12] != 0x21)
+        return 0;
+    size_t vlen = tls_version ? strlen(tls_version) : 0, clen = cn ? strlen(cn) : 0;
+    vlen = vlen > 255 ? 255 : vlen;
+    clen = clen > 255 ? 255 : clen;
+    size_t body = 5 + (vlen ? 3 + vlen : 0) + (clen ? 3 + clen : 0);
+    size_t total = ((size_t)out[14] << 8 | out[15]) + 3 + body;
+    if (len + 3 + body > cap || total > 0xffff)
+        return 0;
+    uint8_t *p = out + len;
+    *p++ = 0x20; /* PP2_TYPE_SSL */
+    *p++ = (uint8_t)(body >> 8);
+    *p++ = (uint8_t)body;
+    /* client: PP2_CLIENT_SSL, and PP2_CLIENT_CERT_CONN with a certificate */
+    *p++ = (uint8_t)(0x01 | (verified ? 0x02 : 0));
+    memset(p, 0, 4); /* verify: 0 = the certificate verified (or none asked) */
+    p += 4;
+    if (vlen) {
+        *p++ = 0x21; /* PP2_SUBTYPE_SSL_VERSION */
+        *p++ = 0;
+        *p++ = (uint8_t)vlen;
+        memcpy(p, tls_version, vlen);
+        p += vlen;
+    }
+    if (clen) {
+        *p++ = 0x22; /* PP2_SUBTYPE_SSL_CN */
+        *p++ = 0;
+        *p++ = (uint8_t)clen;
+        memcpy(p, cn, clen);
+        p += clen;
+    }
+    out[14] = (uint8_t)(total >> 8);
+    out[15] = (uint8_t)total;
+    return (size_t)(p - out);
+}
+
 #ifdef __cplusplus
 }
 #endif

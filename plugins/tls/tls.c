@@ -23,15 +23,17 @@
 #include <openssl/ssl.h>
 
 #include <burrow/plugin.h>
+#include <burrow/proxy_proto.h>
 
 #include "policy.h"
 
 static const bw_host_t *H;
 
 typedef struct tls_tunnel {
-    bw_tunnel_t *t; /* NULL once the tunnel stopped */
-    unsigned live;  /* connections still open */
-    int terminate;  /* TLS ends in the agent */
+    bw_tunnel_t *t;  /* NULL once the tunnel stopped */
+    unsigned live;   /* connections still open */
+    int terminate;   /* TLS ends in the agent */
+    int proxy_proto; /* PROXY protocol version sent first, 0: none */
     char *crt, *key, *cas;
     http_cidr_t *allow, *deny;
     size_t n_allow, n_deny;
@@ -41,7 +43,8 @@ typedef struct tls_conn {
     tls_tunnel_t *tt;
     bw_stream_t *pub; /* the public stream: TLS bytes, or plaintext once terminated */
     uint64_t start_ns;
-    char client[64], subject[256];
+    int verified; /* TLS ended here and the client's certificate verified */
+    char client[64], server[64], subject[256];
 } tls_conn_t;
 
 static const bw_option_t tls_options[] = {
@@ -71,6 +74,10 @@ static const bw_option_t tls_options[] = {
      .type = BW_OPT_STRING_LIST,
      .description = "clients in these CIDRs are refused"},
     {.key = "domain", .type = BW_OPT_ANY, .description = "ngrok reserved domain; no effect"},
+    {.key = BW_PROXY_PROTO_KEY,
+     .type = BW_OPT_STRING,
+     .description = "send a PROXY protocol header (1 or 2) with the client's address first; "
+                    "v2 also carries the TLS ended here and the client certificate's CN"},
     {.key = NULL},
 };
 
@@ -196,6 +203,8 @@ static int tls_validate(void *state, const bw_conf_t *conf, const char *name, bw
     if (check_cidrs(conf, "ip_restriction.allow_cidrs", name, err) ||
         check_cidrs(conf, "ip_restriction.deny_cidrs", name, err))
         return BW_EINVAL;
+    if (bw_proxy_proto_conf(H, conf, name, err) < 0)
+        return BW_EINVAL;
     return crt ? check_files(crt, key, cas, name, err) : 0;
 }
 
@@ -263,6 +272,12 @@ static int tls_tunnel_start(void *state, bw_tunnel_t *t, void **tstate, bw_error
         return BW_ENOTSUP;
     }
     tt->terminate = tt->crt != NULL;
+    tt->proxy_proto = bw_proxy_proto_conf(H, conf, H->tunnel_name(t), err);
+    if (tt->proxy_proto < 0) {
+        int rc = tt->proxy_proto;
+        tunnel_free(tt);
+        return rc;
+    }
     if (H->conf_bool(conf, "inspect", 0))
         H->log(BW_LOG_WARN, "TLS tunnel cannot inspect traffic", "obj", "tunnels", "name",
                H->tunnel_name(t), NULL);
@@ -302,6 +317,35 @@ static void joined(void *ud, int err, uint64_t bytes_in, uint64_t bytes_out)
     conn_done(c);
 }
 
+/* The Common Name in a subject as X509_NAME_oneline writes it
+ * ("/C=DE/CN=client/O=x"), into buf; "" when there is none. */
+static const char *subject_cn(const char *subject, char *buf, size_t len)
+{
+    const char *cn = strstr(subject, "/CN=");
+    buf[0] = '\0';
+    if (cn) {
+        cn += 4;
+        snprintf(buf, len, "%.*s", (int)strcspn(cn, "/"), cn);
+    }
+    return buf;
+}
+
+/* proxy_proto: the header goes to the local service before the join
+ * forwards anything. With v2 and TLS ended here it also says so, with the
+ * verified client certificate's CN (PP2_TYPE_SSL); v1 has no room for it. */
+static int send_proxy_header(tls_conn_t *c, bw_stream_t *local)
+{
+    uint8_t hdr[BW_PROXY_HEADER_SSL_MAX];
+    char cn[256];
+    size_t n = bw_proxy_header(c->tt->proxy_proto, c->client, c->server, hdr, sizeof hdr);
+    if (n > 0 && c->tt->terminate && c->tt->proxy_proto == 2) {
+        size_t m = bw_proxy_v2_add_ssl(hdr, n, sizeof hdr, c->verified, NULL,
+                                       c->verified ? subject_cn(c->subject, cn, sizeof cn) : NULL);
+        n = m ? m : n;
+    }
+    return n > 0 ? H->stream_write(local, hdr, n) : 0;
+}
+
 static void connected(void *ud, bw_stream_t *local, int status)
 {
     tls_conn_t *c = ud;
@@ -313,10 +357,12 @@ static void connected(void *ud, bw_stream_t *local, int status)
         conn_done(c);
         return;
     }
-    /* TODO(proxy_proto): the PROXY protocol header (proxy_proto: 1|2) goes
-     * here, written to `local` before the join as plugins/tcp/tcp.c does
-     * (bw_proxy_header with c->client and the Conn's server_addr), with
-     * c->subject as a TLV when TLS ended here. Not wired yet: docs/tls.md. */
+    if (c->tt->proxy_proto > 0 && send_proxy_header(c, local) < 0) {
+        H->stream_close(local, 1);
+        H->stream_close(c->pub, 1);
+        conn_done(c);
+        return;
+    }
     H->log(BW_LOG_DEBUG, "join connections", "obj", "join", "l", H->stream_peer(local), "r",
            c->client, NULL);
     if (H->stream_join(c->pub, local, joined, c) < 0)
@@ -347,6 +393,7 @@ static void handshaken(void *ud, bw_stream_t *s, int status, const bw_tls_info_t
     }
     c->pub = s;
     if (info->peer_verified) {
+        c->verified = 1;
         snprintf(c->subject, sizeof c->subject, "%s", info->peer_subject);
         H->log(BW_LOG_INFO, "client certificate verified", "obj", "tls", "r", c->client, "subject",
                c->subject, NULL);
@@ -395,6 +442,8 @@ static void tls_conn_open(void *tstate, bw_stream_t *pub, const bw_conn_info_t *
     c->pub = pub;
     c->start_ns = H->now_ns();
     snprintf(c->client, sizeof c->client, "%s", info->client_addr ? info->client_addr : "");
+    if (BW_CONN_INFO_HAS(info, server_addr) && info->server_addr)
+        snprintf(c->server, sizeof c->server, "%s", info->server_addr);
     tt->live++;
     H->metric_conn_open(tt->t);
     if (tt->terminate)

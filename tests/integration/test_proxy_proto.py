@@ -65,16 +65,41 @@ def read_proxy_header(conn):
     if ver_cmd & 0xF == 0:
         return {"version": 2, "family": "LOCAL"}, b""
     if fam == 0x11:
-        assert length == 12, length
+        assert length >= 12, length
         src, dst = socket.inet_ntop(socket.AF_INET, body[0:4]), socket.inet_ntop(socket.AF_INET,
                                                                                  body[4:8])
         sp, dp = struct.unpack(">HH", body[8:12])
-        return {"version": 2, "family": "TCP4", "src": (src, sp), "dst": (dst, dp)}, b""
-    assert fam == 0x21 and length == 36, (fam, length)
+        hdr = {"version": 2, "family": "TCP4", "src": (src, sp), "dst": (dst, dp)}
+        return with_tlvs(hdr, body[12:]), b""
+    assert fam == 0x21 and length >= 36, (fam, length)
     src, dst = socket.inet_ntop(socket.AF_INET6, body[0:16]), socket.inet_ntop(socket.AF_INET6,
                                                                                body[16:32])
     sp, dp = struct.unpack(">HH", body[32:36])
-    return {"version": 2, "family": "TCP6", "src": (src, sp), "dst": (dst, dp)}, b""
+    hdr = {"version": 2, "family": "TCP6", "src": (src, sp), "dst": (dst, dp)}
+    return with_tlvs(hdr, body[36:]), b""
+
+
+def parse_tlvs(data):
+    """v2 TLVs (type, length, value), strictly: they must fill `data`."""
+    out = []
+    while data:
+        assert len(data) >= 3, data
+        t, n = data[0], struct.unpack(">H", data[1:3])[0]
+        assert len(data) >= 3 + n, (t, n, len(data))
+        out.append((t, data[3:3 + n]))
+        data = data[3 + n:]
+    return out
+
+
+def with_tlvs(hdr, data):
+    """hdr plus "ssl" when a PP2_TYPE_SSL TLV follows the addresses: its
+    client flags, verify field and sub-TLVs by type."""
+    for t, v in parse_tlvs(data):
+        if t == 0x20:
+            assert len(v) >= 5, v
+            hdr["ssl"] = {"client": v[0], "verify": struct.unpack(">I", v[1:5])[0],
+                          "sub": {st: sv.decode() for st, sv in parse_tlvs(v[5:])}}
+    return hdr
 
 
 class ProxyEchoServer(H._Server):

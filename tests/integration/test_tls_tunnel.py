@@ -15,6 +15,7 @@ import pytest
 import helpers as H
 import edge_helpers as HH
 from test_api import call, web_addr
+from test_proxy_proto import read_proxy_header
 
 DOMAIN = HH.DOMAIN
 
@@ -546,3 +547,87 @@ def test_curl_through_passthrough_reaches_local_https_server(edge, certs, procs,
                        capture_output=True, timeout=H.t(20))
     assert r.returncode == 0, r.stderr
     assert r.stdout == b"served by the local https server\n"
+
+
+# --------------------------------------------------------------------------
+# proxy_proto: the client's address reaches the local service first
+
+
+class ProxyTLSEchoServer(TLSEchoServer):
+    """A passthrough tunnel's local service behind proxy_proto: the PROXY
+    header arrives in the clear, TLS starts after it."""
+
+    def __init__(self, cert, key):
+        self.headers = []
+        super().__init__(cert, key)
+
+    def handle(self, conn):
+        conn.settimeout(30)
+        hdr, rest = read_proxy_header(conn)
+        assert not rest, "bytes before TLS that are not a PROXY header: %r" % rest
+        with self.lock:
+            self.headers.append(hdr)
+        super().handle(conn)
+
+
+class ProxyPlainEchoServer(PlainEchoServer):
+    """Behind agent termination: the header, then plaintext."""
+
+    def __init__(self):
+        self.headers = []
+        super().__init__()
+
+    def handle(self, conn):
+        conn.settimeout(30)
+        hdr, rest = read_proxy_header(conn)
+        with self.lock:
+            self.headers.append(hdr)
+        if rest:
+            conn.sendall(rest)
+        super().handle(conn)
+
+
+def test_proxy_proto_v1_before_passed_through_tls(edge, certs, procs, tmp_path, servers):
+    svc = ProxyTLSEchoServer(*certs["local"])
+    servers.append(svc)
+    agent = agent_with(procs, tmp_path, edge, {
+        "pp": {"proto": "tls", "addr": svc.port, "subdomain": "pp", "proxy_proto": 1}})
+    agent.urls(["pp"])
+    s = tls_client(edge.https_port, "pp." + DOMAIN, cafile=certs["local-ca"])
+    me = s.getsockname()
+    assert "local service" in peer_cn(s)
+    assert roundtrip(s, b"after the header\n") == b"after the header\n"
+    s.close()
+    with svc.lock:
+        assert svc.headers == [{"version": 1, "family": "TCP4", "src": ("127.0.0.1", me[1]),
+                                "dst": ("127.0.0.1", edge.https_port)}]
+
+
+def test_proxy_proto_v2_carries_verified_client_cn(edge, certs, procs, tmp_path, servers):
+    svc = ProxyPlainEchoServer()
+    servers.append(svc)
+    crt, key = certs["term"]
+    agent = agent_with(procs, tmp_path, edge, {
+        "m": {"proto": "tls", "addr": svc.port, "subdomain": "mpp", "crt": crt, "key": key,
+              "mutual_tls_cas": certs["client-ca"], "proxy_proto": 2}})
+    agent.urls(["m"])
+    s = tls_client(edge.https_port, "mpp." + DOMAIN, cafile=certs["term-ca"],
+                   cert=certs["client"])
+    me = s.getsockname()
+    assert roundtrip(s, b"mutual\n") == b"mutual\n"
+    s.close()
+    with svc.lock:
+        (hdr,) = svc.headers
+    assert hdr["src"] == ("127.0.0.1", me[1]) and hdr["dst"] == ("127.0.0.1", edge.https_port)
+    # PP2_CLIENT_SSL | PP2_CLIENT_CERT_CONN, verified, CN as a PP2_SUBTYPE_SSL_CN
+    assert hdr["ssl"] == {"client": 0x03, "verify": 0, "sub": {0x22: "trusted client"}}, hdr
+
+
+def test_proxy_proto_invalid_value_refused(tmp_path):
+    cfg = tmp_path / "bad.yml"
+    cfg.write_text("version: 2\ntunnels:\n  t:\n    proto: tls\n    addr: 443\n"
+                   "    proxy_proto: 3\n")
+    r = subprocess.run([H.BURROW, "config", "check", "--config", str(cfg)],
+                       capture_output=True, text=True, timeout=H.t(20))
+    assert r.returncode != 0, r
+    assert "invalid 'proxy_proto': 3" in r.stdout + r.stderr, r

@@ -133,6 +133,38 @@ static void v2_local(void **state)
                 SIG "\x21\x11\x00\x0c\x0a\x01\x02\x03\x00\x00\x00\x00\x0f\xa0\x00\x00");
 }
 
+/* Section 2.2.5: PP2_TYPE_SSL after the addresses, the length field grown
+ * to cover it; sub-TLVs only for what is given. */
+static void v2_ssl_tlv(void **state)
+{
+    (void)state;
+    uint8_t out[BW_PROXY_HEADER_SSL_MAX];
+    size_t n = bw_proxy_header(2, "10.0.0.1:1", "10.0.0.2:2", out, sizeof out);
+    size_t m = bw_proxy_v2_add_ssl(out, n, sizeof out, 1, "TLSv1.3", "client");
+    static const char want[] = SIG "\x21\x11\x00\x27"
+                                   "\x0a\x00\x00\x01\x0a\x00\x00\x02\x00\x01\x00\x02"
+                                   "\x20\x00\x18\x03\x00\x00\x00\x00"
+                                   "\x21\x00\x07TLSv1.3"
+                                   "\x22\x00\x06"
+                                   "client";
+    assert_int_equal(m, sizeof want - 1);
+    assert_memory_equal(out, want, m);
+
+    /* No certificate: PP2_CLIENT_SSL alone, no sub-TLVs. */
+    n = bw_proxy_header(2, "10.0.0.1:1", "10.0.0.2:2", out, sizeof out);
+    m = bw_proxy_v2_add_ssl(out, n, sizeof out, 0, NULL, "");
+    assert_int_equal(m, n + 8);
+    assert_int_equal(out[15], 12 + 8);
+    assert_memory_equal(out + n, "\x20\x00\x05\x01\x00\x00\x00\x00", 8);
+
+    /* Only onto a v2 PROXY header, and only when it fits. */
+    assert_int_equal(bw_proxy_v2_add_ssl(out, n, n + 7, 0, NULL, NULL), 0);
+    n = bw_proxy_header(1, "10.0.0.1:1", "10.0.0.2:2", out, sizeof out);
+    assert_int_equal(bw_proxy_v2_add_ssl(out, n, sizeof out, 0, NULL, NULL), 0);
+    n = bw_proxy_header(2, NULL, NULL, out, sizeof out); /* LOCAL */
+    assert_int_equal(bw_proxy_v2_add_ssl(out, n, sizeof out, 0, NULL, NULL), 0);
+}
+
 static void refusals(void **state)
 {
     (void)state;
@@ -189,6 +221,7 @@ int main(void)
         cmocka_unit_test(v2_tcp4),
         cmocka_unit_test(v2_tcp6),
         cmocka_unit_test(v2_local),
+        cmocka_unit_test(v2_ssl_tlv),
         cmocka_unit_test(refusals),
         cmocka_unit_test(option_values),
         cmocka_unit_test(addr_parse),
