@@ -820,6 +820,38 @@ static void test_corrupt_reservations_ignored(void **state)
     assert_null(fx->e->reservations);
 }
 
+/* A port listed twice in the file (by hand, or two writers): the first
+ * entry keeps it and the second is counted as malformed. Loading both left
+ * each client refused by the other's reservation until the grace ran out. */
+static void test_duplicate_reserved_port_first_kept(void **state)
+{
+    fixture_t *fx = *state;
+    char path[PATH_MAX + 32], err[256] = "", hex[65], text[1024], addr[64];
+    const char *first = "0123456789abcdef0123456789abcdef";
+    int len = sizeof fx->agent_addr, port = PORT_HI - 7;
+    snprintf(path, sizeof path, "%s/reservations.json", fx->dir);
+    bw_edge_stop(fx->e);
+    drain(fx);
+    bw_edge_free(fx->e);
+    token_sha256(TOKEN, hex);
+    snprintf(text, sizeof text,
+             "{\"version\": 1, \"reservations\": ["
+             "{\"client_id\": \"%s\", \"token_sha256\": \"%s\", \"port\": %d, \"expires\": null},"
+             "{\"client_id\": \"fedcba9876543210fedcba9876543210\", \"token_sha256\": \"%s\","
+             " \"port\": %d, \"expires\": null}]}",
+             first, hex, port, hex, port);
+    write_file(path, text);
+    fx->e = bw_edge_new(g_io, &fx->cfg, err, sizeof err);
+    assert_non_null(fx->e);
+    assert_int_equal(uv_tcp_getsockname(&fx->e->agents, (struct sockaddr *)&fx->agent_addr, &len),
+                     0);
+
+    agent_start(fx, &fx->a);
+    assert_string_equal(bw_msg_str(auth(fx, &fx->a, TOKEN, first), "client_id"), first);
+    snprintf(addr, sizeof addr, "localhost:%d", port);
+    assert_string_equal(bw_msg_str(bind_msg(fx, &fx->a, "r1", "tcp", addr), "error"), "");
+}
+
 static int group_setup(void **state)
 {
     if (uv_loop_init(&g_loop) != 0 || !(g_io = bw_io_new(&g_loop)))
@@ -854,6 +886,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_client_id_not_resumed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reservations_survive_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_reservations_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_reserved_port_first_kept, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
