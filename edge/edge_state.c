@@ -195,7 +195,9 @@ void bw__edge_state_load(bw_edge_t *e)
     char *text = read_state(path, &len, &rc);
     if (!text && rc == BW_ENOENT)
         return;
-    if (!text)
+    if (!text && rc == BW_EMSGSIZE)
+        snprintf(why, sizeof why, "longer than %u bytes", BW_EDGE_STATE_MAX);
+    else if (!text)
         snprintf(why, sizeof why, "%s", bw_strerror(rc));
     else if (bw_edge_state_parse(text, len, wall_ms(), e->cfg.grace_ms, load_hold, e, &n, &bad, why,
                                  sizeof why) != 0)

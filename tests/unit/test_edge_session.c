@@ -30,6 +30,7 @@
 #include "control.h"
 #include "edge.h"
 #include "edge_int.h"
+#include "edge_state_parse.h"
 #include "link.h"
 #include "log.h"
 #include "stream.h"
@@ -820,6 +821,31 @@ static void test_corrupt_reservations_ignored(void **state)
     assert_null(fx->e->reservations);
 }
 
+/* A file longer than any the edge writes is not read at all, even when it
+ * is valid JSON. */
+static void test_oversized_reservations_ignored(void **state)
+{
+    fixture_t *fx = *state;
+    char path[PATH_MAX + 32], err[256] = "", hex[65], head[512];
+    snprintf(path, sizeof path, "%s/reservations.json", fx->dir);
+    bw_edge_stop(fx->e);
+    drain(fx);
+    bw_edge_free(fx->e);
+    snprintf(head, sizeof head,
+             "{\"version\": 1, \"reservations\": [{\"client_id\": \"c\", \"token_sha256\": "
+             "\"%s\", \"port\": %d, \"expires\": null}]}",
+             token_sha256(TOKEN, hex), PORT_LO);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_true(fputs(head, f) >= 0);
+    for (size_t n = strlen(head); n <= BW_EDGE_STATE_MAX; n++)
+        assert_int_equal(fputc(' ', f), ' ');
+    assert_int_equal(fclose(f), 0);
+    fx->e = bw_edge_new(g_io, &fx->cfg, err, sizeof err);
+    assert_non_null(fx->e);
+    assert_null(fx->e->reservations);
+}
+
 /* A port listed twice in the file (by hand, or two writers): the first
  * entry keeps it and the second is counted as malformed. Loading both left
  * each client refused by the other's reservation until the grace ran out. */
@@ -886,6 +912,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_client_id_not_resumed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reservations_survive_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_reservations_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oversized_reservations_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_reserved_port_first_kept, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
