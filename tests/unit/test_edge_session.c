@@ -18,10 +18,13 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -846,6 +849,25 @@ static void test_oversized_reservations_ignored(void **state)
     assert_null(fx->e->reservations);
 }
 
+/* A port of the edge's range that nothing on this host listens on now
+ * (other test runs share the range). */
+static int free_port(void)
+{
+    for (int p = PORT_HI; p >= PORT_LO; p--) {
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)p),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
+        assert_true(fd >= 0);
+        ok = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+        close(fd);
+        if (ok)
+            return p;
+    }
+    fail_msg("no free port in %d-%d", PORT_LO, PORT_HI);
+    return -1;
+}
+
 /* A port listed twice in the file (by hand, or two writers): the first
  * entry keeps it and the second is counted as malformed. Loading both left
  * each client refused by the other's reservation until the grace ran out. */
@@ -854,7 +876,7 @@ static void test_duplicate_reserved_port_first_kept(void **state)
     fixture_t *fx = *state;
     char path[PATH_MAX + 32], err[256] = "", hex[65], text[1024], addr[64];
     const char *first = "0123456789abcdef0123456789abcdef";
-    int len = sizeof fx->agent_addr, port = PORT_HI - 7;
+    int len = sizeof fx->agent_addr, port = free_port();
     snprintf(path, sizeof path, "%s/reservations.json", fx->dir);
     bw_edge_stop(fx->e);
     drain(fx);
