@@ -18,12 +18,12 @@
 
 #include "burrow/error.h"
 #include "edge_int.h"
+#include "edge_state_parse.h"
 #include "hostnames.h"
 #include "log.h"
 #include "util.h"
 
-#define STATE_FILE    "reservations.json"
-#define STATE_VERSION 1
+#define STATE_FILE "reservations.json"
 
 static uint64_t wall_ms(void)
 {
@@ -66,7 +66,7 @@ static void add_host(void *arg, const char *host, int scheme, const char *client
 static json_t *snapshot(bw_edge_t *e)
 {
     json_t *root = json_object(), *list = json_array();
-    json_object_set_new(root, "version", json_integer(STATE_VERSION));
+    json_object_set_new(root, "version", json_integer(BW_EDGE_STATE_VERSION));
     json_object_set_new(root, "saved_at", json_integer((json_int_t)wall_ms()));
     json_object_set_new(root, "reservations", list);
     uint64_t now = uv_now(e->loop);
@@ -140,96 +140,73 @@ void bw__edge_state_save(bw_edge_t *e)
     json_decref(root);
 }
 
-static int load_port(bw_edge_t *e, const char *client, const char *token, json_t *port,
-                     uint64_t left)
+/* bw_edge_hold_cb: one address from the file into the edge. */
+static int load_hold(void *arg, const bw_edge_hold_t *h)
 {
-    json_int_t p = json_integer_value(port);
-    if (!json_is_integer(port) || p < 1 || p > 65535)
-        return BW_EINVAL;
+    bw_edge_t *e = arg;
+    uint64_t expires = uv_now(e->loop) + h->left_ms;
+    if (h->host)
+        return bw_hosts_hold(e->hosts, h->host, h->scheme, h->client_id, h->token_sha256, expires);
     reservation_t *r = calloc(1, sizeof *r);
-    if (!r || !(r->token = bw_strdup(token))) {
+    if (!r || !(r->token = bw_strdup(h->token_sha256))) {
         free(r);
         return BW_ENOMEM;
     }
-    snprintf(r->client_id, sizeof r->client_id, "%s", client);
-    r->port = (int)p;
-    r->expires_ms = uv_now(e->loop) + left;
+    snprintf(r->client_id, sizeof r->client_id, "%s", h->client_id);
+    r->port = h->port;
+    r->expires_ms = expires;
     r->next = e->reservations;
     e->reservations = r;
     return 0;
 }
 
-static int load_name(bw_edge_t *e, const char *client, const char *token, json_t *name,
-                     uint64_t left)
+/* The whole file, or NULL with *rc set (BW_ENOENT when there is none). */
+static char *read_state(const char *path, size_t *len, int *rc)
 {
-    const char *host = json_string_value(json_object_get(name, "host"));
-    const char *scheme = json_string_value(json_object_get(name, "scheme"));
-    char low[BW_HOSTNAME_MAX + 1], why[96];
-    int sc = 0;
-    while (scheme && sc < BW_SCHEMES && strcmp(scheme, bw_scheme_name(sc)) != 0)
-        sc++;
-    if (!host || sc == BW_SCHEMES || bw_hostname_check(host, low, why, sizeof why) != 0)
-        return BW_EINVAL;
-    return bw_hosts_hold(e->hosts, low, sc, client, token, uv_now(e->loop) + left);
-}
-
-/* One entry; BW_EINVAL when it is malformed (the caller logs and skips). */
-static int load_entry(bw_edge_t *e, json_t *o, uint64_t now)
-{
-    const char *client = json_string_value(json_object_get(o, "client_id"));
-    const char *token = json_string_value(json_object_get(o, "token_sha256"));
-    json_t *exp = json_object_get(o, "expires");
-    if (!client || !*client || strlen(client) > 32 || !token || strlen(token) != 64 ||
-        !(json_is_null(exp) || json_is_integer(exp)))
-        return BW_EINVAL;
-    /* A live tunnel's grace starts now: the edge cannot know when it died. */
-    uint64_t left = e->cfg.grace_ms;
-    if (json_is_integer(exp)) {
-        json_int_t at = json_integer_value(exp);
-        if (at <= 0 || (uint64_t)at <= now)
-            return 0; /* expired while the edge was down */
-        left = (uint64_t)at - now;
-        if (left > e->cfg.grace_ms)
-            left = e->cfg.grace_ms; /* a clock set back never extends a hold */
+    char *buf = NULL;
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    *rc = 0;
+    if (!f || fstat(fileno(f), &st) != 0)
+        *rc = -errno;
+    else if (st.st_size > (off_t)BW_EDGE_STATE_MAX)
+        *rc = BW_EMSGSIZE;
+    else if (!(buf = malloc((size_t)st.st_size + 1)))
+        *rc = BW_ENOMEM;
+    else if ((*len = fread(buf, 1, (size_t)st.st_size, f)) != (size_t)st.st_size || ferror(f))
+        *rc = -EIO;
+    if (f)
+        fclose(f);
+    if (*rc != 0) {
+        free(buf);
+        return NULL;
     }
-    json_t *port = json_object_get(o, "port"), *name = json_object_get(o, "name");
-    if (port)
-        return load_port(e, client, token, port, left);
-    if (json_is_object(name))
-        return load_name(e, client, token, name, left);
-    return BW_EINVAL;
+    return buf;
 }
 
 void bw__edge_state_load(bw_edge_t *e)
 {
-    char path[1024];
-    json_error_t jerr;
+    char path[1024], why[256] = "";
+    size_t len = 0, n = 0, bad = 0;
+    int rc;
     if (!e->cfg.state_dir)
         return;
     snprintf(path, sizeof path, "%s/%s", e->cfg.state_dir, STATE_FILE);
-    json_t *root = json_load_file(path, 0, &jerr);
-    if (!root) {
-        if (access(path, F_OK) == 0)
-            bw_log(BW_LOG_WARN, "ignoring unreadable reservations file", "obj", "edge", "file",
-                   path, "err", jerr.text, NULL);
+    char *text = read_state(path, &len, &rc);
+    if (!text && rc == BW_ENOENT)
         return;
-    }
-    json_t *list = json_object_get(root, "reservations");
-    if (json_integer_value(json_object_get(root, "version")) != STATE_VERSION ||
-        !json_is_array(list)) {
+    if (!text && rc == BW_EMSGSIZE)
+        snprintf(why, sizeof why, "longer than %u bytes", BW_EDGE_STATE_MAX);
+    else if (!text)
+        snprintf(why, sizeof why, "%s", bw_strerror(rc));
+    else if (bw_edge_state_parse(text, len, wall_ms(), e->cfg.grace_ms, load_hold, e, &n, &bad, why,
+                                 sizeof why) != 0)
+        rc = BW_EINVAL;
+    free(text);
+    if (rc != 0) {
         bw_log(BW_LOG_WARN, "ignoring unreadable reservations file", "obj", "edge", "file", path,
-               "err", "not a version 1 reservations file", NULL);
-        json_decref(root);
+               "err", why, NULL);
         return;
-    }
-    uint64_t now = wall_ms();
-    size_t i, bad = 0, n = 0;
-    json_t *o;
-    json_array_foreach(list, i, o)
-    {
-        int rc = json_is_object(o) ? load_entry(e, o, now) : BW_EINVAL;
-        bad += rc != 0;
-        n += rc == 0;
     }
     char nbad[24], nok[24];
     snprintf(nbad, sizeof nbad, "%zu", bad);
@@ -238,5 +215,4 @@ void bw__edge_state_load(bw_edge_t *e)
         bw_log(BW_LOG_WARN, "ignoring malformed reservations", "obj", "edge", "file", path, "count",
                nbad, NULL);
     bw_log(BW_LOG_INFO, "loaded reservations", "obj", "edge", "file", path, "count", nok, NULL);
-    json_decref(root);
 }

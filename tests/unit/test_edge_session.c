@@ -18,10 +18,13 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -30,6 +33,7 @@
 #include "control.h"
 #include "edge.h"
 #include "edge_int.h"
+#include "edge_state_parse.h"
 #include "link.h"
 #include "log.h"
 #include "stream.h"
@@ -975,6 +979,82 @@ static void test_corrupt_reservations_ignored(void **state)
     assert_null(fx->e->reservations);
 }
 
+/* A file longer than any the edge writes is not read at all, even when it
+ * is valid JSON. */
+static void test_oversized_reservations_ignored(void **state)
+{
+    fixture_t *fx = *state;
+    char path[PATH_MAX + 32], err[256] = "", hex[65], head[512];
+    snprintf(path, sizeof path, "%s/reservations.json", fx->dir);
+    bw_edge_stop(fx->e);
+    drain(fx);
+    bw_edge_free(fx->e);
+    snprintf(head, sizeof head,
+             "{\"version\": 1, \"reservations\": [{\"client_id\": \"c\", \"token_sha256\": "
+             "\"%s\", \"port\": %d, \"expires\": null}]}",
+             token_sha256(TOKEN, hex), PORT_LO);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_true(fputs(head, f) >= 0);
+    for (size_t n = strlen(head); n <= BW_EDGE_STATE_MAX; n++)
+        assert_int_equal(fputc(' ', f), ' ');
+    assert_int_equal(fclose(f), 0);
+    fx->e = bw_edge_new(g_io, &fx->cfg, err, sizeof err);
+    assert_non_null(fx->e);
+    assert_null(fx->e->reservations);
+}
+
+/* A port of the edge's range that nothing on this host listens on now
+ * (other test runs share the range). */
+static int free_port(void)
+{
+    for (int p = PORT_HI; p >= PORT_LO; p--) {
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)p),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
+        assert_true(fd >= 0);
+        ok = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+        close(fd);
+        if (ok)
+            return p;
+    }
+    fail_msg("no free port in %d-%d", PORT_LO, PORT_HI);
+    return -1;
+}
+
+/* A port listed twice in the file (by hand, or two writers): the first
+ * entry keeps it and the second is counted as malformed. Loading both left
+ * each client refused by the other's reservation until the grace ran out. */
+static void test_duplicate_reserved_port_first_kept(void **state)
+{
+    fixture_t *fx = *state;
+    char path[PATH_MAX + 32], err[256] = "", hex[65], text[1024], addr[64];
+    const char *first = "0123456789abcdef0123456789abcdef";
+    int len = sizeof fx->agent_addr, port = free_port();
+    snprintf(path, sizeof path, "%s/reservations.json", fx->dir);
+    bw_edge_stop(fx->e);
+    drain(fx);
+    bw_edge_free(fx->e);
+    token_sha256(TOKEN, hex);
+    snprintf(text, sizeof text,
+             "{\"version\": 1, \"reservations\": ["
+             "{\"client_id\": \"%s\", \"token_sha256\": \"%s\", \"port\": %d, \"expires\": null},"
+             "{\"client_id\": \"fedcba9876543210fedcba9876543210\", \"token_sha256\": \"%s\","
+             " \"port\": %d, \"expires\": null}]}",
+             first, hex, port, hex, port);
+    write_file(path, text);
+    fx->e = bw_edge_new(g_io, &fx->cfg, err, sizeof err);
+    assert_non_null(fx->e);
+    assert_int_equal(uv_tcp_getsockname(&fx->e->agents, (struct sockaddr *)&fx->agent_addr, &len),
+                     0);
+
+    agent_start(fx, &fx->a);
+    assert_string_equal(bw_msg_str(auth(fx, &fx->a, TOKEN, first), "client_id"), first);
+    snprintf(addr, sizeof addr, "localhost:%d", port);
+    assert_string_equal(bw_msg_str(bind_msg(fx, &fx->a, "r1", "tcp", addr), "error"), "");
+}
+
 static int group_setup(void **state)
 {
     if (uv_loop_init(&g_loop) != 0 || !(g_io = bw_io_new(&g_loop)))
@@ -1012,6 +1092,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_client_id_not_resumed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reservations_survive_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_reservations_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oversized_reservations_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_reserved_port_first_kept, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
