@@ -34,8 +34,7 @@ static void check(const bw_edge_hold_t *h)
     if (h->host) {
         char low[BW_HOSTNAME_MAX + 1], why[96];
         if (h->port != 0 || bw_hostname_check(h->host, low, why, sizeof why) != 0 ||
-            strcmp(low, h->host) != 0 ||
-            (h->scheme != BW_SCHEME_HTTP && h->scheme != BW_SCHEME_HTTPS))
+            strcmp(low, h->host) != 0 || (h->scheme < 0 || h->scheme >= BW_SCHEMES))
             abort();
     } else if (h->port < 1 || h->port > 65535) {
         abort();
