@@ -214,6 +214,10 @@ def ensure_package(binary, package, sbin=False):
     return path
 
 
+# Libraries a C helper links with, beyond libc and pthreads.
+TOOL_LIBS = {"load": ("-lssl", "-lcrypto"), "tls_sink": ("-lssl", "-lcrypto")}
+
+
 def compile_tools(workdir, names, libs=()):
     """Compile bench/<name>.c for each name into workdir; returns {name: path}."""
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
@@ -223,7 +227,7 @@ def compile_tools(workdir, names, libs=()):
     for name in names:
         exe = os.path.join(workdir, name)
         subprocess.run([cc, "-O2", "-pthread", "-o", exe, os.path.join(BENCH_DIR, f"{name}.c")]
-                       + list(libs), check=True)
+                       + list(TOOL_LIBS.get(name, ())) + list(libs), check=True)
         out[name] = exe
     return out
 

@@ -24,14 +24,21 @@
  *       {"held":..,"errors":..,"seconds":..} and keeps them open until stdin
  *       reaches EOF or a line is read, then closes them and exits.
  *
+ *   load --tls SNI bulk|rate ...
+ *       The same over TLS (bench/tls_sink.c): each connection completes a
+ *       full handshake with server name SNI first (no session resumption, no
+ *       certificate check: the benchmark measures the hops, not the PKI).
+ *
  * Every socket gets TCP_NODELAY; I/O has a 5 s timeout so nothing hangs.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -50,6 +57,8 @@ static struct sockaddr_in target;
 static atomic_int stop;
 static atomic_ullong total_bytes;
 static atomic_int total_errors;
+static SSL_CTX *tls_ctx; /* --tls: connections speak TLS */
+static const char *tls_sni;
 
 static double now(void)
 {
@@ -120,21 +129,77 @@ static int recv1(int fd)
     }
 }
 
+/* A connection of bulk and rate: plain TCP, or TLS with --tls. */
+struct peer {
+    int fd;
+    SSL *ssl;
+};
+
+/* Connect (and with --tls complete the handshake); 0 or -1. */
+static int peer_open(struct peer *p)
+{
+    p->ssl = NULL;
+    p->fd = dial();
+    if (p->fd < 0)
+        return -1;
+    if (!tls_ctx)
+        return 0;
+    p->ssl = SSL_new(tls_ctx);
+    if (p->ssl && SSL_set_fd(p->ssl, p->fd) && SSL_set_tlsext_host_name(p->ssl, tls_sni) &&
+        SSL_connect(p->ssl) == 1)
+        return 0;
+    SSL_free(p->ssl);
+    close(p->fd);
+    return -1;
+}
+
+static void peer_close(struct peer *p)
+{
+    SSL_free(p->ssl);
+    close(p->fd);
+}
+
+static ssize_t peer_recv(struct peer *p, void *buf, size_t len)
+{
+    if (!p->ssl)
+        return recv(p->fd, buf, len, 0);
+    int n = SSL_read(p->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
+    return n > 0 ? n : -1;
+}
+
+static int peer_send1(struct peer *p, char b)
+{
+    if (!p->ssl)
+        return send1(p->fd, b);
+    return SSL_write(p->ssl, &b, 1) == 1 ? 0 : -1;
+}
+
+static int peer_recv1(struct peer *p)
+{
+    if (!p->ssl)
+        return recv1(p->fd);
+    char b;
+    return SSL_read(p->ssl, &b, 1) == 1 ? 0 : -1;
+}
+
 /* ---- bulk ---------------------------------------------------------------- */
 
 static void *bulk_worker(void *arg)
 {
     (void)arg;
     static __thread char buf[256 * 1024];
-    int fd = dial();
-    if (fd < 0 || send1(fd, 'D') < 0) {
+    struct peer p;
+    if (peer_open(&p) < 0) {
         atomic_fetch_add(&total_errors, 1);
-        if (fd >= 0)
-            close(fd);
+        return NULL;
+    }
+    if (peer_send1(&p, 'D') < 0) {
+        atomic_fetch_add(&total_errors, 1);
+        peer_close(&p);
         return NULL;
     }
     while (!atomic_load(&stop)) {
-        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        ssize_t n = peer_recv(&p, buf, sizeof buf);
         if (n > 0) {
             atomic_fetch_add(&total_bytes, (unsigned long long)n);
         } else if (n < 0 && errno == EINTR) {
@@ -144,7 +209,7 @@ static void *bulk_worker(void *arg)
             break;
         }
     }
-    close(fd);
+    peer_close(&p);
     return NULL;
 }
 
@@ -182,14 +247,14 @@ static void *rate_worker(void *arg)
     struct rate_worker *w = arg;
     while (!atomic_load(&stop)) {
         double t0 = now();
-        int fd = dial();
-        if (fd < 0) {
+        struct peer p;
+        if (peer_open(&p) < 0) {
             atomic_fetch_add(&total_errors, 1);
             sleep_s(0.001);
             continue;
         }
-        int bad = send1(fd, 'E') < 0 || recv1(fd) < 0;
-        close(fd);
+        int bad = peer_send1(&p, 'E') < 0 || peer_recv1(&p) < 0;
+        peer_close(&p);
         if (bad) {
             atomic_fetch_add(&total_errors, 1);
             continue;
@@ -349,6 +414,16 @@ int main(int argc, char **argv)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
+    if (argc >= 3 && strcmp(argv[1], "--tls") == 0) {
+        tls_sni = argv[2];
+        tls_ctx = SSL_CTX_new(TLS_client_method());
+        if (!tls_ctx)
+            return 2;
+        SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_OFF);
+        argv[2] = argv[0];
+        argv += 2;
+        argc -= 2;
+    }
     if (argc >= 7 && strcmp(argv[1], "bulk") == 0) {
         resolve(argv[2], argv[3]);
         return cmd_bulk((int)strtol(argv[4], NULL, 10), strtod(argv[5], NULL),
@@ -370,7 +445,8 @@ int main(int argc, char **argv)
             "usage: %s bulk HOST PORT STREAMS SECONDS WARMUP\n"
             "       %s rate HOST PORT WORKERS SECONDS\n"
             "       %s get HOST PORT HOSTHDR BYTES SECONDS\n"
-            "       %s hold HOST PORT N\n",
-            argv[0], argv[0], argv[0], argv[0]);
+            "       %s hold HOST PORT N\n"
+            "       %s --tls SNI bulk|rate ...\n",
+            argv[0], argv[0], argv[0], argv[0], argv[0]);
     return 2;
 }
