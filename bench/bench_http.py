@@ -12,6 +12,8 @@ import json
 import os
 import pwd
 import re
+import socket
+import ssl
 import subprocess
 import time
 import urllib.parse
@@ -22,8 +24,8 @@ from benchlib import (BenchError, Rounds, add_common_args, burrow_bins, children
                       new_results, parse_targets, ratio, run_bench, run_load, start_edge,
                       start_haproxy, status_kib, wait_for_log, wait_port, warn)
 
-TARGETS = ("direct", "haproxy", "ssh", "burrow-inspect", "burrow-noinspect")
-BURROW_TARGETS = ("burrow-inspect", "burrow-noinspect")
+TARGETS = ("direct", "haproxy", "ssh", "burrow-inspect", "burrow-noinspect", "burrow-https")
+BURROW_TARGETS = ("burrow-inspect", "burrow-noinspect", "burrow-https")
 TIME_BUDGET_S = 300
 RPS_TARGET = 0.7            # rps(burrow-inspect) / rps(haproxy) >= this
 P99_TARGET = 2.0            # p99(burrow-inspect) / p99(haproxy) <= this
@@ -41,6 +43,7 @@ class Endpoint:
     pids: dict = field(default_factory=dict)   # name -> pid of the proxy processes
     url: str = ""
     api_port: int = 0                           # burrow: the agent API
+    sni: str = ""                               # https: the server name the client sends
 
 
 # ---------------------------------------------------------------------------
@@ -146,8 +149,8 @@ def api_get(web_port, path):
         conn.close()
 
 
-def wait_public_url(agent, web_port, timeout):
-    """The http public URL of the agent's tunnel, from its API."""
+def wait_public_url(agent, web_port, timeout, scheme="http"):
+    """The public URL of the agent's tunnel with `scheme`, from its API."""
     deadline = time.monotonic() + timeout
     while True:
         if agent.poll() is not None:
@@ -156,12 +159,12 @@ def wait_public_url(agent, web_port, timeout):
         try:
             for tun in api_get(web_port, "/api/tunnels").get("tunnels", []):
                 url = tun.get("public_url", "")
-                if tun.get("proto") == "http" and url.startswith("http://"):
+                if tun.get("proto") == scheme and url.startswith(scheme + "://"):
                     return url
         except (OSError, ValueError, http.client.HTTPException):
             pass
         if time.monotonic() > deadline:
-            raise BenchError(f"{agent.name} has no http tunnel in /api/tunnels after "
+            raise BenchError(f"{agent.name} has no {scheme} tunnel in /api/tunnels after "
                              f"{timeout}s:\n{log_tail(agent)}")
         time.sleep(0.1)
 
@@ -173,14 +176,16 @@ def edge_flags(burrowd):
 
 
 def start_burrow(procs, args, workdir, backend_port, target):
-    """burrowd with an HTTP listener and `burrow http` with or without inspection."""
+    """burrowd with its HTTP and HTTPS listeners and `burrow http` with or without
+    inspection; burrow-https is the inspecting agent's https twin."""
     burrowd, burrow = burrow_bins(args.build_dir)
-    inspect = target == "burrow-inspect"
-    suffix = "inspect" if inspect else "noinspect"
-    http_port = free_port()
+    inspect = target != "burrow-noinspect"
+    suffix = target.split("-", 1)[1]
+    scheme = "https" if target == "burrow-https" else "http"
+    http_port, https_port = free_port(), free_port()
     listeners = ["--http-addr", f"127.0.0.1:{http_port}"]
     if "--https-addr" in edge_flags(burrowd):   # keep it off its default port
-        listeners += ["--https-addr", f"127.0.0.1:{free_port()}"]
+        listeners += ["--https-addr", f"127.0.0.1:{https_port}"]
     edge, edge_addr, ca = start_edge(procs, workdir, args.build_dir, f"burrowd-{suffix}",
                                      listeners)
     web_port = free_port()
@@ -189,16 +194,23 @@ def start_burrow(procs, args, workdir, backend_port, target):
     if not inspect:
         argv.append("--inspect=false")
     agent = procs.start(f"burrow-{suffix}", argv + args.agent_arg)
-    url = wait_public_url(agent, web_port, 15)
+    url = wait_public_url(agent, web_port, 15, scheme)
     u = urllib.parse.urlsplit(url)
-    # The public host (<sub>.localhost) is only a name: connect to loopback, send it as Host.
-    return Endpoint("127.0.0.1", u.port or http_port, u.netloc,
-                    {"burrowd": edge.pid, "burrow": agent.pid}, url, web_port)
+    # The public host (<sub>.localhost) is only a name: connect to loopback, send it as Host
+    # (and, over https, as the TLS server name).
+    return Endpoint("127.0.0.1", u.port or (https_port if scheme == "https" else http_port),
+                    u.netloc, {"burrowd": edge.pid, "burrow": agent.pid}, url, web_port,
+                    u.hostname if scheme == "https" else "")
 
 
 def check_endpoint(ep):
     """GET / and a small /bulk through the path, on one keep-alive connection."""
     conn = http.client.HTTPConnection(ep.host, ep.port, timeout=10)
+    if ep.sni:   # TLS to loopback with the tunnel's name; the dev certificate is not checked
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        conn.sock = ctx.wrap_socket(socket.create_connection((ep.host, ep.port), 10),
+                                    server_hostname=ep.sni)
     try:
         for path, size in (("/", SMALL_BODY), ("/bulk?bytes=100000", 100000)):
             conn.request("GET", path, headers={"Host": ep.hosthdr})
@@ -277,9 +289,12 @@ def parse_wrk(text):
     return out
 
 
-def run_wrk(args, ep, seconds):
+def run_wrk(args, ep, seconds, extra=()):
+    # Over https wrk sends the URL's host (an IP here) as the server name: the edge
+    # finds no tls tunnel of that name and terminates, as it does for a browser.
+    scheme = "https" if ep.sni else "http"
     argv = [args.wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds:g}s",
-            "--latency", "-H", f"Host: {ep.hosthdr}", f"http://{ep.host}:{ep.port}/"]
+            "--latency", "-H", f"Host: {ep.hosthdr}", *extra, f"{scheme}://{ep.host}:{ep.port}/"]
     res = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
                          timeout=seconds + 30)
     if res.returncode != 0:
@@ -302,7 +317,7 @@ def captured_requests(results, t, ep):
         results["errors"][f"{t} capture"] = f"/api/requests/http: {e}"
         return
     results["targets"].setdefault(t, {})["captured_requests"] = n
-    if (n > 0) != (t == "burrow-inspect"):
+    if (n > 0) != (t != "burrow-noinspect"):
         warn(f"{t}: the agent API lists {n} captured requests; the inspection cost "
              "compares what it did not mean to")
 
@@ -324,11 +339,22 @@ def measure_all(args, results, endpoints):
                 results["targets"].setdefault(t, {})["memory"] = memory(ep.pids)
         for t in order:
             ep = endpoints[t]
+            tls = ["--tls", ep.sni] if ep.sni else []
             rounds.measure(t, "bulk", "mb_per_s", ep.pids,
-                           lambda: run_load(args.tools, ["get", ep.host, ep.port, ep.hosthdr,
-                                                         args.bulk_bytes, args.seconds],
+                           lambda: run_load(args.tools, tls + ["get", ep.host, ep.port,
+                                                               ep.hosthdr, args.bulk_bytes,
+                                                               args.seconds],
                                             args.seconds + 30), rnd)
-    rounds.finish({"rps": "rps", "bulk": "mb_per_s"}, own_median=("p50_ms", "p99_ms"))
+        # A new connection (and over https a full handshake) per request: what
+        # the edge does once per connection, such as reading the ClientHello.
+        for t in order:
+            ep = endpoints[t]
+            if ep.sni:
+                rounds.measure(t, "newconn", "rps", ep.pids,
+                               lambda: run_wrk(args, ep, args.seconds,
+                                               ("-H", "Connection: close")), rnd)
+    rounds.finish({"rps": "rps", "bulk": "mb_per_s", "newconn": "rps"},
+                  own_median=("p50_ms", "p99_ms"))
     for t, ep in endpoints.items():
         if ep.api_port:
             captured_requests(results, t, ep)
@@ -449,6 +475,11 @@ def report(results, targets):
     report_context(results, targets)
     print()
     report_memory(results, targets)
+    for t in targets:
+        nc = results["targets"].get(t, {}).get("newconn")
+        if nc:
+            print(f"\n  {t}, a new connection and TLS handshake per request (wrk with "
+                  f"Connection: close): {fmt(nc.get('rps'))} req/s, p99 {fmt(nc.get('p99_ms'))} ms")
     other = {k: v for k, v in results["errors"].items() if k not in targets}
     for k, v in other.items():
         print(f"  {k}: {short_reason(v)}")

@@ -24,7 +24,7 @@
  *       {"held":..,"errors":..,"seconds":..} and keeps them open until stdin
  *       reaches EOF or a line is read, then closes them and exits.
  *
- *   load --tls SNI bulk|rate ...
+ *   load --tls SNI bulk|rate|get ...
  *       The same over TLS (bench/tls_sink.c): each connection completes a
  *       full handshake with server name SNI first (no session resumption, no
  *       certificate check: the benchmark measures the hops, not the PKI).
@@ -165,6 +165,22 @@ static ssize_t peer_recv(struct peer *p, void *buf, size_t len)
         return recv(p->fd, buf, len, 0);
     int n = SSL_read(p->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
     return n > 0 ? n : -1;
+}
+
+static int peer_send(struct peer *p, const char *buf, size_t len)
+{
+    if (p->ssl)
+        return SSL_write(p->ssl, buf, (int)len) == (int)len ? 0 : -1;
+    while (len > 0) {
+        ssize_t n = send(p->fd, buf, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
 }
 
 static int peer_send1(struct peer *p, char b)
@@ -310,11 +326,11 @@ static int cmd_rate(int workers, double seconds)
 
 /* Read the response head into buf; returns its length (through the blank
  * line), the number of bytes read in *got, or -1. */
-static long read_head(int fd, char *buf, size_t cap, size_t *got)
+static long read_head(struct peer *p, char *buf, size_t cap, size_t *got)
 {
     size_t n = 0;
     for (;;) {
-        ssize_t r = recv(fd, buf + n, cap - 1 - n, 0);
+        ssize_t r = peer_recv(p, buf + n, cap - 1 - n);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -337,12 +353,13 @@ static int cmd_get(const char *hosthdr, unsigned long long want, double seconds)
     char req[512];
     int len = snprintf(req, sizeof req, "GET /bulk?bytes=%llu HTTP/1.1\r\nHost: %s\r\n\r\n", want,
                        hosthdr);
-    int fd = dial();
+    struct peer p;
+    int connected = peer_open(&p) == 0;
     double t0 = now();
     size_t got = 0;
     long head = -1;
-    if (fd >= 0 && send(fd, req, (size_t)len, MSG_NOSIGNAL) == len)
-        head = read_head(fd, buf, 64 * 1024, &got);
+    if (connected && peer_send(&p, req, (size_t)len) == 0)
+        head = read_head(&p, buf, 64 * 1024, &got);
     if (head < 0 || strncmp(buf, "HTTP/1.1 200", 12) != 0) {
         fprintf(stderr, "load: no 200 response: %.60s\n", head < 0 ? "(none)" : buf);
         return 1;
@@ -351,7 +368,7 @@ static int cmd_get(const char *hosthdr, unsigned long long want, double seconds)
     double deadline = t0 + seconds, t1 = now();
     int errors = 0;
     while (body < want && t1 < deadline) {
-        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        ssize_t n = peer_recv(&p, buf, sizeof buf);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -361,7 +378,7 @@ static int cmd_get(const char *hosthdr, unsigned long long want, double seconds)
         body += (unsigned long long)n;
         t1 = now();
     }
-    close(fd);
+    peer_close(&p);
     double dt = t1 - t0;
     printf("{\"bytes\":%llu,\"seconds\":%.3f,\"mb_per_s\":%.1f,\"complete\":%s,\"errors\":%d}\n",
            body, dt, (double)body / dt / 1e6, body >= want ? "true" : "false", errors);
@@ -446,7 +463,7 @@ int main(int argc, char **argv)
             "       %s rate HOST PORT WORKERS SECONDS\n"
             "       %s get HOST PORT HOSTHDR BYTES SECONDS\n"
             "       %s hold HOST PORT N\n"
-            "       %s --tls SNI bulk|rate ...\n",
+            "       %s --tls SNI bulk|rate|get ...\n",
             argv[0], argv[0], argv[0], argv[0], argv[0]);
     return 2;
 }
