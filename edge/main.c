@@ -234,6 +234,10 @@ int main(int argc, char **argv)
         return 1;
     }
     uv_loop_t *loop = uv_default_loop();
+    if (!loop) { /* libuv could not allocate the loop's internals */
+        fprintf(stderr, "ERROR:  out of memory\n");
+        return 1;
+    }
     bw_io_t *io = bw_io_new(loop);
     edge = io ? bw_edge_new(io, &cfg, err, sizeof err) : NULL;
     if (!edge) {
