@@ -64,13 +64,17 @@ static bw_tunnel_t *tcp_tunnel(const char *name, bw_registry_t **r)
 {
     char err[256];
     *r = bw_registry_new(bw_host_table_for);
+    assert_non_null(*r);
     assert_int_equal(bw_registry_load(*r, BW_TCP_PLUGIN, err, sizeof err), 0);
     const bw_loaded_plugin_t *p = bw_registry_find(*r, "tcp");
     bw_conf_t conf;
     json_t *empty = json_object();
+    assert_non_null(empty);
     assert_int_equal(bw_conf_build(p->desc.options, empty, 0, &conf, err, sizeof err), 0);
     json_decref(empty);
-    return bw_tunnel_new(name, "localhost:22", p, &conf);
+    bw_tunnel_t *t = bw_tunnel_new(name, "localhost:22", p, &conf);
+    assert_non_null(t);
+    return t;
 }
 
 static void tunnel_resource_shape(void **state)

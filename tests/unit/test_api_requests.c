@@ -47,6 +47,7 @@ static env_t *env_new(int64_t db_size)
 {
     char err[256];
     env_t *e = calloc(1, sizeof *e);
+    assert_non_null(e);
     e->reg = bw_registry_new(bw_host_table_for);
     assert_int_equal(
         bw_registry_load(e->reg, BW_TEST_PLUGIN_DIR "/tcptls/tcptls.so", err, sizeof err), 0);
@@ -351,6 +352,7 @@ static bw_tunnel_t *start(env_t *e, const char *name, const char *proto, const c
 {
     char err[256];
     json_t *def = json_pack("{s:s, s:s}", "proto", proto, "addr", "localhost:1");
+    assert_non_null(def);
     if (inspect)
         json_object_set_new(def, "inspect", json_string(inspect));
     bw_tunnel_spec_t spec = {.name = name, .proto = proto, .addr = "localhost:1", .options = def};

@@ -307,6 +307,7 @@ static void test_data_both_ways(void **state)
     pair_t p;
     pair_init(&p, NULL, NULL);
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     sctx_t *cc = attach(&p.c, s);
     assert_int_equal(bw_mux_stream_write(s, "hello", 5), 0);
     pump(&p.c, &p.s);
@@ -328,6 +329,7 @@ static void test_data_written_in_on_stream_carries_ack(void **state)
     pair_init(&p, NULL, NULL);
     p.c.greet = true;
     bw_mux_stream_t *s = bw_mux_stream_open(p.s.m);
+    assert_non_null(s);
     sctx_t *sc = attach(&p.s, s);
     transfer(&p.s, &p.c);
     assert_int_equal(p.c.accepted, 1);
@@ -353,8 +355,10 @@ static void test_window_exhaustion(void **state)
     p.s.manual_consume = true;
     size_t total = 300 * 1024;
     uint8_t *buf = malloc(total);
+    assert_non_null(buf);
     fill_pattern(buf, total, 7);
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     attach(&p.c, s);
     assert_int_equal(bw_mux_stream_write(s, buf, total), 0);
     pump(&p.c, &p.s);
@@ -386,8 +390,10 @@ static uint32_t bulk_transfer(size_t total, uint64_t step_ns, uint32_t max_windo
     scfg.max_window = max_window;
     pair_init(&p, NULL, &scfg);
     uint8_t *buf = malloc(total);
+    assert_non_null(buf);
     fill_pattern(buf, total, 99);
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     attach(&p.c, s);
     bw_mux_stream_write(s, buf, total);
     while (transfer(&p.c, &p.s) + transfer(&p.s, &p.c) > 0)
@@ -424,8 +430,10 @@ static void test_window_growth_reaches_peer(void **state)
     pair_init(&p, &ccfg, &scfg);
     size_t total = 4u << 20;
     uint8_t *buf = malloc(total);
+    assert_non_null(buf);
     fill_pattern(buf, total, 3);
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     attach(&p.c, s);
     bw_mux_stream_write(s, buf, total);
     pump(&p.c, &p.s);
@@ -442,6 +450,7 @@ static void test_eagain_and_drain(void **state)
     pair_t p;
     pair_init(&p, NULL, NULL);
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     sctx_t *cc = attach(&p.c, s);
     pump(&p.c, &p.s);
     p.c.fake_queued = 2u << 20; /* transport full: nothing is framed */
@@ -472,7 +481,9 @@ static void test_round_robin(void **state)
     ccfg.max_frame = 1000;
     pair_init(&p, &ccfg, NULL);
     bw_mux_stream_t *a = bw_mux_stream_open(p.c.m);
+    assert_non_null(a);
     bw_mux_stream_t *b = bw_mux_stream_open(p.c.m);
+    assert_non_null(b);
     pump(&p.c, &p.s);
     p.c.fake_queued = 2u << 20;
     uint8_t buf[3000];
@@ -503,6 +514,7 @@ static void test_half_close(void **state)
     pair_t p;
     pair_init(&p, NULL, NULL);
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     sctx_t *cc = attach(&p.c, s);
     bw_mux_stream_write(s, "ping", 4);
     assert_int_equal(bw_mux_stream_shutdown(s), 0);
@@ -537,6 +549,7 @@ static void test_close_frees_after_peer_fin(void **state)
     pair_t p;
     pair_init(&p, NULL, NULL);
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     sctx_t *cc = attach(&p.c, s);
     pump(&p.c, &p.s);
     sctx_t *sc = &p.s.ctx[0];
@@ -560,8 +573,10 @@ static void test_shutdown_waits_for_pending(void **state)
     p.s.manual_consume = true;
     size_t total = 400 * 1024;
     uint8_t *buf = malloc(total);
+    assert_non_null(buf);
     fill_pattern(buf, total, 5);
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     attach(&p.c, s);
     bw_mux_stream_write(s, buf, total);
     bw_mux_stream_close(s);
@@ -609,8 +624,10 @@ static void test_fin_is_a_frame_of_its_own(void **state)
     p.s.manual_consume = true;
     size_t total = BW_MUX_INITIAL_WINDOW + 1000;
     uint8_t *buf = malloc(total);
+    assert_non_null(buf);
     fill_pattern(buf, total, 7);
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     attach(&p.c, s);
     bw_mux_stream_write(s, buf, total);
     bw_mux_stream_shutdown(s);
@@ -642,6 +659,7 @@ static void test_rst(void **state)
     pair_t p;
     pair_init(&p, NULL, NULL);
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     sctx_t *cc = attach(&p.c, s);
     bw_mux_stream_write(s, "abc", 3);
     pump(&p.c, &p.s);
@@ -663,6 +681,7 @@ static void test_late_frames_ignored(void **state)
     pair_t p;
     pair_init(&p, NULL, NULL);
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     attach(&p.c, s);
     pump(&p.c, &p.s);
     /* server resets while the client's data is in flight */
@@ -714,6 +733,7 @@ static void test_go_away(void **state)
     pair_init(&p, NULL, NULL);
     /* a SYN racing the server's go-away is refused with RST */
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     sctx_t *cc = attach(&p.c, s);
     assert_int_equal(bw_mux_go_away(p.s.m, BW_MUX_GOAWAY_NORMAL), 0);
     assert_null(bw_mux_stream_open(p.s.m));
@@ -758,6 +778,7 @@ static void test_reentrant_close_in_on_data(void **state)
     ccfg.max_frame = 100;
     pair_init(&p, &ccfg, NULL);
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     sctx_t *cc = attach(&p.c, s);
     pump(&p.c, &p.s);
     p.s.ctx[0].close_on_data = true;
@@ -774,6 +795,7 @@ static void test_reentrant_close_in_on_data(void **state)
 
     /* same with reset: later frames for the stream are dropped */
     s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     cc = attach(&p.c, s);
     pump(&p.c, &p.s);
     p.s.ctx[1].reset_on_data = true;
@@ -793,6 +815,7 @@ static void test_byte_by_byte_input(void **state)
     pair_t p;
     pair_init(&p, NULL, NULL);
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     attach(&p.c, s);
     uint8_t buf[5000];
     fill_pattern(buf, sizeof buf, 11);
@@ -816,6 +839,7 @@ static void test_free_with_live_streams(void **state)
     sctx_t *a = attach(&p.c, bw_mux_stream_open(p.c.m));
     sctx_t *b = attach(&p.c, bw_mux_stream_open(p.c.m));
     bw_mux_stream_t *released = bw_mux_stream_open(p.c.m);
+    assert_non_null(released);
     bw_mux_stream_write(b->s, "pending", 7);
     bw_mux_stream_close(released);
     pump(&p.c, &p.s);
