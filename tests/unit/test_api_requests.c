@@ -88,6 +88,7 @@ static int http(env_t *e, const char *method, const char *path, const char *json
                  method, path);
     }
     bw__httpd_sess_t *s = bw__httpd_sess_new(e->h, collect, o);
+    assert_non_null(s);
     bw__httpd_sess_feed(s, req, strlen(req));
     bw__httpd_sess_free(s);
     int status = 0;
@@ -206,6 +207,7 @@ static size_t list_big(env_t *e, const char *path, size_t *body_len)
     snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
              path);
     bw__httpd_sess_t *s = bw__httpd_sess_new(e->h, collect_grow, &g);
+    assert_non_null(s);
     bw__httpd_sess_feed(s, req, strlen(req));
     bw__httpd_sess_free(s);
     assert_non_null(g.p);

@@ -255,6 +255,7 @@ static void test_base64_raw_with_body(void **state)
     unsigned char *body = malloc(total), *dec;
     json_t *j;
 
+    assert_non_null(body);
     srand(7);
     for (size_t i = 0; i < total; i++)
         body[i] = (unsigned char)rand();

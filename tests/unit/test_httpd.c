@@ -839,6 +839,7 @@ static void test_detached_head_and_route_errors(void **state)
     static char out[OUT_CAP];
     out[0] = '\0';
     bw__httpd_sess_t *s = bw__httpd_sess_new(h, collect, out);
+    assert_non_null(s);
     const char *req = "HEAD /api/tunnels HTTP/1.1\r\nHost: localhost\r\n\r\n";
     assert_int_equal(bw__httpd_sess_feed(s, req, strlen(req)), 0);
     assert_non_null(strstr(out, "HTTP/1.1 200 OK\r\n"));
@@ -867,6 +868,7 @@ static void test_detached_out_of_memory(void **state)
     static char out[OUT_CAP];
     out[0] = '\0';
     bw__httpd_sess_t *s = bw__httpd_sess_new(h, collect, out);
+    assert_non_null(s);
     /* The first byte sizes the input buffer for the rest of this request, so
      * the next realloc is the request target's. */
     assert_int_equal(bw__httpd_sess_feed(s, "G", 1), 0);
@@ -882,6 +884,7 @@ static void test_detached_out_of_memory(void **state)
     /* Input that cannot be held fails the feed and answers nothing. */
     out[0] = '\0';
     s = bw__httpd_sess_new(h, collect, out);
+    assert_non_null(s);
     fail_realloc = 1;
     assert_int_equal(bw__httpd_sess_feed(s, rest, strlen(rest)), 1);
     assert_string_equal(out, "");

@@ -124,6 +124,7 @@ static const bw_mux_stream_cbs_t stream_cbs = {on_data, on_eof, on_drain, on_clo
 static sctx_t *attach(side_t *sd, bw_mux_stream_t *s)
 {
     assert_true(sd->nctx < MAX_CTX);
+    assert_non_null(s);
     sctx_t *c = &sd->ctx[sd->nctx++];
     c->s = s;
     c->manual_consume = sd->manual_consume;
@@ -289,8 +290,10 @@ static void test_open_syn_ack(void **state)
     pump(&p.c, &p.s);
     /* second client stream is 3, server streams are even */
     bw_mux_stream_t *s3 = bw_mux_stream_open(p.c.m);
+    assert_non_null(s3);
     assert_int_equal(bw_mux_stream_id(s3), 3);
     bw_mux_stream_t *s2 = bw_mux_stream_open(p.s.m);
+    assert_non_null(s2);
     assert_int_equal(bw_mux_stream_id(s2), 2);
     pump(&p.c, &p.s);
     assert_int_equal(p.c.accepted, 1);
@@ -685,6 +688,7 @@ static void test_late_frames_ignored(void **state)
     attach(&p.c, s);
     pump(&p.c, &p.s);
     /* server resets while the client's data is in flight */
+    assert_int_equal(p.s.nctx, 1);
     bw_mux_stream_reset(p.s.ctx[0].s);
     bw_mux_stream_write(s, "late", 4);
     transfer(&p.c, &p.s);
