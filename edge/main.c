@@ -234,6 +234,10 @@ int main(int argc, char **argv)
         return 1;
     }
     uv_loop_t *loop = uv_default_loop();
+    if (!loop) { /* libuv could not allocate the loop's internals */
+        fprintf(stderr, "ERROR:  out of memory\n");
+        return 1;
+    }
     /* A stdout whose reader stops must not stop the edge: records queue
      * (bounded, counted when dropped) and drain from the loop once the pipe
      * takes more. */

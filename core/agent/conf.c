@@ -147,7 +147,11 @@ static int conf_put(const bw_option_t *o, const json_t *v, json_t *out, char *er
         snprintf(err, errlen, "option '%s' must be %s", o->key, type_word(o->type));
         return BW_EINVAL;
     }
-    json_object_set_new(out, o->key, c);
+    /* Steals c even when it fails: an option must not vanish silently. */
+    if (json_object_set_new(out, o->key, c) != 0) {
+        snprintf(err, errlen, "option '%s': out of memory", o->key);
+        return BW_ENOMEM;
+    }
     return 0;
 }
 

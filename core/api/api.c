@@ -43,8 +43,13 @@ static void list_tunnels(bw_httpd_req_t *req, void *ud)
     bw_agent_t *a = ud;
     uint64_t now = uv_hrtime();
     json_t *arr = json_array();
+    /* A tunnel that cannot be listed fails the list (500), rather than
+     * vanishing from it. */
     for (size_t i = 0; arr && i < bw_agent_tunnel_count(a); i++)
-        json_array_append_new(arr, bw_api_tunnel(bw_agent_tunnel_at(a, i), now));
+        if (json_array_append_new(arr, bw_api_tunnel(bw_agent_tunnel_at(a, i), now)) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
     bw_httpd_json(req, 200,
                   arr ? json_pack("{s:o, s:s}", "tunnels", arr, "uri", "/api/tunnels") : NULL);
 }

@@ -29,6 +29,24 @@ size_t bw_path_escape(const char *in, char *out, size_t outlen)
     return n;
 }
 
+/* json_object_set_new that remembers a failure (out of memory, or a NULL
+ * `v` from a constructor that could not allocate): a document with a member
+ * missing must not be served as if it were whole. */
+static void put(json_t *o, const char *key, json_t *v, int *bad)
+{
+    if (json_object_set_new(o, key, v) != 0)
+        *bad = 1;
+}
+
+/* Returns `o`, or NULL (and frees it) when a put() failed. */
+static json_t *whole(json_t *o, int bad)
+{
+    if (!bad)
+        return o;
+    json_decref(o);
+    return NULL;
+}
+
 json_t *bw_api_number(double v)
 {
     if (isfinite(v) && v == floor(v) && fabs(v) < 9007199254740992.0)
@@ -41,19 +59,20 @@ json_t *bw_api_metric(bw_timer_metric_t *m, uint64_t now_ns, int with_gauge)
     bw_metric_snapshot_t s;
     bw_timer_metric_snapshot(m, now_ns, &s);
     json_t *o = json_object();
+    int bad = 0;
     if (!o)
         return NULL;
-    json_object_set_new(o, "count", json_integer(s.count));
+    put(o, "count", json_integer(s.count), &bad);
     if (with_gauge)
-        json_object_set_new(o, "gauge", json_integer(s.gauge));
-    json_object_set_new(o, "rate1", bw_api_number(s.rate1));
-    json_object_set_new(o, "rate5", bw_api_number(s.rate5));
-    json_object_set_new(o, "rate15", bw_api_number(s.rate15));
-    json_object_set_new(o, "p50", bw_api_number(s.p50));
-    json_object_set_new(o, "p90", bw_api_number(s.p90));
-    json_object_set_new(o, "p95", bw_api_number(s.p95));
-    json_object_set_new(o, "p99", bw_api_number(s.p99));
-    return o;
+        put(o, "gauge", json_integer(s.gauge), &bad);
+    put(o, "rate1", bw_api_number(s.rate1), &bad);
+    put(o, "rate5", bw_api_number(s.rate5), &bad);
+    put(o, "rate15", bw_api_number(s.rate15), &bad);
+    put(o, "p50", bw_api_number(s.p50), &bad);
+    put(o, "p90", bw_api_number(s.p90), &bad);
+    put(o, "p95", bw_api_number(s.p95), &bad);
+    put(o, "p99", bw_api_number(s.p99), &bad);
+    return whole(o, bad);
 }
 
 json_t *bw_api_tunnel(bw_tunnel_t *t, uint64_t now_ns)
@@ -71,22 +90,24 @@ json_t *bw_api_tunnel(bw_tunnel_t *t, uint64_t now_ns)
                           bw_api_metric(&t->http, now_ns, 0));
     /* Additive, only while the edge refuses the tunnel's address: ngrok's
      * shape is unchanged for every bound tunnel (docs/api.md). */
+    int bad = 0;
     if (o && t->bind_error[0])
-        json_object_set_new(o, "error", json_string(t->bind_error));
-    return o;
+        put(o, "error", json_string(t->bind_error), &bad);
+    return whole(o, bad);
 }
 
 json_t *bw_api_error(int error_code, int status_code, const char *msg, json_t *details)
 {
     json_t *o = json_object();
+    int bad = 0;
     if (!o) {
         json_decref(details);
         return NULL;
     }
     if (error_code)
-        json_object_set_new(o, "error_code", json_integer(error_code));
-    json_object_set_new(o, "status_code", json_integer(status_code));
-    json_object_set_new(o, "msg", json_string(msg));
-    json_object_set_new(o, "details", details ? details : json_object());
-    return o;
+        put(o, "error_code", json_integer(error_code), &bad);
+    put(o, "status_code", json_integer(status_code), &bad);
+    put(o, "msg", json_string(msg), &bad);
+    put(o, "details", details ? details : json_object(), &bad);
+    return whole(o, bad);
 }

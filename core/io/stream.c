@@ -76,6 +76,8 @@ static void io_close_handles(bw_io_t *io)
 
 bw_io_t *bw_io_new(uv_loop_t *loop)
 {
+    if (!loop) /* uv_default_loop() returns NULL when out of memory */
+        return NULL;
     bw_io_t *io = calloc(1, sizeof *io);
     if (!io)
         return NULL;

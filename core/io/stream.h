@@ -36,7 +36,8 @@
 typedef struct bw_io bw_io_t;
 
 /* Create the context for `loop`. Returns a new context (bw_io_free) or
- * NULL on failure. Its handles never keep the loop alive by themselves. */
+ * NULL on failure, also when `loop` is NULL (a failed uv_default_loop()).
+ * Its handles never keep the loop alive by themselves. */
 bw_io_t *bw_io_new(uv_loop_t *loop);
 /* Close the context's handles; the memory goes from their close callbacks,
  * so run the loop once more before uv_loop_close. Every stream of it must

@@ -313,6 +313,8 @@ static int run(const cli_t *c, const bw_config_t *cfg, const char *used, json_t 
     char err[1024];
     int rc = 1;
     uv_loop_t *loop = uv_default_loop();
+    if (!loop) /* libuv could not allocate the loop's internals */
+        return fail("out of memory");
     if (open_log(c, cfg) != 0)
         return 1;
     /* A stdout whose reader stops must not stop the loop: the log drains

@@ -47,6 +47,26 @@ static void numbers_print_like_go(void **state)
     json_decref(r);
 }
 
+/* Linked with -Wl,--wrap=json_string: fail_json_string makes it fail. */
+static int fail_json_string;
+json_t *__real_json_string(const char *v);
+json_t *__wrap_json_string(const char *v);
+json_t *__wrap_json_string(const char *v)
+{
+    return fail_json_string ? NULL : __real_json_string(v);
+}
+
+/* Out of memory for one member fails the whole document: a 500, never an
+ * error answer without its "msg" (found by the allocation-failure torture). */
+static void error_without_memory_is_null(void **state)
+{
+    (void)state;
+    fail_json_string = 1;
+    json_t *o = bw_api_error(100, 404, "tunnel not found", NULL);
+    fail_json_string = 0;
+    assert_null(o);
+}
+
 static void error_shape_and_key_order(void **state)
 {
     char *s = dump(bw_api_error(100, 404, "tunnel not found", json_pack("{s:s}", "name", "x")));
@@ -64,13 +84,17 @@ static bw_tunnel_t *tcp_tunnel(const char *name, bw_registry_t **r)
 {
     char err[256];
     *r = bw_registry_new(bw_host_table_for);
+    assert_non_null(*r);
     assert_int_equal(bw_registry_load(*r, BW_TCP_PLUGIN, err, sizeof err), 0);
     const bw_loaded_plugin_t *p = bw_registry_find(*r, "tcp");
     bw_conf_t conf;
     json_t *empty = json_object();
+    assert_non_null(empty);
     assert_int_equal(bw_conf_build(p->desc.options, empty, 0, &conf, err, sizeof err), 0);
     json_decref(empty);
-    return bw_tunnel_new(name, "localhost:22", p, &conf);
+    bw_tunnel_t *t = bw_tunnel_new(name, "localhost:22", p, &conf);
+    assert_non_null(t);
+    return t;
 }
 
 static void tunnel_resource_shape(void **state)
@@ -127,8 +151,8 @@ int main(void)
     bw_log_open("false", BW_LOGFMT_LOGFMT, BW_LOG_CRIT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(path_escape_matches_go),    cmocka_unit_test(numbers_print_like_go),
-        cmocka_unit_test(error_shape_and_key_order), cmocka_unit_test(tunnel_resource_shape),
-        cmocka_unit_test(failed_tunnel_shape),
+        cmocka_unit_test(error_shape_and_key_order), cmocka_unit_test(error_without_memory_is_null),
+        cmocka_unit_test(tunnel_resource_shape),     cmocka_unit_test(failed_tunnel_shape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

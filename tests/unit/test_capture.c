@@ -72,6 +72,7 @@ static const bw_http_header_t resp_hdrs[] = {HDR("content-length", "2")};
 static bw_capture_t *exchange(bw_capture_store_t *s, const char *tunnel, int64_t start, int respond)
 {
     bw_capture_t *c = bw_capture_begin(s, tunnel, "192.168.100.25", start);
+    assert_non_null(c);
     bw_http_head_t rq = req_head(req_hdrs, 4);
     bw_http_head_t rs = {.struct_size = sizeof(rs),
                          .proto = "HTTP/1.1",
@@ -191,6 +192,7 @@ static void test_headers_aggregate_and_utf8(void **state)
                                          HDR("bad\xc3", "v")};
     bw_capture_store_t *s = bw_capture_store_new(0, 0);
     bw_capture_t *c = bw_capture_begin(s, "t", "::1", T0);
+    assert_non_null(c);
     bw_http_head_t head = req_head(h, 5);
     json_t *j;
     char *got;
@@ -221,6 +223,7 @@ static unsigned char *b64decode(const char *in, size_t *outlen)
 {
     size_t n = strlen(in), o = 0;
     unsigned char *out = malloc(n / 4 * 3 + 1);
+    assert_non_null(out);
 
     assert_int_equal(n % 4, 0);
     for (size_t i = 0; i < n; i += 4) {
@@ -247,10 +250,12 @@ static void test_base64_raw_with_body(void **state)
 {
     bw_capture_store_t *s = bw_capture_store_new(0, 0);
     bw_capture_t *c = bw_capture_begin(s, "t", "1.2.3.4", T0);
+    assert_non_null(c);
     size_t total = 300001, off = 0, step = 1, dlen;
     unsigned char *body = malloc(total), *dec;
     json_t *j;
 
+    assert_non_null(body);
     srand(7);
     for (size_t i = 0; i < total; i++)
         body[i] = (unsigned char)rand();
@@ -305,6 +310,7 @@ static void test_start_in_entry_uses_local_zone(void **state)
 {
     bw_capture_store_t *s = bw_capture_store_new(0, 0);
     bw_capture_t *c = bw_capture_begin(s, "t", "1.2.3.4", T0);
+    assert_non_null(c);
     json_t *j;
 
     set_tz("PST8PDT,M3.2.0,M11.1.0");
@@ -486,6 +492,7 @@ static void test_truncation(void **state)
 {
     bw_capture_store_t *s = bw_capture_store_new(0, 1000);
     bw_capture_t *c = bw_capture_begin(s, "t", "1.2.3.4", T0);
+    assert_non_null(c);
     static unsigned char buf[600];
     bw_capture_info_t info;
     bw_capture_replay_t why;
@@ -626,6 +633,7 @@ static void test_bad_arguments(void **state)
 {
     bw_capture_store_t *s = bw_capture_store_new(0, 0);
     bw_capture_t *c = bw_capture_begin(s, NULL, NULL, T0);
+    assert_non_null(c);
     bw_http_head_t old = {.struct_size = 8};
     bw_http_head_t nohdrs = {.struct_size = sizeof(nohdrs), .n_headers = 2};
 
@@ -674,6 +682,7 @@ static void test_ids(void **state)
          * back, which must not break the order either. */
         int64_t t = i < N / 2 ? T0 + i : i < N * 3 / 4 ? T0 + 2 * SEC : T0 - 5 * SEC;
         bw_capture_t *c = bw_capture_begin(s, "t", "1.2.3.4", t);
+        assert_non_null(c);
         const char *id = bw_capture_id(c);
         assert_int_equal(strlen(id), BW_CAPTURE_ID_LEN);
         assert_memory_equal(id, "airt_", 5);
@@ -727,6 +736,7 @@ static void test_raw_accessor(void **state)
 
     s = bw_capture_store_new(0, 0);
     c = bw_capture_begin(s, "t", "::1", 1);
+    assert_non_null(c);
     snprintf(id, sizeof id, "%s", bw_capture_id(c));
     assert_int_equal(bw_capture_store_raw(s, id, BW_CAPTURE_RESPONSE, &raw, &len), 0);
     assert_non_null(raw); /* nothing captured yet: an empty, non-NULL copy */

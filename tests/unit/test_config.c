@@ -79,6 +79,7 @@ static void expect_error(const char *yaml, const char *want)
 static char *read_all(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
+    assert_non_null(f);
     char *buf = NULL;
     long n;
     if (!f)
@@ -454,6 +455,7 @@ static void limits(void **state)
     char err[512] = "";
     size_t big = BW_CONFIG_MAX_FILE_SIZE + 1;
     char *buf = malloc(big);
+    assert_non_null(buf);
 
     assert_non_null(buf);
     memset(buf, '#', big);
@@ -537,6 +539,7 @@ static void authtoken_creates_file(void **state)
     tmp_path(p, sizeof p, "new/sub/burrow.yml");
     assert_int_equal(bw_config_add_authtoken(p, "2AbC_dEf-123", err, sizeof err), 0);
     char *text = read_all(p, &len);
+    assert_non_null(text);
     assert_string_equal(text, "version: \"2\"\nauthtoken: 2AbC_dEf-123\n");
     free(text);
     assert_int_equal(stat(p, &st), 0);
@@ -611,6 +614,7 @@ static void authtoken_refuses_unsafe_edits(void **state)
     assert_int_equal(bw_config_add_authtoken(p, "new", err, sizeof err), BW_EINVAL);
     assert_non_null(strstr(err, "edit it by hand"));
     char *text = read_all(p, NULL);
+    assert_non_null(text);
     assert_string_equal(text, "{authtoken: old, region: us}\n"); /* untouched */
     free(text);
     assert_int_equal(bw_config_add_authtoken(p, "", err, sizeof err), BW_EINVAL);
@@ -630,6 +634,7 @@ static void authtoken_follows_symlink(void **state)
     assert_int_equal(lstat(link, &st), 0);
     assert_true(S_ISLNK(st.st_mode));
     char *text = read_all(real, NULL);
+    assert_non_null(text);
     assert_string_equal(text, "region: us\nauthtoken: t\n");
     free(text);
 }

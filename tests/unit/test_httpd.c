@@ -228,6 +228,7 @@ static void run_job(job_t *j)
 static job_t *job_new(const char *req, int nresp)
 {
     job_t *j = calloc(1, sizeof *j);
+    assert_non_null(j);
     j->req = req;
     j->len = strlen(req);
     j->nresp = nresp;
@@ -269,6 +270,10 @@ static void h_delete(bw_httpd_req_t *req, void *ud)
 static void h_big(bw_httpd_req_t *req, void *ud)
 {
     char *body = malloc(BIG_LEN);
+    if (!body) { /* a check failing in a loop callback would leave the client thread */
+        bw_httpd_error(req, 500, "Internal Server Error", NULL);
+        return;
+    }
     memset(body, 'x', BIG_LEN);
     bw_httpd_respond(req, 200, "application/octet-stream", body, BIG_LEN, NULL);
     free(body);
@@ -314,6 +319,7 @@ static void later_fire(uv_timer_t *t)
 static void h_later(bw_httpd_req_t *req, void *ud)
 {
     later_t *l = calloc(1, sizeof *l);
+    assert_non_null(l);
     l->req = req;
     uv_timer_init(&loop, &l->t);
     uv_timer_start(&l->t, later_fire, (uint64_t)(uintptr_t)ud, 0);
@@ -328,15 +334,15 @@ static int start_server(const bw_httpd_cfg_t *cfg)
         return -1;
     const char *a = bw_httpd_addr(srv);
     port = (int)strtol(strrchr(a, ':') + 1, NULL, 10);
-    bw_httpd_route(srv, "GET", "/api/tunnels", 0, h_tunnels, NULL);
-    bw_httpd_route(srv, "POST", "/api/tunnels", BW_HTTPD_BODY, h_echo, NULL);
-    bw_httpd_route(srv, "GET", "/api/tunnels/:name", 0, h_name, NULL);
-    bw_httpd_route(srv, "DELETE", "/api/tunnels/:name", 0, h_delete, NULL);
-    bw_httpd_route(srv, "GET", "/fast", 0, h_path, NULL);
-    bw_httpd_route(srv, "GET", "/slow", 0, h_later, (void *)(uintptr_t)80);
-    bw_httpd_route(srv, "GET", "/slow2", 0, h_later, (void *)(uintptr_t)20);
-    bw_httpd_route(srv, "GET", "/metrics", 0, h_path, NULL);
-    bw_httpd_route(srv, "GET", "/big", 0, h_big, NULL);
+    assert_int_equal(bw_httpd_route(srv, "GET", "/api/tunnels", 0, h_tunnels, NULL), 0);
+    assert_int_equal(bw_httpd_route(srv, "POST", "/api/tunnels", BW_HTTPD_BODY, h_echo, NULL), 0);
+    assert_int_equal(bw_httpd_route(srv, "GET", "/api/tunnels/:name", 0, h_name, NULL), 0);
+    assert_int_equal(bw_httpd_route(srv, "DELETE", "/api/tunnels/:name", 0, h_delete, NULL), 0);
+    assert_int_equal(bw_httpd_route(srv, "GET", "/fast", 0, h_path, NULL), 0);
+    assert_int_equal(bw_httpd_route(srv, "GET", "/slow", 0, h_later, (void *)(uintptr_t)80), 0);
+    assert_int_equal(bw_httpd_route(srv, "GET", "/slow2", 0, h_later, (void *)(uintptr_t)20), 0);
+    assert_int_equal(bw_httpd_route(srv, "GET", "/metrics", 0, h_path, NULL), 0);
+    assert_int_equal(bw_httpd_route(srv, "GET", "/big", 0, h_big, NULL), 0);
     return 0;
 }
 
@@ -710,6 +716,7 @@ static void test_request_log(void **state)
     free(j);
     bw_log_close();
     FILE *f = fopen(path, "r");
+    assert_non_null(f);
     static char log[8192];
     size_t n = fread(log, 1, sizeof log - 1, f);
     fclose(f);
@@ -828,12 +835,14 @@ static void collect(void *ud, const char *data, size_t len)
 static void test_detached_head_and_route_errors(void **state)
 {
     bw_httpd_t *h = bw__httpd_new_detached(NULL);
-    bw_httpd_route(h, "GET", "/api/tunnels", 0, h_tunnels, NULL);
+    assert_non_null(h);
+    assert_int_equal(bw_httpd_route(h, "GET", "/api/tunnels", 0, h_tunnels, NULL), 0);
     assert_int_equal(bw_httpd_route(h, "GET", "/a/:x/:y", 0, h_tunnels, NULL), BW_EINVAL);
     assert_int_equal(bw_httpd_route(h, "GET", "nope", 0, h_tunnels, NULL), BW_EINVAL);
     static char out[OUT_CAP];
     out[0] = '\0';
     bw__httpd_sess_t *s = bw__httpd_sess_new(h, collect, out);
+    assert_non_null(s);
     const char *req = "HEAD /api/tunnels HTTP/1.1\r\nHost: localhost\r\n\r\n";
     assert_int_equal(bw__httpd_sess_feed(s, req, strlen(req)), 0);
     assert_non_null(strstr(out, "HTTP/1.1 200 OK\r\n"));
@@ -857,10 +866,12 @@ static void test_detached_head_and_route_errors(void **state)
 static void test_detached_out_of_memory(void **state)
 {
     bw_httpd_t *h = bw__httpd_new_detached(NULL);
-    bw_httpd_route(h, "GET", "/api/tunnels", 0, h_tunnels, NULL);
+    assert_non_null(h);
+    assert_int_equal(bw_httpd_route(h, "GET", "/api/tunnels", 0, h_tunnels, NULL), 0);
     static char out[OUT_CAP];
     out[0] = '\0';
     bw__httpd_sess_t *s = bw__httpd_sess_new(h, collect, out);
+    assert_non_null(s);
     /* The first byte sizes the input buffer for the rest of this request, so
      * the next realloc is the request target's. */
     assert_int_equal(bw__httpd_sess_feed(s, "G", 1), 0);
@@ -876,6 +887,7 @@ static void test_detached_out_of_memory(void **state)
     /* Input that cannot be held fails the feed and answers nothing. */
     out[0] = '\0';
     s = bw__httpd_sess_new(h, collect, out);
+    assert_non_null(s);
     fail_realloc = 1;
     assert_int_equal(bw__httpd_sess_feed(s, rest, strlen(rest)), 1);
     assert_string_equal(out, "");

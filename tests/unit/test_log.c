@@ -100,6 +100,7 @@ static void writes_to_file_target(void **state)
     bw_log(BW_LOG_DEBUG, "hidden", NULL);
     bw_log_close();
     FILE *f = fopen(path, "r");
+    assert_non_null(f);
     char line[256] = "";
     assert_non_null(fgets(line, sizeof line, f));
     assert_non_null(strstr(line, "msg=hello k=v\n"));

@@ -52,6 +52,7 @@ static char *modify(const char *raw, const char *mods_json, int want_rc, char *e
 {
     json_error_t jerr;
     json_t *mods = json_loads(mods_json, 0, &jerr);
+    assert_non_null(mods);
     void *out = NULL;
     size_t len = 0;
     assert_non_null(mods);
@@ -63,6 +64,7 @@ static char *modify(const char *raw, const char *mods_json, int want_rc, char *e
         return NULL;
     }
     char *s = malloc(len + 1);
+    assert_non_null(s);
     memcpy(s, out, len);
     s[len] = '\0';
     free(out);
@@ -121,6 +123,7 @@ static void modify_body_fixes_framing(void **state)
 static void modify_body_base64_binary(void **state)
 {
     json_t *mods = json_pack("{s:s}", "body_base64", "AAEC/w");
+    assert_non_null(mods);
     void *out;
     size_t len;
     char err[128];

@@ -844,6 +844,15 @@ static int setup(void **state)
     return io ? 0 : -1;
 }
 
+/* uv_default_loop() returns NULL when libuv cannot allocate; the mains pass
+ * its result on, so a NULL loop must be a plain failure (found by the
+ * allocation-failure torture, tests/oom). */
+static void io_new_refuses_null_loop(void **state)
+{
+    (void)state;
+    assert_null(bw_io_new(NULL));
+}
+
 static int teardown(void **state)
 {
     bw_io_free(io);
@@ -864,6 +873,7 @@ int main(void)
         cmocka_unit_test(mux_stream_outlives_peer_reset_before_callbacks),
         cmocka_unit_test(mux_stream_outlives_fin_both_ways_inside_shutdown),
         cmocka_unit_test(deferred_delivery_survives_closing_a_waiting_stream),
+        cmocka_unit_test(io_new_refuses_null_loop),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -124,6 +124,7 @@ static const bw_mux_stream_cbs_t stream_cbs = {on_data, on_eof, on_drain, on_clo
 static sctx_t *attach(side_t *sd, bw_mux_stream_t *s)
 {
     assert_true(sd->nctx < MAX_CTX);
+    assert_non_null(s);
     sctx_t *c = &sd->ctx[sd->nctx++];
     c->s = s;
     c->manual_consume = sd->manual_consume;
@@ -289,8 +290,10 @@ static void test_open_syn_ack(void **state)
     pump(&p.c, &p.s);
     /* second client stream is 3, server streams are even */
     bw_mux_stream_t *s3 = bw_mux_stream_open(p.c.m);
+    assert_non_null(s3);
     assert_int_equal(bw_mux_stream_id(s3), 3);
     bw_mux_stream_t *s2 = bw_mux_stream_open(p.s.m);
+    assert_non_null(s2);
     assert_int_equal(bw_mux_stream_id(s2), 2);
     pump(&p.c, &p.s);
     assert_int_equal(p.c.accepted, 1);
@@ -307,6 +310,7 @@ static void test_data_both_ways(void **state)
     pair_t p;
     pair_init(&p, NULL, NULL);
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     sctx_t *cc = attach(&p.c, s);
     assert_int_equal(bw_mux_stream_write(s, "hello", 5), 0);
     pump(&p.c, &p.s);
@@ -328,6 +332,7 @@ static void test_data_written_in_on_stream_carries_ack(void **state)
     pair_init(&p, NULL, NULL);
     p.c.greet = true;
     bw_mux_stream_t *s = bw_mux_stream_open(p.s.m);
+    assert_non_null(s);
     sctx_t *sc = attach(&p.s, s);
     transfer(&p.s, &p.c);
     assert_int_equal(p.c.accepted, 1);
@@ -353,8 +358,10 @@ static void test_window_exhaustion(void **state)
     p.s.manual_consume = true;
     size_t total = 300 * 1024;
     uint8_t *buf = malloc(total);
+    assert_non_null(buf);
     fill_pattern(buf, total, 7);
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     attach(&p.c, s);
     assert_int_equal(bw_mux_stream_write(s, buf, total), 0);
     pump(&p.c, &p.s);
@@ -386,8 +393,10 @@ static uint32_t bulk_transfer(size_t total, uint64_t step_ns, uint32_t max_windo
     scfg.max_window = max_window;
     pair_init(&p, NULL, &scfg);
     uint8_t *buf = malloc(total);
+    assert_non_null(buf);
     fill_pattern(buf, total, 99);
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     attach(&p.c, s);
     bw_mux_stream_write(s, buf, total);
     while (transfer(&p.c, &p.s) + transfer(&p.s, &p.c) > 0)
@@ -424,8 +433,10 @@ static void test_window_growth_reaches_peer(void **state)
     pair_init(&p, &ccfg, &scfg);
     size_t total = 4u << 20;
     uint8_t *buf = malloc(total);
+    assert_non_null(buf);
     fill_pattern(buf, total, 3);
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     attach(&p.c, s);
     bw_mux_stream_write(s, buf, total);
     pump(&p.c, &p.s);
@@ -442,6 +453,7 @@ static void test_eagain_and_drain(void **state)
     pair_t p;
     pair_init(&p, NULL, NULL);
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     sctx_t *cc = attach(&p.c, s);
     pump(&p.c, &p.s);
     p.c.fake_queued = 2u << 20; /* transport full: nothing is framed */
@@ -472,7 +484,9 @@ static void test_round_robin(void **state)
     ccfg.max_frame = 1000;
     pair_init(&p, &ccfg, NULL);
     bw_mux_stream_t *a = bw_mux_stream_open(p.c.m);
+    assert_non_null(a);
     bw_mux_stream_t *b = bw_mux_stream_open(p.c.m);
+    assert_non_null(b);
     pump(&p.c, &p.s);
     p.c.fake_queued = 2u << 20;
     uint8_t buf[3000];
@@ -503,6 +517,7 @@ static void test_half_close(void **state)
     pair_t p;
     pair_init(&p, NULL, NULL);
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     sctx_t *cc = attach(&p.c, s);
     bw_mux_stream_write(s, "ping", 4);
     assert_int_equal(bw_mux_stream_shutdown(s), 0);
@@ -537,6 +552,7 @@ static void test_close_frees_after_peer_fin(void **state)
     pair_t p;
     pair_init(&p, NULL, NULL);
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     sctx_t *cc = attach(&p.c, s);
     pump(&p.c, &p.s);
     sctx_t *sc = &p.s.ctx[0];
@@ -560,8 +576,10 @@ static void test_shutdown_waits_for_pending(void **state)
     p.s.manual_consume = true;
     size_t total = 400 * 1024;
     uint8_t *buf = malloc(total);
+    assert_non_null(buf);
     fill_pattern(buf, total, 5);
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     attach(&p.c, s);
     bw_mux_stream_write(s, buf, total);
     bw_mux_stream_close(s);
@@ -609,8 +627,10 @@ static void test_fin_is_a_frame_of_its_own(void **state)
     p.s.manual_consume = true;
     size_t total = BW_MUX_INITIAL_WINDOW + 1000;
     uint8_t *buf = malloc(total);
+    assert_non_null(buf);
     fill_pattern(buf, total, 7);
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     attach(&p.c, s);
     bw_mux_stream_write(s, buf, total);
     bw_mux_stream_shutdown(s);
@@ -642,6 +662,7 @@ static void test_rst(void **state)
     pair_t p;
     pair_init(&p, NULL, NULL);
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     sctx_t *cc = attach(&p.c, s);
     bw_mux_stream_write(s, "abc", 3);
     pump(&p.c, &p.s);
@@ -663,9 +684,11 @@ static void test_late_frames_ignored(void **state)
     pair_t p;
     pair_init(&p, NULL, NULL);
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     attach(&p.c, s);
     pump(&p.c, &p.s);
     /* server resets while the client's data is in flight */
+    assert_int_equal(p.s.nctx, 1);
     bw_mux_stream_reset(p.s.ctx[0].s);
     bw_mux_stream_write(s, "late", 4);
     transfer(&p.c, &p.s);
@@ -751,6 +774,7 @@ static void test_go_away(void **state)
     pair_init(&p, NULL, NULL);
     /* a SYN racing the server's go-away is refused with RST */
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     sctx_t *cc = attach(&p.c, s);
     assert_int_equal(bw_mux_go_away(p.s.m, BW_MUX_GOAWAY_NORMAL), 0);
     assert_null(bw_mux_stream_open(p.s.m));
@@ -795,6 +819,7 @@ static void test_reentrant_close_in_on_data(void **state)
     ccfg.max_frame = 100;
     pair_init(&p, &ccfg, NULL);
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     sctx_t *cc = attach(&p.c, s);
     pump(&p.c, &p.s);
     p.s.ctx[0].close_on_data = true;
@@ -811,6 +836,7 @@ static void test_reentrant_close_in_on_data(void **state)
 
     /* same with reset: later frames for the stream are dropped */
     s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     cc = attach(&p.c, s);
     pump(&p.c, &p.s);
     p.s.ctx[1].reset_on_data = true;
@@ -830,6 +856,7 @@ static void test_byte_by_byte_input(void **state)
     pair_t p;
     pair_init(&p, NULL, NULL);
     bw_mux_stream_t *s = bw_mux_stream_open(p.c.m);
+    assert_non_null(s);
     attach(&p.c, s);
     uint8_t buf[5000];
     fill_pattern(buf, sizeof buf, 11);
@@ -853,6 +880,7 @@ static void test_free_with_live_streams(void **state)
     sctx_t *a = attach(&p.c, bw_mux_stream_open(p.c.m));
     sctx_t *b = attach(&p.c, bw_mux_stream_open(p.c.m));
     bw_mux_stream_t *released = bw_mux_stream_open(p.c.m);
+    assert_non_null(released);
     bw_mux_stream_write(b->s, "pending", 7);
     bw_mux_stream_close(released);
     pump(&p.c, &p.s);
