@@ -172,6 +172,17 @@ static int is_common_key(const char *k)
     return 0;
 }
 
+/* The dotted name of `key` inside `group` into full[256]; -1 when it does
+ * not fit (no declared option is that long). */
+static int dotted(char full[256], const char *group, const char *key)
+{
+    int n = snprintf(full, 256, "%s.%s", group, key);
+    return n > 0 && n < 256 ? 0 : -1;
+}
+
+/* The map `v` given for `group`, a prefix of dotted option keys: each member
+ * is an option (`group.key`) or, for keys of three parts and more, a group
+ * again. */
 static int conf_group(const bw_option_t *opts, const char *group, const json_t *v, int strict,
                       json_t *out, char *err, size_t errlen)
 {
@@ -184,15 +195,17 @@ static int conf_group(const bw_option_t *opts, const char *group, const json_t *
     }
     json_object_foreach((json_t *)v, k, sub)
     {
-        snprintf(full, sizeof full, "%s.%s", group, k);
-        const bw_option_t *o = bw__conf_find_option(opts, full);
-        if (!o) {
-            if (!strict)
-                continue;
-            snprintf(err, errlen, "unknown option '%s'", full);
-            return BW_EINVAL;
+        int known = dotted(full, group, k) == 0;
+        const bw_option_t *o = known ? bw__conf_find_option(opts, full) : NULL;
+        int rc = 0;
+        if (o)
+            rc = conf_put(o, sub, out, err, errlen);
+        else if (known && is_option_group(opts, full))
+            rc = conf_group(opts, full, sub, strict, out, err, errlen);
+        else if (strict) {
+            snprintf(err, errlen, "unknown option '%s.%s'", group, k);
+            rc = BW_EINVAL;
         }
-        int rc = conf_put(o, sub, out, err, errlen);
         if (rc < 0)
             return rc;
     }
@@ -212,8 +225,8 @@ int bw_conf_build(const bw_option_t *opts, const json_t *input, int strict, bw_c
     json_object_foreach((json_t *)input, k, v)
     {
         const bw_option_t *o = bw__conf_find_option(opts, k);
-        if (is_common_key(k) && !o)
-            continue;
+        if (is_common_key(k) && !o && !is_option_group(opts, k))
+            continue; /* the core's, unless the plugin declares options under it */
         if (o)
             rc = conf_put(o, v, out->obj, err, errlen);
         else if (is_option_group(opts, k))
@@ -237,27 +250,36 @@ fail:
     return rc;
 }
 
+/* Does the map `v` given for `group` hold a key no option declares? */
+static int group_has_unknown(const bw_option_t *opts, const char *group, const json_t *v)
+{
+    const char *sub;
+    json_t *sv;
+    char full[256];
+    if (!json_is_object(v))
+        return 0; /* bw_conf_build names the type error */
+    json_object_foreach((json_t *)v, sub, sv)
+    {
+        if (dotted(full, group, sub) != 0)
+            return 1;
+        if (bw__conf_find_option(opts, full))
+            continue;
+        if (!is_option_group(opts, full) || group_has_unknown(opts, full, sv))
+            return 1;
+    }
+    return 0;
+}
+
 const char *bw_conf_unknown_key(const bw_option_t *opts, const json_t *input)
 {
     const char *k;
     json_t *v;
     json_object_foreach((json_t *)input, k, v)
     {
-        if (is_common_key(k) || bw__conf_find_option(opts, k))
+        if (bw__conf_find_option(opts, k) || (is_common_key(k) && !is_option_group(opts, k)))
             continue;
-        if (!is_option_group(opts, k))
+        if (!is_option_group(opts, k) || group_has_unknown(opts, k, v))
             return k;
-        const char *sub;
-        json_t *sv;
-        char full[256];
-        if (!json_is_object(v))
-            continue; /* bw_conf_build names the type error */
-        json_object_foreach(v, sub, sv)
-        {
-            snprintf(full, sizeof full, "%s.%s", k, sub);
-            if (!bw__conf_find_option(opts, full))
-                return k;
-        }
     }
     return NULL;
 }

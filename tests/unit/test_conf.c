@@ -26,6 +26,8 @@ static const bw_option_t opts[] = {
     {.key = "request_header.add", .type = BW_OPT_STRING_LIST, .description = "headers to add"},
     {.key = "request_header.remove", .type = BW_OPT_STRING_LIST, .description = "to remove"},
     {.key = "limits.max", .type = BW_OPT_INT, .default_value = "7", .description = "a limit"},
+    {.key = "rules.inbound.deny", .type = BW_OPT_STRING_LIST, .description = "three parts"},
+    {.key = "policy.deny", .type = BW_OPT_STRING_LIST, .description = "under a core key"},
     {.key = NULL},
 };
 
@@ -231,6 +233,46 @@ static void nested_errors_name_the_dotted_key(void **state)
     bw_conf_free(&c);
 }
 
+/* A key of three parts is a map in a map, or any mix of dots and maps. */
+static void three_part_keys_nest_twice(void **state)
+{
+    static const char *forms[] = {
+        "{\"rules\": {\"inbound\": {\"deny\": [\"GET\", \"SET\"]}}}",
+        "{\"rules.inbound\": {\"deny\": [\"GET\", \"SET\"]}}",
+        "{\"rules\": {\"inbound.deny\": [\"GET\", \"SET\"]}}",
+        "{\"rules.inbound.deny\": [\"GET\", \"SET\"]}",
+    };
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        bw_conf_t c;
+        json_t *in = json_loads(forms[i], 0, NULL);
+        assert_non_null(in);
+        assert_null(bw_conf_unknown_key(opts, in));
+        json_decref(in);
+        assert_int_equal(build(forms[i], 1, &c), 0);
+        assert_int_equal(H->conf_list_len(&c, "rules.inbound.deny"), 2);
+        assert_string_equal(H->conf_list_at(&c, "rules.inbound.deny", 1), "SET");
+        bw_conf_free(&c);
+    }
+    expect_refused("{\"rules\": {\"inbound\": {\"denny\": []}}}", 1,
+                   "unknown option 'rules.inbound.denny'");
+    expect_refused("{\"rules\": {\"inbound\": []}}", 0, "option 'rules.inbound' must be a map");
+    json_t *in = json_loads("{\"rules\": {\"inbound\": {\"denny\": []}}}", 0, NULL);
+    assert_non_null(in);
+    assert_string_equal(bw_conf_unknown_key(opts, in), "rules");
+    json_decref(in);
+}
+
+/* `policy` is one of the core's keys accepted without effect; a plugin that
+ * declares options under it gets them. */
+static void plugin_group_under_a_core_key(void **state)
+{
+    bw_conf_t c;
+    assert_int_equal(build("{\"policy\": {\"deny\": \"FLUSHALL\"}}", 1, &c), 0);
+    assert_string_equal(H->conf_list_at(&c, "policy.deny", 0), "FLUSHALL");
+    bw_conf_free(&c);
+    expect_refused("{\"policy\": {\"denny\": \"FLUSHALL\"}}", 1, "unknown option 'policy.denny'");
+}
+
 static void unknown_keys_ignored_unless_strict(void **state)
 {
     bw_conf_t c;
@@ -345,6 +387,8 @@ int main(void)
         cmocka_unit_test(bool_or_string_keeps_text),
         cmocka_unit_test(nested_objects_give_dotted_keys),
         cmocka_unit_test(nested_errors_name_the_dotted_key),
+        cmocka_unit_test(three_part_keys_nest_twice),
+        cmocka_unit_test(plugin_group_under_a_core_key),
         cmocka_unit_test(unknown_keys_ignored_unless_strict),
         cmocka_unit_test(required_options),
         cmocka_unit_test(unset_options_read_as_declared_defaults),
