@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "log.h"
 
@@ -110,6 +111,47 @@ static void writes_to_file_target(void **state)
     assert_true(bw_log_open("/nonexistent-dir/x.log", BW_LOGFMT_LOGFMT, BW_LOG_INFO) < 0);
 }
 
+/* Linked with -Wl,--wrap=json_string: fail_json_string makes it fail. */
+static int fail_json_string;
+json_t *__real_json_string(const char *v);
+json_t *__wrap_json_string(const char *v);
+json_t *__wrap_json_string(const char *v)
+{
+    return fail_json_string ? NULL : __real_json_string(v);
+}
+
+/* A json record that cannot be built is dropped and counted, never written
+ * with its fields missing ("{}" before), and the gap is reported before the
+ * next record, on a blocking target too. */
+static void json_without_memory_drops_and_counts(void **state)
+{
+    char buf[512], path[] = "/tmp/bwlogXXXXXX";
+    fail_json_string = 1;
+    size_t n = fmt(buf, sizeof buf, BW_LOGFMT_JSON, BW_LOG_INFO, "lost", "k", "v", NULL);
+    fail_json_string = 0;
+    assert_int_equal(n, 0);
+
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(bw_log_open(path, BW_LOGFMT_JSON, BW_LOG_INFO), 0);
+    fail_json_string = 1;
+    bw_log(BW_LOG_INFO, "lost", "k", "v", NULL);
+    fail_json_string = 0;
+    bw_log(BW_LOG_INFO, "after", NULL);
+    bw_log_close();
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[512] = "";
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_non_null(strstr(line, "\"msg\":\"dropped 1 log lines\""));
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_non_null(strstr(line, "\"msg\":\"after\""));
+    assert_null(fgets(line, sizeof line, f));
+    fclose(f);
+    unlink(path);
+}
+
 /* Read what the FIFO holds now onto the end of *all (grown as needed). */
 static void drain(int rd, char **all, size_t *len)
 {
@@ -187,6 +229,7 @@ int main(void)
         cmocka_unit_test(truncates_without_overflow),
         cmocka_unit_test(writes_to_file_target),
         cmocka_unit_test(full_pipe_drops_and_counts),
+        cmocka_unit_test(json_without_memory_drops_and_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
