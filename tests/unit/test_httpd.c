@@ -285,6 +285,12 @@ static void h_path(bw_httpd_req_t *req, void *ud)
     bw_httpd_respond(req, 200, "text/plain", p, strlen(p), NULL);
 }
 
+/* Answers as if its details builder had run out of memory. */
+static void h_lost_details(bw_httpd_req_t *req, void *ud)
+{
+    bw_httpd_error(req, 404, "gone", NULL);
+}
+
 typedef struct later {
     uv_timer_t t;
     bw_httpd_req_t *req;
@@ -343,6 +349,7 @@ static int start_server(const bw_httpd_cfg_t *cfg)
     assert_int_equal(bw_httpd_route(srv, "GET", "/slow2", 0, h_later, (void *)(uintptr_t)20), 0);
     assert_int_equal(bw_httpd_route(srv, "GET", "/metrics", 0, h_path, NULL), 0);
     assert_int_equal(bw_httpd_route(srv, "GET", "/big", 0, h_big, NULL), 0);
+    assert_int_equal(bw_httpd_route(srv, "GET", "/lostdetails", 0, h_lost_details, NULL), 0);
     return 0;
 }
 
@@ -419,6 +426,39 @@ static void test_404_405(void **state)
     assert_string_equal(body_of(j, 1), "{\"status_code\":405,\"msg\":\"Method Not Allowed\","
                                        "\"details\":{\"method\":\"PUT\",\"allowed\":\"GET, "
                                        "DELETE\"}}\n");
+    free(j);
+}
+
+/* Linked with -Wl,--wrap=json_string: fail_json_string makes the core's
+ * calls fail. */
+static int fail_json_string;
+json_t *__real_json_string(const char *v);
+json_t *__wrap_json_string(const char *v);
+json_t *__wrap_json_string(const char *v)
+{
+    return fail_json_string ? NULL : __real_json_string(v);
+}
+
+/* A 4xx whose details could not be built is a 500, not a 404 without them. */
+static void test_error_without_details_is_500(void **state)
+{
+    job_t *j = job_new("GET /lostdetails HTTP/1.1\r\n" HOST "\r\n", 1);
+    run_job(j);
+    assert_non_null(strstr(j->buf, "HTTP/1.1 500 Internal Server Error\r\n"));
+    assert_string_equal(body_of(j, 0), "{\"status_code\":500,\"msg\":\"Internal Server Error\"}\n");
+    free(j);
+}
+
+/* An error answer that cannot be built whole is a 500, never a 404 without
+ * its "msg". */
+static void test_error_without_memory_is_500(void **state)
+{
+    job_t *j = job_new("GET /api/xyz HTTP/1.1\r\n" HOST "\r\n", 1);
+    fail_json_string = 1;
+    run_job(j);
+    fail_json_string = 0;
+    assert_non_null(strstr(j->buf, "HTTP/1.1 500 Internal Server Error\r\n"));
+    assert_null(strstr(j->buf, "404"));
     free(j);
 }
 
@@ -900,6 +940,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_basic_get, setup, teardown),
         cmocka_unit_test_setup_teardown(test_404_405, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_without_memory_is_500, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_without_details_is_500, setup, teardown),
         cmocka_unit_test_setup_teardown(test_param_and_query, setup, teardown),
         cmocka_unit_test_setup_teardown(test_415_form_post, setup, teardown),
         cmocka_unit_test_setup_teardown(test_406, setup, teardown),
