@@ -31,6 +31,7 @@
 
 #include <burrow/error.h>
 
+#include "fail_json_string.h"
 #include "httpd.h"
 #include "log.h"
 #include "util.h"
@@ -468,16 +469,6 @@ static void test_404_405(void **state)
                                        "\"details\":{\"method\":\"PUT\",\"allowed\":\"GET, "
                                        "DELETE\"}}\n");
     free(j);
-}
-
-/* Linked with -Wl,--wrap=json_string: fail_json_string makes the core's
- * calls fail. */
-static int fail_json_string;
-json_t *__real_json_string(const char *v);
-json_t *__wrap_json_string(const char *v);
-json_t *__wrap_json_string(const char *v)
-{
-    return fail_json_string ? NULL : __real_json_string(v);
 }
 
 /* A 4xx whose details could not be built is a 500, not a 404 without them. */

@@ -13,8 +13,8 @@
 #include <sys/stat.h>
 
 #include <cmocka.h>
-#include <jansson.h>
 
+#include "fail_json_string.h"
 #include "log.h"
 
 /* 2020-10-09T05:36:59Z, shown in UTC so the expectations are fixed. */
@@ -109,15 +109,6 @@ static void writes_to_file_target(void **state)
     fclose(f);
     unlink(path);
     assert_true(bw_log_open("/nonexistent-dir/x.log", BW_LOGFMT_LOGFMT, BW_LOG_INFO) < 0);
-}
-
-/* Linked with -Wl,--wrap=json_string: fail_json_string makes it fail. */
-static int fail_json_string;
-json_t *__real_json_string(const char *v);
-json_t *__wrap_json_string(const char *v);
-json_t *__wrap_json_string(const char *v)
-{
-    return fail_json_string ? NULL : __real_json_string(v);
 }
 
 /* A json record that cannot be built is dropped and counted, never written
