@@ -90,13 +90,19 @@ static void truncates_without_overflow(void **state)
     assert_int_equal(strlen(buf), sizeof buf - 1);
 }
 
-static void writes_to_file_target(void **state)
+/* Log to a new file named from the template `path` ("...XXXXXX"). */
+static void open_temp_log(char *path, bw_log_format_t format)
 {
-    char path[] = "/tmp/bwlogXXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     close(fd);
-    assert_int_equal(bw_log_open(path, BW_LOGFMT_LOGFMT, BW_LOG_INFO), 0);
+    assert_int_equal(bw_log_open(path, format, BW_LOG_INFO), 0);
+}
+
+static void writes_to_file_target(void **state)
+{
+    char path[] = "/tmp/bwlogXXXXXX";
+    open_temp_log(path, BW_LOGFMT_LOGFMT);
     bw_log(BW_LOG_INFO, "hello", "k", "v", NULL);
     bw_log(BW_LOG_DEBUG, "hidden", NULL);
     bw_log_close();
@@ -122,10 +128,7 @@ static void json_without_memory_drops_and_counts(void **state)
     fail_json_string = 0;
     assert_int_equal(n, 0);
 
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
-    assert_int_equal(bw_log_open(path, BW_LOGFMT_JSON, BW_LOG_INFO), 0);
+    open_temp_log(path, BW_LOGFMT_JSON);
     fail_json_string = 1;
     bw_log(BW_LOG_INFO, "lost", "k", "v", NULL);
     fail_json_string = 0;
