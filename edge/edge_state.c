@@ -20,6 +20,7 @@
 #include "edge_int.h"
 #include "edge_state_parse.h"
 #include "hostnames.h"
+#include "json_build.h"
 #include "log.h"
 #include "util.h"
 
@@ -32,15 +33,23 @@ static uint64_t wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void add_entry(json_t *list, const char *client, const char *token_sha256, const char *key,
+/* The snapshot being built. Once an entry cannot be added, `bad` keeps the
+ * file as it was: writing it without that reservation would lose it. */
+typedef struct {
+    bw_edge_t *e;
+    json_t *list;
+    int bad;
+} snap_t;
+
+static void add_entry(snap_t *sn, const char *client, const char *token_sha256, const char *key,
                       json_t *value, json_t *expires)
 {
     json_t *o = json_object();
-    json_object_set_new(o, "client_id", json_string(client));
-    json_object_set_new(o, "token_sha256", json_string(token_sha256));
-    json_object_set_new(o, key, value);
-    json_object_set_new(o, "expires", expires);
-    json_array_append_new(list, o);
+    bw_json_put(o, "client_id", json_string(client), &sn->bad);
+    bw_json_put(o, "token_sha256", json_string(token_sha256), &sn->bad);
+    bw_json_put(o, key, value, &sn->bad);
+    bw_json_put(o, "expires", expires, &sn->bad);
+    bw_json_push(sn->list, o, &sn->bad);
 }
 
 /* Remaining grace of a reservation as a wall-clock time; null for a live
@@ -55,32 +64,34 @@ static json_t *expiry(bw_edge_t *e, uint64_t expires_loop_ms)
 static void add_host(void *arg, const char *host, int scheme, const char *client, const char *token,
                      int live, uint64_t expires)
 {
-    void **a = arg;
-    bw_edge_t *e = a[0];
+    snap_t *sn = arg;
     json_t *o = json_object();
-    json_object_set_new(o, "host", json_string(host));
-    json_object_set_new(o, "scheme", json_string(bw_scheme_name(scheme)));
-    add_entry(a[1], client, token, "name", o, live ? json_null() : expiry(e, expires));
+    bw_json_put(o, "host", json_string(host), &sn->bad);
+    bw_json_put(o, "scheme", json_string(bw_scheme_name(scheme)), &sn->bad);
+    add_entry(sn, client, token, "name", o, live ? json_null() : expiry(sn->e, expires));
 }
 
+/* Returns a new reference, or NULL when out of memory (never a snapshot
+ * with a reservation missing). */
 static json_t *snapshot(bw_edge_t *e)
 {
-    json_t *root = json_object(), *list = json_array();
-    json_object_set_new(root, "version", json_integer(BW_EDGE_STATE_VERSION));
-    json_object_set_new(root, "saved_at", json_integer((json_int_t)wall_ms()));
-    json_object_set_new(root, "reservations", list);
+    snap_t sn = {e, json_array(), 0};
+    json_t *root = json_object();
+    bw_json_put(root, "version", json_integer(BW_EDGE_STATE_VERSION), &sn.bad);
+    bw_json_put(root, "saved_at", json_integer((json_int_t)wall_ms()), &sn.bad);
+    bw_json_put(root, "reservations", json_incref(sn.list), &sn.bad);
     uint64_t now = uv_now(e->loop);
     for (reservation_t *r = e->reservations; r; r = r->next)
         if (r->expires_ms > now)
-            add_entry(list, r->client_id, r->token, "port", json_integer(r->port),
+            add_entry(&sn, r->client_id, r->token, "port", json_integer(r->port),
                       expiry(e, r->expires_ms));
     BW_LIST_FOREACH (s, &e->sessions, edge_session_t, node)
         for (edge_tunnel_t *t = s->tunnels; t; t = t->next)
             if (s->authed && t->scheme < 0)
-                add_entry(list, s->client_id, s->token, "port", json_integer(t->port), json_null());
-    void *arg[2] = {e, list};
-    bw_hosts_each(e->hosts, now, add_host, arg);
-    return root;
+                add_entry(&sn, s->client_id, s->token, "port", json_integer(t->port), json_null());
+    bw_hosts_each(e->hosts, now, add_host, &sn);
+    json_decref(sn.list);
+    return bw_json_whole(root, sn.bad);
 }
 
 static int fsync_dir(const char *dir)

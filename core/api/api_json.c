@@ -1,5 +1,6 @@
 /* JSON shapes of the agent API. See api_json.h. */
 #include "api_json.h"
+#include "json_build.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -29,24 +30,6 @@ size_t bw_path_escape(const char *in, char *out, size_t outlen)
     return n;
 }
 
-/* json_object_set_new that remembers a failure (out of memory, or a NULL
- * `v` from a constructor that could not allocate): a document with a member
- * missing must not be served as if it were whole. */
-static void put(json_t *o, const char *key, json_t *v, int *bad)
-{
-    if (json_object_set_new(o, key, v) != 0)
-        *bad = 1;
-}
-
-/* Returns `o`, or NULL (and frees it) when a put() failed. */
-static json_t *whole(json_t *o, int bad)
-{
-    if (!bad)
-        return o;
-    json_decref(o);
-    return NULL;
-}
-
 json_t *bw_api_number(double v)
 {
     if (isfinite(v) && v == floor(v) && fabs(v) < 9007199254740992.0)
@@ -62,17 +45,17 @@ json_t *bw_api_metric(bw_timer_metric_t *m, uint64_t now_ns, int with_gauge)
     int bad = 0;
     if (!o)
         return NULL;
-    put(o, "count", json_integer(s.count), &bad);
+    bw_json_put(o, "count", json_integer(s.count), &bad);
     if (with_gauge)
-        put(o, "gauge", json_integer(s.gauge), &bad);
-    put(o, "rate1", bw_api_number(s.rate1), &bad);
-    put(o, "rate5", bw_api_number(s.rate5), &bad);
-    put(o, "rate15", bw_api_number(s.rate15), &bad);
-    put(o, "p50", bw_api_number(s.p50), &bad);
-    put(o, "p90", bw_api_number(s.p90), &bad);
-    put(o, "p95", bw_api_number(s.p95), &bad);
-    put(o, "p99", bw_api_number(s.p99), &bad);
-    return whole(o, bad);
+        bw_json_put(o, "gauge", json_integer(s.gauge), &bad);
+    bw_json_put(o, "rate1", bw_api_number(s.rate1), &bad);
+    bw_json_put(o, "rate5", bw_api_number(s.rate5), &bad);
+    bw_json_put(o, "rate15", bw_api_number(s.rate15), &bad);
+    bw_json_put(o, "p50", bw_api_number(s.p50), &bad);
+    bw_json_put(o, "p90", bw_api_number(s.p90), &bad);
+    bw_json_put(o, "p95", bw_api_number(s.p95), &bad);
+    bw_json_put(o, "p99", bw_api_number(s.p99), &bad);
+    return bw_json_whole(o, bad);
 }
 
 json_t *bw_api_tunnel(bw_tunnel_t *t, uint64_t now_ns)
@@ -92,8 +75,8 @@ json_t *bw_api_tunnel(bw_tunnel_t *t, uint64_t now_ns)
      * shape is unchanged for every bound tunnel (docs/api.md). */
     int bad = 0;
     if (o && t->bind_error[0])
-        put(o, "error", json_string(t->bind_error), &bad);
-    return whole(o, bad);
+        bw_json_put(o, "error", json_string(t->bind_error), &bad);
+    return bw_json_whole(o, bad);
 }
 
 json_t *bw_api_error(int error_code, int status_code, const char *msg, json_t *details)
@@ -105,9 +88,9 @@ json_t *bw_api_error(int error_code, int status_code, const char *msg, json_t *d
         return NULL;
     }
     if (error_code)
-        put(o, "error_code", json_integer(error_code), &bad);
-    put(o, "status_code", json_integer(status_code), &bad);
-    put(o, "msg", json_string(msg), &bad);
-    put(o, "details", details ? details : json_object(), &bad);
-    return whole(o, bad);
+        bw_json_put(o, "error_code", json_integer(error_code), &bad);
+    bw_json_put(o, "status_code", json_integer(status_code), &bad);
+    bw_json_put(o, "msg", json_string(msg), &bad);
+    bw_json_put(o, "details", details ? details : json_object(), &bad);
+    return bw_json_whole(o, bad);
 }

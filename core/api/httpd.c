@@ -33,12 +33,14 @@ void bw__httpd_sess_emit(sess_t *s, bw_buf_t *o)
 /* Answer outside any request (bad input) and stop the connection. */
 void bw__httpd_sess_fail(sess_t *s, int status, const char *msg, const char *err)
 {
-    json_t *j = json_pack("{s:i, s:s}", "status_code", status, "msg", msg);
-    if (j && err)
-        json_object_set_new(j, "details", json_pack("{s:s}", "err", err));
+    json_t *j = err ? json_pack("{s:i, s:s, s:{s:s}}", "status_code", status, "msg", msg, "details",
+                                "err", err)
+                    : json_pack("{s:i, s:s}", "status_code", status, "msg", msg);
     size_t blen = 0;
     char *body = j ? bw__httpd_go_json(j, &blen) : NULL;
     json_decref(j);
+    if (!body)
+        status = 500; /* whole or a 500, never an answer without its body */
     bw_buf_t o = {0};
     if (bw__httpd_build_response(&o, status, "application/json", body ? body : "", blen, NULL, 0, 0,
                                  0) == 0)

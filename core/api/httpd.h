@@ -132,8 +132,11 @@ int bw_httpd_json(bw_httpd_req_t *req, int status, json_t *body);
 
 /* Answer with olive's error shape
  * {"error_code":N,"status_code":S,"msg":M,"details":{...}} (error_code left
- * out when 0, details when NULL) and log `msg` with the details as k=v at
- * warn (4xx) or eror (5xx). Steals `details`. Returns as bw_httpd_respond. */
+ * out when 0) and log `msg` with the details as k=v at warn (4xx) or eror
+ * (5xx). Steals `details`, which only a 500 may leave NULL: a NULL from a
+ * failed details builder answers 500 "Internal Server Error" instead. A
+ * document that cannot be built whole is an empty 500. Returns as
+ * bw_httpd_respond. */
 int bw_httpd_error_code(bw_httpd_req_t *req, int status, int error_code, const char *msg,
                         json_t *details);
 /* bw_httpd_error_code without an error_code. */

@@ -13,6 +13,7 @@
 #include <http_parser.h>
 
 #include "httpd_int.h"
+#include "json_build.h"
 #include "log.h"
 #include "util.h"
 
@@ -80,24 +81,20 @@ static int method_is(const route_t *rt, const char *m)
     return strcmp(m, "HEAD") == 0 && strcmp(rt->method, "GET") == 0;
 }
 
-static void respond_405(bw_httpd_req_t *r, bw_buf_t *allowed)
+static void respond_405(bw_httpd_req_t *r, const char *allowed)
 {
-    char *extra = NULL;
     bw_buf_t hdr = {0};
-    json_t *d = json_pack("{s:s, s:s}", "method", r->method, "allowed", bw_buf_cstr(allowed));
-    if (bw_buf_printf(&hdr, "Allow: %s\r\n", bw_buf_cstr(allowed)) == 0)
-        extra = hdr.p;
-    json_t *j = json_pack("{s:i, s:s}", "status_code", 405, "msg", "Method Not Allowed");
-    if (j && d)
-        json_object_set_new(j, "details", d);
-    else
-        json_decref(d);
     size_t len = 0;
+    json_t *j = json_pack("{s:i, s:s, s:{s:s, s:s}}", "status_code", 405, "msg",
+                          "Method Not Allowed", "details", "method", r->method, "allowed", allowed);
     char *body = j ? bw__httpd_go_json(j, &len) : NULL;
     json_decref(j);
     bw_log(BW_LOG_WARN, "Method Not Allowed", "pg", r->path, "id", r->id, "method", r->method,
-           "allowed", bw_buf_cstr(allowed), NULL);
-    bw_httpd_respond(r, 405, "application/json", body ? body : "", len, extra);
+           "allowed", allowed, NULL);
+    if (body && bw_buf_printf(&hdr, "Allow: %s\r\n", allowed) == 0)
+        bw_httpd_respond(r, 405, "application/json", body, len, hdr.p);
+    else
+        bw_httpd_error(r, 500, "Internal Server Error", NULL);
     free(body);
     bw_buf_free(&hdr);
 }
@@ -109,6 +106,7 @@ static const route_t *route_find(bw_httpd_t *h, bw_httpd_req_t *r)
     const route_t *found = NULL;
     const char *ps = NULL;
     size_t pl = 0;
+    int nomem = 0;
     for (size_t i = 0; i < h->nroutes && !found; i++) {
         const char *s;
         size_t l;
@@ -119,12 +117,16 @@ static const route_t *route_find(bw_httpd_t *h, bw_httpd_req_t *r)
             ps = s;
             pl = l;
         } else if (!strstr(bw_buf_cstr(&allowed), h->routes[i].method)) {
-            bw_buf_puts(&allowed, allowed.len ? ", " : "");
-            bw_buf_puts(&allowed, h->routes[i].method);
+            /* An Allow list missing a method would be a wrong answer. */
+            if (bw_buf_puts(&allowed, allowed.len ? ", " : "") != 0 ||
+                bw_buf_puts(&allowed, h->routes[i].method) != 0)
+                nomem = 1;
         }
     }
-    if (!found && allowed.len)
-        respond_405(r, &allowed);
+    if (!found && nomem)
+        bw_httpd_error(r, 500, "Internal Server Error", NULL);
+    else if (!found && allowed.len)
+        respond_405(r, bw_buf_cstr(&allowed));
     else if (!found)
         bw_httpd_error(r, 404, "Not Found", json_pack("{s:s}", "path", r->path));
     bw_buf_free(&allowed);
@@ -376,18 +378,27 @@ static void log_error(const bw_httpd_req_t *r, int status, const char *msg, json
 int bw_httpd_error_code(bw_httpd_req_t *req, int status, int error_code, const char *msg,
                         json_t *details)
 {
-    json_t *j = json_object();
-    if (j && error_code)
-        json_object_set_new(j, "error_code", json_integer(error_code));
-    if (j) {
-        json_object_set_new(j, "status_code", json_integer(status));
-        json_object_set_new(j, "msg", json_string(msg ? msg : ""));
+    /* NULL details are a builder that ran out of memory, but on the bare
+     * 500 (without details) such failures answer with: never a 4xx missing
+     * its details. */
+    if (!details && status != 500) {
+        status = 500;
+        error_code = 0;
+        msg = "Internal Server Error";
     }
+    json_t *j = json_object();
+    int bad = 0;
+    if (error_code)
+        bw_json_put(j, "error_code", json_integer(error_code), &bad);
+    bw_json_put(j, "status_code", json_integer(status), &bad);
+    bw_json_put(j, "msg", json_string(msg ? msg : ""), &bad);
+    if (details)
+        bw_json_put(j, "details", json_incref(details), &bad);
     if (status >= 400)
         log_error(req, status, msg ? msg : "", details);
-    if (j && details)
-        json_object_set(j, "details", details);
     json_decref(details);
+    /* Never an error answer with a member missing: an empty 500. */
+    j = bw_json_whole(j, bad);
     if (!j)
         return bw_httpd_respond(req, 500, NULL, NULL, 0, NULL);
     return bw_httpd_json(req, status, j);

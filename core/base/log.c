@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "bw_limits.h"
+#include "json_build.h"
 
 /* A pipe, socket or terminal target is written without blocking: what it
  * will not take now waits in `q` (at most BW_LOG_QUEUE_MAX bytes) and goes
@@ -301,15 +302,19 @@ static void format_json(outbuf_t *o, const struct tm *tm, long nsec, bw_log_leve
         snprintf(tz, sizeof tz, "%.3s:%.2s", off, off + 3);
     char t[80];
     snprintf(t, sizeof t, "%s%s", ts, tz);
-    json_object_set_new(obj, "t", json_string(t));
-    json_object_set_new(obj, "lvl", json_string(level_names[level]));
-    json_object_set_new(obj, "msg", json_string(msg));
+    int bad = 0;
+    bw_json_put(obj, "t", json_string(t), &bad);
+    bw_json_put(obj, "lvl", json_string(level_names[level]), &bad);
+    bw_json_put(obj, "msg", json_string(msg), &bad);
     const char *k;
     while ((k = va_arg(ap, const char *)) != NULL) {
         const char *v = va_arg(ap, const char *);
-        json_object_set_new(obj, k, json_string(v ? v : "<nil>"));
+        bw_json_put(obj, k, json_string(v ? v : "<nil>"), &bad);
     }
-    char *s = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
+    /* Out of memory: no record at all (the caller counts it as dropped),
+     * never one with a field missing. */
+    obj = bw_json_whole(obj, bad);
+    char *s = obj ? json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(obj);
     if (!s)
         return;
@@ -418,6 +423,8 @@ static void flush_locked(void)
     if (g_log.qlen == 0 && g_log.dropped > 0) {
         char buf[256];
         size_t n = format_dropped(buf, sizeof buf - 1, "obj", "log", NULL);
+        if (n == 0)
+            return; /* no memory for the report: the next record retries */
         buf[n++] = '\n';
         g_log.dropped = 0;
         put_locked(buf, n);
@@ -433,29 +440,24 @@ void bw_logv(bw_log_level_t level, const char *msg, va_list ap)
     clock_gettime(CLOCK_REALTIME, &ts);
     size_t n = bw_log_format_record(buf, sizeof buf - 1, g_log.format, level, ts.tv_sec, ts.tv_nsec,
                                     msg, ap);
-    buf[n++] = '\n';
     pthread_mutex_lock(&g_mu);
     if (g_log.fd < 0) {
         pthread_mutex_unlock(&g_mu);
         return;
     }
-    if (!g_log.nonblock) {
-        /* One write per record; a short write is retried. */
-        size_t off = 0;
-        while (off < n) {
-            ssize_t w = write(g_log.fd, buf + off, n - off);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0)
-                break;
-            off += (size_t)w;
-        }
+    /* A record that could not be formatted (a json one without memory) is
+     * dropped and counted like one the queue has no room for; the report
+     * of the gap comes before the next record. A blocking target takes
+     * each record whole, so nothing is queued for it. */
+    flush_locked();
+    if (n == 0) {
+        g_log.dropped++;
     } else {
-        flush_locked();
+        buf[n++] = '\n';
         put_locked(buf, n);
-        if ((g_log.qlen > 0 || g_log.dropped > 0) && g_log.loop)
-            uv_async_send(&g_log.async); /* thread-safe: the loop drains */
     }
+    if (g_log.nonblock && (g_log.qlen > 0 || g_log.dropped > 0) && g_log.loop)
+        uv_async_send(&g_log.async); /* thread-safe: the loop drains */
     pthread_mutex_unlock(&g_mu);
 }
 
@@ -470,7 +472,9 @@ static void on_writable(uv_poll_t *p, int status, int events)
     } else {
         flush_locked();
     }
-    if (g_log.qlen == 0 && g_log.dropped == 0 && g_log.polling) {
+    /* Still dropped with nothing queued: the report could not be formatted;
+     * polling a writable target would spin, the next record retries. */
+    if (g_log.qlen == 0 && g_log.polling) {
         uv_poll_stop(p);
         g_log.polling = 0;
     }

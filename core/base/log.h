@@ -12,6 +12,8 @@
  * waits in a queue of at most BW_LOG_QUEUE_MAX bytes, records that do not
  * fit are dropped, and once the queue has drained one record says
  * `msg="dropped N log lines" obj=log`. A regular file is written blocking.
+ * A json record that cannot be built (out of memory) is dropped and counted
+ * the same way, on every target: never written with a field missing.
  */
 #ifndef BW_CORE_LOG_H
 #define BW_CORE_LOG_H
@@ -60,7 +62,8 @@ void bw_logv(bw_log_level_t level, const char *msg, va_list ap);
 
 /* Format one record into buf[len] without writing it (for tests). `t_sec`
  * and `t_nsec` give the wall-clock time. Returns the record length
- * (excluding the NUL), truncated to len-1. */
+ * (excluding the NUL), truncated to len-1; 0 when the record could not be
+ * formatted (json out of memory). */
 size_t bw_log_format_record(char *buf, size_t len, bw_log_format_t format, bw_log_level_t level,
                             long long t_sec, long t_nsec, const char *msg, va_list ap);
 

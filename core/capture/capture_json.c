@@ -9,6 +9,7 @@
 
 #include "base64.h"
 #include "capture_int.h"
+#include "json_build.h"
 #include "util.h"
 
 /* ----- JSON ------------------------------------------------------------------- */
@@ -156,11 +157,12 @@ static json_t *cstr(const char *s)
  * "raw_size" is how many wire bytes passed, "raw" holds the first ones. */
 static json_t *mark_truncated(json_t *o, const bw_capture_t *e, int d)
 {
+    int bad = 0;
     if (o && e->raw[d].seen > e->raw[d].kept) {
-        json_object_set_new(o, "raw_truncated", json_true());
-        json_object_set_new(o, "raw_size", json_integer((json_int_t)e->raw[d].seen));
+        bw_json_put(o, "raw_truncated", json_true(), &bad);
+        bw_json_put(o, "raw_size", json_integer((json_int_t)e->raw[d].seen), &bad);
     }
-    return o;
+    return bw_json_whole(o, bad);
 }
 
 static json_t *request_json(const bw_capture_t *e)

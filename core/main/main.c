@@ -21,6 +21,7 @@
 #include "config.h"
 #include "host.h"
 #include "inspect_ui.h"
+#include "json_build.h"
 #include "log.h"
 #include "plugin_loader.h"
 #include "stream.h"
@@ -261,10 +262,11 @@ static json_t *cli_tunnel(const cli_t *c, const char *proto, const char *addr)
         {"client_cas", c->client_cas},
         {"terminate_at", c->terminate_at},
     };
+    int bad = 0;
     for (size_t i = 0; d && i < BW_ARRAY_SIZE(opt); i++)
         if (opt[i].value)
-            json_object_set_new(d, opt[i].key, json_string(opt[i].value));
-    return d;
+            bw_json_put(d, opt[i].key, json_string(opt[i].value), &bad);
+    return bw_json_whole(d, bad);
 }
 
 /* The value position of the first key of `t` that `msg` quotes ('key' or
@@ -409,7 +411,11 @@ static int cmd_tunnel(const cli_t *c, const bw_config_t *cfg, const char *used, 
                     proto);
     }
     json_t *tunnels = json_object();
-    json_object_set_new(tunnels, "command_line", cli_tunnel(c, proto, c->words[1]));
+    int bad = 0;
+    bw_json_put(tunnels, "command_line", cli_tunnel(c, proto, c->words[1]), &bad);
+    /* A tunnel missing an option would start as something else. */
+    if (!(tunnels = bw_json_whole(tunnels, bad)))
+        return fail("out of memory");
     int rc = run(c, cfg, used, tunnels);
     json_decref(tunnels);
     return rc;
@@ -441,16 +447,20 @@ static int cmd_start(const cli_t *c, const bw_config_t *cfg, const char *used)
     if (!c->all && !c->none && names == 0)
         return fail("Specify the names of tunnels to start, or --all, or --none.");
     json_t *tunnels = json_object();
+    int bad = !tunnels;
     for (size_t i = 0; c->all && i < cfg->n_tunnels; i++)
-        json_object_set(tunnels, cfg->tunnels[i].name, cfg->tunnels[i].def);
+        bw_json_put(tunnels, cfg->tunnels[i].name, json_incref(cfg->tunnels[i].def), &bad);
     for (int i = 1; i <= names; i++) {
         const bw_config_tunnel_t *t = bw_config_find_tunnel(cfg, c->words[i]);
         if (!t) {
             json_decref(tunnels);
             return unknown_tunnel(cfg, c->words[i]);
         }
-        json_object_set(tunnels, t->name, t->def);
+        bw_json_put(tunnels, t->name, json_incref(t->def), &bad);
     }
+    /* Starting fewer tunnels than asked for is not an answer. */
+    if (!(tunnels = bw_json_whole(tunnels, bad)))
+        return fail("out of memory");
     int rc = run(c, cfg, used, tunnels);
     json_decref(tunnels);
     return rc;

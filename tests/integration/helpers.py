@@ -279,9 +279,14 @@ class Proc:
 
     def wait_exit(self, timeout):
         try:
-            return self.popen.wait(timeout)
+            rc = self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
+        # The reader threads may not have reached EOF yet: a check of what
+        # the process printed just before it exited must see all of it.
+        self.out.join(5)
+        self.err.join(5)
+        return rc
 
     def rss_kib(self):
         """VmRSS of the process in KiB (None when it is gone)."""

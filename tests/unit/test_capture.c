@@ -533,6 +533,36 @@ static void test_truncation(void **state)
     bw_capture_store_free(s);
 }
 
+/* Linked with -Wl,--wrap=json_integer (only the truncation marks call it
+ * directly): fail_json_integer makes it fail. */
+static int fail_json_integer;
+json_t *__real_json_integer(json_int_t v);
+json_t *__wrap_json_integer(json_int_t v);
+json_t *__wrap_json_integer(json_int_t v)
+{
+    return fail_json_integer ? NULL : __real_json_integer(v);
+}
+
+/* Out of memory for "raw_size" fails the entry (a 500), rather than serving
+ * it marked truncated without its size. */
+static void test_truncation_marks_without_memory(void **state)
+{
+    bw_capture_store_t *s = bw_capture_store_new(0, 1000);
+    bw_capture_t *c = bw_capture_begin(s, "t", "1.2.3.4", T0);
+    static unsigned char buf[1200];
+    json_t *j;
+
+    assert_non_null(c);
+    assert_int_equal(bw_capture_raw(c, BW_CAPTURE_REQUEST, buf, sizeof buf), 0);
+    fail_json_integer = 1;
+    int rc = bw_capture_store_get_json(s, bw_capture_id(c), &j);
+    fail_json_integer = 0;
+    assert_int_equal(rc, BW_ENOMEM);
+    assert_null(j);
+    bw_capture_end(c, 1);
+    bw_capture_store_free(s);
+}
+
 static bw_capture_replay_t replay_why(bw_capture_store_t *s, const char *id)
 {
     bw_capture_replay_t why;
@@ -770,6 +800,7 @@ int main(void)
         cmocka_unit_test(test_eviction_budget),
         cmocka_unit_test(test_evict_in_progress),
         cmocka_unit_test(test_truncation),
+        cmocka_unit_test(test_truncation_marks_without_memory),
         cmocka_unit_test(test_replay_codes),
         cmocka_unit_test(test_clear),
         cmocka_unit_test(test_disabled),

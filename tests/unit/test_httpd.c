@@ -31,6 +31,7 @@
 
 #include <burrow/error.h>
 
+#include "fail_json_string.h"
 #include "httpd.h"
 #include "log.h"
 #include "util.h"
@@ -211,18 +212,55 @@ static int runner_done(runner_t *r)
     return d;
 }
 
-/* Run the loop until the client thread is done and `events` reach 0. */
+static void on_tick(uv_timer_t *t)
+{
+    /* Only wakes uv_run so that loop_until checks its deadline. */
+}
+
+/* Turn the loop until done(arg) or `secs` pass; returns done(arg). A
+ * repeating timer wakes uv_run: when the server refuses or closes a
+ * connection it could not allocate for (the allocation-failure torture),
+ * no other event may ever come. */
+static int loop_until(int (*done)(void *), void *arg, double secs)
+{
+    uv_timer_t tick;
+    double deadline = now_s() + secs;
+    int ok;
+    uv_timer_init(&loop, &tick);
+    uv_timer_start(&tick, on_tick, 100, 100);
+    while (!(ok = done(arg)) && now_s() < deadline)
+        uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT); /* frees the timer before it goes out of scope */
+    return ok;
+}
+
+static int client_done(void *arg)
+{
+    return runner_done(arg);
+}
+
+static int no_events(void *arg)
+{
+    return events == 0;
+}
+
+/* Run the loop until the client thread is done and `events` reach 0, or
+ * fail the test saying which is missing. Once the client is done, the
+ * handlers' timers (80 ms at most) have a second: a server that refused the
+ * connection never starts them, and the torture should not wait 10 s. */
 static void run_job(job_t *j)
 {
     runner_t r = {.job = j};
     pthread_t th;
-    double deadline = now_s() + 10;
     assert_int_equal(pthread_create(&th, NULL, runner_main, &r), 0);
-    while ((!runner_done(&r) || events > 0) && now_s() < deadline)
-        uv_run(&loop, UV_RUN_ONCE);
+    int done = loop_until(client_done, &r, 10);
+    int quiet = done && loop_until(no_events, NULL, 1);
     pthread_join(th, NULL);
-    assert_true(runner_done(&r));
-    assert_int_equal(events, 0);
+    if (!done)
+        fail_msg("the client had no outcome within 10 s");
+    if (!quiet)
+        fail_msg("%d server events still expected a second after the client was done", events);
 }
 
 static job_t *job_new(const char *req, int nresp)
@@ -285,6 +323,12 @@ static void h_path(bw_httpd_req_t *req, void *ud)
     bw_httpd_respond(req, 200, "text/plain", p, strlen(p), NULL);
 }
 
+/* Answers as if its details builder had run out of memory. */
+static void h_lost_details(bw_httpd_req_t *req, void *ud)
+{
+    bw_httpd_error(req, 404, "gone", NULL);
+}
+
 typedef struct later {
     uv_timer_t t;
     bw_httpd_req_t *req;
@@ -319,7 +363,11 @@ static void later_fire(uv_timer_t *t)
 static void h_later(bw_httpd_req_t *req, void *ud)
 {
     later_t *l = calloc(1, sizeof *l);
-    assert_non_null(l);
+    if (!l) { /* a check failing in a loop callback would longjmp out of uv_run */
+        bw_httpd_error(req, 500, "Internal Server Error", NULL);
+        events--; /* the answer it stood for is given */
+        return;
+    }
     l->req = req;
     uv_timer_init(&loop, &l->t);
     uv_timer_start(&l->t, later_fire, (uint64_t)(uintptr_t)ud, 0);
@@ -343,6 +391,7 @@ static int start_server(const bw_httpd_cfg_t *cfg)
     assert_int_equal(bw_httpd_route(srv, "GET", "/slow2", 0, h_later, (void *)(uintptr_t)20), 0);
     assert_int_equal(bw_httpd_route(srv, "GET", "/metrics", 0, h_path, NULL), 0);
     assert_int_equal(bw_httpd_route(srv, "GET", "/big", 0, h_big, NULL), 0);
+    assert_int_equal(bw_httpd_route(srv, "GET", "/lostdetails", 0, h_lost_details, NULL), 0);
     return 0;
 }
 
@@ -419,6 +468,29 @@ static void test_404_405(void **state)
     assert_string_equal(body_of(j, 1), "{\"status_code\":405,\"msg\":\"Method Not Allowed\","
                                        "\"details\":{\"method\":\"PUT\",\"allowed\":\"GET, "
                                        "DELETE\"}}\n");
+    free(j);
+}
+
+/* A 4xx whose details could not be built is a 500, not a 404 without them. */
+static void test_error_without_details_is_500(void **state)
+{
+    job_t *j = job_new("GET /lostdetails HTTP/1.1\r\n" HOST "\r\n", 1);
+    run_job(j);
+    assert_non_null(strstr(j->buf, "HTTP/1.1 500 Internal Server Error\r\n"));
+    assert_string_equal(body_of(j, 0), "{\"status_code\":500,\"msg\":\"Internal Server Error\"}\n");
+    free(j);
+}
+
+/* An error answer that cannot be built whole is a 500, never a 404 without
+ * its "msg". */
+static void test_error_without_memory_is_500(void **state)
+{
+    job_t *j = job_new("GET /api/xyz HTTP/1.1\r\n" HOST "\r\n", 1);
+    fail_json_string = 1;
+    run_job(j);
+    fail_json_string = 0;
+    assert_non_null(strstr(j->buf, "HTTP/1.1 500 Internal Server Error\r\n"));
+    assert_null(strstr(j->buf, "404"));
     free(j);
 }
 
@@ -681,6 +753,16 @@ static void test_disconnect_during_async(void **state)
     free(j);
 }
 
+static int later_started(void *arg)
+{
+    return last_later != NULL;
+}
+
+static int held_or_client_done(void *arg)
+{
+    return last_later || runner_done(arg);
+}
+
 static void test_close_with_request_held(void **state)
 {
     /* The server closes while a handler holds a request: answering later
@@ -690,14 +772,17 @@ static void test_close_with_request_held(void **state)
     j->hangup_ms = 30;
     runner_t r = {.job = j};
     pthread_t th;
-    pthread_create(&th, NULL, runner_main, &r);
-    while (!last_later)
-        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(pthread_create(&th, NULL, runner_main, &r), 0);
+    /* A server that refused the connection never holds it: stop waiting
+     * soon after the client hung up. */
+    int held = loop_until(held_or_client_done, &r, 10) && loop_until(later_started, NULL, 0.5);
     bw_httpd_close(srv);
     srv = NULL;
-    while (!runner_done(&r) || events > 0)
-        uv_run(&loop, UV_RUN_ONCE);
+    int ok = loop_until(client_done, &r, 10) && loop_until(no_events, NULL, 1);
     pthread_join(th, NULL);
+    if (!held || !ok)
+        fail_msg("no outcome within 10 s: the request was %s, %d server events still expected",
+                 held ? "held" : "never held", events);
     assert_true(last_later->cancelled);
     assert_int_equal(last_later->rc, BW_ECANCELED);
     free(j);
@@ -900,6 +985,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_basic_get, setup, teardown),
         cmocka_unit_test_setup_teardown(test_404_405, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_without_memory_is_500, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_without_details_is_500, setup, teardown),
         cmocka_unit_test_setup_teardown(test_param_and_query, setup, teardown),
         cmocka_unit_test_setup_teardown(test_415_form_post, setup, teardown),
         cmocka_unit_test_setup_teardown(test_406, setup, teardown),

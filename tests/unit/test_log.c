@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "fail_json_string.h"
 #include "log.h"
 
 /* 2020-10-09T05:36:59Z, shown in UTC so the expectations are fixed. */
@@ -89,13 +90,19 @@ static void truncates_without_overflow(void **state)
     assert_int_equal(strlen(buf), sizeof buf - 1);
 }
 
-static void writes_to_file_target(void **state)
+/* Log to a new file named from the template `path` ("...XXXXXX"). */
+static void open_temp_log(char *path, bw_log_format_t format)
 {
-    char path[] = "/tmp/bwlogXXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     close(fd);
-    assert_int_equal(bw_log_open(path, BW_LOGFMT_LOGFMT, BW_LOG_INFO), 0);
+    assert_int_equal(bw_log_open(path, format, BW_LOG_INFO), 0);
+}
+
+static void writes_to_file_target(void **state)
+{
+    char path[] = "/tmp/bwlogXXXXXX";
+    open_temp_log(path, BW_LOGFMT_LOGFMT);
     bw_log(BW_LOG_INFO, "hello", "k", "v", NULL);
     bw_log(BW_LOG_DEBUG, "hidden", NULL);
     bw_log_close();
@@ -108,6 +115,35 @@ static void writes_to_file_target(void **state)
     fclose(f);
     unlink(path);
     assert_true(bw_log_open("/nonexistent-dir/x.log", BW_LOGFMT_LOGFMT, BW_LOG_INFO) < 0);
+}
+
+/* A json record that cannot be built is dropped and counted, never written
+ * with its fields missing ("{}" before), and the gap is reported before the
+ * next record, on a blocking target too. */
+static void json_without_memory_drops_and_counts(void **state)
+{
+    char buf[512], path[] = "/tmp/bwlogXXXXXX";
+    fail_json_string = 1;
+    size_t n = fmt(buf, sizeof buf, BW_LOGFMT_JSON, BW_LOG_INFO, "lost", "k", "v", NULL);
+    fail_json_string = 0;
+    assert_int_equal(n, 0);
+
+    open_temp_log(path, BW_LOGFMT_JSON);
+    fail_json_string = 1;
+    bw_log(BW_LOG_INFO, "lost", "k", "v", NULL);
+    fail_json_string = 0;
+    bw_log(BW_LOG_INFO, "after", NULL);
+    bw_log_close();
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[512] = "";
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_non_null(strstr(line, "\"msg\":\"dropped 1 log lines\""));
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_non_null(strstr(line, "\"msg\":\"after\""));
+    assert_null(fgets(line, sizeof line, f));
+    fclose(f);
+    unlink(path);
 }
 
 /* Read what the FIFO holds now onto the end of *all (grown as needed). */
@@ -187,6 +223,7 @@ int main(void)
         cmocka_unit_test(truncates_without_overflow),
         cmocka_unit_test(writes_to_file_target),
         cmocka_unit_test(full_pipe_drops_and_counts),
+        cmocka_unit_test(json_without_memory_drops_and_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
