@@ -397,11 +397,18 @@ int bw_httpd_error_code(bw_httpd_req_t *req, int status, int error_code, const c
     if (status >= 400)
         log_error(req, status, msg ? msg : "", details);
     json_decref(details);
-    /* Never an error answer with a member missing: an empty 500. */
+    /* Never an error answer with a member missing: an empty 500. Rendered
+     * here, not through bw_httpd_json, whose own failure answers with an
+     * error: out of memory must not recurse. */
     j = bw_json_whole(j, bad);
-    if (!j)
+    size_t len = 0;
+    char *txt = j ? bw__httpd_go_json(j, &len) : NULL;
+    json_decref(j);
+    if (!txt)
         return bw_httpd_respond(req, 500, NULL, NULL, 0, NULL);
-    return bw_httpd_json(req, status, j);
+    int rc = bw_httpd_respond(req, status, "application/json", txt, len, NULL);
+    free(txt);
+    return rc;
 }
 
 int bw_httpd_error(bw_httpd_req_t *req, int status, const char *msg, json_t *details)

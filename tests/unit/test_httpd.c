@@ -39,12 +39,12 @@
 void *__real_realloc(void *p, size_t n);
 void *__wrap_realloc(void *p, size_t n);
 
-static int fail_realloc; /* the next realloc in the core returns NULL */
+static int fail_realloc; /* the next fail_realloc reallocs in the core return NULL */
 
 void *__wrap_realloc(void *p, size_t n)
 {
-    if (fail_realloc) {
-        fail_realloc = 0;
+    if (fail_realloc > 0) {
+        fail_realloc--;
         return NULL;
     }
     return __real_realloc(p, n);
@@ -980,6 +980,37 @@ static void test_detached_out_of_memory(void **state)
     bw_httpd_close(h);
 }
 
+/* Every realloc fails from here on (as good as): the answer cannot be
+ * rendered, nor can the 500 that says so. */
+static void h_json_no_memory(bw_httpd_req_t *req, void *ud)
+{
+    (void)ud;
+    fail_realloc = 100;
+    bw_httpd_json(req, 200, json_pack("{s:s}", "a", "b"));
+}
+
+/* Out of memory while rendering an answer gives up after the error answer
+ * fails too: it never recurses from the answer to its error and back. */
+static void test_json_out_of_memory_does_not_recurse(void **state)
+{
+    (void)state;
+    bw_httpd_t *h = bw__httpd_new_detached(NULL);
+    assert_non_null(h);
+    assert_int_equal(bw_httpd_route(h, "GET", "/api/x", 0, h_json_no_memory, NULL), 0);
+    static char out[OUT_CAP];
+    out[0] = '\0';
+    bw__httpd_sess_t *s = bw__httpd_sess_new(h, collect, out);
+    assert_non_null(s);
+    const char *req = "GET /api/x HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    bw__httpd_sess_feed(s, req, strlen(req));
+    int failed = 100 - fail_realloc;
+    fail_realloc = 0;
+    assert_in_range(failed, 1, 4); /* the answer, its error, the bare 500 */
+    assert_null(strstr(out, "200 OK"));
+    bw__httpd_sess_free(s);
+    bw_httpd_close(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -987,6 +1018,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_404_405, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_without_memory_is_500, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_without_details_is_500, setup, teardown),
+        cmocka_unit_test(test_json_out_of_memory_does_not_recurse),
         cmocka_unit_test_setup_teardown(test_param_and_query, setup, teardown),
         cmocka_unit_test_setup_teardown(test_415_form_post, setup, teardown),
         cmocka_unit_test_setup_teardown(test_406, setup, teardown),
