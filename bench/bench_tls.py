@@ -76,8 +76,10 @@ def start_burrow(procs, workdir, build_dir, backend_port):
     """burrowd with its HTTPS port, and `burrow tls` passing TLS through to the sink."""
     _, burrow = burrow_bins(build_dir)
     https_port = free_port()
+    # The HTTP listener too goes on a free port: the default 8080 may be taken.
     edge, edge_addr, ca = start_edge(procs, workdir, build_dir,
-                                     extra_args=["--https-addr", f"127.0.0.1:{https_port}"])
+                                     extra_args=["--https-addr", f"127.0.0.1:{https_port}",
+                                                 "--http-addr", f"127.0.0.1:{free_port()}"])
     agent = procs.start("burrow", [burrow, "tls", str(backend_port), "--server-addr", edge_addr,
                                    "--root-cas", ca, "--log", "stdout",
                                    "--web-addr", f"127.0.0.1:{free_port()}"])
