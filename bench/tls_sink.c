@@ -1,10 +1,10 @@
 /*
  * tls_sink: the TLS local service of the tls benchmark; bench/sink.c over TLS.
  *
- *   tls_sink CERT KEY [-p PORT]
+ *   tls_sink CERT KEY
  *
- * Listens on 127.0.0.1:PORT (0 = any free port, the default), prints
- * "port=N" on stdout once listening, and serves until killed. Every
+ * Listens on a free port of 127.0.0.1, prints "port=N" on stdout once
+ * listening, and serves until killed. Every
  * connection gets a thread of its own and completes a TLS handshake with
  * CERT/KEY (PEM). Then the first byte the client sends picks what it does:
  *   'D'       discharge: the server writes data as fast as it can until the
@@ -69,11 +69,8 @@ done:
 
 int main(int argc, char **argv)
 {
-    int port = 0;
-    if (argc == 5 && strcmp(argv[3], "-p") == 0)
-        port = atoi(argv[4]);
-    else if (argc != 3) {
-        fprintf(stderr, "usage: %s CERT KEY [-p PORT]\n", argv[0]);
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s CERT KEY\n", argv[0]);
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -98,9 +95,8 @@ int main(int argc, char **argv)
         die("socket");
     int one = 1;
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in sa = {
+        .sin_family = AF_INET, .sin_port = 0, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (bind(lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(lfd, 4096) < 0)
         die("bind/listen");
     socklen_t len = sizeof sa;

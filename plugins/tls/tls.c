@@ -12,7 +12,12 @@
  * ip_restriction is checked on the client address the edge reports before
  * anything reaches the local service (the CIDR code is the http plugin's).
  * Public headers only, plus OpenSSL to check certificate files while
- * validating. */
+ * validating.
+ *
+ * The connection bookkeeping (open, dial, PROXY header, join, metrics on
+ * close) repeats the tcp plugin's: plugins share only include/burrow/, and a
+ * shared join-and-count helper belongs in the SDK the plugin-platform work
+ * adds, where third-party plugins get it too. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>

@@ -1,5 +1,8 @@
 /* The edge's request rewriter and hostname registry (edge/http_rewrite.c,
- * edge/hostnames.c): exact output, read boundaries, errors, name rules. */
+ * edge/hostnames.c): exact output, read boundaries, errors, name rules.
+ *
+ * Over 600 lines: one test program per module, as tests/unit/meson.build
+ * builds them; its cases share the fixtures above them. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
