@@ -60,8 +60,10 @@ static void stream_defer(bw_stream_t *s)
 static void io_handle_closed(uv_handle_t *h)
 {
     bw_io_t *io = h->data;
-    if (--io->handles == 0)
+    if (--io->handles == 0) {
+        bw__io_cork_pool_clear(io);
         free(io);
+    }
 }
 
 static void io_close_handles(bw_io_t *io)

@@ -35,7 +35,12 @@ struct bw_io {
     uv_check_t cork_check;
     uv_prepare_t cork_prepare;
     bw_list_t corked; /* tcp_stream_t, via cork_node */
-    int handles;      /* initialised handles; freed when the last has closed */
+    /* Cork buffers of streams that flushed, for the next turn's writes:
+     * without it a busy loop mallocs and frees 16 KiB per stream per turn,
+     * and glibc trims and regrows the heap (a brk each way) every turn. */
+    void *cork_pool; /* a list linked through each buffer's first bytes */
+    unsigned cork_pooled;
+    int handles; /* initialised handles; freed when the last has closed */
     /* One read buffer for every TCP stream: on_read consumes it before the
      * next read is issued, so idle connections cost no buffer at all. */
     int rbuf_busy;
@@ -87,5 +92,7 @@ void bw__stream_maybe_free(bw_stream_t *s);
 /* tcp.c: drop a TCP stream never handed to an owner (a failed connect):
  * its handle closes and the memory goes from the close callback. */
 void bw__tcp_discard(bw_stream_t *s);
+/* tcp.c: free the pooled cork buffers (when the io goes). */
+void bw__io_cork_pool_clear(bw_io_t *io);
 
 #endif /* BW_CORE_STREAM_IMPL_H */

@@ -20,7 +20,7 @@ typedef struct tcp_stream {
     /* Small writes of one loop turn, sent as one write when the turn's
      * callbacks are done (see "Write coalescing" below). */
     char *cork;
-    size_t cork_len;
+    size_t cork_len, cork_cap;
     bw_list_node_t cork_node; /* linked: on io->corked */
     unsigned is_pipe : 1;
     unsigned shut : 1;
@@ -160,12 +160,84 @@ static int tcp_send(tcp_stream_t *t, const void *data, size_t len)
  * blocks, for writes made by timers and idle work) send each corked stream
  * with one system call. Nothing waits past the current turn. */
 
+/* Cork buffers are sized by what a turn writes (CORK_MIN at first, doubled
+ * up to BW_CORK_MAX), so a thousand connections answered in one turn take
+ * what their answers need, not 16 KiB each. Freed buffers wait in a small
+ * pool for the next turn: without it a busy loop mallocs and frees a buffer
+ * per stream per turn, and glibc trims and regrows the heap (a brk each
+ * way) every turn. Each pooled buffer starts with its cap and the link. */
+#define CORK_MIN      2048u
+#define CORK_POOL_MAX 64u
+
+typedef struct pooled {
+    struct pooled *next;
+    size_t cap;
+} pooled_t;
+
+static void cork_buf_put(bw_io_t *io, char *b, size_t cap)
+{
+    if (!b)
+        return;
+    if (io->cork_pooled >= CORK_POOL_MAX) {
+        free(b);
+        return;
+    }
+    pooled_t p = {.next = io->cork_pool, .cap = cap};
+    memcpy(b, &p, sizeof p);
+    io->cork_pool = b;
+    io->cork_pooled++;
+}
+
+void bw__io_cork_pool_clear(bw_io_t *io)
+{
+    while (io->cork_pool) {
+        pooled_t p;
+        memcpy(&p, io->cork_pool, sizeof p);
+        free(io->cork_pool);
+        io->cork_pool = p.next;
+    }
+    io->cork_pooled = 0;
+}
+
+/* Make room for `need` corked bytes. Returns 0 or BW_ENOMEM. */
+static int cork_reserve(tcp_stream_t *t, size_t need)
+{
+    bw_io_t *io = t->base.io;
+    if (!t->cork && io->cork_pool) {
+        pooled_t p;
+        memcpy(&p, io->cork_pool, sizeof p);
+        t->cork = io->cork_pool;
+        t->cork_cap = p.cap;
+        io->cork_pool = p.next;
+        io->cork_pooled--;
+    }
+    if (need <= t->cork_cap)
+        return 0;
+    size_t cap = t->cork_cap ? t->cork_cap : CORK_MIN;
+    while (cap < need)
+        cap *= 2;
+    cap = cap < BW_CORK_MAX ? cap : BW_CORK_MAX;
+    char *b = realloc(t->cork, cap);
+    if (!b)
+        return BW_ENOMEM;
+    t->cork = b;
+    t->cork_cap = cap;
+    return 0;
+}
+
+/* The stream's cork buffer goes back to the pool; an idle connection
+ * holds none. */
+static void cork_release(tcp_stream_t *t)
+{
+    cork_buf_put(t->base.io, t->cork, t->cork_cap);
+    t->cork = NULL;
+    t->cork_len = t->cork_cap = 0;
+}
+
 static void cork_drop(tcp_stream_t *t)
 {
     bw_list_remove(&t->cork_node);
-    free(t->cork);
-    t->cork = NULL;
-    t->cork_len = 0;
+    cork_release(t);
 }
 
 /* Send what `t` has corked. Returns 0 or a libuv error. */
@@ -179,10 +251,7 @@ static int cork_flush(tcp_stream_t *t)
     if (t->cork_len == 0)
         return 0;
     int rc = tcp_send(t, t->cork, t->cork_len);
-    /* An idle connection holds no buffer. */
-    free(t->cork);
-    t->cork = NULL;
-    t->cork_len = 0;
+    cork_release(t);
     return rc;
 }
 BW_ANALYZER_END
@@ -216,12 +285,10 @@ static void cork_prepare(uv_prepare_t *h)
 
 static int cork_append(tcp_stream_t *t, const void *data, size_t len)
 {
-    if (!t->cork) {
-        /* At most BW_CORK_MAX: a bulk stream's writes go straight out, so the
-         * buffer stays a small, cheap allocation. */
-        if (!(t->cork = malloc(BW_CORK_MAX)))
-            return BW_ENOMEM;
-    }
+    /* At most BW_CORK_MAX: a bulk stream's writes go straight out, so the
+     * buffer stays a small, cheap allocation. */
+    if (cork_reserve(t, t->cork_len + len) != 0)
+        return BW_ENOMEM;
     memcpy(t->cork + t->cork_len, data, len);
     t->cork_len += len;
     if (!bw_list_linked(&t->cork_node)) {
