@@ -113,6 +113,20 @@ static int on_span(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
+/* Room for the headers of most heads at first; an idle connection keeps
+ * what its largest head needed. */
+static int grow_headers(h1_head_t *hd)
+{
+    size_t cap = hd->cap_headers ? hd->cap_headers * 2 : 16;
+    cap = cap < H1_MAX_HEADERS ? cap : H1_MAX_HEADERS;
+    bw_http_header_t *x = realloc(hd->headers, cap * sizeof *x);
+    if (!x)
+        return -1;
+    hd->headers = x;
+    hd->cap_headers = cap;
+    return 0;
+}
+
 static int on_field(http_parser *p, const char *at, size_t len)
 {
     h1_t *h = p->data;
@@ -120,6 +134,8 @@ static int on_field(http_parser *p, const char *at, size_t len)
     if (h->hdr_state != 1) {
         if (hd->n_headers == H1_MAX_HEADERS)
             return fail(h, 431, "too many header fields");
+        if (hd->n_headers == hd->cap_headers && grow_headers(hd) != 0)
+            return fail(h, 500, "out of memory");
         bw_http_header_t *x = &hd->headers[hd->n_headers++];
         *x = (bw_http_header_t){.name = at, .name_len = len, .value = at + len};
     } else {
@@ -221,6 +237,9 @@ void h1_free(h1_t *h)
 {
     head_clear(&h->head);
     h1_buf_free(&h->head.raw);
+    free(h->head.headers);
+    h->head.headers = NULL;
+    h->head.cap_headers = 0;
 }
 
 int h1_busy(const h1_t *h)

@@ -50,8 +50,8 @@ typedef struct h1_head {
     char *reason;    /* response: "OK" */
     char proto[16];  /* "HTTP/1.1" */
     int major, minor;
-    bw_http_header_t headers[H1_MAX_HEADERS];
-    size_t n_headers;
+    bw_http_header_t *headers; /* grown as needed, up to H1_MAX_HEADERS */
+    size_t n_headers, cap_headers;
 } h1_head_t;
 
 typedef struct h1 {
