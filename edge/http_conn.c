@@ -456,6 +456,7 @@ static void deliver(hconn_t *c)
     }
     if (forward(c, out + pos, out_len - pos) < 0)
         return;
+    bw_hrw_trim(c->rw);
     upgrade_wait(c);
     if (bw_hrw_raw(c->rw))
         arm(c, T_NONE, 0);

@@ -43,12 +43,17 @@ struct bw_hrw {
     bw_buf_t held;  /* S_UPWAIT: client bytes after the Upgrade request */
     char ip[64];
     char reason[128];
-    char head[BW_HRW_MAX_HEAD];
-    size_t head_len;
+    /* The head being read, grown as it arrives up to BW_HRW_MAX_HEAD: an
+     * idle keep-alive connection holds no more than its last head needed. */
+    char *head;
+    size_t head_len, head_cap;
     bw_buf_t out; /* what to forward, rebuilt on every feed */
     bw_hrw_head_t *heads;
     size_t n_heads, heads_cap;
 };
+
+#define HEAD_MIN 512  /* the first allocation of a head: most fit */
+#define KEEP_MAX 2048 /* bw_hrw_trim frees buffers bigger than this */
 
 /* One header line of a head: [start, end) (end after its line ending),
  * `eol` is where its CR/LF begins. */
@@ -116,6 +121,7 @@ void bw_hrw_free(bw_hrw_t *r)
     if (!r)
         return;
     free(r->out.p);
+    free(r->head);
     bw_buf_free(&r->held);
     bw_hresp_free(r->rt);
     free(r->heads);
@@ -147,8 +153,19 @@ static int out_str(bw_hrw_t *r, const char *s)
 
 static int head_put(bw_hrw_t *r, const char *data, size_t len)
 {
-    if (len > sizeof r->head - r->head_len)
+    if (len > BW_HRW_MAX_HEAD - r->head_len)
         return fail(r, 431, "request header fields too large");
+    if (len > r->head_cap - r->head_len) {
+        size_t cap = r->head_cap ? r->head_cap : HEAD_MIN;
+        while (cap < r->head_len + len)
+            cap *= 2;
+        cap = cap < BW_HRW_MAX_HEAD ? cap : BW_HRW_MAX_HEAD;
+        char *h = realloc(r->head, cap);
+        if (!h)
+            return fail(r, 500, "out of memory");
+        r->head = h;
+        r->head_cap = cap;
+    }
     memcpy(r->head + r->head_len, data, len);
     r->head_len += len;
     return 0;
@@ -332,7 +349,7 @@ static int finish_head(bw_hrw_t *r)
     if (!host)
         return fail(r, 400, "missing Host header");
     if (r->n_heads == r->heads_cap) {
-        size_t cap = r->heads_cap ? r->heads_cap * 2 : 4;
+        size_t cap = r->heads_cap ? r->heads_cap * 2 : 1;
         bw_hrw_head_t *nh = realloc(r->heads, cap * sizeof *nh);
         if (!nh)
             return fail(r, 500, "out of memory");
@@ -497,7 +514,7 @@ static int step(bw_hrw_t *r, const char *data, size_t len, size_t *used)
         return finish_head(r);
     }
     if (e != HPE_OK) {
-        if (r->state == S_HEAD && r->head_len + n > sizeof r->head)
+        if (r->state == S_HEAD && r->head_len + n > BW_HRW_MAX_HEAD)
             return fail(r, 431, "request header fields too large");
         return parse_error(r, data, n);
     }
@@ -596,6 +613,22 @@ int bw_hrw_response(bw_hrw_t *r, const char *data, size_t len)
         released = 1;
     }
     return released;
+}
+
+void bw_hrw_trim(bw_hrw_t *r)
+{
+    if (r->out.cap > KEEP_MAX)
+        bw_buf_free(&r->out);
+    if (r->state != S_HEAD && r->head_cap > KEEP_MAX) {
+        free(r->head);
+        r->head = NULL;
+        r->head_len = r->head_cap = 0;
+    }
+    if (r->heads_cap > 1) {
+        free(r->heads);
+        r->heads = NULL;
+        r->n_heads = r->heads_cap = 0;
+    }
 }
 
 const char *bw_hrw_out(const bw_hrw_t *r, size_t *len)

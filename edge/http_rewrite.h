@@ -41,6 +41,11 @@ void bw_hrw_free(bw_hrw_t *r);
  * rewriter refuses further input. */
 int bw_hrw_feed(bw_hrw_t *r, const char *data, size_t len);
 
+/* Release what the last feed grew beyond an idle connection's needs (a
+ * large output, a large head, several heads); call once its output was
+ * used: bw_hrw_out() and bw_hrw_head() are invalid afterwards. */
+void bw_hrw_trim(bw_hrw_t *r);
+
 /* Output of the last successful feed; valid until the next feed. */
 const char *bw_hrw_out(const bw_hrw_t *r, size_t *len);
 size_t bw_hrw_heads(const bw_hrw_t *r);
