@@ -34,6 +34,8 @@ SMALL_BODY = 1024           # what GET / answers, from either service
 BULK_BYTES = 10 * 2**20     # one download of the bulk measurement
 PREFIX = "http-"            # of the results file name
 HOLD_EDGE_MIB = 16.0        # burrowd VmRSS with 1000 idle keep-alive connections <= this
+STORE_MIB = 50              # the agent's default inspect_db_size (52428800 bytes)
+FILL_DOWNLOADS = 6          # --fill-store: 10 MiB responses captured, more than STORE_MIB
 
 # The issue's targets: (label, figure, comparison, target). Figures are computed
 # in report_targets; a ratio > 1 means more of the figure than the baseline.
@@ -462,13 +464,30 @@ def measure_all(args, results, endpoints, svc):
             captured_requests(results, t, ep)
 
 
-def measure_hold(args, results, endpoints):
+def fill_store(args, results, ep, svc):
+    """Download enough through the inspecting agent that its capture store is
+    full: each 10 MiB response is captured whole (the per-entry cap is 10 MiB)."""
+    for _ in range(FILL_DOWNLOADS):
+        run_load(args.tools, ["repeat", ep.host, ep.port, ep.hosthdr, svc.bulk_path,
+                              BULK_BYTES, 0], 60)   # 0 s: exactly one download
+    results["targets"]["burrow-inspect"]["store_filled_mib"] = FILL_DOWNLOADS * BULK_BYTES / 2**20
+    log(f"fill   burrow-inspect   {FILL_DOWNLOADS} x {BULK_BYTES / 2**20:g} MiB captured")
+
+
+def measure_hold(args, results, endpoints, svc):
     """VmRSS of each path's proxies before and while args.hold idle keep-alive
-    connections (one GET / each) are open through it."""
+    connections (one GET / each) are open through it; with --fill-store, the
+    inspecting agent's capture store is filled first."""
     for t in HOLD_TARGETS:
         ep = endpoints.get(t)
         if not ep:
             continue
+        if args.fill_store and t == "burrow-inspect":
+            try:
+                fill_store(args, results, ep, svc)
+            except (BenchError, subprocess.TimeoutExpired, ValueError) as e:
+                results["errors"][f"{t} fill-store"] = str(e)
+                warn(f"{t} fill-store: {e}")
         before = {name: round(status_kib(pid) / 1024, 1) for name, pid in ep.pids.items()}
         try:
             held, rss = hold_connections(args.tools, ["hold-http", ep.host, ep.port, ep.hosthdr,
@@ -600,6 +619,12 @@ def report_hold(results, targets):
         parts = [f"{n} {fmt(g[0])} -> {fmt(g[1])}" for n, g in groups.items()]
         lines.append(f"    {t + ':':18s} " + ", ".join(parts)
                      + f"   ({hold['held']} held, {hold['errors']} failed)")
+    ins = results["targets"].get("burrow-inspect", {})
+    if ins.get("store_filled_mib") and ins.get("hold", {}).get("rss_mib", {}).get("burrow"):
+        agent = ins["hold"]["rss_mib"]["burrow"]
+        lines.append(f"    burrow-inspect's agent after {fmt(ins['store_filled_mib'])} MiB "
+                     f"captured (store full at {STORE_MIB} MiB): {fmt(agent)} MiB = the store "
+                     f"+ {fmt(agent - STORE_MIB)} MiB")
     if lines:
         n = next(results["targets"][t]["hold"]["connections"] for t in targets
                  if results["targets"].get(t, {}).get("hold"))
@@ -653,6 +678,10 @@ def main(argv=None):
     ap.add_argument("--hold", type=int, default=1000, metavar="N",
                     help="after the rounds, hold N idle keep-alive connections through each "
                     "proxy and read its memory (default 1000; 0: skip)")
+    ap.add_argument("--fill-store", action="store_true",
+                    help="before holding the connections, fill burrow-inspect's 50 MiB "
+                    "capture store with 10 MiB downloads, so its agent's RSS is read with "
+                    "a full store")
     ap.add_argument("--haproxy-threads", type=int, default=2, help="HAProxy nbthread (default 2)")
     ap.add_argument("--server-threads", type=int, default=2,
                     help="threads of bench/httpd.c (default 2)")
@@ -674,7 +703,7 @@ def main(argv=None):
     results = new_results("http", {
         "service": args.service, "seconds": args.seconds, "rounds": args.rounds,
         "threads": args.threads, "connections": args.connections, "bulk_bytes": BULK_BYTES,
-        "hold": args.hold, "haproxy_threads": args.haproxy_threads,
+        "hold": args.hold, "fill_store": args.fill_store, "haproxy_threads": args.haproxy_threads,
         "server_threads": args.server_threads, "nginx_workers": args.nginx_workers,
         "mb": "10^6 bytes", "latency": "ms, from wrk --latency"})
     del results["targets"]   # per service, under results["services"][name]["targets"]
@@ -692,8 +721,8 @@ def run_service(args, name, targets, res, procs, workdir):
     log(f"local service: {name} ({svc.version}) on 127.0.0.1:{svc.port}")
     endpoints = start_targets(procs, args, workdir, res, targets, svc)
     measure_all(args, res, endpoints, svc)
-    if args.hold:
-        measure_hold(args, res, endpoints)
+    if args.hold or args.fill_store:
+        measure_hold(args, res, endpoints, svc)
     missing = [t for t in targets if t in BURROW_TARGETS and t not in endpoints]
     return 1 if missing else 0
 

@@ -12,9 +12,9 @@ import subprocess
 import time
 
 from benchlib import (BenchError, Rounds, add_common_args, burrow_bins, compile_tools, fmt,
-                      free_port, hold_connections, log, logfmt, new_results, parse_targets, raise_nofile, ratio,
-                      rss_kib, run_bench, run_load, start_edge, start_haproxy, wait_for_log,
-                      warn)
+                      free_port, hold_connections, log, logfmt, new_results, parse_targets,
+                      raise_nofile, ratio, rss_kib, run_bench, run_load, start_edge,
+                      start_haproxy, wait_for_log, warn)
 
 TARGETS = ("direct", "haproxy", "burrow")
 RSS_TARGET_MIB = 24.0
