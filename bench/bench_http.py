@@ -1,8 +1,9 @@
 """Benchmark burrow's http tunnel against direct, one HAProxy hop and ssh -R.
 
 Everything runs on loopback in this one invocation: the same local HTTP
-service (bench/httpd.c) behind every path, wrk for requests/s and latency,
-bench/load.c for one large download, interleaved rounds, medians reported.
+service (nginx, or bench/httpd.c, or each in turn) behind every path, wrk for
+requests/s and latency, bench/load.c for repeated 10 MiB downloads and for
+holding idle connections, interleaved rounds, medians reported.
 See bench/README.md for what is measured and how to read the output.
 """
 
@@ -20,18 +21,41 @@ import urllib.parse
 from dataclasses import dataclass, field
 
 from benchlib import (BenchError, Rounds, add_common_args, burrow_bins, children,
-                      compile_tools, ensure_package, find_bin, fmt, free_port, log, log_tail,
-                      new_results, parse_targets, ratio, run_bench, run_load, start_edge,
-                      start_haproxy, status_kib, wait_for_log, wait_port, warn)
+                      compile_tools, ensure_package, find_bin, fmt, free_port, hold_connections,
+                      log, log_tail, new_results, parse_targets, ratio, run_bench, run_load,
+                      start_edge, start_haproxy, status_kib, wait_for_log, wait_port, warn)
 
 TARGETS = ("direct", "haproxy", "ssh", "burrow-inspect", "burrow-noinspect", "burrow-https")
 BURROW_TARGETS = ("burrow-inspect", "burrow-noinspect", "burrow-https")
+SERVICES = ("nginx", "httpd")
+HOLD_TARGETS = ("haproxy", "ssh", "burrow-inspect", "burrow-noinspect")
 TIME_BUDGET_S = 300
-RPS_TARGET = 0.7            # rps(burrow-inspect) / rps(haproxy) >= this
-P99_TARGET = 2.0            # p99(burrow-inspect) / p99(haproxy) <= this
-INSPECT_COST_TARGET = 0.15  # 1 - rps(inspect) / rps(noinspect) <= this
-SMALL_BODY = 1024           # what bench/httpd.c answers to GET /
+SMALL_BODY = 1024           # what GET / answers, from either service
+BULK_BYTES = 10 * 2**20     # one download of the bulk measurement
 PREFIX = "http-"            # of the results file name
+HOLD_EDGE_MIB = 16.0        # burrowd VmRSS with 1000 idle keep-alive connections <= this
+STORE_MIB = 50              # the agent's default inspect_db_size (52428800 bytes)
+FILL_DOWNLOADS = 6          # --fill-store: 10 MiB responses captured, more than STORE_MIB
+
+# The issue's targets: (label, figure, comparison, target). Figures are computed
+# in report_targets; a ratio > 1 means more of the figure than the baseline.
+TARGET_ROWS = (
+    ("req/s  burrow-inspect / ssh", "rps_ssh", ">=", 1.0),
+    ("req/s  burrow-inspect / haproxy", "rps_haproxy", ">=", 0.75),
+    ("p99    burrow-inspect / ssh", "p99_ssh", "<=", 1.0),
+    ("bulk   burrow-inspect / haproxy", "bulk_haproxy", ">=", 0.8),
+    ("inspection cost 1 - req/s inspect / noinspect", "cost_rps", "<=", 0.10),
+    ("inspection cost 1 - bulk inspect / noinspect", "cost_bulk", "<=", 0.15),
+)
+
+
+@dataclass
+class Service:
+    """The local service behind every path: where it listens, what GETs the bulk file."""
+    name: str
+    port: int
+    bulk_path: str
+    version: str = ""
 
 
 @dataclass
@@ -53,7 +77,77 @@ class Endpoint:
 def start_httpd(procs, tools, threads):
     proc = procs.start("httpd", [tools["httpd"], "-t", str(threads)])
     m = wait_for_log(proc, r"^port=(\d+)$", 5)
-    return int(m.group(1))
+    return Service("httpd", int(m.group(1)), f"/bulk?bytes={BULK_BYTES}", "bench/httpd.c")
+
+
+def write_nginx_config(d, port, workers):
+    """nginx.conf serving / (SMALL_BODY bytes) and /10m.bin (BULK_BYTES) from d/html."""
+    docs = os.path.join(d, "html")
+    os.makedirs(docs)
+    with open(os.path.join(docs, "index.html"), "wb") as f:
+        f.write(b"x" * SMALL_BODY)
+    with open(os.path.join(docs, "10m.bin"), "wb") as f:
+        f.write(b"b" * BULK_BYTES)
+    # As root, nginx's workers switch to `nobody`, which cannot enter the run's
+    # 0700 temporary directory and would answer 403: keep them root instead.
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    temp = "".join(f"    {kind}_temp_path {os.path.join(d, kind)};\n"
+                   for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    cfg = os.path.join(d, "nginx.conf")
+    with open(cfg, "w") as f:
+        f.write(f"""{user}daemon off;
+master_process on;
+worker_processes {workers};
+worker_rlimit_nofile 16384;
+pid {os.path.join(d, "nginx.pid")};
+error_log {os.path.join(d, "error.log")} warn;
+
+events {{
+    worker_connections 8192;
+}}
+
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    default_type application/octet-stream;
+{temp}
+    server {{
+        listen 127.0.0.1:{port};
+        root {docs};
+        index index.html;
+    }}
+}}
+""")
+    return cfg
+
+
+def start_nginx(procs, workdir, workers):
+    """nginx (Debian nginx-light) in the foreground with a config in the run's directory."""
+    exe = ensure_package("nginx", "nginx-light", sbin=True)
+    d = os.path.join(workdir, "nginx")
+    os.makedirs(d)
+    port = free_port()
+    cfg = write_nginx_config(d, port, workers)
+    # -e: the error log before the config is read, so nothing goes to /var/log/nginx.
+    argv = [exe, "-p", d, "-c", cfg, "-e", os.path.join(d, "error.log")]
+    res = subprocess.run(argv + ["-t", "-q"], capture_output=True, text=True, timeout=10)
+    if res.returncode != 0:
+        raise BenchError(f"nginx rejects its config: {(res.stderr or res.stdout).strip()}")
+    proc = procs.start("nginx", argv)
+    wait_port(proc, port, 10)
+    v = subprocess.run([exe, "-v"], capture_output=True, text=True, timeout=10)
+    version = (v.stderr or v.stdout).strip().split(":", 1)[-1].strip()
+    return Service("nginx", port, "/10m.bin", version)
+
+
+def start_service(procs, args, workdir, name):
+    if name == "nginx":
+        return start_nginx(procs, workdir, args.nginx_workers)
+    return start_httpd(procs, args.tools, args.server_threads)
 
 
 def descendants(pid):
@@ -184,8 +278,13 @@ def start_burrow(procs, args, workdir, backend_port, target):
     scheme = "https" if target == "burrow-https" else "http"
     http_port, https_port = free_port(), free_port()
     listeners = ["--http-addr", f"127.0.0.1:{http_port}"]
-    if "--https-addr" in edge_flags(burrowd):   # keep it off its default port
+    flags = edge_flags(burrowd)
+    if "--https-addr" in flags:   # keep it off its default port
         listeners += ["--https-addr", f"127.0.0.1:{https_port}"]
+    if "--max-conns-per-ip" in flags:
+        # Every client of the run is 127.0.0.1: the default cap of 256 public
+        # connections per source IP would refuse most of --hold's.
+        listeners += ["--max-conns-per-ip", str(max_conns(args))]
     edge, edge_addr, ca = start_edge(procs, workdir, args.build_dir, f"burrowd-{suffix}",
                                      listeners)
     web_port = free_port()
@@ -203,8 +302,8 @@ def start_burrow(procs, args, workdir, backend_port, target):
                     u.hostname if scheme == "https" else "")
 
 
-def check_endpoint(ep):
-    """GET / and a small /bulk through the path, on one keep-alive connection."""
+def check_endpoint(ep, svc):
+    """GET / and the bulk file through the path, on one keep-alive connection."""
     conn = http.client.HTTPConnection(ep.host, ep.port, timeout=10)
     if ep.sni:   # TLS to loopback with the tunnel's name; the dev certificate is not checked
         ctx = ssl.create_default_context()
@@ -212,7 +311,7 @@ def check_endpoint(ep):
         conn.sock = ctx.wrap_socket(socket.create_connection((ep.host, ep.port), 10),
                                     server_hostname=ep.sni)
     try:
-        for path, size in (("/", SMALL_BODY), ("/bulk?bytes=100000", 100000)):
+        for path, size in (("/", SMALL_BODY), (svc.bulk_path, BULK_BYTES)):
             conn.request("GET", path, headers={"Host": ep.hosthdr})
             resp = conn.getresponse()
             body = resp.read()
@@ -225,12 +324,18 @@ def check_endpoint(ep):
         conn.close()
 
 
+def max_conns(args):
+    """Connections a proxy must take at once from 127.0.0.1: wrk's, --hold's, a margin."""
+    return max(2000, args.connections + args.hold + 100)
+
+
 def start_target(procs, args, workdir, results, t, backend_port):
     if t == "direct":
         return Endpoint("127.0.0.1", backend_port, f"127.0.0.1:{backend_port}")
     if t == "haproxy":
         proc, port, version = start_haproxy(procs, workdir, backend_port,
-                                            args.haproxy_threads, 2000, mode="http")
+                                            args.haproxy_threads, max_conns(args),
+                                            mode="http")
         results["host"]["haproxy"] = version
         return Endpoint("127.0.0.1", port, f"127.0.0.1:{port}", {"haproxy": proc.pid})
     if t == "ssh":
@@ -238,13 +343,13 @@ def start_target(procs, args, workdir, results, t, backend_port):
     return start_burrow(procs, args, workdir, backend_port, t)
 
 
-def start_targets(procs, args, workdir, results, targets, backend_port):
+def start_targets(procs, args, workdir, results, targets, svc):
     """Start every path; a path that fails is left out with its reason under errors."""
     endpoints = {}
     for t in targets:
         try:
-            ep = start_target(procs, args, workdir, results, t, backend_port)
-            check_endpoint(ep)
+            ep = start_target(procs, args, workdir, results, t, svc.port)
+            check_endpoint(ep, svc)
             run_wrk(args, ep, 1)   # warm-up: connections, caches, the agent's first streams
             endpoints[t] = ep
             if ep.url:
@@ -322,7 +427,7 @@ def captured_requests(results, t, ep):
              "compares what it did not mean to")
 
 
-def measure_all(args, results, endpoints):
+def measure_all(args, results, endpoints, svc):
     targets = list(endpoints)
     for t in targets:
         results["targets"][t] = {}
@@ -341,10 +446,9 @@ def measure_all(args, results, endpoints):
             ep = endpoints[t]
             tls = ["--tls", ep.sni] if ep.sni else []
             rounds.measure(t, "bulk", "mb_per_s", ep.pids,
-                           lambda: run_load(args.tools, tls + ["get", ep.host, ep.port,
-                                                               ep.hosthdr, args.bulk_bytes,
-                                                               args.seconds],
-                                            args.seconds + 30), rnd)
+                           lambda: run_load(args.tools, tls + [
+                               "repeat", ep.host, ep.port, ep.hosthdr, svc.bulk_path,
+                               BULK_BYTES, args.seconds], args.seconds + 30), rnd)
         # A new connection (and over https a full handshake) per request: what
         # the edge does once per connection, such as reading the ClientHello.
         for t in order:
@@ -358,6 +462,45 @@ def measure_all(args, results, endpoints):
     for t, ep in endpoints.items():
         if ep.api_port:
             captured_requests(results, t, ep)
+
+
+def fill_store(args, results, ep, svc):
+    """Download enough through the inspecting agent that its capture store is
+    full: each 10 MiB response is captured whole (the per-entry cap is 10 MiB)."""
+    for _ in range(FILL_DOWNLOADS):
+        run_load(args.tools, ["repeat", ep.host, ep.port, ep.hosthdr, svc.bulk_path,
+                              BULK_BYTES, 0], 60)   # 0 s: exactly one download
+    results["targets"]["burrow-inspect"]["store_filled_mib"] = FILL_DOWNLOADS * BULK_BYTES / 2**20
+    log(f"fill   burrow-inspect   {FILL_DOWNLOADS} x {BULK_BYTES / 2**20:g} MiB captured")
+
+
+def measure_hold(args, results, endpoints, svc):
+    """VmRSS of each path's proxies before and while args.hold idle keep-alive
+    connections (one GET / each) are open through it; with --fill-store, the
+    inspecting agent's capture store is filled first."""
+    for t in HOLD_TARGETS:
+        ep = endpoints.get(t)
+        if not ep:
+            continue
+        if args.fill_store and t == "burrow-inspect":
+            try:
+                fill_store(args, results, ep, svc)
+            except (BenchError, subprocess.TimeoutExpired, ValueError) as e:
+                results["errors"][f"{t} fill-store"] = str(e)
+                warn(f"{t} fill-store: {e}")
+        before = {name: round(status_kib(pid) / 1024, 1) for name, pid in ep.pids.items()}
+        try:
+            held, rss = hold_connections(args.tools, ["hold-http", ep.host, ep.port, ep.hosthdr,
+                                                      args.hold], ep.pids, settle=1.0)
+        except (BenchError, OSError, ValueError) as e:
+            results["errors"][f"{t} hold"] = str(e)
+            warn(f"{t} hold: {e}")
+            continue
+        results["targets"].setdefault(t, {})["hold"] = dict(
+            held, connections=args.hold, rss_before_mib=before, rss_mib=rss)
+        log(f"hold   {t:16s} {held['held']} connections held ({held['errors']} errors), "
+            + ", ".join(f"{n} {before[n]} -> {rss[n]} MiB" for n in rss))
+        time.sleep(1)   # the closed connections' TIME_WAIT and the proxies' cleanup
 
 
 # ---------------------------------------------------------------------------
@@ -397,22 +540,25 @@ def report_table(results, targets):
 
 
 def report_targets(results):
-    ins, hp, noins = (figures(results, t) for t in ("burrow-inspect", "haproxy",
-                                                    "burrow-noinspect"))
-    rps_r, p99_r = ratio(ins[0], hp[0]), ratio(ins[2], hp[2])
-    cost = None if ratio(ins[0], noins[0]) is None else 1 - ratio(ins[0], noins[0])
-    rows = [
-        ("req/s  burrow-inspect / haproxy", rps_r, f">= {RPS_TARGET:.2f}",
-         verdict(rps_r, RPS_TARGET, True)),
-        ("p99    burrow-inspect / haproxy", p99_r, f"<= {P99_TARGET:.2f}",
-         verdict(p99_r, P99_TARGET, False)),
-        ("inspection cost 1 - req/s inspect / noinspect", cost,
-         f"<= {INSPECT_COST_TARGET:.2f}", verdict(cost, INSPECT_COST_TARGET, False)),
-    ]
+    ins, hp, ssh, noins = (figures(results, t) for t in ("burrow-inspect", "haproxy", "ssh",
+                                                         "burrow-noinspect"))
+
+    def cost(a, b):
+        r = ratio(a, b)
+        return None if r is None else 1 - r
+    values = {"rps_ssh": ratio(ins[0], ssh[0]), "rps_haproxy": ratio(ins[0], hp[0]),
+              "p99_ssh": ratio(ins[2], ssh[2]), "bulk_haproxy": ratio(ins[3], hp[3]),
+              "cost_rps": cost(ins[0], noins[0]), "cost_bulk": cost(ins[3], noins[3])}
+    rows = [(label, values[key], op, target) for label, key, op, target in TARGET_ROWS]
+    hold = results["targets"].get("burrow-inspect", {}).get("hold")
+    if hold and "burrowd" in hold["rss_mib"]:
+        rows.append((f"burrowd MiB, {hold['connections']} idle conns (inspect)",
+                     hold["rss_mib"]["burrowd"], "<=", HOLD_EDGE_MIB))
     print("  Targets:")
-    for label, value, target, v in rows:
+    for label, value, op, target in rows:
         shown = "n/a" if value is None else f"{value:.2f}"
-        print(f"    {label + ':':48s} {shown:>6s}  (target {target}: {v})")
+        v = verdict(value, target, op == ">=")
+        print(f"    {label + ':':48s} {shown:>6s}  (target {op} {target:.2f}: {v})")
     captured = results["targets"].get("burrow-inspect", {}).get("captured_requests")
     if captured == 0:
         print("    (burrow-inspect captured no requests: inspection was not on, so the "
@@ -459,14 +605,42 @@ def report_memory(results, targets):
         print("\n".join(lines))
 
 
-def report(results, targets):
-    cfg = results["config"]
+def report_hold(results, targets):
+    lines = []
+    for t in targets:
+        hold = results["targets"].get(t, {}).get("hold")
+        if not hold:
+            continue
+        groups = {}
+        for name, mib in hold["rss_mib"].items():
+            g = groups.setdefault(name.split(".")[0], [0.0, 0.0])
+            g[0] += hold["rss_before_mib"].get(name, 0.0)
+            g[1] += mib
+        parts = [f"{n} {fmt(g[0])} -> {fmt(g[1])}" for n, g in groups.items()]
+        lines.append(f"    {t + ':':18s} " + ", ".join(parts)
+                     + f"   ({hold['held']} held, {hold['errors']} failed)")
+    ins = results["targets"].get("burrow-inspect", {})
+    if ins.get("store_filled_mib") and ins.get("hold", {}).get("rss_mib", {}).get("burrow"):
+        agent = ins["hold"]["rss_mib"]["burrow"]
+        lines.append(f"    burrow-inspect's agent after {fmt(ins['store_filled_mib'])} MiB "
+                     f"captured (store full at {STORE_MIB} MiB): {fmt(agent)} MiB = the store "
+                     f"+ {fmt(agent - STORE_MIB)} MiB")
+    if lines:
+        n = next(results["targets"][t]["hold"]["connections"] for t in targets
+                 if results["targets"].get(t, {}).get("hold"))
+        print(f"  Memory with {n} idle keep-alive connections (VmRSS MiB, before -> while "
+              "they are open; one GET / on each):")
+        print("\n".join(lines))
+
+
+def report(results, cfg, svc, targets):
     rounds = cfg["rounds"]
     how = "one run" if rounds == 1 else f"median of {rounds} rounds"
     print()
-    print(f"HTTP results (loopback, {how}; wrk -t{cfg['threads']} -c{cfg['connections']} "
-          f"-d{cfg['seconds']:g}s, {SMALL_BODY}-byte responses, keep-alive; bulk = one "
-          f"{cfg['bulk_bytes'] / 2**20:g} MiB response, at most {cfg['seconds']:g}s)")
+    print(f"HTTP results, local service {svc} (loopback, {how}; wrk -t{cfg['threads']} "
+          f"-c{cfg['connections']} -d{cfg['seconds']:g}s, {SMALL_BODY}-byte responses, "
+          f"keep-alive; bulk = {BULK_BYTES / 2**20:g} MiB downloads repeated on one keep-alive "
+          f"connection for {cfg['seconds']:g}s)")
     print()
     report_table(results, targets)
     print()
@@ -475,6 +649,8 @@ def report(results, targets):
     report_context(results, targets)
     print()
     report_memory(results, targets)
+    print()
+    report_hold(results, targets)
     for t in targets:
         nc = results["targets"].get(t, {}).get("newconn")
         if nc:
@@ -492,43 +668,87 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="bench/run http", description=__doc__.splitlines()[0])
     add_common_args(ap, TARGETS, rounds=3, seconds=5.0, prefix=PREFIX)
     ap.add_argument("--quick", action="store_true",
-                    help="about a minute: same as --rounds 1 --seconds 3")
+                    help="about a minute per service: same as --rounds 1 --seconds 3")
+    ap.add_argument("--service", choices=SERVICES + ("both",), default="nginx",
+                    help="the local service behind every path: nginx (Debian nginx-light), "
+                    "bench/httpd.c, or both, one whole measurement each (default nginx)")
     ap.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     ap.add_argument("--connections", type=int, default=50,
                     help="wrk connections (default 50)")
-    ap.add_argument("--bulk-bytes", type=int, default=1 << 30,
-                    help="size of the bulk response (default 1 GiB; the download stops "
-                    "after --seconds)")
+    ap.add_argument("--hold", type=int, default=1000, metavar="N",
+                    help="after the rounds, hold N idle keep-alive connections through each "
+                    "proxy and read its memory (default 1000; 0: skip)")
+    ap.add_argument("--fill-store", action="store_true",
+                    help="before holding the connections, fill burrow-inspect's 50 MiB "
+                    "capture store with 10 MiB downloads, so its agent's RSS is read with "
+                    "a full store")
     ap.add_argument("--haproxy-threads", type=int, default=2, help="HAProxy nbthread (default 2)")
     ap.add_argument("--server-threads", type=int, default=2,
-                    help="threads of the local HTTP service (default 2)")
+                    help="threads of bench/httpd.c (default 2)")
+    ap.add_argument("--nginx-workers", type=int, default=2,
+                    help="nginx worker_processes (default 2)")
     ap.add_argument("--agent-arg", action="append", default=[],
                     help="extra argument for `burrow http` (repeatable)")
     args = ap.parse_args(argv)
     if args.quick:
         args.rounds, args.seconds = 1, 3.0
+    if args.hold < 0:
+        ap.error("--hold must be 0 or more")
     targets = parse_targets(ap, args, TARGETS)
     args.build_dir = os.path.abspath(args.build_dir)
+    services = SERVICES if args.service == "both" else (args.service,)
 
     per_round = 2 * len(targets) * (args.seconds + 2)
-    budget = TIME_BUDGET_S + max(0.0, per_round * args.rounds - 120)
+    per_service = TIME_BUDGET_S + max(0.0, per_round * args.rounds - 120) + (60 if args.hold else 0)
     results = new_results("http", {
-        "seconds": args.seconds, "rounds": args.rounds, "threads": args.threads,
-        "connections": args.connections, "bulk_bytes": args.bulk_bytes,
-        "haproxy_threads": args.haproxy_threads, "server_threads": args.server_threads,
+        "service": args.service, "seconds": args.seconds, "rounds": args.rounds,
+        "threads": args.threads, "connections": args.connections, "bulk_bytes": BULK_BYTES,
+        "hold": args.hold, "fill_store": args.fill_store, "haproxy_threads": args.haproxy_threads,
+        "server_threads": args.server_threads, "nginx_workers": args.nginx_workers,
         "mb": "10^6 bytes", "latency": "ms, from wrk --latency"})
-    return run_bench(args, results, budget,
-                     lambda procs, workdir: run(args, targets, results, procs, workdir),
+    del results["targets"]   # per service, under results["services"][name]["targets"]
+    results["services"] = {}
+    return run_bench(args, results, per_service * len(services),
+                     lambda procs, workdir: run(args, services, targets, results, procs,
+                                                workdir),
                      prefix=PREFIX)
 
 
-def run(args, targets, results, procs, workdir):
-    args.wrk = ensure_package("wrk", "wrk")
-    args.tools = compile_tools(workdir, ("load",))
-    args.tools.update(compile_tools(workdir, ("httpd",), ["-luv", "-lhttp_parser"]))
-    backend_port = start_httpd(procs, args.tools, args.server_threads)
-    endpoints = start_targets(procs, args, workdir, results, targets, backend_port)
-    measure_all(args, results, endpoints)
-    report(results, targets)
+def run_service(args, name, targets, res, procs, workdir):
+    """The whole measurement with the local service `name`; 1 if a burrow path is missing."""
+    svc = start_service(procs, args, workdir, name)
+    res["host"]["service"] = svc.version
+    log(f"local service: {name} ({svc.version}) on 127.0.0.1:{svc.port}")
+    endpoints = start_targets(procs, args, workdir, res, targets, svc)
+    measure_all(args, res, endpoints, svc)
+    if args.hold or args.fill_store:
+        measure_hold(args, res, endpoints, svc)
     missing = [t for t in targets if t in BURROW_TARGETS and t not in endpoints]
     return 1 if missing else 0
+
+
+def run(args, services, targets, results, procs, workdir):
+    args.wrk = ensure_package("wrk", "wrk")
+    args.tools = compile_tools(workdir, ("load",))
+    if "httpd" in services:
+        args.tools.update(compile_tools(workdir, ("httpd",), ["-luv", "-lhttp_parser"]))
+    status = 0
+    for name in services:
+        # Each service's processes, configs and logs in a directory of their own;
+        # all of them are stopped before the next service starts.
+        res = results["services"][name] = {"host": {}, "targets": {}, "errors": {}}
+        sdir = os.path.join(workdir, f"service-{name}")
+        os.makedirs(sdir)
+        procs.workdir = sdir
+        mark = len(procs.procs)
+        try:
+            status |= run_service(args, name, targets, res, procs, sdir)
+        except BenchError as e:
+            res["errors"]["service"] = str(e)
+            warn(f"{name}: not measured: {e}")
+            status = 1
+        finally:
+            for proc in reversed(procs.procs[mark:]):
+                procs.stop(proc)
+        report(res, results["config"], name, targets)
+    return status

@@ -6,17 +6,15 @@ See bench/README.md for what is measured and how to read the output.
 """
 
 import argparse
-import json
 import os
 import re
-import selectors
 import subprocess
 import time
 
 from benchlib import (BenchError, Rounds, add_common_args, burrow_bins, compile_tools, fmt,
-                      free_port, log, logfmt, new_results, parse_targets, raise_nofile, ratio,
-                      rss_kib, run_bench, run_load, start_edge, start_haproxy, wait_for_log,
-                      warn)
+                      free_port, hold_connections, log, logfmt, new_results, parse_targets,
+                      raise_nofile, ratio, rss_kib, run_bench, run_load, start_edge,
+                      start_haproxy, wait_for_log, warn)
 
 TARGETS = ("direct", "haproxy", "burrow")
 RSS_TARGET_MIB = 24.0
@@ -52,38 +50,6 @@ def start_burrow(procs, workdir, build_dir, backend_port, extra_agent_args):
 
 # ---------------------------------------------------------------------------
 # measurements
-
-
-def hold_connections(tools, host, port, count, rss_pids, settle):
-    """Open `count` echo-checked connections; measure RSS of rss_pids while they are open."""
-    proc = subprocess.Popen([tools["load"], "hold", host, str(port), str(count)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        line = ""
-        deadline = time.monotonic() + 60
-        sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        while not line and time.monotonic() < deadline:
-            if sel.select(timeout=1):
-                line = proc.stdout.readline()
-                if not line:
-                    break
-        if not line:
-            raise BenchError("holding connections timed out or failed")
-        held = json.loads(line)
-        time.sleep(settle)
-        rss = {name: round(rss_kib(pid) / 1024, 1) for name, pid in rss_pids.items()}
-        return held, rss
-    finally:
-        try:
-            proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # ---------------------------------------------------------------------------
@@ -263,7 +229,8 @@ def measure_hold(args, results, t, endpoint):
         return
     idle = {name: round(rss_kib(pid) / 1024, 1) for name, pid in pids.items()}
     try:
-        held, rss = hold_connections(args.tools, host, port, args.hold, pids, settle=1.0)
+        held, rss = hold_connections(args.tools, ["hold", host, port, args.hold], pids,
+                                     settle=1.0)
         results["targets"][t]["hold"] = {"held": held["held"], "errors": held["errors"],
                                          "rss_mib": rss, "idle_rss_mib": idle}
         log(f"hold   {t:16s} {held['held']} connections held, RSS "

@@ -11,6 +11,7 @@ import os
 import platform
 import re
 import resource
+import selectors
 import shutil
 import signal
 import socket
@@ -164,6 +165,40 @@ def run_load(tools, args, timeout):
     if res.returncode != 0:
         raise BenchError(f"load {' '.join(map(str, args))} failed: {res.stderr.strip()}")
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def hold_connections(tools, load_args, rss_pids, settle):
+    """Run `load hold...` with load_args (it opens and checks connections, then
+    keeps them open); measure the RSS of rss_pids (MiB) while they are open.
+    Returns (what load printed, {name: RSS})."""
+    proc = subprocess.Popen([tools["load"]] + [str(a) for a in load_args],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        deadline = time.monotonic() + 60
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while not line and time.monotonic() < deadline:
+            if sel.select(timeout=1):
+                line = proc.stdout.readline()
+                if not line:
+                    break
+        if not line:
+            raise BenchError("holding connections timed out or failed")
+        held = json.loads(line)
+        time.sleep(settle)
+        rss = {name: round(rss_kib(pid) / 1024, 1) for name, pid in rss_pids.items()}
+        return held, rss
+    finally:
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def measure_cpu(pids, fn):

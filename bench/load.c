@@ -19,12 +19,26 @@
  *       over the time from sending the request to the last byte read.
  *       -> {"bytes":..,"seconds":..,"mb_per_s":..,"complete":..,"errors":..}
  *
+ *   load repeat HOST PORT HOSTHDR PATH BYTES SECONDS
+ *       One keep-alive connection sends "GET PATH" with "Host: HOSTHDR" again
+ *       and again until SECONDS passed, reading each whole response; every
+ *       response must be a 200 whose Content-Length and body are BYTES long
+ *       (anything else fails the run). MB/s counts the body bytes of all the
+ *       downloads over the time from the first request to the last byte.
+ *       -> {"bytes":..,"seconds":..,"mb_per_s":..,"downloads":..,"errors":0}
+ *
  *   load hold HOST PORT N
  *       Opens N connections and checks each with a 1-byte echo, prints
  *       {"held":..,"errors":..,"seconds":..} and keeps them open until stdin
  *       reaches EOF or a line is read, then closes them and exits.
  *
- *   load --tls SNI bulk|rate|get ...
+ *   load hold-http HOST PORT HOSTHDR N
+ *       The same with HTTP: each connection sends one "GET /" with "Host:
+ *       HOSTHDR" and reads the whole 200 response, then stays open (idle,
+ *       keep-alive) until stdin reaches EOF or a line is read.
+ *       -> {"held":..,"errors":..,"seconds":..}
+ *
+ *   load --tls SNI bulk|rate|get|repeat|hold-http ...
  *       The same over TLS (bench/tls_sink.c): each connection completes a
  *       full handshake with server name SNI first (no session resumption, no
  *       certificate check: the benchmark measures the hops, not the PKI).
@@ -58,6 +72,7 @@ static atomic_int stop;
 static atomic_ullong total_bytes;
 static atomic_int total_errors;
 static SSL_CTX *tls_ctx; /* --tls: connections speak TLS */
+static int reported;     /* hold-http: the first failure's reason is enough */
 static const char *tls_sni;
 
 static double now(void)
@@ -385,6 +400,102 @@ static int cmd_get(const char *hosthdr, unsigned long long want, double seconds)
     return 0;
 }
 
+/* ---- repeat -------------------------------------------------------------- */
+
+/* Send "GET path" with "Host: hosthdr" on p; 0 or -1. */
+static int send_get(struct peer *p, const char *path, const char *hosthdr)
+{
+    char req[1024];
+    int len = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, hosthdr);
+    if (len < 0 || (size_t)len >= sizeof req)
+        return -1;
+    return peer_send(p, req, (size_t)len);
+}
+
+/* Why a response failed, on stderr; only once in hold-http (counted there). */
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        if (!reported)                                                                             \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+        reported = quiet;                                                                          \
+    } while (0)
+
+/* Read one whole response (head and Content-Length body) from p, using buf
+ * (at least 64 KiB) as scratch space; returns the body length, or -1 with the
+ * reason on stderr (after the first one, only when !quiet). Nothing is
+ * pipelined, so nothing may follow the body. */
+static long long read_response(struct peer *p, char *buf, size_t cap, int quiet)
+{
+    size_t got = 0;
+    long head = read_head(p, buf, 64 * 1024, &got);
+    if (head < 0) {
+        FAIL("load: no response head\n");
+        return -1;
+    }
+    if (strncmp(buf, "HTTP/1.1 200", 12) != 0) {
+        FAIL("load: not a 200 response: %.60s\n", buf);
+        return -1;
+    }
+    char saved = buf[head];
+    buf[head] = '\0'; /* search the head only, not body bytes read with it */
+    const char *cl = strcasestr(buf, "\r\nContent-Length:");
+    long long want = cl ? strtoll(cl + 17, NULL, 10) : -1;
+    buf[head] = saved;
+    if (want < 0) {
+        FAIL("load: response without Content-Length: %.60s\n", buf);
+        return -1;
+    }
+    unsigned long long body = got - (size_t)head;
+    while (body < (unsigned long long)want) {
+        ssize_t n = peer_recv(p, buf, cap);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            FAIL("load: connection ended after %llu of %lld body bytes\n", body, want);
+            return -1;
+        }
+        body += (unsigned long long)n;
+    }
+    if (body != (unsigned long long)want) {
+        FAIL("load: %llu body bytes, Content-Length said %lld\n", body, want);
+        return -1;
+    }
+    return want;
+}
+
+static int cmd_repeat(const char *hosthdr, const char *path, unsigned long long want,
+                      double seconds)
+{
+    static char buf[256 * 1024];
+    struct peer p;
+    if (peer_open(&p) < 0) {
+        fprintf(stderr, "load: cannot connect\n");
+        return 1;
+    }
+    double t0 = now(), deadline = t0 + seconds, t1;
+    unsigned long long bytes = 0;
+    unsigned long downloads = 0;
+    do {
+        long long n = send_get(&p, path, hosthdr) == 0 ? read_response(&p, buf, sizeof buf, 0) : -1;
+        if (n < 0 || (unsigned long long)n != want) {
+            if (n >= 0)
+                fprintf(stderr, "load: GET %s: %lld body bytes, expected %llu\n", path, n, want);
+            else
+                fprintf(stderr, "load: GET %s failed after %lu downloads\n", path, downloads);
+            peer_close(&p);
+            return 1;
+        }
+        bytes += (unsigned long long)n;
+        downloads++;
+        t1 = now();
+    } while (t1 < deadline);
+    peer_close(&p);
+    double dt = t1 - t0;
+    printf("{\"bytes\":%llu,\"seconds\":%.3f,\"mb_per_s\":%.1f,\"downloads\":%lu,\"errors\":0}\n",
+           bytes, dt, (double)bytes / dt / 1e6, downloads);
+    return 0;
+}
+
 /* ---- hold ---------------------------------------------------------------- */
 
 static int cmd_hold(int count)
@@ -423,6 +534,49 @@ static int cmd_hold(int count)
     return 0;
 }
 
+/* Connections that did one GET / each and stay open, idle, until stdin says. */
+static int cmd_hold_http(const char *hosthdr, int count)
+{
+    static char buf[64 * 1024];
+    struct peer *ps = malloc((size_t)count * sizeof *ps);
+    char *ok = calloc((size_t)count, 1);
+    int errors = 0, held = 0;
+    double t0 = now();
+    const int batch = 50;
+    for (int i = 0; i < count; i += batch) {
+        int end = i + batch < count ? i + batch : count;
+        for (int j = i; j < end; j++) {
+            if (peer_open(&ps[j]) < 0)
+                continue;
+            ok[j] = 1;
+            if (send_get(&ps[j], "/", hosthdr) < 0) {
+                peer_close(&ps[j]);
+                ok[j] = 0;
+            }
+        }
+        for (int j = i; j < end; j++) {
+            if (ok[j] && read_response(&ps[j], buf, sizeof buf, 1) < 0) {
+                peer_close(&ps[j]);
+                ok[j] = 0;
+            }
+            if (ok[j])
+                held++;
+            else
+                errors++;
+        }
+    }
+    printf("{\"held\":%d,\"errors\":%d,\"seconds\":%.3f}\n", held, errors, now() - t0);
+    fflush(stdout);
+    char line[64];
+    (void)!fgets(line, sizeof line, stdin);
+    for (int i = 0; i < count; i++)
+        if (ok[i])
+            peer_close(&ps[i]);
+    free(ps);
+    free(ok);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -454,6 +608,14 @@ int main(int argc, char **argv)
         resolve(argv[2], argv[3]);
         return cmd_get(argv[4], strtoull(argv[5], NULL, 10), strtod(argv[6], NULL));
     }
+    if (argc >= 8 && strcmp(argv[1], "repeat") == 0) {
+        resolve(argv[2], argv[3]);
+        return cmd_repeat(argv[4], argv[5], strtoull(argv[6], NULL, 10), strtod(argv[7], NULL));
+    }
+    if (argc >= 6 && strcmp(argv[1], "hold-http") == 0) {
+        resolve(argv[2], argv[3]);
+        return cmd_hold_http(argv[4], (int)strtol(argv[5], NULL, 10));
+    }
     if (argc >= 5 && strcmp(argv[1], "hold") == 0) {
         resolve(argv[2], argv[3]);
         return cmd_hold((int)strtol(argv[4], NULL, 10));
@@ -462,8 +624,10 @@ int main(int argc, char **argv)
             "usage: %s bulk HOST PORT STREAMS SECONDS WARMUP\n"
             "       %s rate HOST PORT WORKERS SECONDS\n"
             "       %s get HOST PORT HOSTHDR BYTES SECONDS\n"
+            "       %s repeat HOST PORT HOSTHDR PATH BYTES SECONDS\n"
             "       %s hold HOST PORT N\n"
-            "       %s --tls SNI bulk|rate|get ...\n",
-            argv[0], argv[0], argv[0], argv[0], argv[0]);
+            "       %s hold-http HOST PORT HOSTHDR N\n"
+            "       %s --tls SNI bulk|rate|get|repeat|hold-http ...\n",
+            argv[0], argv[0], argv[0], argv[0], argv[0], argv[0], argv[0]);
     return 2;
 }
