@@ -166,9 +166,6 @@ static void detach(bw_capture_t *e)
         e->head[d] = NULL;
         bw_chunkq_clear(&e->raw[d].q);
     }
-    free(e->tunnel_name);
-    free(e->remote_addr);
-    e->tunnel_name = e->remote_addr = NULL;
 }
 
 static void unref(bw_capture_t *e)
@@ -248,26 +245,27 @@ bw_capture_t *bw_capture_begin(bw_capture_store_t *s, const char *tunnel_name,
     bw_capture_t *e;
     if (!s || s->disabled)
         return NULL;
-    e = calloc(1, sizeof(*e));
+    tunnel_name = tunnel_name ? tunnel_name : "";
+    remote_ip = remote_ip ? remote_ip : "";
+    /* The entry and its two strings in one allocation: one malloc per
+     * exchange here and one free when it is evicted. */
+    size_t tn = strlen(tunnel_name) + 1, rn = strlen(remote_ip) + 1;
+    e = calloc(1, sizeof(*e) + tn + rn);
     if (!e)
         return NULL;
-    e->tunnel_name = bw_strdup(tunnel_name ? tunnel_name : "");
-    e->remote_addr = bw_strdup(remote_ip ? remote_ip : "");
-    if (!e->tunnel_name || !e->remote_addr || ring_push(s, e) != 0)
-        goto err;
+    e->tunnel_name = memcpy(e->strings, tunnel_name, tn);
+    e->remote_addr = memcpy(e->strings + tn, remote_ip, rn);
+    if (ring_push(s, e) != 0) {
+        free(e);
+        return NULL;
+    }
     e->store = s;
     e->refs = 2;
     e->start_ns = start_unix_ns;
     next_id(s, start_unix_ns, e->id);
-    bw__capture_account(
-        e, sizeof(*e) + sizeof(e) + strlen(e->tunnel_name) + strlen(e->remote_addr) + 2, 0);
+    bw__capture_account(e, sizeof(*e) + sizeof(e) + tn + rn, 0);
     bw__capture_enforce(s);
     return e;
-err:
-    free(e->tunnel_name);
-    free(e->remote_addr);
-    free(e);
-    return NULL;
 }
 
 /* ----- heads ------------------------------------------------------------------ */
@@ -341,8 +339,11 @@ static head_t *head_copy(const bw_http_head_t *h, size_t size)
     c->status = h->status;
     for (size_t i = 0; i < c->n; i++) {
         const bw_http_header_t *x = &h->headers[i];
-        c->h[i].name = bw_capture_canonical_key(x->name, x->name_len, cur);
+        c->h[i].name = cur; /* as sent; made canonical when shown */
         c->h[i].name_len = x->name_len;
+        if (x->name_len)
+            memcpy(cur, x->name, x->name_len);
+        cur[x->name_len] = '\0';
         cur += x->name_len + 1;
         c->h[i].value = cur;
         c->h[i].value_len = x->value_len;

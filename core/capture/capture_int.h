@@ -22,7 +22,7 @@
 #define HEAD_V1_SIZE (offsetof(bw_http_head_t, n_headers) + sizeof(size_t))
 
 typedef struct hdr {
-    char *name; /* canonical */
+    char *name; /* as sent: capture_json.c shows it canonical */
     size_t name_len;
     char *value;
     size_t value_len;
@@ -51,12 +51,13 @@ struct bw_capture {
     int ended;
     bw_capture_req_t req;
     char id[BW_CAPTURE_ID_LEN + 1];
-    char *tunnel_name, *remote_addr;
+    const char *tunnel_name, *remote_addr; /* in strings[] */
     int64_t start_ns;
     uint64_t duration_ns;
     head_t *head[2];
     rawbuf_t raw[2];
     size_t bytes; /* accounted to the store while listed */
+    char strings[];
 };
 
 struct bw_capture_store {

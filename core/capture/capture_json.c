@@ -108,12 +108,16 @@ static json_t *headers_json(const head_t *h)
     for (size_t i = 0; obj && i < h->n; i++) {
         const hdr_t *x = &h->h[i];
         size_t nlen = x->name_len;
-        int valid = utf8_valid(x->name, nlen);
-        char *fixed = valid ? NULL : utf8_fix(x->name, nlen, &nlen);
+        /* Canonical here, not when captured: most entries are never read. */
+        char small[128], *key = nlen < sizeof small ? small : malloc(nlen + 1);
+        int valid = key && (bw_capture_canonical_key(x->name, nlen, key), utf8_valid(key, nlen));
+        char *fixed = !key || valid ? NULL : utf8_fix(key, nlen, &nlen);
         int rc = BW_ENOMEM;
         if (valid || fixed)
-            rc = add_header(obj, fixed ? fixed : x->name, nlen, jstr(x->value, x->value_len));
+            rc = add_header(obj, fixed ? fixed : key, nlen, jstr(x->value, x->value_len));
         free(fixed);
+        if (key != small)
+            free(key);
         if (rc != 0) {
             json_decref(obj);
             return NULL;

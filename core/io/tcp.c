@@ -118,15 +118,19 @@ static void tcp_write_done(uv_write_t *req, int status)
     bw__stream_maybe_free(s);
 }
 
-/* Send data[len] now: straight to the socket when nothing is queued, the
- * rest (or all of it) through a write request. Returns 0 or a libuv error. */
-static int tcp_send(tcp_stream_t *t, const void *data, size_t len)
+/* Send a[alen] then b[blen] now (either may be empty): straight to the
+ * socket in one system call when nothing is queued, the rest (or all of it)
+ * through one write request. Returns 0 or a libuv error. */
+static int tcp_send2(tcp_stream_t *t, const void *a, size_t alen, const void *b, size_t blen)
 {
-    size_t off = 0;
+    size_t off = 0, len = alen + blen;
     if (t->queued == 0) {
         /* Most writes fit in the socket buffer: no copy, no request. */
-        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-        int n = uv_try_write((uv_stream_t *)&t->h, &b, 1);
+        uv_buf_t bufs[2] = {uv_buf_init((char *)a, (unsigned)alen),
+                            uv_buf_init((char *)b, (unsigned)blen)};
+        int n = alen == 0   ? uv_try_write((uv_stream_t *)&t->h, &bufs[1], 1)
+                : blen == 0 ? uv_try_write((uv_stream_t *)&t->h, &bufs[0], 1)
+                            : uv_try_write((uv_stream_t *)&t->h, bufs, 2);
         if (n >= 0)
             off = (size_t)n;
         else if (n != UV_EAGAIN)
@@ -138,11 +142,15 @@ static int tcp_send(tcp_stream_t *t, const void *data, size_t len)
     wreq_t *w = malloc(sizeof *w + rest);
     if (!w)
         return BW_ENOMEM;
-    memcpy(w->data, (const char *)data + off, rest);
+    /* The unsent tail: what is left of a, then what is left of b. */
+    size_t from_a = off < alen ? alen - off : 0;
+    if (from_a)
+        memcpy(w->data, (const char *)a + off, from_a);
+    memcpy(w->data + from_a, (const char *)b + (off > alen ? off - alen : 0), rest - from_a);
     w->t = t;
     w->len = rest;
-    uv_buf_t b = uv_buf_init(w->data, (unsigned)rest);
-    int rc = uv_write(&w->req, (uv_stream_t *)&t->h, &b, 1, tcp_write_done);
+    uv_buf_t buf = uv_buf_init(w->data, (unsigned)rest);
+    int rc = uv_write(&w->req, (uv_stream_t *)&t->h, &buf, 1, tcp_write_done);
     if (rc < 0) {
         free(w);
         return rc;
@@ -151,14 +159,20 @@ static int tcp_send(tcp_stream_t *t, const void *data, size_t len)
     return 0;
 }
 
+static int tcp_send(tcp_stream_t *t, const void *data, size_t len)
+{
+    return tcp_send2(t, data, len, NULL, 0);
+}
+
 /* ---- Write coalescing ----
  * A proxy turn often writes one message in pieces (a response head, then its
  * body; several yamux frames for one stream). Writes below BW_CORK_MAX wait in
- * the stream's cork buffer (at most BW_CORK_MAX bytes; a write that would
- * overflow it sends the buffer first) until the loop turn's callbacks are done: the
- * check handle (after I/O callbacks) and the prepare handle (before the loop
- * blocks, for writes made by timers and idle work) send each corked stream
- * with one system call. Nothing waits past the current turn. */
+ * the stream's cork buffer (at most BW_CORK_MAX bytes) until the loop turn's
+ * callbacks are done: the check handle (after I/O callbacks) and the prepare
+ * handle (before the loop blocks, for writes made by timers and idle work)
+ * send each corked stream with one system call. A write that would overflow
+ * the buffer leaves with it, in one system call too. Nothing waits past the
+ * current turn. */
 
 /* Cork buffers are sized by what a turn writes (CORK_MIN at first, doubled
  * up to BW_CORK_MAX), so a thousand connections answered in one turn take
@@ -306,10 +320,16 @@ static int tcp_write(bw_stream_t *s, const void *data, size_t len)
     int rc;
     if (t->shut)
         return BW_EPIPE;
-    if (t->queued == 0 && t->cork_len + len <= BW_CORK_MAX)
+    if (t->queued == 0 && t->cork_len + len <= BW_CORK_MAX) {
         rc = cork_append(t, data, len);
-    else if ((rc = cork_flush(t)) == 0)
+    } else if (t->cork_len > 0) {
+        /* What is corked goes first, with this write: one system call. */
+        bw_list_remove(&t->cork_node);
+        rc = tcp_send2(t, t->cork, t->cork_len, data, len);
+        cork_release(t);
+    } else {
         rc = tcp_send(t, data, len);
+    }
     if (rc < 0)
         return rc;
     return t->queued + t->cork_len >= BW_STREAM_HWM ? BW_EAGAIN : 0;

@@ -89,6 +89,48 @@ void bw__http_conn_close(http_conn_t *c, int abort)
     unref(c);
 }
 
+/* ---- the local service's unconsumed bytes --------------------------------------------- */
+
+/* A response body streams through without a copy: up_read parses each read
+ * where it lies (uext) and copies only a remainder it did not consume into
+ * uin. While uext is set uin is empty, so the bytes are uext's. */
+static const char *uin_data(const http_conn_t *c)
+{
+    return c->uext ? c->uext : c->uin.data;
+}
+
+static size_t uin_len(const http_conn_t *c)
+{
+    return c->uext ? c->uext_len : c->uin.len;
+}
+
+static void uin_consume(http_conn_t *c, size_t n)
+{
+    if (c->uext) {
+        c->uext += n;
+        c->uext_len -= n;
+    } else {
+        h1_buf_consume(&c->uin, n);
+    }
+}
+
+static void uin_clear(http_conn_t *c)
+{
+    c->uin.len = 0;
+    c->uext_len = 0;
+}
+
+/* Move the borrowed bytes to uin (before more are appended, or when the
+ * read returns). Returns 0 or BW_ENOMEM. */
+static int uin_keep(http_conn_t *c)
+{
+    const char *p = c->uext;
+    size_t n = c->uext_len;
+    c->uext = NULL;
+    c->uext_len = 0;
+    return p && n ? h1_buf_add(&c->uin, p, n) : 0;
+}
+
 /* ---- reading control ------------------------------------------------------------ */
 
 static void update_reading(http_conn_t *c)
@@ -99,7 +141,7 @@ static void update_reading(http_conn_t *c)
      * pin, bounded by IN_MAX): toggling it per request costs window updates. */
     int want_pub = c->pub && !c->pub_eof && c->lstate != L_CONNECTING &&
                    !(c->rstate == R_BODY && c->mode == X_UP && c->up_full) && c->pin.len < IN_MAX;
-    int want_up = c->up && c->lstate != L_EOF && !c->pub_full && c->uin.len < IN_MAX;
+    int want_up = c->up && c->lstate != L_EOF && !c->pub_full && uin_len(c) < IN_MAX;
     if (c->pub && want_pub != c->pub_reading) {
         c->pub_reading = want_pub;
         (want_pub ? H->stream_read_start : H->stream_read_stop)(c->pub);
@@ -158,7 +200,7 @@ static void up_gone(http_conn_t *c)
     c->up = NULL;
     c->lstate = L_NONE;
     c->up_reading = c->up_full = 0;
-    c->uin.len = 0;
+    uin_clear(c);
     h1_free(&c->res);
     h1_init(&c->res, H1_RESPONSE);
 }
@@ -499,16 +541,17 @@ static int up_step(http_conn_t *c)
     int pending_done = c->res.done_pending && !c->res.in_head;
     if (c->phase != C_HTTP || c->pub_full || !c->up || c->sstate == S_DONE || c->mode != X_UP)
         return 0;
-    if (c->uin.len == 0 && !pending_done)
+    if (uin_len(c) == 0 && !pending_done)
         return 0;
     int was = c->sstate;
-    size_t n = h1_feed(&c->res, c->uin.data, c->uin.len, &ev);
+    const char *data = uin_data(c);
+    size_t n = h1_feed(&c->res, data, uin_len(c), &ev);
     if (was == S_BODY && n) {
         if (c->cap)
-            H->capture_raw(c->cap, BW_CAPTURE_RESPONSE, c->uin.data, n);
-        bw__http_pub_write(c, c->uin.data, n);
+            H->capture_raw(c->cap, BW_CAPTURE_RESPONSE, data, n);
+        bw__http_pub_write(c, data, n);
     }
-    h1_buf_consume(&c->uin, n);
+    uin_consume(c, n);
     if (ev == H1_EV_HEAD) {
         response_head(c);
     } else if (ev == H1_EV_DONE) {
@@ -526,7 +569,7 @@ static int up_step(http_conn_t *c)
 
 static void up_eof_check(http_conn_t *c)
 {
-    if (c->lstate != L_EOF || c->uin.len || c->phase != C_HTTP || c->pub_full)
+    if (c->lstate != L_EOF || uin_len(c) || c->phase != C_HTTP || c->pub_full)
         return;
     if (c->mode != X_UP || c->sstate == S_DONE) {
         up_gone(c); /* closed between exchanges: reconnect for the next one */
@@ -586,9 +629,10 @@ static void upgrade(http_conn_t *c)
         H->metric_http(c->tt->t, H->now_ns() - c->x_start);
     bw__http_end_capture(c, 0);
     bw__http_pub_write(c, h->raw.data, h->raw.len);
-    bw__http_pub_write(c, c->uin.data, c->uin.len);
+    bw__http_pub_write(c, uin_data(c), uin_len(c));
     up_write(c, c->pin.data, c->pin.len);
-    c->uin.len = c->pin.len = 0;
+    uin_clear(c);
+    c->pin.len = 0;
     bw_stream_t *pub = c->pub, *up = c->up;
     c->pub = c->up = NULL;
     c->phase = C_UPGRADED; /* no more HTTP on this connection */
@@ -648,7 +692,21 @@ static void up_read(bw_stream_t *s, void *ud, const void *data, size_t len)
     http_conn_t *c = ud;
     if (c->phase != C_HTTP)
         return;
-    if (h1_buf_add(&c->uin, data, len) < 0) {
+    if (c->uin.len == 0 && !c->uext && !c->in_up) {
+        c->refs++;
+        c->uext = data;
+        c->uext_len = len;
+        pump_up(c);
+        if (c->phase != C_HTTP)
+            uin_clear(c); /* closed or upgraded: nothing more is parsed */
+        if (uin_keep(c) < 0)
+            bw__http_conn_close(c, 1);
+        else
+            update_reading(c);
+        unref(c);
+        return;
+    }
+    if (uin_keep(c) < 0 || h1_buf_add(&c->uin, data, len) < 0) {
         bw__http_conn_close(c, 1);
         return;
     }
@@ -673,7 +731,7 @@ static void up_error(bw_stream_t *s, void *ud, int err)
 {
     http_conn_t *c = ud;
     c->lstate = L_EOF;
-    c->uin.len = 0;
+    uin_clear(c);
     c->refs++;
     up_eof_check(c);
     update_reading(c);

@@ -85,6 +85,10 @@ typedef struct http_conn {
     uint64_t conn_start, x_start;
     h1_t req, res;
     h1_buf_t pin, uin; /* bytes read and not yet consumed */
+    /* A read from the local service being parsed where it lies (uin was
+     * empty): what it leaves unconsumed is copied to uin afterwards. */
+    const char *uext;
+    size_t uext_len;
     http_req_state_t rstate;
     http_res_state_t sstate;
     http_answer_t mode;

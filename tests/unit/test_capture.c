@@ -210,6 +210,34 @@ static void test_headers_aggregate_and_utf8(void **state)
     bw_capture_store_free(s);
 }
 
+/* Names are stored as sent and made canonical when shown; a long one too. */
+static void test_long_header_name_canonical(void **state)
+{
+    char name[301], want[301];
+    memset(name, 'a', 300);
+    name[0] = 'x';
+    name[1] = '-';
+    name[300] = '\0';
+    memcpy(want, name, sizeof want);
+    want[0] = 'X';
+    want[2] = 'A';
+    bw_http_header_t h[] = {{name, 300, "v", 1}};
+    bw_capture_store_t *s = bw_capture_store_new(0, 0);
+    bw_capture_t *c = bw_capture_begin(s, "t", "::1", T0);
+    assert_non_null(c);
+    bw_http_head_t head = req_head(h, 1);
+    json_t *j;
+
+    assert_int_equal(bw_capture_head(c, BW_CAPTURE_REQUEST, &head), 0);
+    assert_int_equal(bw_capture_store_get_json(s, bw_capture_id(c), &j), 0);
+    json_t *hs = json_object_get(json_object_get(j, "request"), "headers");
+    assert_non_null(json_object_get(hs, want));
+    assert_null(json_object_get(hs, name));
+    json_decref(j);
+    bw_capture_end(c, 0);
+    bw_capture_store_free(s);
+}
+
 static int b64val(char ch)
 {
     static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -792,6 +820,7 @@ int main(void)
         cmocka_unit_test(test_canonical_keys),
         cmocka_unit_test(test_canonical_key_of_no_name),
         cmocka_unit_test(test_headers_aggregate_and_utf8),
+        cmocka_unit_test(test_long_header_name_canonical),
         cmocka_unit_test(test_base64_raw_with_body),
         cmocka_unit_test(test_rfc3339_offsets),
         cmocka_unit_test(test_start_in_entry_uses_local_zone),
