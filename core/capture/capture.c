@@ -183,10 +183,37 @@ static void evict_oldest(bw_capture_store_t *s)
     unref(e);
 }
 
+/* The oldest entries are long out of the cache when a full store evicts
+ * them, one per new exchange: fetch what the next two evictions will touch
+ * ahead of them (the entry after next, and the parts of the next one, whose
+ * entry the previous call fetched) rather than wait on each pointer. */
+static void prefetch_oldest(const bw_capture_store_t *s)
+{
+    if (s->count > 1) {
+        const char *next = (const char *)bw__capture_ring_at(s, 1);
+        for (size_t off = 0; off < sizeof(bw_capture_t); off += 64)
+            __builtin_prefetch(next + off);
+    }
+    if (s->count == 0)
+        return;
+    const bw_capture_t *e = bw__capture_ring_at(s, 0);
+    for (int d = 0; d < 2; d++) {
+        if (e->head[d])
+            __builtin_prefetch(e->head[d]);
+        if (e->raw[d].q.head)
+            __builtin_prefetch(e->raw[d].q.head);
+    }
+}
+
 void bw__capture_enforce(bw_capture_store_t *s)
 {
-    while (s->bytes > s->budget && s->count > 0)
+    int evicted = 0;
+    while (s->bytes > s->budget && s->count > 0) {
         evict_oldest(s);
+        evicted = 1;
+    }
+    if (evicted)
+        prefetch_oldest(s);
 }
 
 bw_capture_store_t *bw_capture_store_new(int64_t db_size, size_t max_raw)
