@@ -38,6 +38,7 @@ static char *feed_all(const char *in, size_t step, int https, int *status, size_
         memcpy(out + total, o, olen);
         total += olen;
         *nheads += bw_hrw_heads(r);
+        bw_hrw_trim(r); /* as the edge does after each delivery */
     }
     bw_hrw_free(r);
     return out;
@@ -441,6 +442,33 @@ static void head_limit_431(void **state)
     free(in);
 }
 
+/* A head of exactly BW_HRW_MAX_HEAD bytes passes at any read size, its
+ * buffer growing across reads and trims, and the small request after it
+ * too. */
+static void head_at_limit_passes(void **state)
+{
+    const char *start = "GET / HTTP/1.1\r\nHost: h\r\nX: ", *end = "\r\n\r\n";
+    const char *next = "GET /2 HTTP/1.1\r\nHost: h\r\n\r\n";
+    size_t n = BW_HRW_MAX_HEAD, fill = n - strlen(start) - strlen(end);
+    char *in = malloc(n + strlen(next) + 1);
+    assert_non_null(in);
+    memcpy(in, start, strlen(start));
+    memset(in + strlen(start), 'a', fill);
+    memcpy(in + strlen(start) + fill, end, strlen(end));
+    memcpy(in + n, next, strlen(next) + 1);
+    static const size_t steps[] = {1, 700, 4096, 100000};
+    for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
+        int status;
+        size_t heads;
+        char *out = feed_all(in, steps[i], 0, &status, &heads);
+        assert_non_null(out);
+        assert_int_equal(heads, 2);
+        assert_non_null(strstr(out, "GET /2 HTTP/1.1\r\n"));
+        free(out);
+    }
+    free(in);
+}
+
 static void hostname_rules(void **state)
 {
     char out[BW_HOSTNAME_MAX + 1], why[128], label[70];
@@ -612,6 +640,7 @@ int main(void)
         cmocka_unit_test(absolute_form_matching_host_passes),
         cmocka_unit_test(chunk_extension_bound),
         cmocka_unit_test(head_limit_431),
+        cmocka_unit_test(head_at_limit_passes),
         cmocka_unit_test(hostname_rules),
         cmocka_unit_test(registry_claims_and_reservations),
         cmocka_unit_test(bind_names),

@@ -726,6 +726,8 @@ typedef struct burst {
     uv_tcp_t server;
     bw_stream_t *s;
     size_t sent, total;
+    const size_t *sizes; /* piece sizes to cycle through; NULL: 64 bytes */
+    size_t n_sizes, next;
     int eagain_before_drain, drained, done, timed_out;
 } burst_t;
 
@@ -772,9 +774,10 @@ static void *reader_main(void *arg)
  * small writes per loop turn, which the TCP backend coalesces. */
 static void burst_fill(burst_t *b)
 {
-    uint8_t piece[64];
+    static uint8_t piece[65536];
     while (b->sent < b->total) {
-        size_t n = b->total - b->sent < sizeof piece ? b->total - b->sent : sizeof piece;
+        size_t want = b->sizes ? b->sizes[b->next++ % b->n_sizes] : 64;
+        size_t n = b->total - b->sent < want ? b->total - b->sent : want;
         for (size_t i = 0; i < n; i++)
             piece[i] = pattern_at(b->sent + i);
         int rc = bw_stream_write(b->s, piece, n);
@@ -814,9 +817,11 @@ static void burst_timeout(uv_timer_t *t)
     b->timed_out = b->done = 1; /* a lost on_drain would stall forever */
 }
 
-static void small_writes_coalesce_in_order_and_drain(void **state)
+/* Fill a pushed-back connection with b's pieces, one turn at a time, and
+ * check what the reader got. */
+static void run_burst(burst_t *bp)
 {
-    burst_t b = {.total = 32u << 20};
+    burst_t b = *bp;
     reader_t r = {.port = listen_on(&b.server, burst_conn), .total = b.total};
     pthread_t th;
     uv_timer_t watchdog;
@@ -835,6 +840,22 @@ static void small_writes_coalesce_in_order_and_drain(void **state)
     /* The writer was stopped and resumed by on_drain, not left waiting. */
     assert_true(b.eagain_before_drain >= 1);
     assert_true(b.drained >= 1);
+}
+
+static void small_writes_coalesce_in_order_and_drain(void **state)
+{
+    burst_t b = {.total = 32u << 20};
+    run_burst(&b);
+}
+
+/* Writes of every size in one turn: the cork buffer grows from its first
+ * size, a write that overflows it leaves together with it, large writes go
+ * straight out; the bytes arrive in order either way. */
+static void mixed_writes_keep_order(void **state)
+{
+    static const size_t sizes[] = {1, 700, 2100, 5000, 9000, 16384, 17000, 100, 65536, 3, 1500};
+    burst_t b = {.total = 16u << 20, .sizes = sizes, .n_sizes = sizeof sizes / sizeof *sizes};
+    run_burst(&b);
 }
 
 static int setup(void **state)
@@ -866,6 +887,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(join_forwards_byte_exact_with_half_close),
         cmocka_unit_test(small_writes_coalesce_in_order_and_drain),
+        cmocka_unit_test(mixed_writes_keep_order),
         cmocka_unit_test(join_bounds_memory_when_reader_stalls),
         cmocka_unit_test(connect_refused_reports_once),
         cmocka_unit_test(tls_connect_localhost_falls_back_to_v6),
