@@ -259,26 +259,28 @@ static size_t scan_head(h1_t *h, const char *data, size_t len, int *end, size_t 
     size_t i = 0;
     *end = 0;
     *skipped = 0;
-    for (; i < len; i++) {
-        char c = data[i];
-        if (!h->started) {
-            if (c == '\r' || c == '\n') {
-                (*skipped)++;
-                continue;
-            }
+    for (; i < len && !h->started; i++) {
+        if (data[i] != '\r' && data[i] != '\n') {
             h->started = 1;
+            break;
         }
-        if (c == '\n') {
-            if (h->nl) {
-                *end = 1;
-                return i + 1;
-            }
-            h->nl = 1;
-        } else if (c == '\r' && h->nl == 1) {
-            h->nl = 2;
-        } else {
-            h->nl = 0;
+        (*skipped)++;
+    }
+    /* Line by line: the head ends at an LF whose line is empty or a lone CR
+     * (nl: 1 after an LF, 2 after LF CR, 0 otherwise). */
+    while (i < len) {
+        const char *lf = memchr(data + i, '\n', len - i);
+        size_t run = lf ? (size_t)(lf - (data + i)) : len - i;
+        if (run > 0)
+            h->nl = run == 1 && data[i] == '\r' && h->nl == 1 ? 2 : 0;
+        if (!lf)
+            return len;
+        i += run + 1;
+        if (h->nl) {
+            *end = 1;
+            return i;
         }
+        h->nl = 1;
     }
     return len;
 }
@@ -290,8 +292,9 @@ static int finish_head(h1_t *h)
     hd->line_len = (size_t)(nl - hd->raw.data);
     if (hd->line_len && hd->raw.data[hd->line_len - 1] == '\r')
         hd->line_len--;
-    snprintf(hd->proto, sizeof hd->proto, "HTTP/%u.%u", (unsigned)h->p.http_major % 10u,
-             (unsigned)h->p.http_minor % 10u);
+    memcpy(hd->proto, "HTTP/x.y", sizeof "HTTP/x.y");
+    hd->proto[5] = (char)('0' + h->p.http_major % 10u);
+    hd->proto[7] = (char)('0' + h->p.http_minor % 10u);
     hd->major = h->p.http_major;
     hd->minor = h->p.http_minor;
     if (h->kind == H1_REQUEST) {
