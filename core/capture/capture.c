@@ -64,11 +64,11 @@ int64_t bw__capture_floor_div(int64_t a, int64_t b)
     return a / b - (a % b < 0);
 }
 
-static void next_id(bw_capture_store_t *s, int64_t start_ns, char *out)
+/* The entry's KSUID: its text is made only when the entry is shown. */
+static void next_id(bw_capture_store_t *s, int64_t start_ns, unsigned char raw[4 + KSUID_PAYLOAD])
 {
     int64_t d = bw__capture_floor_div(start_ns, NS_PER_SEC) - KSUID_EPOCH;
     uint32_t ts = d < 0 ? 0 : d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
-    unsigned char raw[4 + KSUID_PAYLOAD];
 
     /* A clock that steps back reuses the last second so ids keep rising. */
     if (s->have_last && ts <= s->last_ts) {
@@ -85,9 +85,53 @@ static void next_id(bw_capture_store_t *s, int64_t start_ns, char *out)
     raw[2] = (unsigned char)(ts >> 8);
     raw[3] = (unsigned char)ts;
     memcpy(raw + 4, s->last_payload, KSUID_PAYLOAD);
+}
+
+void bw__capture_id_text(const bw_capture_t *e, char out[BW_CAPTURE_ID_LEN + 1])
+{
     memcpy(out, ID_PREFIX, strlen(ID_PREFIX));
-    base62(raw, out + strlen(ID_PREFIX));
+    base62(e->ksuid, out + strlen(ID_PREFIX));
     out[BW_CAPTURE_ID_LEN] = '\0';
+}
+
+static int digit62(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'A' && ch <= 'Z')
+        return ch - 'A' + 10;
+    if (ch >= 'a' && ch <= 'z')
+        return ch - 'a' + 36;
+    return -1;
+}
+
+/* The KSUID of an id's text; < 0 when it is not one (a bad digit, or a
+ * number past 160 bits, which no id encodes). */
+static int id_parse(const char *id, unsigned char raw[4 + KSUID_PAYLOAD])
+{
+    uint32_t w[5] = {0};
+    if (!id || strlen(id) != BW_CAPTURE_ID_LEN || memcmp(id, ID_PREFIX, strlen(ID_PREFIX)) != 0)
+        return -1;
+    for (const char *p = id + strlen(ID_PREFIX); *p; p++) {
+        int v = digit62(*p);
+        if (v < 0)
+            return -1;
+        uint64_t carry = (uint64_t)v;
+        for (int i = 4; i >= 0; i--) {
+            uint64_t x = (uint64_t)w[i] * 62 + carry;
+            w[i] = (uint32_t)x;
+            carry = x >> 32;
+        }
+        if (carry)
+            return -1;
+    }
+    for (int i = 0; i < 5; i++) {
+        raw[4 * i] = (unsigned char)(w[i] >> 24);
+        raw[4 * i + 1] = (unsigned char)(w[i] >> 16);
+        raw[4 * i + 2] = (unsigned char)(w[i] >> 8);
+        raw[4 * i + 3] = (unsigned char)w[i];
+    }
+    return 0;
 }
 
 /* ----- store ring ------------------------------------------------------------- */
@@ -124,16 +168,19 @@ static bw_capture_t *ring_pop(bw_capture_store_t *s)
     return e;
 }
 
-/* Ids rise with insertion, so the ring is sorted by id. */
+/* Ids rise with insertion, so the ring is sorted by id; base62 digits of
+ * one width sort as the numbers they spell, so comparing KSUIDs is
+ * comparing ids. */
 bw_capture_t *bw__capture_lookup(const bw_capture_store_t *s, const char *id)
 {
     size_t lo = 0, hi = s ? s->count : 0;
-    if (!id || strlen(id) != BW_CAPTURE_ID_LEN)
+    unsigned char want[4 + KSUID_PAYLOAD];
+    if (id_parse(id, want) != 0)
         return NULL;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         bw_capture_t *e = bw__capture_ring_at(s, mid);
-        int c = memcmp(e->id, id, BW_CAPTURE_ID_LEN);
+        int c = memcmp(e->ksuid, want, sizeof want);
         if (c == 0)
             return e;
         if (c < 0)
@@ -162,10 +209,47 @@ static void detach(bw_capture_t *e)
     e->bytes = 0;
     e->store = NULL;
     for (int d = 0; d < 2; d++) {
-        free(e->head[d]);
         e->head[d] = NULL;
-        bw_chunkq_clear(&e->raw[d].q);
+        e->raw[d].q = (bw_chunkq_t){0}; /* the chunks go with the blocks */
     }
+    while (e->blocks) {
+        block_t *b = e->blocks;
+        e->blocks = b->next;
+        free(b);
+    }
+    e->arena = NULL;
+    e->arena_left = 0;
+}
+
+#define ALIGN(n)     (((n) + 15u) & ~(size_t)15u)
+#define ARENA_MIN    1024u /* the smallest arena a new entry gets, and a block */
+#define ARENA_MAX    8192u /* the largest arena a new entry gets up front */
+#define BLOCK_HEADER ALIGN(sizeof(block_t))
+
+void *bw__capture_alloc(bw_capture_t *e, size_t n)
+{
+    n = ALIGN(n);
+    e->used += n;
+    if (n <= e->arena_left) {
+        void *p = e->arena;
+        e->arena += n;
+        e->arena_left -= n;
+        return p;
+    }
+    size_t cap = n < ARENA_MIN ? ARENA_MIN : n;
+    block_t *b = malloc(BLOCK_HEADER + cap);
+    if (!b)
+        return NULL;
+    b->size = BLOCK_HEADER + cap;
+    b->next = e->blocks;
+    e->blocks = b;
+    bw__capture_account(e, b->size, 0);
+    unsigned char *p = (unsigned char *)b + BLOCK_HEADER;
+    if (cap - n > e->arena_left) { /* the new block has more room left */
+        e->arena = p + n;
+        e->arena_left = cap - n;
+    }
+    return p;
 }
 
 static void unref(bw_capture_t *e)
@@ -274,14 +358,18 @@ bw_capture_t *bw_capture_begin(bw_capture_store_t *s, const char *tunnel_name,
         return NULL;
     tunnel_name = tunnel_name ? tunnel_name : "";
     remote_ip = remote_ip ? remote_ip : "";
-    /* The entry and its two strings in one allocation: one malloc per
-     * exchange here and one free when it is evicted. */
+    /* The entry, its two strings and its arena in one allocation (see
+     * capture_int.h), the arena as big as recent exchanges needed. */
     size_t tn = strlen(tunnel_name) + 1, rn = strlen(remote_ip) + 1;
-    e = calloc(1, sizeof(*e) + tn + rn);
+    size_t head = ALIGN(sizeof(*e) + tn + rn), arena = s->arena_hint ? s->arena_hint : ARENA_MIN;
+    e = malloc(head + arena);
     if (!e)
         return NULL;
+    memset(e, 0, sizeof(*e));
     e->tunnel_name = memcpy(e->strings, tunnel_name, tn);
     e->remote_addr = memcpy(e->strings + tn, remote_ip, rn);
+    e->arena = (unsigned char *)e + head;
+    e->arena_left = arena;
     if (ring_push(s, e) != 0) {
         free(e);
         return NULL;
@@ -289,8 +377,8 @@ bw_capture_t *bw_capture_begin(bw_capture_store_t *s, const char *tunnel_name,
     e->store = s;
     e->refs = 2;
     e->start_ns = start_unix_ns;
-    next_id(s, start_unix_ns, e->id);
-    bw__capture_account(e, sizeof(*e) + sizeof(e) + tn + rn, 0);
+    next_id(s, start_unix_ns, e->ksuid);
+    bw__capture_account(e, head + arena + sizeof(e), 0);
     bw__capture_enforce(s);
     return e;
 }
@@ -349,12 +437,9 @@ static int head_size(const bw_http_head_t *h, size_t *out)
     return 0;
 }
 
-static head_t *head_copy(const bw_http_head_t *h, size_t size)
+static head_t *head_copy(const bw_http_head_t *h, size_t size, head_t *c)
 {
-    head_t *c = malloc(size);
     char *cur;
-    if (!c)
-        return NULL;
     c->size = size;
     c->n = h->n_headers;
     c->h = (hdr_t *)(c + 1);
@@ -402,12 +487,11 @@ int bw_capture_head(bw_capture_t *c, bw_capture_dir_t dir, const bw_http_head_t 
         return rc;
     if (!c->store)
         return 0; /* evicted: the exchange goes on, uncaptured */
-    copy = head_copy(head, size);
+    /* A replaced head's room stays with the entry until it goes. */
+    copy = bw__capture_alloc(c, size);
     if (!copy)
         return BW_ENOMEM;
-    bw__capture_account(c, size, c->head[d] ? c->head[d]->size : 0);
-    free(c->head[d]);
-    c->head[d] = copy;
+    c->head[d] = head_copy(head, size, copy);
     bw__capture_enforce(c->store);
     return 0;
 }
@@ -424,12 +508,21 @@ void bw_capture_end(bw_capture_t *c, uint64_t duration_ns)
         return;
     c->ended = 1;
     c->duration_ns = duration_ns;
+    if (c->store) { /* the next entries' arena: about what recent ones used */
+        size_t want = c->used < ARENA_MIN ? ARENA_MIN : c->used > ARENA_MAX ? ARENA_MAX : c->used;
+        size_t hint = c->store->arena_hint ? c->store->arena_hint : want;
+        c->store->arena_hint = ALIGN((3 * hint + want) / 4);
+    }
     if (c->req == BW_CAPTURE_REQ_READING)
         c->req = BW_CAPTURE_REQ_DONE;
     unref(c);
 }
 
-const char *bw_capture_id(const bw_capture_t *c)
+const char *bw_capture_id(bw_capture_t *c)
 {
-    return c ? c->id : NULL;
+    if (!c)
+        return NULL;
+    if (!c->id[0])
+        bw__capture_id_text(c, c->id);
+    return c->id;
 }

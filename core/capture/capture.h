@@ -124,7 +124,7 @@ void bw_capture_req_state(bw_capture_t *c, bw_capture_req_t state);
 void bw_capture_end(bw_capture_t *c, uint64_t duration_ns);
 
 /* The id of a handle ("airt_..."), valid until bw_capture_end(). */
-const char *bw_capture_id(const bw_capture_t *c);
+const char *bw_capture_id(bw_capture_t *c);
 
 /* The list resource {"uri":"/api/requests/http","requests":[...]}, newest
  * first. Returns a new reference, or NULL on ENOMEM. */

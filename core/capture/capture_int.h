@@ -38,25 +38,44 @@ typedef struct head {
 } head_t;
 
 /* One direction's raw bytes: the first `kept` of the `seen` wire bytes, in
- * chunks that grow with what is kept (capture_raw.c). `kept` outlives the
- * chunks when an entry is evicted. */
+ * chunks that grow with what is kept (capture_raw.c), carved from the
+ * entry's memory (bw__capture_alloc). `kept` outlives the chunks when an
+ * entry is evicted. */
 typedef struct rawbuf {
     bw_chunkq_t q;
     uint64_t seen, kept;
 } rawbuf_t;
 
+/* An allocation an entry made beyond its own, freed with its parts. */
+typedef struct block {
+    struct block *next;
+    size_t size; /* of the whole allocation, for accounting */
+} block_t;
+
+/* An entry's memory. The entry starts its own allocation, followed by its
+ * two strings and an arena from which its heads and raw chunks are carved;
+ * what does not fit goes to more blocks. A typical exchange therefore costs
+ * one malloc and one free, and its parts lie together: a full store evicts
+ * an entry for every new one, and the entries it evicts are cold. */
 struct bw_capture {
     bw_capture_store_t *store; /* NULL once evicted, cleared or the store freed */
     unsigned refs;             /* the store's listing + the writer's handle */
     int ended;
     bw_capture_req_t req;
+    /* The KSUID (4-byte time, payload) big-endian: ids compare as these
+     * bytes. Its text is made when shown; `id` caches it for bw_capture_id. */
+    unsigned char ksuid[4 + KSUID_PAYLOAD];
     char id[BW_CAPTURE_ID_LEN + 1];
     const char *tunnel_name, *remote_addr; /* in strings[] */
     int64_t start_ns;
     uint64_t duration_ns;
     head_t *head[2];
     rawbuf_t raw[2];
-    size_t bytes; /* accounted to the store while listed */
+    size_t bytes;         /* accounted to the store while listed */
+    size_t used;          /* bytes its heads and chunks asked for: sizes the next entry */
+    unsigned char *arena; /* free room for heads and chunks */
+    size_t arena_left;
+    block_t *blocks; /* further allocations, freed when the entry is detached */
     char strings[];
 };
 
@@ -72,13 +91,16 @@ struct bw_capture_store {
     int have_last;
     uint32_t last_ts;
     unsigned char last_payload[KSUID_PAYLOAD];
-    uint64_t rng; /* fallback when getrandom() fails */
+    uint64_t rng;      /* fallback when getrandom() fails */
+    size_t arena_hint; /* arena size for a new entry: what recent ones used */
 };
 
 /* capture.c */
 
 /* a / b rounded towards minus infinity. */
 int64_t bw__capture_floor_div(int64_t a, int64_t b);
+/* The entry's id as text ("airt_" and 27 base62 digits). */
+void bw__capture_id_text(const bw_capture_t *e, char out[BW_CAPTURE_ID_LEN + 1]);
 /* The i-th listed entry, oldest first (i < s->count). */
 bw_capture_t *bw__capture_ring_at(const bw_capture_store_t *s, size_t i);
 /* The listed entry with this id, or NULL. */
@@ -87,6 +109,10 @@ bw_capture_t *bw__capture_lookup(const bw_capture_store_t *s, const char *id);
 void bw__capture_account(bw_capture_t *e, size_t add, size_t sub);
 /* Evict the oldest entries until the store is within its budget. */
 void bw__capture_enforce(bw_capture_store_t *s);
+/* `n` bytes (16-aligned) from the entry's memory, valid until it is
+ * detached; NULL when out of memory. Accounts any new block to the store
+ * without enforcing the budget (the caller does, once it is done). */
+void *bw__capture_alloc(bw_capture_t *e, size_t n);
 /* 0 when c may still record `dir`, < 0 otherwise. */
 int bw__capture_check_dir(const bw_capture_t *c, bw_capture_dir_t dir);
 

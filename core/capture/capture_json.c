@@ -231,10 +231,12 @@ int bw_capture_rfc3339(int64_t unix_ns, char *out, size_t outlen)
 static json_t *entry_json(const bw_capture_t *e)
 {
     char uri[64], start[64];
-    bw_fmt(uri, sizeof uri, "/api/requests/http/%s", e->id);
+    char id[BW_CAPTURE_ID_LEN + 1];
+    bw__capture_id_text(e, id);
+    bw_fmt(uri, sizeof uri, "/api/requests/http/%s", id);
     if (bw_capture_rfc3339(e->start_ns, start, sizeof start) != 0)
         start[0] = '\0';
-    return json_pack("{s:s, s:s, s:o, s:o, s:s, s:I, s:o, s:o}", "uri", uri, "id", e->id,
+    return json_pack("{s:s, s:s, s:o, s:o, s:s, s:I, s:o, s:o}", "uri", uri, "id", id,
                      "tunnel_name", cstr(e->tunnel_name), "remote_addr", cstr(e->remote_addr),
                      "start", start, "duration", (json_int_t)e->duration_ns, "request",
                      request_json(e), "response", response_json(e));

@@ -23,11 +23,42 @@ static size_t chunk_cap(uint64_t kept, size_t room)
     return cap > room ? room : cap;
 }
 
+/* Append p[n] to r: into the last chunk's spare room, then a new chunk from
+ * the entry's memory sized by chunk_cap (`room`: what the cap still allows
+ * after the spare room). Returns 0 or BW_ENOMEM (a prefix may be kept). */
+static int raw_push(bw_capture_t *c, rawbuf_t *r, const unsigned char *p, size_t n, size_t room)
+{
+    bw_chunk_t *t = r->q.tail;
+    size_t spare = t ? t->cap - t->off - t->len : 0, k = n < spare ? n : spare;
+    if (k) {
+        memcpy(t->data + t->off + t->len, p, k);
+        t->len += k;
+        r->q.bytes += k;
+        p += k;
+        n -= k;
+    }
+    if (n == 0)
+        return 0;
+    size_t cap = chunk_cap(r->q.bytes, room - k);
+    cap = cap < n ? n : cap;
+    bw_chunk_t *ch = bw__capture_alloc(c, sizeof(bw_chunk_t) + cap);
+    if (!ch)
+        return BW_ENOMEM;
+    *ch = (bw_chunk_t){.len = n, .cap = cap};
+    memcpy(ch->data, p, n);
+    if (t)
+        t->next = ch;
+    else
+        r->q.head = ch;
+    r->q.tail = ch;
+    r->q.bytes += n;
+    return 0;
+}
+
 int bw_capture_raw(bw_capture_t *c, bw_capture_dir_t dir, const void *data, size_t len)
 {
     rawbuf_t *r;
-    size_t room, take, spare, done;
-    bw_chunk_t *tail;
+    size_t room, take;
     int rc;
 
     if (bw__capture_check_dir(c, dir) != 0 || (!data && len))
@@ -40,17 +71,9 @@ int bw_capture_raw(bw_capture_t *c, bw_capture_dir_t dir, const void *data, size
     take = len < room ? len : room;
     if (take == 0)
         return 0;
-    /* The push fills the last chunk's spare room first; size a new chunk
-     * for what is kept once that is done. */
-    tail = r->q.tail;
-    spare = tail ? tail->cap - tail->off - tail->len : 0;
-    done = take < spare ? take : spare;
-    rc = bw_chunkq_push(&r->q, data, take, chunk_cap(r->kept + done, room - done));
-    r->kept = r->q.bytes; /* on ENOMEM a prefix may have been kept */
-    if (r->q.tail != tail) {
-        bw__capture_account(c, sizeof(bw_chunk_t) + r->q.tail->cap, 0);
-        bw__capture_enforce(c->store); /* may evict c itself */
-    }
+    rc = raw_push(c, r, data, take, room);
+    r->kept = r->q.bytes;          /* on ENOMEM a prefix may have been kept */
+    bw__capture_enforce(c->store); /* may evict c itself */
     return rc;
 }
 

@@ -210,6 +210,34 @@ static void test_headers_aggregate_and_utf8(void **state)
     bw_capture_store_free(s);
 }
 
+/* Ids are kept as numbers and compared as such: only the exact text of a
+ * listed id finds it. */
+static void test_lookup_by_id_text(void **state)
+{
+    bw_capture_store_t *s = bw_capture_store_new(0, 0);
+    bw_capture_t *c = exchange(s, "t", T0, 1);
+    char id[BW_CAPTURE_ID_LEN + 1], bad[BW_CAPTURE_ID_LEN + 1];
+    json_t *j;
+
+    snprintf(id, sizeof id, "%s", bw_capture_id(c));
+    assert_int_equal(bw_capture_store_get_json(s, id, &j), 0);
+    assert_string_equal(json_string_value(json_object_get(j, "id")), id);
+    json_decref(j);
+    const char *wrong[] = {"airt_zzzzzzzzzzzzzzzzzzzzzzzzzzz", /* past 160 bits */
+                           "airt_00000000000000000000000000-", "AIRT_00000000000000000000000000",
+                           "", "airt_"};
+    for (size_t i = 0; i < sizeof wrong / sizeof *wrong; i++)
+        assert_int_equal(bw_capture_store_get_json(s, wrong[i], &j), BW_ENOENT);
+    memcpy(bad, id, sizeof bad);
+    bad[BW_CAPTURE_ID_LEN - 1] = bad[BW_CAPTURE_ID_LEN - 1] == 'a' ? 'b' : 'a'; /* another id */
+    assert_int_equal(bw_capture_store_get_json(s, bad, &j), BW_ENOENT);
+    memcpy(bad, id, sizeof bad);
+    bad[0] = 'A'; /* the prefix is part of the id */
+    assert_int_equal(bw_capture_store_get_json(s, bad, &j), BW_ENOENT);
+    bw_capture_end(c, 0);
+    bw_capture_store_free(s);
+}
+
 /* Names are stored as sent and made canonical when shown; a long one too. */
 static void test_long_header_name_canonical(void **state)
 {
@@ -821,6 +849,7 @@ int main(void)
         cmocka_unit_test(test_canonical_key_of_no_name),
         cmocka_unit_test(test_headers_aggregate_and_utf8),
         cmocka_unit_test(test_long_header_name_canonical),
+        cmocka_unit_test(test_lookup_by_id_text),
         cmocka_unit_test(test_base64_raw_with_body),
         cmocka_unit_test(test_rfc3339_offsets),
         cmocka_unit_test(test_start_in_entry_uses_local_zone),
