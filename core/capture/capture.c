@@ -268,9 +268,10 @@ static void evict_oldest(bw_capture_store_t *s)
 }
 
 /* The oldest entries are long out of the cache when a full store evicts
- * them, one per new exchange: fetch what the next two evictions will touch
- * ahead of them (the entry after next, and the parts of the next one, whose
- * entry the previous call fetched) rather than wait on each pointer. */
+ * them, one per new exchange: fetch what the next evictions will touch ahead
+ * of them rather than wait on it. That is the entry after next (its fields),
+ * and for the next one, whose fields the previous call fetched, what free()
+ * reads: the header of the allocation after its own, and its extra blocks. */
 static void prefetch_oldest(const bw_capture_store_t *s)
 {
     if (s->count > 1) {
@@ -281,12 +282,9 @@ static void prefetch_oldest(const bw_capture_store_t *s)
     if (s->count == 0)
         return;
     const bw_capture_t *e = bw__capture_ring_at(s, 0);
-    for (int d = 0; d < 2; d++) {
-        if (e->head[d])
-            __builtin_prefetch(e->head[d]);
-        if (e->raw[d].q.head)
-            __builtin_prefetch(e->raw[d].q.head);
-    }
+    __builtin_prefetch((const char *)e + e->alloc);
+    for (const block_t *b = e->blocks; b; b = b->next)
+        __builtin_prefetch((const char *)b + b->size);
 }
 
 void bw__capture_enforce(bw_capture_store_t *s)
@@ -365,11 +363,16 @@ bw_capture_t *bw_capture_begin(bw_capture_store_t *s, const char *tunnel_name,
     e = malloc(head + arena);
     if (!e)
         return NULL;
+    /* The memory is an evicted entry's, cold: fetch it all now, in parallel,
+     * rather than line by line as the heads and bytes arrive. */
+    for (size_t off = 0; off < head + arena; off += 64)
+        __builtin_prefetch((char *)e + off, 1);
     memset(e, 0, sizeof(*e));
     e->tunnel_name = memcpy(e->strings, tunnel_name, tn);
     e->remote_addr = memcpy(e->strings + tn, remote_ip, rn);
     e->arena = (unsigned char *)e + head;
     e->arena_left = arena;
+    e->alloc = head + arena;
     if (ring_push(s, e) != 0) {
         free(e);
         return NULL;

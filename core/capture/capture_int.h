@@ -73,6 +73,7 @@ struct bw_capture {
     rawbuf_t raw[2];
     size_t bytes;         /* accounted to the store while listed */
     size_t used;          /* bytes its heads and chunks asked for: sizes the next entry */
+    size_t alloc;         /* bytes of its own allocation */
     unsigned char *arena; /* free room for heads and chunks */
     size_t arena_left;
     block_t *blocks; /* further allocations, freed when the entry is detached */
