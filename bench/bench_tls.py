@@ -16,7 +16,7 @@ import subprocess
 import time
 
 from benchlib import (BenchError, Rounds, add_common_args, burrow_bins, compile_tools,
-                      ensure_package, fmt, free_port, log, logfmt, new_results, parse_targets,
+                      ensure_package, fmt, free_port, logfmt, new_results, parse_targets,
                       ratio, run_bench, run_load, start_edge, wait_for_log, wait_port, warn)
 
 TARGETS = ("direct", "haproxy", "burrow")
