@@ -268,10 +268,8 @@ BW_ANALYZER_IGNORE("-Wanalyzer-malloc-leak")
 static int cork_flush(tcp_stream_t *t)
 {
     bw_list_remove(&t->cork_node);
-    if (t->cork_len == 0)
-        return 0;
-    int rc = tcp_send(t, t->cork, t->cork_len);
-    cork_release(t);
+    int rc = t->cork_len ? tcp_send(t, t->cork, t->cork_len) : 0;
+    cork_release(t); /* a buffer goes back even when nothing was corked */
     return rc;
 }
 BW_ANALYZER_END
