@@ -19,30 +19,39 @@ static bw_chunk_t *chunk_new(const void *p, size_t len, size_t cap)
     return c;
 }
 
-int bw_chunkq_push(bw_chunkq_t *q, const void *p, size_t len, size_t min_cap)
+size_t bw_chunkq_fill(bw_chunkq_t *q, const void *p, size_t len)
 {
-    const uint8_t *b = p;
     bw_chunk_t *t = q->tail;
-    if (t) {
-        size_t room = t->cap - t->off - t->len;
-        size_t n = len < room ? len : room;
-        memcpy(t->data + t->off + t->len, b, n);
-        t->len += n;
-        q->bytes += n;
-        b += n;
-        len -= n;
-    }
-    if (len == 0)
+    size_t room = t ? t->cap - t->off - t->len : 0, n = len < room ? len : room;
+    if (n == 0)
         return 0;
-    bw_chunk_t *c = chunk_new(b, len, len > min_cap ? len : min_cap);
-    if (!c)
-        return BW_ENOMEM;
-    if (t)
-        t->next = c;
+    memcpy(t->data + t->off + t->len, p, n);
+    t->len += n;
+    q->bytes += n;
+    return n;
+}
+
+void bw_chunkq_append(bw_chunkq_t *q, bw_chunk_t *c)
+{
+    c->next = NULL;
+    if (q->tail)
+        q->tail->next = c;
     else
         q->head = c;
     q->tail = c;
-    q->bytes += len;
+    q->bytes += c->len;
+}
+
+int bw_chunkq_push(bw_chunkq_t *q, const void *p, size_t len, size_t min_cap)
+{
+    size_t n = bw_chunkq_fill(q, p, len);
+    if (n == len)
+        return 0;
+    bw_chunk_t *c =
+        chunk_new((const uint8_t *)p + n, len - n, len - n > min_cap ? len - n : min_cap);
+    if (!c)
+        return BW_ENOMEM;
+    bw_chunkq_append(q, c);
     return 0;
 }
 

@@ -34,6 +34,15 @@ typedef struct bw_chunkq {
  * queued (`bytes` says how much). */
 int bw_chunkq_push(bw_chunkq_t *q, const void *p, size_t len, size_t min_cap);
 
+/* The two halves of bw_chunkq_push, for callers that allocate chunks
+ * themselves: copy what fits of p[len] into the last chunk's spare room
+ * (returns how much), and append a chunk the caller allocated and filled
+ * (its `len` bytes count; off and cap as the caller set them). The queue
+ * then owns the chunk only as far as the caller's allocator says: such
+ * callers must not use bw_chunkq_pop, bw_chunkq_drop or bw_chunkq_clear. */
+size_t bw_chunkq_fill(bw_chunkq_t *q, const void *p, size_t len);
+void bw_chunkq_append(bw_chunkq_t *q, bw_chunk_t *c);
+
 /* Put a copy of p[len] in front of everything queued (a reader giving bytes
  * back). Returns 0 or BW_ENOMEM (queue unchanged). */
 int bw_chunkq_push_front(bw_chunkq_t *q, const void *p, size_t len);

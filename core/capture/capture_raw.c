@@ -28,30 +28,17 @@ static size_t chunk_cap(uint64_t kept, size_t room)
  * after the spare room). Returns 0 or BW_ENOMEM (a prefix may be kept). */
 static int raw_push(bw_capture_t *c, rawbuf_t *r, const unsigned char *p, size_t n, size_t room)
 {
-    bw_chunk_t *t = r->q.tail;
-    size_t spare = t ? t->cap - t->off - t->len : 0, k = n < spare ? n : spare;
-    if (k) {
-        memcpy(t->data + t->off + t->len, p, k);
-        t->len += k;
-        r->q.bytes += k;
-        p += k;
-        n -= k;
-    }
-    if (n == 0)
+    size_t k = bw_chunkq_fill(&r->q, p, n);
+    if (k == n)
         return 0;
     size_t cap = chunk_cap(r->q.bytes, room - k);
-    cap = cap < n ? n : cap;
+    cap = cap < n - k ? n - k : cap;
     bw_chunk_t *ch = bw__capture_alloc(c, sizeof(bw_chunk_t) + cap);
     if (!ch)
         return BW_ENOMEM;
-    *ch = (bw_chunk_t){.len = n, .cap = cap};
-    memcpy(ch->data, p, n);
-    if (t)
-        t->next = ch;
-    else
-        r->q.head = ch;
-    r->q.tail = ch;
-    r->q.bytes += n;
+    *ch = (bw_chunk_t){.len = n - k, .cap = cap};
+    memcpy(ch->data, p + k, n - k);
+    bw_chunkq_append(&r->q, ch);
     return 0;
 }
 

@@ -206,6 +206,32 @@ static void chunkq_fifo_fills_tail_first(void **state)
     assert_int_equal(q.bytes, 0);
 }
 
+/* A caller that allocates its own chunks: fill takes what the tail has
+ * room for, append links a chunk it made; the bytes read back in order. */
+static void chunkq_fill_and_append(void **state)
+{
+    bw_chunkq_t q = {0};
+    static union {
+        bw_chunk_t c;
+        unsigned char b[sizeof(bw_chunk_t) + 16];
+    } one, two;
+    assert_int_equal(bw_chunkq_fill(&q, "abc", 3), 0); /* no tail: nothing fits */
+    one.c = (bw_chunk_t){.len = 3, .cap = 4};
+    memcpy(one.c.data, "abc", 3);
+    bw_chunkq_append(&q, &one.c);
+    assert_int_equal(bw_chunkq_fill(&q, "defg", 4), 1); /* one byte of room left */
+    two.c = (bw_chunk_t){.len = 3, .cap = 16};
+    memcpy(two.c.data, "efg", 3);
+    bw_chunkq_append(&q, &two.c);
+    assert_int_equal(q.bytes, 7);
+    const void *segs[2];
+    size_t lens[2], total;
+    assert_int_equal(bw_chunkq_gather(&q, 100, segs, lens, 2, &total), 2);
+    assert_int_equal(total, 7);
+    assert_memory_equal(segs[0], "abcd", 4);
+    assert_memory_equal(segs[1], "efg", 3);
+}
+
 static void chunkq_push_front_and_pop(void **state)
 {
     bw_chunkq_t q = {0};
@@ -275,8 +301,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(buf_appends_and_terminates),   cmocka_unit_test(buf_too_big_is_sticky),
         cmocka_unit_test(buf_out_of_memory_is_sticky),  cmocka_unit_test(list_push_remove_move),
-        cmocka_unit_test(chunkq_fifo_fills_tail_first), cmocka_unit_test(chunkq_push_front_and_pop),
-        cmocka_unit_test(http_reasons_and_tokens),      cmocka_unit_test(base64_round_trips),
+        cmocka_unit_test(chunkq_fifo_fills_tail_first), cmocka_unit_test(chunkq_fill_and_append),
+        cmocka_unit_test(chunkq_push_front_and_pop),    cmocka_unit_test(http_reasons_and_tokens),
+        cmocka_unit_test(base64_round_trips),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
