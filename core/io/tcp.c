@@ -126,11 +126,13 @@ static int tcp_send2(tcp_stream_t *t, const void *a, size_t alen, const void *b,
     size_t off = 0, len = alen + blen;
     if (t->queued == 0) {
         /* Most writes fit in the socket buffer: no copy, no request. */
-        uv_buf_t bufs[2] = {uv_buf_init((char *)a, (unsigned)alen),
-                            uv_buf_init((char *)b, (unsigned)blen)};
-        int n = alen == 0   ? uv_try_write((uv_stream_t *)&t->h, &bufs[1], 1)
-                : blen == 0 ? uv_try_write((uv_stream_t *)&t->h, &bufs[0], 1)
-                            : uv_try_write((uv_stream_t *)&t->h, bufs, 2);
+        uv_buf_t bufs[2];
+        unsigned nb = 0;
+        if (alen)
+            bufs[nb++] = uv_buf_init((char *)a, (unsigned)alen);
+        if (blen)
+            bufs[nb++] = uv_buf_init((char *)b, (unsigned)blen);
+        int n = uv_try_write((uv_stream_t *)&t->h, bufs, nb);
         if (n >= 0)
             off = (size_t)n;
         else if (n != UV_EAGAIN)
