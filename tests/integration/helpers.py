@@ -887,6 +887,40 @@ class RecordingServer(_Server):
 # a TCP proxy whose connections can be cut (for resume tests)
 
 
+class HttpsServer:
+    """A local HTTPS service: http.server behind TLS with certfile/keyfile,
+    answering every GET with 200 and `body` and recording the paths it saw
+    in `seen`. close() stops it (the `servers` fixture calls it)."""
+
+    def __init__(self, certfile, keyfile, body):
+        import http.server
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                seen.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(certfile, keyfile)
+        self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
+        self.port = self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
 class CuttableProxy:
     """Forwards 127.0.0.1:<port> to target; cut() drops every live
     connection (with RST) while the listener stays up."""

@@ -6,7 +6,6 @@ The local service records the exact bytes of every request it receives, so
 the tests can compare captures and replays byte for byte."""
 import base64
 import http.client
-import json
 import os
 import re
 import socket
@@ -390,52 +389,20 @@ def test_http_metrics_count_requests(http_edge, start_agent, local):
 def test_https_upstream_is_spoken_to_over_tls(http_edge, start_agent, servers, tmp_path):
     """addr https://localhost:PORT: the agent speaks TLS to the local service
     and, like ngrok, does not verify its (self-signed) certificate."""
-    import http.server
     import subprocess
     crt, key = tmp_path / "local.crt", tmp_path / "local.key"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(crt)],
                    check=True, capture_output=True)
-    seen = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self):
-            seen.append(self.path)
-            body = b"secure hello\n"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a):
-            pass
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(str(crt), str(key))
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    servers.append(ServerCloser(srv))
-    port = srv.server_address[1]
+    srv = H.HttpsServer(str(crt), str(key), b"secure hello\n")
+    servers.append(srv)
+    port = srv.port
     agent, api, urls = start_http(start_agent, http_edge, "https://localhost:%d" % port)
     st, _, body = request(urls["command_line (http)"], path="/over-tls")
     assert (st, body) == (200, b"secure hello\n")
-    assert seen == ["/over-tls"]
+    assert srv.seen == ["/over-tls"]
     st, _, t = call(api, "GET", "/api/tunnels/command_line")
     assert t["config"]["addr"] == "https://localhost:%d" % port
-
-
-class ServerCloser:
-    """Adapter so the `servers` fixture can stop an http.server."""
-
-    def __init__(self, srv):
-        self.srv = srv
-
-    def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
 
 
 @pytest.mark.deadline(90)

@@ -509,34 +509,10 @@ def test_resume_keeps_tls_name_and_refuses_meanwhile(edge, local_tls, certs, pro
 
 def test_curl_through_passthrough_reaches_local_https_server(edge, certs, procs, tmp_path,
                                                              servers):
-    import http.server
-
-    class Hello(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = b"served by the local https server\n"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a):
-            pass
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(*certs["local"])
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    t = H.threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-
-    class Closer:
-        def close(self):
-            srv.shutdown()
-            srv.server_close()
-
-    servers.append(Closer())
+    srv = H.HttpsServer(*certs["local"], b"served by the local https server\n")
+    servers.append(srv)
     agent = agent_with(procs, tmp_path, edge, {
-        "web": {"proto": "tls", "addr": srv.server_address[1], "subdomain": "shop"}})
+        "web": {"proto": "tls", "addr": srv.port, "subdomain": "shop"}})
     url = agent.urls(["web"])["web"]
     host = "shop." + DOMAIN
     assert url == "tls://%s:%d" % (host, edge.https_port)
