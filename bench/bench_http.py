@@ -289,17 +289,23 @@ def report_context(results, targets):
         print("\n".join(lines))
 
 
+def by_program(figures):
+    """{process name: (a, b)} summed per program: sshd.1 and sshd.2 are sshd."""
+    groups = {}
+    for name, (a, b) in figures.items():
+        g = groups.setdefault(name.split(".")[0], [0.0, 0.0])
+        g[0] += a
+        g[1] += b
+    return groups
+
+
 def report_memory(results, targets):
     lines = []
     for t in targets:
         mem = results["targets"].get(t, {}).get("memory")
         if not mem:
             continue
-        groups = {}
-        for name, m in mem.items():
-            g = groups.setdefault(name.split(".")[0], [0.0, 0.0])
-            g[0] += m["rss_mib"]
-            g[1] += m["hwm_mib"]
+        groups = by_program({n: (m["rss_mib"], m["hwm_mib"]) for n, m in mem.items()})
         total = sum(g[0] for g in groups.values())
         parts = [f"{n} {fmt(g[0])} (peak {fmt(g[1])})" for n, g in groups.items()]
         lines.append(f"    {t + ':':18s} " + " + ".join(parts) + f" = {fmt(total)} MiB")
@@ -314,11 +320,8 @@ def report_hold(results, targets):
         hold = results["targets"].get(t, {}).get("hold")
         if not hold:
             continue
-        groups = {}
-        for name, mib in hold["rss_mib"].items():
-            g = groups.setdefault(name.split(".")[0], [0.0, 0.0])
-            g[0] += hold["rss_before_mib"].get(name, 0.0)
-            g[1] += mib
+        groups = by_program({n: (hold["rss_before_mib"].get(n, 0.0), mib)
+                             for n, mib in hold["rss_mib"].items()})
         parts = [f"{n} {fmt(g[0])} -> {fmt(g[1])}" for n, g in groups.items()]
         lines.append(f"    {t + ':':18s} " + ", ".join(parts)
                      + f"   ({hold['held']} held, {hold['errors']} failed)")

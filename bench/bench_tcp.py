@@ -11,10 +11,10 @@ import re
 import subprocess
 import time
 
-from benchlib import (BenchError, Rounds, add_common_args, burrow_bins, compile_tools, fmt,
-                      free_port, hold_connections, log, logfmt, new_results, parse_targets,
-                      raise_nofile, ratio, rss_kib, run_bench, run_load, start_edge,
-                      start_haproxy, wait_for_log, warn)
+from benchlib import (BenchError, Rounds, add_common_args, add_stream_args, burrow_bins,
+                      compile_tools, fmt, free_port, hold_connections, log, logfmt, new_results,
+                      parse_targets, raise_nofile, ratio, rss_kib, run_bench, run_load,
+                      start_edge, start_haproxy, wait_for_log, warn)
 
 TARGETS = ("direct", "haproxy", "burrow")
 RSS_TARGET_MIB = 24.0
@@ -120,14 +120,9 @@ def report(results, targets):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="bench/run [tcp]", description=__doc__.splitlines()[0])
     add_common_args(ap, TARGETS, rounds=1, seconds=5.0)
-    ap.add_argument("--warmup", type=float, default=0.5,
-                    help="seconds of each bulk transfer not counted (default 0.5)")
-    ap.add_argument("--streams", type=int, default=4, help="parallel streams (default 4)")
-    ap.add_argument("--workers", type=int, default=4,
-                    help="concurrent workers for the connection rate (default 4)")
+    add_stream_args(ap, "concurrent workers for the connection rate")
     ap.add_argument("--hold", type=int, default=1000,
                     help="connections held open for the RSS measurement (default 1000)")
-    ap.add_argument("--haproxy-threads", type=int, default=2, help="HAProxy nbthread (default 2)")
     ap.add_argument("--sink-threads", type=int, default=2,
                     help="threads of the local service (default 2)")
     ap.add_argument("--agent-arg", action="append", default=[],

@@ -15,9 +15,10 @@ import re
 import subprocess
 import time
 
-from benchlib import (BenchError, Rounds, add_common_args, burrow_bins, compile_tools,
-                      ensure_package, fmt, free_port, logfmt, new_results, parse_targets,
-                      ratio, run_bench, run_load, start_edge, wait_for_log, wait_port, warn)
+from benchlib import (BenchError, Rounds, add_common_args, add_stream_args, burrow_bins,
+                      compile_tools, ensure_package, fmt, free_port, logfmt, new_results,
+                      parse_targets, ratio, run_bench, run_load, start_edge, wait_for_log,
+                      wait_port, warn)
 
 TARGETS = ("direct", "haproxy", "burrow")
 SNI = "bench.localhost"
@@ -188,12 +189,7 @@ def run(args, targets, results, procs, workdir):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="bench/run tls", description=__doc__.splitlines()[0])
     add_common_args(ap, TARGETS, rounds=1, seconds=5.0)
-    ap.add_argument("--warmup", type=float, default=0.5,
-                    help="seconds of each bulk transfer not counted (default 0.5)")
-    ap.add_argument("--streams", type=int, default=4, help="parallel streams (default 4)")
-    ap.add_argument("--workers", type=int, default=4,
-                    help="concurrent clients of the handshake rate (default 4)")
-    ap.add_argument("--haproxy-threads", type=int, default=2, help="HAProxy nbthread (default 2)")
+    add_stream_args(ap, "concurrent clients of the handshake rate")
     args = ap.parse_args(argv)
     targets = parse_targets(ap, args, TARGETS)
     args.build_dir = os.path.abspath(args.build_dir)

@@ -375,6 +375,16 @@ def add_common_args(ap, targets, rounds, seconds, prefix=""):
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
 
 
+def add_stream_args(ap, workers_help):
+    """The options of the stream benchmarks (tcp, tls): bulk warm-up, parallel
+    streams, concurrent clients of the rate measurement, HAProxy threads."""
+    ap.add_argument("--warmup", type=float, default=0.5,
+                    help="seconds of each bulk transfer not counted (default 0.5)")
+    ap.add_argument("--streams", type=int, default=4, help="parallel streams (default 4)")
+    ap.add_argument("--workers", type=int, default=4, help=f"{workers_help} (default 4)")
+    ap.add_argument("--haproxy-threads", type=int, default=2, help="HAProxy nbthread (default 2)")
+
+
 def parse_targets(ap, args, known):
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     for t in targets:

@@ -502,6 +502,15 @@ static int cmd_repeat(const char *hosthdr, const char *path, unsigned long long 
 
 /* ---- hold ---------------------------------------------------------------- */
 
+/* Say how many connections are held, then wait until stdin says to let go. */
+static void held_until_stdin(int held, int errors, double t0)
+{
+    printf("{\"held\":%d,\"errors\":%d,\"seconds\":%.3f}\n", held, errors, now() - t0);
+    fflush(stdout);
+    char line[64];
+    (void)!fgets(line, sizeof line, stdin);
+}
+
 static int cmd_hold(int count)
 {
     int *fds = malloc((size_t)count * sizeof *fds);
@@ -528,10 +537,7 @@ static int cmd_hold(int count)
                 held++;
         }
     }
-    printf("{\"held\":%d,\"errors\":%d,\"seconds\":%.3f}\n", held, errors, now() - t0);
-    fflush(stdout);
-    char line[64];
-    (void)!fgets(line, sizeof line, stdin);
+    held_until_stdin(held, errors, t0);
     for (int i = 0; i < count; i++)
         if (fds[i] >= 0)
             close(fds[i]);
@@ -569,10 +575,7 @@ static int cmd_hold_http(const char *hosthdr, int count)
                 errors++;
         }
     }
-    printf("{\"held\":%d,\"errors\":%d,\"seconds\":%.3f}\n", held, errors, now() - t0);
-    fflush(stdout);
-    char line[64];
-    (void)!fgets(line, sizeof line, stdin);
+    held_until_stdin(held, errors, t0);
     for (int i = 0; i < count; i++)
         if (ok[i])
             peer_close(&ps[i]);
