@@ -16,7 +16,7 @@ import time
 
 from benchlib import (BenchError, Rounds, add_common_args, compile_tools, ensure_package, fmt,
                       hold_connections, log, new_results, parse_targets, ratio, run_bench,
-                      run_load, status_kib, warn)
+                      run_load, start_each, status_kib, warn)
 from http_paths import (BULK_BYTES, SMALL_BODY, api_get, check_endpoint, start_service,
                         start_target)
 
@@ -48,21 +48,17 @@ TARGET_ROWS = (
 
 def start_targets(procs, args, workdir, results, targets, svc):
     """Start every path; a path that fails is left out with its reason under errors."""
-    endpoints = {}
-    for t in targets:
-        try:
-            ep = start_target(procs, args, workdir, results, t, svc.port)
-            check_endpoint(ep, svc)
-            run_wrk(args, ep, 1)   # warm-up: connections, caches, the agent's first streams
-            endpoints[t] = ep
-            if ep.url:
-                results["host"][f"{t}_url"] = ep.url
-            log(f"{t}: ready on {ep.host}:{ep.port} (Host: {ep.hosthdr})")
-        except (BenchError, subprocess.CalledProcessError, subprocess.TimeoutExpired,
-                OSError) as e:
-            results["errors"][t] = str(e)
-            warn(f"{t}: not measured: {e}")
-    return endpoints
+
+    def start(t):
+        ep = start_target(procs, args, workdir, results, t, svc.port)
+        check_endpoint(ep, svc)
+        run_wrk(args, ep, 1)   # warm-up: connections, caches, the agent's first streams
+        if ep.url:
+            results["host"][f"{t}_url"] = ep.url
+        log(f"{t}: ready on {ep.host}:{ep.port} (Host: {ep.hosthdr})")
+        return ep
+
+    return start_each(results, targets, start)
 
 
 # ---------------------------------------------------------------------------

@@ -8,13 +8,12 @@ See bench/README.md for what is measured and how to read the output.
 import argparse
 import os
 import re
-import subprocess
 import time
 
 from benchlib import (BenchError, Rounds, add_common_args, add_stream_args, burrow_bins,
                       compile_tools, fmt, free_port, hold_connections, log, logfmt, new_results,
                       parse_targets, raise_nofile, ratio, rss_kib, run_bench, run_load,
-                      start_edge, start_haproxy, wait_for_log, warn)
+                      start_each, start_edge, start_haproxy, wait_for_log, warn)
 
 TARGETS = ("direct", "haproxy", "burrow")
 RSS_TARGET_MIB = 24.0
@@ -147,40 +146,26 @@ def main(argv=None):
 
 def start_targets(args, targets, results, procs, workdir, sink_port):
     """Start the proxies; returns {target: (host, port, {name: pid} of the proxy processes)}."""
-    endpoints = {}
-    if "direct" in targets:
-        endpoints["direct"] = ("127.0.0.1", sink_port, {})
-    if "haproxy" in targets:
-        try:
+
+    def start(t):
+        if t == "direct":
+            ep = ("127.0.0.1", sink_port, {})
+        elif t == "haproxy":
             hp, hp_port, version = start_haproxy(procs, workdir, sink_port,
                                                  args.haproxy_threads, args.hold * 2 + 1000)
             results["host"]["haproxy"] = version
-            endpoints["haproxy"] = ("127.0.0.1", hp_port, {"haproxy": hp.pid})
-        except (BenchError, subprocess.CalledProcessError, OSError) as e:
-            results["errors"]["haproxy"] = str(e)
-            warn(f"haproxy: {e}")
-    if "burrow" in targets:
-        try:
+            ep = ("127.0.0.1", hp_port, {"haproxy": hp.pid})
+        else:
             edge, agent, host, port, url = start_burrow(procs, workdir, args.build_dir,
                                                         sink_port, args.agent_arg)
             results["host"]["burrow_url"] = url
-            endpoints["burrow"] = (host, port, {"burrowd": edge.pid, "burrow": agent.pid})
-        except BenchError as e:
-            results["errors"]["burrow"] = str(e)
-            warn(f"burrow: {e}")
+            ep = (host, port, {"burrowd": edge.pid, "burrow": agent.pid})
+        # Sanity: each endpoint must echo before anything is measured.
+        if run_load(args.tools, ["hold", ep[0], ep[1], 1], 15)["held"] != 1:
+            raise BenchError("not working: echo through it failed")
+        return ep
 
-    # Sanity: each endpoint must echo before anything is measured.
-    for t in list(endpoints):
-        host, port, _ = endpoints[t]
-        try:
-            r = run_load(args.tools, ["hold", host, port, 1], 15)
-            if r["held"] != 1:
-                raise BenchError("echo through it failed")
-        except (BenchError, subprocess.TimeoutExpired) as e:
-            results["errors"][t] = f"not working: {e}"
-            warn(f"{t}: not working, skipped: {e}")
-            del endpoints[t]
-    return endpoints
+    return start_each(results, targets, start)
 
 
 def run(args, targets, results, procs, workdir):

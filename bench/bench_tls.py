@@ -17,8 +17,8 @@ import time
 
 from benchlib import (BenchError, Rounds, add_common_args, add_stream_args, burrow_bins,
                       compile_tools, ensure_package, fmt, free_port, logfmt, new_results,
-                      parse_targets, ratio, run_bench, run_load, start_edge, wait_for_log,
-                      wait_port, warn)
+                      parse_targets, ratio, run_bench, run_load, start_each, start_edge,
+                      wait_for_log, wait_port)
 
 TARGETS = ("direct", "haproxy", "burrow")
 SNI = "bench.localhost"
@@ -94,38 +94,27 @@ def start_burrow(procs, workdir, build_dir, backend_port):
 
 def start_targets(args, targets, results, procs, workdir, sink_port):
     """{target: (port, server name, {name: pid})}; all connect to 127.0.0.1."""
-    endpoints = {}
-    if "direct" in targets:
-        endpoints["direct"] = (sink_port, SNI, {})
-    if "haproxy" in targets:
-        try:
+
+    def start(t):
+        if t == "direct":
+            ep = (sink_port, SNI, {})
+        elif t == "haproxy":
             hp, port, version = start_haproxy_sni(procs, workdir, sink_port,
                                                   args.haproxy_threads)
             results["host"]["haproxy"] = version
-            endpoints["haproxy"] = (port, SNI, {"haproxy": hp.pid})
-        except (BenchError, subprocess.CalledProcessError, OSError) as e:
-            results["errors"]["haproxy"] = str(e)
-            warn(f"haproxy: {e}")
-    if "burrow" in targets:
-        try:
+            ep = (port, SNI, {"haproxy": hp.pid})
+        else:
             edge, agent, name, port, url = start_burrow(procs, workdir, args.build_dir,
                                                         sink_port)
             results["host"]["burrow_url"] = url
-            endpoints["burrow"] = (port, name, {"burrowd": edge.pid, "burrow": agent.pid})
-        except BenchError as e:
-            results["errors"]["burrow"] = str(e)
-            warn(f"burrow: {e}")
-    for t in list(endpoints):   # each must complete a handshake and echo first
-        port, name, _ = endpoints[t]
-        try:
-            r = run_load(args.tools, ["--tls", name, "rate", "127.0.0.1", port, 1, 0.3], 15)
-            if not r["conns"]:
-                raise BenchError("no TLS connection through it completed")
-        except (BenchError, subprocess.TimeoutExpired) as e:
-            results["errors"][t] = f"not working: {e}"
-            warn(f"{t}: not working, skipped: {e}")
-            del endpoints[t]
-    return endpoints
+            ep = (port, name, {"burrowd": edge.pid, "burrow": agent.pid})
+        # Each must complete a handshake and echo first.
+        r = run_load(args.tools, ["--tls", ep[1], "rate", "127.0.0.1", ep[0], 1, 0.3], 15)
+        if not r["conns"]:
+            raise BenchError("not working: no TLS connection through it completed")
+        return ep
+
+    return start_each(results, targets, start)
 
 
 def report(results, targets):

@@ -375,6 +375,20 @@ def add_common_args(ap, targets, rounds, seconds, prefix=""):
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
 
 
+def start_each(results, targets, start):
+    """{target: start(target)} for every target that starts; one that fails
+    (start raises) is left out with its reason under results["errors"]."""
+    endpoints = {}
+    for t in targets:
+        try:
+            endpoints[t] = start(t)
+        except (BenchError, subprocess.CalledProcessError, subprocess.TimeoutExpired,
+                OSError) as e:
+            results["errors"][t] = str(e)
+            warn(f"{t}: not measured: {e}")
+    return endpoints
+
+
 def add_stream_args(ap, workers_help):
     """The options of the stream benchmarks (tcp, tls): bulk warm-up, parallel
     streams, concurrent clients of the rate measurement, HAProxy threads."""
